@@ -1,0 +1,34 @@
+# The two commands a new machine needs: `make book` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= cpu
+
+# The checksum-verified CIFAR-10 copy beside the project on the reference machines; elsewhere the
+# data comes from ELRT_DATA_DIR, ./data, or the official download (see README.md).
+SHARED_CIFAR := $(abspath ../shared/data/cifar10)
+ifneq ($(wildcard $(SHARED_CIFAR)/MD5SUMS),)
+export ELRT_DATA_DIR ?= $(SHARED_CIFAR)
+endif
+
+.PHONY: test book reproduce bench clean-book
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+book: $(STAMP)
+	$(BIN)/elrt reproduce --profile cpu --reuse-only
+	$(BIN)/jupyter-book build --all .
+
+reproduce: $(STAMP)
+	$(BIN)/elrt reproduce --profile $(PROFILE)
+
+clean-book:
+	rm -rf _build book/generated

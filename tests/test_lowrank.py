@@ -1,0 +1,181 @@
+"""Low-rank layers: equivalence with dense convs, initialization, cost formulas, bad input."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from elrt_core import cost
+from elrt_core.lowrank import FORMATS, CPConv2d, MatrixConv2d, SpatialConv2d, Tucker2Conv2d
+
+EXACT_FORMATS = ["tucker2", "matrix", "spatial"]  # exact at full rank; CP-ALS is an iterative fit
+
+
+def _full(cls, conv):
+    return cls.max_ranks(conv.in_channels, conv.out_channels, conv.kernel_size)
+
+
+@pytest.mark.parametrize("fmt", EXACT_FORMATS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_from_dense_full_rank_reproduces_dense_conv(fmt, stride, padding, bias):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 10, 3, stride=stride, padding=padding, bias=bias)
+    cls = FORMATS[fmt]
+    layer = cls.from_dense(conv, _full(cls, conv))
+    x = torch.randn(2, 6, 11, 11)
+    assert (layer(x) - conv(x)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", EXACT_FORMATS)
+def test_from_dense_non_square_kernel_dilation(fmt):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(5, 7, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2), bias=True)
+    cls = FORMATS[fmt]
+    layer = cls.from_dense(conv, _full(cls, conv))
+    x = torch.randn(2, 5, 13, 12)
+    assert layer(x).shape == conv(x).shape
+    assert (layer(x) - conv(x)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("stride,padding,kernel", [(1, 1, 3), (2, 1, 3), (2, 0, (3, 1)), (1, 2, (5, 3))])
+def test_to_dense_reproduces_random_layer(fmt, stride, padding, kernel):
+    torch.manual_seed(2)
+    cls = FORMATS[fmt]
+    kernel_pair = kernel if isinstance(kernel, tuple) else (kernel, kernel)
+    full = cls.max_ranks(8, 12, kernel_pair)
+    ranks = tuple(max(1, f // 2) for f in full)
+    layer = cls(8, 12, kernel, ranks, stride=stride, padding=padding, bias=True)
+    nn.init.normal_(layer._convs()[-1].bias)
+    dense = layer.to_dense()
+    x = torch.randn(3, 8, 10, 9)
+    assert isinstance(dense, nn.Conv2d)
+    assert (layer(x) - dense(x)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_kernel_matches_the_chain(fmt):
+    """kernel() is the dense weight the chain applies: conv2d with it equals forward."""
+    torch.manual_seed(3)
+    cls = FORMATS[fmt]
+    layer = cls(4, 6, 3, tuple(2 for _ in cls.rank_names), padding=1, bias=False)
+    x = torch.randn(1, 4, 7, 7)
+    assert torch.allclose(layer(x), torch.nn.functional.conv2d(x, layer.kernel(), padding=1), atol=1e-5)
+
+
+def test_cp_from_dense_fits_a_cp_kernel_exactly():
+    torch.manual_seed(4)
+    src = CPConv2d(6, 8, 3, 3, padding=1, bias=False)
+    conv = src.to_dense()
+    fit = CPConv2d.from_dense(conv, 3)
+    err = ((fit.kernel() - conv.weight) ** 2).sum() / (conv.weight**2).sum()
+    assert err.item() < 1e-6
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_scratch_init_has_kaiming_variance(fmt):
+    """The reconstructed kernel has Var = 2 / fan_in whatever the ranks (see layers docstring)."""
+    torch.manual_seed(5)
+    cls = FORMATS[fmt]
+    c_in, c_out, k = 64, 64, 3
+    full = cls.max_ranks(c_in, c_out, (k, k))
+    target = 2.0 / (c_in * k * k)
+    for frac in (0.25, 0.5):
+        ranks = tuple(max(1, int(frac * min(f, 64))) for f in full)
+        variances = [cls(c_in, c_out, k, ranks).kernel().var().item() for _ in range(40)]
+        mean_var = sum(variances) / len(variances)
+        assert abs(mean_var / target - 1) < 0.15, (fmt, ranks, mean_var, target)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cost_formula_matches_counted_cost(fmt, stride):
+    cls = FORMATS[fmt]
+    conv = nn.Conv2d(12, 20, 3, stride=stride, padding=1, bias=True)
+    geom = cost.ConvGeometry.of(conv, (15, 17))
+    full = cls.max_ranks(12, 20, (3, 3))
+    ranks = tuple(max(1, f // 3) for f in full)
+    layer = cls(12, 20, 3, ranks, stride=stride, padding=1, bias=True)
+    counted = cost.count(layer, (12, 15, 17))
+    assert cls.cost(geom, ranks) == (counted.macs, counted.params)
+
+
+def test_tucker2_cost_equals_paper_formula():
+    """params C_in R1 + R1 R2 k^2 + R2 C_out; MACs H W C_in R1 + H' W' (R1 R2 k^2 + R2 C_out)."""
+    c_in, c_out, r1, r2, k, h = 16, 32, 5, 9, 3, 16
+    layer = Tucker2Conv2d(c_in, c_out, k, (r1, r2), stride=2, padding=1, bias=False)
+    got = cost.count(layer, (c_in, h, h))
+    ho = h // 2
+    assert got.params == c_in * r1 + r1 * r2 * k * k + r2 * c_out
+    assert got.macs == h * h * c_in * r1 + ho * ho * (r1 * r2 * k * k + r2 * c_out)
+
+
+def test_matrix_cost_equals_paper_formula():
+    """params r (C_in k^2 + C_out); MACs H' W' r (C_in k^2 + C_out)."""
+    c_in, c_out, r, k, h = 16, 32, 7, 3, 8
+    layer = MatrixConv2d(c_in, c_out, k, r, padding=1, bias=False)
+    got = cost.count(layer, (c_in, h, h))
+    assert got.params == r * (c_in * k * k + c_out)
+    assert got.macs == h * h * r * (c_in * k * k + c_out)
+
+
+def test_factors_shapes_and_orientation():
+    t = Tucker2Conv2d(16, 32, 3, (4, 8))
+    f = t.factors()
+    assert f["U1"].shape == (4, 16) and f["U2"].shape == (8, 32)
+    m = MatrixConv2d(16, 32, 3, 5).factors()
+    assert m["U1"].shape == (5, 16 * 9) and m["U2"].shape == (5, 32)
+    s = SpatialConv2d(16, 32, 3, 6).factors()
+    assert s["U1"].shape == (6, 16 * 3) and s["U2"].shape == (6, 32 * 3)
+    c = CPConv2d(16, 32, 3, 10).factors()
+    assert c["U1"].shape == (10, 16) and c["U2"].shape == (10, 32)
+
+
+def test_tucker2_from_dense_output_factor_is_orthonormal():
+    conv = nn.Conv2d(16, 32, 3, padding=1)
+    u2 = Tucker2Conv2d.from_dense(conv, (8, 12)).factors()["U2"]
+    assert torch.allclose(u2 @ u2.T, torch.eye(12), atol=1e-5)
+
+
+def test_from_dense_ranks_order_is_input_then_output():
+    conv = nn.Conv2d(16, 32, 3)
+    layer = Tucker2Conv2d.from_dense(conv, ranks=(5, 11))
+    assert layer.first.out_channels == 5 and layer.core.out_channels == 11
+
+
+@pytest.mark.parametrize(
+    "cls,ranks",
+    [(Tucker2Conv2d, (0, 4)), (Tucker2Conv2d, (4, 33)), (Tucker2Conv2d, 4), (MatrixConv2d, 0),
+     (MatrixConv2d, 33), (SpatialConv2d, 97), (CPConv2d, -1), (MatrixConv2d, 2.5)],
+)
+def test_bad_ranks_raise_value_error_naming_allowed_range(cls, ranks):
+    with pytest.raises(ValueError) as e:
+        cls(16, 32, 3, ranks)
+    assert repr(ranks) in str(e.value) and "allowed" in str(e.value) and "1.." in str(e.value)
+
+
+def test_grouped_conv_has_no_low_rank_form():
+    with pytest.raises(ValueError, match="groups=4"):
+        Tucker2Conv2d.from_dense(nn.Conv2d(8, 8, 3, groups=4), (2, 2))
+
+
+def test_rank_ladder_cost_strictly_increases_and_ends_at_full_rank():
+    geom = cost.ConvGeometry.of(nn.Conv2d(16, 64, 3, padding=1), (8, 8))
+    for cls in FORMATS.values():
+        n = cls.n_steps(16, 64, (3, 3))
+        costs = [cls.cost(geom, cls.rank_at(16, 64, (3, 3), s))[0] for s in range(1, n + 1)]
+        assert all(a < b for a, b in zip(costs, costs[1:])), cls.__name__
+        assert cls.rank_at(16, 64, (3, 3), n) == cls.max_ranks(16, 64, (3, 3))
+
+
+def test_gradients_flow_to_all_factors():
+    layer = Tucker2Conv2d(4, 6, 3, (2, 3), padding=1)
+    layer(torch.randn(2, 4, 5, 5)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_cp_max_rank_is_generic_bound():
+    assert CPConv2d.max_ranks(16, 16, (3, 3)) == (math.prod([16, 16, 3, 3]) // 16,)
