@@ -1,0 +1,1 @@
+"""What the notebooks call: the run plan of a profile, get-or-run, figures, tables and verdicts."""
