@@ -186,7 +186,7 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx, st
         lam = config.reg_weight * reg_factor(config.reg_schedule, epoch, config.epochs)
         train_model.train()
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # ce sum, reg sum, correct, count
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=None if show else True, leave=False)
         for step, (x, y) in enumerate(bar):
             if device.type == "cuda" and options.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,51 @@
+"""TrainConfig: validation messages, hashing, strict parsing."""
+
+import pytest
+
+from elrt_core.config import ConfigError, TrainConfig
+
+
+def test_hash_is_stable_and_sensitive():
+    a = TrainConfig(format="tucker2", flops_ratio=2)
+    assert a.hash == TrainConfig(format="tucker2", flops_ratio=2.0).hash  # int and float ratios alike
+    assert a.hash != TrainConfig(format="tucker2", flops_ratio=2, seed=1).hash
+    assert len(a.hash) == 16 and a.name.startswith("resnet20-tucker2-2xflops-s0-")
+
+
+def test_round_trip_and_replace():
+    c = TrainConfig(format="matrix", params_ratio=3, reg="mc", reg_weight=0.1, reg_on=["U1", "U2"])
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    assert c.replace(seed=4).seed == 4 and c.replace(seed=4).hash != c.hash
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"model": "resnet21"}, "unknown model 'resnet21'; allowed: resnet20"),
+        ({"format": "svd", "flops_ratio": 2}, "unknown format 'svd'; allowed: dense, tucker2"),
+        ({"format": "tucker2", "flops_ratio": 1.0}, "flops_ratio must be > 1"),
+        ({"format": "tucker2"}, "exactly one of flops_ratio, params_ratio"),
+        ({"flops_ratio": 2}, "dense model takes no reduction ratio"),
+        ({"format": "tucker2", "flops_ratio": 2, "reg": "l2", "reg_weight": 1}, "unknown regularizer 'l2'"),
+        ({"format": "tucker2", "flops_ratio": 2, "reg": "so", "reg_weight": -1.0}, "reg_weight must be >= 0"),
+        ({"format": "tucker2", "flops_ratio": 2, "reg": "so"}, "needs reg_weight > 0"),
+        ({"reg": "so", "reg_weight": 1.0}, "choose a low-rank format"),
+        ({"format": "tucker2", "flops_ratio": 2, "reg_on": ["U3"]}, "reg_on must name factors"),
+        ({"epochs": 0}, "epochs must be > 0"),
+        ({"epochs": 2.5}, "epochs must be an integer"),
+        ({"batch_size": -3}, "batch_size must be > 0"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'; allowed: cosine, step, onecycle"),
+        ({"lr": 0}, "lr must be > 0"),
+        ({"subset": 0}, "subset must be a positive integer"),
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+        ({"flops_ratio": float("nan"), "format": "cp"}, "finite number"),
+    ],
+)
+def test_invalid_settings_name_the_value_and_the_allowed_ones(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**fields)
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match=r"unknown config keys \['learning_rate'\]"):
+        TrainConfig.from_dict({"learning_rate": 0.1})

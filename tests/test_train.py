@@ -1,0 +1,131 @@
+"""Training engine: a tiny real CPU run, resume equivalence, NaN guard, DDP with gloo."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from elrt_core import records
+from elrt_core.config import RunOptions, TrainConfig
+from elrt_core.train import TrainingDiverged, fit, loop
+from elrt_core.train.schedules import lr_factor, reg_factor
+
+TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine",
+            weight_decay=5e-4)
+
+
+def _options(tmp_path, cifar10_dir, name="run", **kw):
+    return RunOptions(out=tmp_path / name, device="cpu", data_dir=cifar10_dir, quiet=True, profile="smoke", **kw)
+
+
+def test_tiny_low_rank_run_writes_a_complete_record(tmp_path, cifar10_dir):
+    config = TrainConfig(**TINY, format="tucker2", flops_ratio=2.0, reg="so", reg_weight=1e-3)
+    rec = fit(config, _options(tmp_path, cifar10_dir))
+    saved = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert saved == json.loads(json.dumps(rec))
+    assert saved["config_hash"] == config.hash and saved["status"] == "finished"
+    hist = saved["metrics"]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    for key in ("train_loss", "reg_loss", "test_loss", "test_top1", "lr", "epoch_seconds", "images_per_s"):
+        assert all(key in h for h in hist)
+    assert hist[0]["reg_loss"] > 0 and saved["metrics"]["test_images"] == 100
+    assert abs(saved["cost"]["macs_ratio"] / 2 - 1) <= 0.02
+    assert any(layer["format"] == "tucker2" for layer in saved["cost"]["layers"])
+    prov = saved["provenance"]
+    for key in ("commit", "dirty", "versions", "device", "device_name", "cpu_count", "seed", "profile", "started",
+                "ended", "wall_seconds"):
+        assert key in prov
+    assert prov["versions"]["torch"] == torch.__version__.split("+")[0] or prov["versions"]["torch"] in torch.__version__
+    assert (tmp_path / "run" / "weights.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert records.read(tmp_path / "run").config == config
+
+
+def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, cifar10_dir, monkeypatch):
+    config = TrainConfig(**{**TINY, "epochs": 3}, format="tucker2", flops_ratio=2.0, reg="srip", reg_weight=1e-2)
+    full = fit(config, _options(tmp_path, cifar10_dir, "full"))
+
+    calls = {"n": 0}
+    real_evaluate = loop.evaluate
+
+    def crash_in_third_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, _options(tmp_path, cifar10_dir, "resumed"))
+    assert not (tmp_path / "resumed" / "record.json").exists()
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    resumed = fit(config, _options(tmp_path, cifar10_dir, "resumed", resume=True))
+
+    assert resumed["provenance"]["resumed"] is True
+    strip = lambda h: {k: v for k, v in h.items() if k not in ("epoch_seconds", "images_per_s")}  # noqa: E731
+    assert [strip(h) for h in resumed["metrics"]["history"]] == [strip(h) for h in full["metrics"]["history"]]
+    a = torch.load(tmp_path / "full" / "weights.pt")
+    b = torch.load(tmp_path / "resumed" / "weights.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, cifar10_dir):
+    fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
+    with pytest.raises(ValueError, match="belongs to config"):
+        fit(TrainConfig(**{**TINY, "epochs": 1, "seed": 1}), _options(tmp_path, cifar10_dir, resume=True))
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, cifar10_dir, monkeypatch):
+    config = TrainConfig(**TINY, format="tucker2", flops_ratio=2.0, reg="so", reg_weight=1e-3)
+    real_penalty = loop.penalty
+    calls = {"n": 0}
+
+    def nan_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        value = real_penalty(*args, **kwargs)
+        return value * float("nan") if calls["n"] > 4 else value  # 4 steps per epoch
+
+    monkeypatch.setattr(loop, "penalty", nan_in_second_epoch)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2.*last good checkpoint"):
+        fit(config, _options(tmp_path, cifar10_dir))
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "run" / "record.json").exists()
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_agree_and_write_one_record(tmp_path, cifar10_dir):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "elrt_core.cli",
+           "train", "--model", "resnet20", "--format", "tucker2", "--flops-ratio", "2", "--reg", "so", "--epochs", "1",
+           "--batch-size", "40", "--subset", "160", "--test-subset", "100", "--device", "cpu", "--threads", "1",
+           "--data-dir", str(cifar10_dir), "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = list(Path(tmp_path).rglob("record.json"))
+    assert recs == [out / "record.json"]
+    rec = json.loads(recs[0].read_text())
+    assert rec["provenance"]["world_size"] == 2 and rec["provenance"]["replicas_agree"] is True
+    assert rec["metrics"]["test_images"] == 100  # the two test shards add up to the whole test set
+    assert proc.stdout.count("final test top-1") == 1  # only rank 0 reports
+
+
+def test_lr_schedules():
+    assert lr_factor("cosine", 0, 100) == pytest.approx(1.0)
+    assert lr_factor("cosine", 50, 100) == pytest.approx(0.5)
+    assert lr_factor("cosine", 5, 100, warmup_steps=10) == pytest.approx(0.6)
+    assert [lr_factor("step", s, 100) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert lr_factor("onecycle", 0, 100) == pytest.approx(1 / 25)
+    assert lr_factor("onecycle", 30, 100) == pytest.approx(1.0)
+    assert lr_factor("onecycle", 100, 100) == pytest.approx(1 / 25e4)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor("linear", 0, 10)
+
+
+def test_reg_schedules():
+    assert reg_factor("constant", 150, 200) == 1.0
+    assert [reg_factor("bansal", e, 200) for e in (0, 19, 20, 50, 70, 119, 120)] == [1.0, 1.0, 1e-2, 1e-3, 1e-5, 1e-5, 0.0]
