@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import yaml
 
 from .config import TrainConfig
+from .regularizers import REGULARIZERS
 
 __all__ = ["main"]
 
@@ -105,7 +106,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         fields.update(loaded)
     fields.update({k: getattr(args, k) for k in (*_TRAIN_FLAGS, "reg_per_rank", "nesterov") if getattr(args, k) is not None})
     reg = fields.get("reg", "none")
-    if reg != "none" and fields.get("reg_weight") is None:  # lambda from the profile's table
+    if reg in REGULARIZERS and fields.get("reg_weight") is None:  # lambda from the profile's table
         table = profile or profiles.load("paper")
         on = fields.get("reg_on", ["U2"])
         fields["reg_weight"] = table.reg_weight(reg, [on] if isinstance(on, str) else on)
