@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cost import ConvGeometry, trace_convs
 from .lowrank.convert import best_step, format_class

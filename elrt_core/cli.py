@@ -201,8 +201,50 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs must be > 0, got {args.jobs}")
     if not args.reuse_only:
         _check_data("cifar10", args.data_dir)
+    if args.out:
+        _check_writable(Path(args.out))
     return reproduce.run(prof, only=args.only, jobs=args.jobs, reuse_only=args.reuse_only, train_only=args.train_only,
-                         device=args.device, data_dir=args.data_dir)
+                         device=args.device, data_dir=args.data_dir, out=Path(args.out) if args.out else None)
+
+
+# ---- bench ----------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+
+    from . import bench
+    from .records import write_json
+    from .study.runs import results_root
+
+    settings = bench.BenchSettings(
+        model=args.model, format=args.format, flops_ratio=args.flops_ratio, device=args.device,
+        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, channels_last=args.channels_last,
+        reg=args.reg,
+    )
+    settings.validate()
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise UsageError(f"--threads must be > 0, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x"
+    suffix = "-channels_last" if args.channels_last else ""
+    out = Path(args.json) if args.json else results_root() / "bench" / args.device / f"{args.model}-{kind}-b{args.batch_size}{suffix}.json"
+    _check_writable(out.parent)
+    result = bench.regularizer_overhead(settings) if args.reg_overhead else bench.speedup(settings)
+    write_json(out, result)
+    if args.reg_overhead:
+        for row in result["rows"]:
+            print(f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%)")
+    else:
+        d, lr = result["dense"], result["lowrank"]
+        print(
+            f"{args.model} {args.format} {result['macs_ratio']:.2f}x fewer MACs on {result['provenance']['device_name']}: "
+            f"train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms (speedup {result['train_speedup']:.2f}x), "
+            f"inference {result['infer_speedup']:.2f}x, activation memory {result['memory_ratio']:.2f}x smaller, "
+            f"Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
+        )
+    print(f"record: {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar10")
     p.set_defaults(func=cmd_data)
 
+    p = sub.add_parser("bench", help="measure dense vs low-rank training/inference speed and memory")
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--format", default="tucker2")
+    p.add_argument("--flops-ratio", type=_positive_float, default=2.0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per model (medians are reported)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--reg", default="none", help="add this regularizer to the low-rank step")
+    p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", help="where to write the record (default: results/bench/<device>/...)")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("plan", help="list the runs a profile needs and which are done")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--only", nargs="+", help="parts: approximation orthogonality regularizers main")
@@ -237,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="notebooks executed in parallel")
     p.add_argument("--reuse-only", action="store_true", help="never train: fail if a record is missing")
     p.add_argument("--train-only", action="store_true", help="train missing runs, skip the notebooks")
+    p.add_argument("--out", help="folder for the executed notebooks (default: book/generated, the book's chapters)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_reproduce)

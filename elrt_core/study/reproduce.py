@@ -7,7 +7,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..profiles import Profile
 from ..records import PROJECT_ROOT
@@ -22,6 +22,7 @@ NOTEBOOKS = {
     "03_regularizer_comparison": ("regularizers",),
     "04_main_results": ("main",),
     "05_provenance": (),
+    "06_efficiency": (),
 }
 """Notebook name -> the plan parts whose runs it reads."""
 
@@ -73,8 +74,11 @@ def train_missing(profile: Profile, parts: tuple[str, ...], *, device: str, data
 
 
 def run(profile: Profile, *, only: list[str] | None = None, jobs: int = 1, reuse_only: bool = False,
-        train_only: bool = False, device: str = "auto", data_dir: str | None = None) -> int:
-    """Exit status 0 when every selected notebook ran; 1 naming the ones that failed."""
+        train_only: bool = False, device: str = "auto", data_dir: str | None = None, out: Path | None = None) -> int:
+    """Exit status 0 when every selected notebook ran; 1 naming the ones that failed.
+
+    Executed notebooks are written to ``out`` (default :func:`output_dir`, the book's chapters).
+    """
     names, parts = _selected(only)
     if not reuse_only:
         train_missing(profile, parts, device=device, data_dir=data_dir)
@@ -82,7 +86,7 @@ def run(profile: Profile, *, only: list[str] | None = None, jobs: int = 1, reuse
         return 0
     params = {"profile": profile.name, "train_missing": False, "device": device,
               "data_dir": data_dir or os.environ.get("ELRT_DATA_DIR") or ""}
-    out_dir = output_dir()
+    out_dir = Path(out) if out else output_dir()
     failures: dict[str, str] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {name: pool.submit(execute_notebook, name, params, out_dir) for name in names}

@@ -1,0 +1,123 @@
+"""Figures of the study: one seaborn style, readable labels and units, saved as PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files first; notebooks display the saved figure objects inline
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+__all__ = ["set_style", "save", "layer_errors", "error_summary", "training_curves", "accuracy_bars", "accuracy_vs_flops", "FORMAT_LABELS"]
+
+FORMAT_LABELS = {"tucker2": "Tucker-2 (tensor rank)", "matrix": "matrix rank, channel reshape",
+                 "spatial": "matrix rank, spatial reshape", "cp": "CP (tensor rank)"}
+FORMAT_ORDER = list(FORMAT_LABELS)
+
+
+def set_style() -> None:
+    """The study's one plotting style (seaborn whitegrid, colorblind palette, deterministic SVG)."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"svg.hashsalt": "elrt", "figure.dpi": 110, "savefig.bbox": "tight", "axes.titlesize": "medium"})
+
+
+def save(fig: plt.Figure, name: str, folder: Path) -> list[Path]:
+    """Write ``fig`` as ``folder/name.png`` and ``.svg`` (no timestamps, so reruns are byte-stable)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150, metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+    return paths
+
+
+def layer_errors(df: pd.DataFrame) -> plt.Figure:
+    """Per-layer relative approximation error, one panel per MAC reduction, bars per format.
+
+    ``df``: rows of :func:`elrt_core.analysis.layer_errors` with a ``ratio`` column.
+    """
+    ratios = sorted(df["ratio"].unique())
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(11, 2.8 * len(ratios)), sharex=True, squeeze=False)
+    order = [f for f in FORMAT_ORDER if f in set(df["format"])]
+    for ax, ratio in zip(axes[:, 0], ratios):
+        part = df[df["ratio"] == ratio].assign(fmt=lambda d: d["format"].map(FORMAT_LABELS))
+        sns.barplot(part, x="index", y="rel_error", hue="fmt", hue_order=[FORMAT_LABELS[f] for f in order], ax=ax)
+        ax.set_title(f"{ratio:g}x fewer MACs in every layer")
+        ax.set_ylabel("relative error\n||W - Ŵ||² / ||W||²")
+        ax.set_xlabel("")
+        ax.legend_.remove()
+    axes[-1, 0].set_xlabel("conv layer (network order, first conv excluded)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def error_summary(df: pd.DataFrame) -> plt.Figure:
+    """Mean relative error over layers vs MAC reduction, per format; one panel per ``weights`` kind."""
+    kinds = list(dict.fromkeys(df["weights"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        part = df[df["weights"] == kind].assign(fmt=lambda d: d["format"].map(FORMAT_LABELS))
+        sns.lineplot(part, x="ratio", y="rel_error", hue="fmt", marker="o", errorbar=None, ax=ax,
+                     hue_order=[FORMAT_LABELS[f] for f in FORMAT_ORDER if f in set(df["format"])])
+        ax.set_title(kind)
+        ax.set_xlabel("MAC reduction per layer (dense / low-rank)")
+        ax.set_ylabel("mean relative error over layers")
+        ax.legend(title=None, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(df: pd.DataFrame, hue: str = "method") -> plt.Figure:
+    """Training loss (left) and test top-1 (right) per epoch; mean line, band = min..max over seeds.
+
+    ``df``: long form with columns ``epoch, train_loss, test_top1, seed`` and ``hue``.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    band = ("pi", 100) if df["seed"].nunique() > 1 else None
+    sns.lineplot(df, x="epoch", y="train_loss", hue=hue, errorbar=band, marker="o", markersize=4, ax=left)
+    sns.lineplot(df, x="epoch", y="test_top1", hue=hue, errorbar=band, marker="o", markersize=4, ax=right)
+    left.set_ylabel("training loss (cross-entropy)")
+    right.set_ylabel("test top-1 accuracy (%)")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.legend(title=None, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_bars(df: pd.DataFrame, x: str = "method", y: str = "final_test_top1") -> plt.Figure:
+    """Final test top-1 per method: bars are the mean over seeds, dots the single seeds."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * df[x].nunique()), 4))
+    sns.barplot(df, x=x, y=y, errorbar=None, ax=ax, color=sns.color_palette()[0], alpha=0.75)
+    sns.stripplot(df, x=x, y=y, ax=ax, color="black", size=5)
+    lo, hi = df[y].min(), df[y].max()
+    ax.set_ylim(max(0.0, lo - 3 - (hi - lo)), min(100.0, hi + 2))
+    ax.set_ylabel("final test top-1 (%)")
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=20)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_flops(summary: pd.DataFrame) -> plt.Figure:
+    """Final test top-1 against MACs per image (log scale), one panel per model, marker per method."""
+    models = list(dict.fromkeys(summary["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 4.3), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        group = summary[summary["model"] == model]
+        sns.scatterplot(group, x="macs", y="final_top1", hue="method", style="method", s=90, ax=ax)
+        ax.set_xscale("log")
+        ax.set_title(model)
+        ax.set_xlabel("FLOPs (MACs per image, log scale)")
+        ax.set_ylabel("final test top-1 (%)")
+        ax.legend(fontsize="x-small", title=None)
+    fig.tight_layout()
+    return fig

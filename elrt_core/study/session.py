@@ -1,0 +1,98 @@
+"""What a notebook holds on to: the profile, where records live, and how results are shown.
+
+A notebook creates one :class:`Session` from its papermill parameters, asks it for the runs of a
+plan part (reusing finished records by config hash, training only what is missing and allowed),
+and shows every figure and table through it, so each one carries the profile's label (epochs,
+data size, seed count) and the command that regenerates it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import analysis, profiles
+from ..records import Record
+from ..train.checkpoint import WEIGHTS_FILE
+from ..train.loop import build_model
+from . import figures
+from .plan import PlannedRun
+from .runs import get_or_run, results_root
+
+__all__ = ["Session", "load_model", "approximation_errors"]
+
+
+def load_model(record: Record) -> nn.Module:
+    """The trained model of ``record`` (architecture rebuilt from its config, weights from ``weights.pt``)."""
+    model = build_model(record.config)
+    model.load_state_dict(torch.load(record.path / WEIGHTS_FILE, map_location="cpu"))
+    return model.eval()
+
+
+def approximation_errors(model: nn.Module, formats: list[str], ratios: list[float], weights: str) -> pd.DataFrame:
+    """:func:`elrt_core.analysis.layer_errors` for every ratio, with ``ratio`` and ``weights`` columns."""
+    frames = [analysis.layer_errors(model, formats, r).assign(ratio=float(r), weights=weights) for r in ratios]
+    return pd.concat(frames, ignore_index=True)
+
+
+class Session:
+    """Papermill parameters of a notebook, resolved: profile, results folder, training policy."""
+
+    def __init__(self, profile: str, results: str | None = None, train_missing: bool = True, device: str = "auto",
+                 data_dir: str | None = None, notebook: str = "") -> None:
+        self.profile = profiles.load(profile)
+        self.root = results_root(results or None)
+        self.train_missing = train_missing
+        self.device = device
+        self.data_dir = data_dir or os.environ.get("ELRT_DATA_DIR") or None
+        self.notebook = notebook
+        self.figure_dir = self.root / self.profile.name / "figures"
+        self._figures = 0
+        self._tables = 0
+        figures.set_style()
+
+    @property
+    def command(self) -> str:
+        """The command that regenerates this notebook's figures and tables."""
+        return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
+
+    def runs(self, planned: list[PlannedRun]) -> list[tuple[PlannedRun, Record]]:
+        """The finished record of each planned run (trained first if missing and allowed)."""
+        return [
+            (run, get_or_run(run.config, self.profile.name, root=self.root, train_missing=self.train_missing,
+                             device=self.device, data_dir=self.data_dir))
+            for run in planned
+        ]
+
+    def caption(self, text: str) -> str:
+        return f"{text} [{self.profile.label}; regenerate: `{self.command}`]"
+
+    def figure(self, fig, name: str, caption: str) -> list[Path]:
+        """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption."""
+        from IPython.display import Markdown, display
+
+        paths = figures.save(fig, name, self.figure_dir)
+        self._figures += 1
+        display(fig)
+        display(Markdown(f"**Figure {self._figures}.** {self.caption(caption)}"))
+        figures.plt.close(fig)
+        return paths
+
+    def table(self, df: pd.DataFrame, caption: str) -> None:
+        """Display ``df`` with its caption."""
+        from IPython.display import Markdown, display
+
+        self._tables += 1
+        display(Markdown(f"**Table {self._tables}.** {self.caption(caption)}"))
+        display(df)
+
+    @staticmethod
+    def glue(key: str, value) -> None:
+        """Make ``value`` available to the book's pages (myst-nb glue), without displaying it here."""
+        from myst_nb import glue
+
+        glue(key, value, display=False)

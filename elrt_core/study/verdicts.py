@@ -1,0 +1,103 @@
+"""Verdict sentences computed from the data (never typed by hand)."""
+
+from __future__ import annotations
+
+from statistics import mean
+
+import pandas as pd
+
+from .figures import FORMAT_LABELS
+
+__all__ = ["format_wins", "format_verdict", "difference_verdict", "ranking", "approximation", "on_off", "best_regularizer", "main_results"]
+
+
+def format_wins(df: pd.DataFrame, fmt: str = "tucker2", against: tuple[str, ...] = ("matrix", "spatial")) -> tuple[int, int]:
+    """``(wins, layers)``: in how many layers ``fmt`` has a lower relative error than every format in ``against``."""
+    table = df.pivot_table(index="layer", columns="format", values="rel_error")
+    wins = (table[fmt] < table[list(against)].min(axis=1)).sum()
+    return int(wins), len(table)
+
+
+def format_verdict(df: pd.DataFrame, ratio: float, fmt: str = "tucker2", against: tuple[str, ...] = ("matrix", "spatial")) -> str:
+    """E.g. "At 2x fewer MACs, Tucker-2 has the lowest error in 14 of 18 layers (mean 0.31 vs 0.35, 0.33)"."""
+    part = df[df["ratio"] == ratio]
+    wins, n = format_wins(part, fmt, against)
+    means = part.groupby("format")["rel_error"].mean()
+    others = ", ".join(f"{FORMAT_LABELS[a]} {means[a]:.3f}" for a in against)
+    return (
+        f"At {ratio:g}x fewer MACs per layer, {FORMAT_LABELS[fmt]} has a lower relative error than "
+        f"{' and '.join(FORMAT_LABELS[a] for a in against)} in {wins} of {n} layers "
+        f"(mean relative error {means[fmt]:.3f}; {others})."
+    )
+
+
+def difference_verdict(label_a: str, values_a: list[float], label_b: str, values_b: list[float], unit: str = "points") -> str:
+    """Compare mean final accuracies of two groups; says how many seeds back each mean."""
+    a, b = mean(values_a), mean(values_b)
+    n = min(len(values_a), len(values_b))
+    spread = ""
+    if n > 1:
+        span = max(max(values_a) - min(values_a), max(values_b) - min(values_b))
+        spread = f"; the seed-to-seed range is up to {span:.2f} {unit}"
+    else:
+        spread = "; one seed per setting, so a difference of a few tenths of a point may be noise"
+    direction = "higher" if b > a else "lower" if b < a else "equal"
+    return (
+        f"{label_b}: {b:.2f}% vs {label_a}: {a:.2f}% final test top-1 "
+        f"({b - a:+.2f} {unit}, {direction}; mean of {len(values_b)} and {len(values_a)} seed(s){spread})."
+    )
+
+
+def ranking(df: pd.DataFrame, by: str = "final_top1", label: str = "method") -> str:
+    """Methods ordered by ``by``, best first, as one sentence."""
+    ordered = df.sort_values(by, ascending=False)
+    return "; ".join(f"{row[label]} {row[by]:.2f}%" for _, row in ordered.iterrows()) + "."
+
+
+def approximation(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Glue keys -> sentences for the approximation chapter: ``approx_<kind>_<ratio>x`` (full
+    sentence) and ``approx_<kind>_<ratio>x_wins`` ("N of M") for every kind of weights and ratio."""
+    out = {}
+    for kind, frame in frames.items():
+        for ratio in sorted(frame["ratio"].unique()):
+            wins, layers = format_wins(frame[frame["ratio"] == ratio])
+            out[f"approx_{kind}_{ratio:g}x"] = format_verdict(frame, ratio)
+            out[f"approx_{kind}_{ratio:g}x_wins"] = f"{wins} of {layers}"
+    return out
+
+
+def on_off(runs, history: pd.DataFrame) -> tuple[str, str]:
+    """Accuracy and final-training-loss sentences for the regularizer on/off comparison."""
+    finals: dict[str, list[float]] = {}
+    for run, rec in runs:
+        finals.setdefault(run.method, []).append(rec.metrics["final_test_top1"])
+    with_reg = next(m for m in finals if m != "none")
+    accuracy = difference_verdict("without regularizer", finals["none"], with_reg, finals[with_reg])
+    last = history[history["epoch"] == history["epoch"].max()].groupby("method")["train_loss"].mean()
+    loss = f"Final training loss: {with_reg} {last[with_reg]:.4f} vs none {last['none']:.4f}."
+    return accuracy, loss
+
+
+def best_regularizer(summary: pd.DataFrame) -> str:
+    """Which regularized setting has the best mean final top-1, and by how much it beats none."""
+    regs = summary[summary["method"] != "none"].sort_values("final_top1", ascending=False)
+    best = regs.iloc[0]
+    none = summary.loc[summary["method"] == "none", "final_top1"].item()
+    return (f"The best regularizer is {best['method']} with {best['final_top1']:.2f}% final test top-1 "
+            f"({best['final_top1'] - none:+.2f} points over no regularizer, {none:.2f}%).")
+
+
+def main_results(summary: pd.DataFrame) -> str:
+    """Per model and FLOPs reduction: the best low-rank method, ELRT, and the gap to dense."""
+    sentences = []
+    lowrank = summary[summary["target_reduction"] > 1]
+    for (model, target), group in lowrank.groupby(["model", "target_reduction"]):
+        dense = summary[(summary["model"] == model) & (summary["method"] == "dense")]["final_top1"].item()
+        best = group.sort_values("final_top1", ascending=False).iloc[0]
+        elrt = group[group["method"].str.startswith("ELRT")].iloc[0]
+        sentences.append(
+            f"{model} at {target:g}x fewer FLOPs: the best low-rank method is {best['method']} "
+            f"({best['final_top1']:.2f}%); ELRT {elrt['final_top1']:.2f}% vs dense {dense:.2f}% "
+            f"({elrt['final_top1'] - dense:+.2f} points)."
+        )
+    return " ".join(sentences)
