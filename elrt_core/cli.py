@@ -240,7 +240,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(
             f"{args.model} {args.format} {result['macs_ratio']:.2f}x fewer MACs on {result['provenance']['device_name']}: "
             f"train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms (speedup {result['train_speedup']:.2f}x), "
-            f"inference {result['infer_speedup']:.2f}x, activation memory {result['memory_ratio']:.2f}x smaller, "
+            f"inference {result['infer_speedup']:.2f}x, activation memory dense/low-rank {result['memory_ratio']:.2f}x, "
             f"Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
         )
     print(f"record: {out}")

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files first; notebooks display the saved figure objects inline
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
 __all__ = ["set_style", "save", "layer_errors", "error_summary", "training_curves", "accuracy_bars", "accuracy_vs_flops", "FORMAT_LABELS"]
 

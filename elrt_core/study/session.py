@@ -71,16 +71,15 @@ class Session:
     def caption(self, text: str) -> str:
         return f"{text} [{self.profile.label}; regenerate: `{self.command}`]"
 
-    def figure(self, fig, name: str, caption: str) -> list[Path]:
+    def figure(self, fig, name: str, caption: str) -> None:
         """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption."""
         from IPython.display import Markdown, display
 
-        paths = figures.save(fig, name, self.figure_dir)
+        figures.save(fig, name, self.figure_dir)
         self._figures += 1
         display(fig)
         display(Markdown(f"**Figure {self._figures}.** {self.caption(caption)}"))
         figures.plt.close(fig)
-        return paths
 
     def table(self, df: pd.DataFrame, caption: str) -> None:
         """Display ``df`` with its caption."""

@@ -1,0 +1,64 @@
+"""elrt bench: argument validation and the JSON schema of its records (no timing assertions)."""
+
+import json
+
+import pytest
+
+from elrt_core import bench
+from elrt_core.cli import main
+
+
+def test_speedup_record_schema(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    for key in ("kind", "model", "format", "flops_ratio", "device", "batch_size", "macs_ratio", "params_ratio",
+                "train_speedup", "infer_speedup", "memory_ratio", "amdahl_ceiling", "dense", "lowrank", "provenance"):
+        assert key in rec, key
+    assert rec["kind"] == "speedup" and abs(rec["macs_ratio"] / 2 - 1) <= 0.02
+    for side in ("dense", "lowrank"):
+        entry = rec[side]
+        assert entry["train_step_ms"] > 0 and entry["infer_ms"] > 0 and entry["activation_bytes"] > 0
+        shares = entry["breakdown"]
+        assert abs(sum(v for k, v in shares.items() if k != "conv") - 1) < 1e-6
+    assert rec["dense"]["breakdown"]["conv_1x1"] == 0 and rec["lowrank"]["breakdown"]["conv_1x1"] > 0
+    assert rec["train_speedup"] == pytest.approx(rec["dense"]["train_step_ms"] / rec["lowrank"]["train_step_ms"])
+    assert rec["memory_ratio"] == pytest.approx(rec["dense"]["activation_bytes"] / rec["lowrank"]["activation_bytes"])
+    assert "speedup" in capsys.readouterr().out
+
+
+def test_regularizer_overhead_record(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["bench", "--reg-overhead", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "regularizer_overhead"
+    assert [r["regularizer"] for r in rec["rows"]] == ["none", "so", "dso", "mc", "srip"]
+    assert rec["rows"][0]["overhead_pct"] == 0
+
+
+def test_activation_bytes_counts_saved_tensors():
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+    x = torch.randn(2, 3, 8, 8)
+    # conv saves its input (2*3*8*8 floats), ReLU its output (2*8*8*8 floats); weights are excluded
+    assert bench.activation_bytes(net, x) == 4 * (2 * 3 * 64 + 2 * 8 * 64)
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["bench", "--model", "resnet21"], "unknown model 'resnet21'"),
+        (["bench", "--format", "svd"], "unknown format 'svd'"),
+        (["bench", "--flops-ratio", "1"], "flops_ratio must be > 1"),
+        (["bench", "--device", "tpu"], "unknown device 'tpu'"),
+        (["bench", "--batch-size", "0"], "batch_size must be >= 1"),
+        (["bench", "--steps", "0"], "steps must be >= 1"),
+        (["bench", "--reg", "l1"], "unknown regularizer 'l1'"),
+        (["bench", "--json", "/proc/nope/b.json"], "is not writable"),
+    ],
+)
+def test_bad_arguments(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err

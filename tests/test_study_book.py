@@ -1,0 +1,97 @@
+"""The study end to end at the smoke profile: every notebook runs under papermill, every figure and
+table states its profile, and the Jupyter Book builds offline with each figure, table and glued number."""
+
+import html as html_lib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+PROFILE_WORDS = ("profile 'smoke'", "2 epochs", "320-image training subset", "1 seed")
+
+
+def _elrt(*args, env):
+    proc = subprocess.run([sys.executable, "-m", "elrt_core.cli", *args], capture_output=True, text=True, env=env, timeout=1200)
+    assert proc.returncode == 0, f"elrt {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory, cifar10_dir):
+    """Train the smoke runs, bench, execute every notebook and build the book in a scratch copy."""
+    work = tmp_path_factory.mktemp("smoke_book")
+    env = {**os.environ, "ELRT_RESULTS": str(work / "results"), "ELRT_DATA_DIR": str(cifar10_dir)}
+    _elrt("reproduce", "--profile", "smoke", "--train-only", "--device", "cpu", env=env)
+    _elrt("bench", "--batch-size", "8", "--steps", "1", "--warmup", "0", env=env)
+    _elrt("bench", "--reg-overhead", "--batch-size", "8", "--steps", "1", "--warmup", "0", env=env)
+    book = work / "book_src"
+    generated = book / "book" / "generated"
+    _elrt("reproduce", "--profile", "smoke", "--reuse-only", "--out", str(generated), env=env)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, book / name)
+    for page in (ROOT / "book").glob("*.md"):
+        shutil.copy(page, book / "book" / page.name)
+    (book / "elrt_core").mkdir()
+    shutil.copy(ROOT / "elrt_core" / "profiles.yaml", book / "elrt_core" / "profiles.yaml")
+    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", "--all", str(book)],
+                           capture_output=True, text=True, timeout=600)
+    return {"work": work, "generated": generated, "html": book / "_build" / "html", "build": build}
+
+
+def test_every_notebook_has_a_parameters_cell_and_is_committed_without_outputs():
+    assert NOTEBOOKS == ["01_approximation_error", "02_orthogonality_on_off", "03_regularizer_comparison",
+                         "04_main_results", "05_provenance", "06_efficiency"]
+    for name in NOTEBOOKS:
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), name
+        assert "profile =" in code[0].source
+        assert all(not c.get("outputs") for c in code), f"{name} is committed with outputs"
+
+
+def test_every_notebook_executes_and_every_figure_and_table_states_its_profile(smoke_book):
+    for name in NOTEBOOKS:
+        nb = nbformat.read(smoke_book["generated"] / f"{name}.ipynb", as_version=4)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.output_type == "error"], name
+        texts = [o.get("data", {}).get("text/markdown", "") for o in outputs]
+        figures = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
+        tables = [i for i, o in enumerate(outputs) if "<table" in o.get("data", {}).get("text/html", "")]
+        assert figures or tables, f"{name} shows nothing"
+        for i in figures:  # the caption follows its figure
+            assert all(w in texts[i + 1] for w in PROFILE_WORDS) and texts[i + 1].startswith("**Figure"), (name, texts[i + 1])
+        for i in tables:  # the caption precedes its table
+            assert all(w in texts[i - 1] for w in PROFILE_WORDS) and texts[i - 1].startswith("**Table"), (name, texts[i - 1])
+        assert all(f"--only {name}" in texts[i + 1] for i in figures)
+
+
+def test_figures_are_saved_as_png_and_svg(smoke_book):
+    folder = smoke_book["work"] / "results" / "smoke" / "figures"
+    pngs = {p.stem for p in folder.glob("*.png")}
+    assert {"fig3_layer_errors_trained", "fig4_orthogonality_on_off", "fig5_regularizers_accuracy",
+            "main_accuracy_vs_flops", "efficiency_speedup_vs_macs"} <= pngs
+    assert pngs == {p.stem for p in folder.glob("*.svg")}
+
+
+def test_book_builds_offline_with_figures_tables_and_glued_numbers(smoke_book):
+    build = smoke_book["build"]
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert "WARNING" not in build.stdout + build.stderr, re.findall(r".*WARNING.*", build.stdout + build.stderr)
+    html = smoke_book["html"]
+    for name in NOTEBOOKS:
+        page = (html / "book" / "generated" / f"{name}.html").read_text()
+        assert "<table" in page, name
+        if name not in ("05_provenance",):
+            assert re.search(r"<img[^>]+\.png", page), name
+    intro = html_lib.unescape(re.sub(r"<[^>]+>", "", (html / "book" / "intro.html").read_text()))
+    for phrase in ("smoke", "2 epochs, 320-image training subset", "layers (mean relative error", "final test top-1", "The best regularizer is",
+                   "fewer FLOPs: the best low-rank method"):
+        assert phrase in intro, phrase
+    assert "not available" in intro
