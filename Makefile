@@ -12,7 +12,7 @@ ifneq ($(wildcard $(SHARED_CIFAR)/MD5SUMS),)
 export ELRT_DATA_DIR ?= $(SHARED_CIFAR)
 endif
 
-.PHONY: test book reproduce bench clean-book
+.PHONY: test book reproduce lab clean-book
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ book: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/elrt reproduce --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,lab]'
+	$(BIN)/jupyter lab notebooks/
 
 clean-book:
 	rm -rf _build book/generated

@@ -18,7 +18,7 @@ def _pins(lines):
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    declared = _pins(project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert _pins(pip_section) == declared
