@@ -34,7 +34,13 @@ from . import lowrank, models, records
 from .cost import count
 from .regularizers import REGULARIZERS, penalty
 
-__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "activation_bytes", "breakdown"]
+__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "activation_bytes", "breakdown", "VARIANTS"]
+
+VARIANTS = ("factored", "channels_last", "autotuned")
+"""How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
+``channels_last`` (both models in channels-last memory format), ``autotuned`` (channels-last, and
+each low-rank layer computed the way measured fastest for training, then for inference; see
+:func:`elrt_core.lowrank.autotune`)."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,13 @@ class BenchSettings:
     batch_size: int = 128
     steps: int = 10
     warmup: int = 3
-    channels_last: bool = False
+    variant: str = "channels_last"
     reg: str = "none"
     seed: int = 0
+
+    @property
+    def channels_last(self) -> bool:
+        return self.variant in ("channels_last", "autotuned")
 
     def validate(self) -> None:
         if self.model not in models.MODELS:
@@ -68,6 +78,8 @@ class BenchSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; allowed: {', '.join(VARIANTS)}")
         if self.reg != "none" and self.reg not in REGULARIZERS:
             raise ValueError(f"unknown regularizer {self.reg!r}; allowed: none, {', '.join(REGULARIZERS)}")
 
@@ -223,12 +235,19 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     started = time.time()
     dense, low, shape = _models(s, device)
     x, y = _batch(s, shape, device)
-    rep = lowrank.report(low.cpu() if device.type == "cpu" else low, shape)
+    rep = lowrank.report(low, shape)
     steppers = [_Stepper(dense, x, y), _Stepper(low, x, y, s.reg)]
+    choices: dict[str, Any] = {}
+    if s.variant == "autotuned":
+        choices["train"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=True).items()}
     train = _alternate(steppers, "train", s.steps, s.warmup)
+    if s.variant == "autotuned":
+        choices["inference"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=False).items()}
     infer = _alternate(steppers, "infer", s.steps, s.warmup)
-    result: dict[str, Any] = {"kind": "speedup", "variant": "channels_last" if s.channels_last else "factored",
-                              **asdict(s), "macs_ratio": rep.macs_ratio, "params_ratio": rep.params_ratio}
+    if s.variant == "autotuned":
+        lowrank.set_impl(low, choices["train"])
+    result: dict[str, Any] = {"kind": "speedup", **asdict(s), "macs_ratio": rep.macs_ratio,
+                              "params_ratio": rep.params_ratio, "impl_choices": choices}
     for name, model, t_train, t_infer in (("dense", dense, train[0], infer[0]), ("lowrank", low, train[1], infer[1])):
         entry = {
             "train_step_ms": 1000 * t_train,

@@ -216,8 +216,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = bench.BenchSettings(
         model=args.model, format=args.format, flops_ratio=args.flops_ratio, device=args.device,
-        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, channels_last=args.channels_last,
-        reg=args.reg,
+        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, variant=args.variant, reg=args.reg,
     )
     settings.validate()
     if args.threads is not None:
@@ -227,8 +226,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x"
-    suffix = "-channels_last" if args.channels_last else ""
-    out = Path(args.json) if args.json else results_root() / "bench" / args.device / f"{args.model}-{kind}-b{args.batch_size}{suffix}.json"
+    name = f"{args.model}-{kind}-b{args.batch_size}-{args.variant}.json"
+    out = Path(args.json) if args.json else results_root() / "bench" / args.device / name
     _check_writable(out.parent)
     result = bench.regularizer_overhead(settings) if args.reg_overhead else bench.speedup(settings)
     write_json(out, result)
@@ -238,7 +237,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         d, lr = result["dense"], result["lowrank"]
         print(
-            f"{args.model} {args.format} {result['macs_ratio']:.2f}x fewer MACs on {result['provenance']['device_name']}: "
+            f"{args.model} {args.format} {result['macs_ratio']:.2f}x fewer MACs, {args.variant}, on {result['provenance']['device_name']}: "
             f"train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms (speedup {result['train_speedup']:.2f}x), "
             f"inference {result['infer_speedup']:.2f}x, activation memory dense/low-rank {result['memory_ratio']:.2f}x, "
             f"Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
@@ -276,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10, help="timed steps per model (medians are reported)")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--variant", default="channels_last",
+                   help="factored, channels_last (default) or autotuned (per-layer fastest computation)")
     p.add_argument("--reg", default="none", help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
     p.add_argument("--threads", type=int)

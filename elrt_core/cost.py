@@ -130,6 +130,10 @@ def _run_hooked(model: nn.Module, input_shape: tuple[int, ...], modules: dict[st
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}")
     handles = [m.register_forward_hook(lambda mod, i, o, n=n: hook(n, mod, i, o)) for n, m in modules.items()]
     modes = {m: m.training for m in model.modules()}
+    # layers that can compute their function in several ways are counted in their stored form
+    impls = {m: m.impl for m in model.modules() if callable(getattr(m, "set_impl", None))}
+    for m in impls:
+        m.set_impl("factored")
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -142,6 +146,8 @@ def _run_hooked(model: nn.Module, input_shape: tuple[int, ...], modules: dict[st
             h.remove()
         for m, mode in modes.items():
             m.train(mode)
+        for m, impl in impls.items():
+            m.set_impl(impl)
 
 
 def trace_convs(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, ConvGeometry]:
@@ -163,8 +169,9 @@ def count(model: nn.Module, input_shape: tuple[int, int, int] = (3, 32, 32)) -> 
     """Exact MACs and parameters of ``model`` for one image of shape ``input_shape`` (C, H, W).
 
     MACs are counted with forward hooks on every ``nn.Conv2d`` and ``nn.Linear`` (low-rank layers
-    are built from ``nn.Conv2d`` and are therefore counted exactly). A layer applied twice is
-    counted twice. The model's train/eval modes are restored afterwards.
+    are built from ``nn.Conv2d`` and are therefore counted exactly, in their factored form even when
+    set to compute through a reconstructed kernel). A layer applied twice is counted twice. The
+    model's train/eval modes are restored afterwards.
     """
     leaves = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     macs: dict[str, int] = {}

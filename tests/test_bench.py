@@ -27,6 +27,14 @@ def test_speedup_record_schema(tmp_path, capsys):
     assert "speedup" in capsys.readouterr().out
 
 
+def test_autotuned_variant_records_its_choices(tmp_path):
+    out = tmp_path / "a.json"
+    assert main(["bench", "--variant", "autotuned", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["variant"] == "autotuned" and len(rec["impl_choices"]["train"]) == 18
+    assert set(rec["impl_choices"]["inference"].values()) <= {"factored", "dense", "fold_first", "fold_last"}
+
+
 def test_regularizer_overhead_record(tmp_path):
     out = tmp_path / "r.json"
     assert main(["bench", "--reg-overhead", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
@@ -55,6 +63,7 @@ def test_activation_bytes_counts_saved_tensors():
         (["bench", "--batch-size", "0"], "batch_size must be >= 1"),
         (["bench", "--steps", "0"], "steps must be >= 1"),
         (["bench", "--reg", "l1"], "unknown regularizer 'l1'"),
+        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned"),
         (["bench", "--json", "/proc/nope/b.json"], "is not writable"),
     ],
 )

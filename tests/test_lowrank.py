@@ -179,3 +179,43 @@ def test_gradients_flow_to_all_factors():
 
 def test_cp_max_rank_is_generic_bound():
     assert CPConv2d.max_ranks(16, 16, (3, 3)) == (math.prod([16, 16, 3, 3]) // 16,)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (2, 0)])
+def test_every_impl_computes_the_same_function_and_gradients(fmt, stride, padding):
+    torch.manual_seed(6)
+    cls = FORMATS[fmt]
+    layer = cls(6, 10, 3, tuple(3 for _ in cls.rank_names), stride=stride, padding=padding, bias=True).double()
+    nn.init.normal_(layer._convs()[-1].bias)
+    x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
+    reference = layer(x)
+    grads = torch.autograd.grad(reference.square().sum(), list(layer.parameters()))
+    assert len(cls.IMPLS) >= 2
+    for impl in cls.IMPLS[1:]:
+        layer.set_impl(impl)
+        out = layer(x)
+        assert torch.allclose(out, reference, atol=1e-10), impl
+        for g, r in zip(torch.autograd.grad(out.square().sum(), list(layer.parameters())), grads):
+            assert torch.allclose(g, r, atol=1e-9), impl
+    with pytest.raises(ValueError, match="unknown impl 'fast'"):
+        layer.set_impl("fast")
+
+
+def test_autotune_keeps_the_function_and_the_cost_count():
+    from elrt_core import lowrank, models
+
+    torch.manual_seed(7)
+    m = lowrank.convert(models.get("resnet20"), "tucker2", flops_ratio=2, init="scratch").eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        before = m(x)
+    macs = cost.count(m).macs
+    chosen = lowrank.autotune(m, x, repeats=1)
+    assert len(chosen) == 18 and all(impl in Tucker2Conv2d.IMPLS for impl, _ in chosen.values())
+    assert all(set(t) == set(Tucker2Conv2d.IMPLS) for _, t in chosen.values())
+    m.eval()
+    with torch.no_grad():
+        assert torch.allclose(m(x), before, atol=1e-4)
+    assert cost.count(m).macs == macs  # counted in the factored form whatever the impl
+    assert all(p.grad is None for p in m.parameters())

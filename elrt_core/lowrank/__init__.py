@@ -2,6 +2,7 @@
 
 from .convert import RATIO_TOLERANCE, ConversionReport, LayerReport, convert, report, select_ranks
 from .layers import FORMATS, CPConv2d, LowRankConv2d, MatrixConv2d, SpatialConv2d, Tucker2Conv2d
+from .speed import autotune, set_impl
 
 __all__ = [
     "FORMATS",
@@ -16,4 +17,6 @@ __all__ = [
     "ConversionReport",
     "LayerReport",
     "RATIO_TOLERANCE",
+    "autotune",
+    "set_impl",
 ]

@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..cost import ConvGeometry, conv_macs, conv_out_hw
@@ -51,10 +52,17 @@ class LowRankConv2d(nn.Module, ABC):
     """Base class: a conv layer stored as factors. Subclasses define the chain and its math.
 
     Class attributes: ``fmt`` (the format's name) and ``rank_names`` (names of the rank entries).
+
+    ``impl`` selects how the forward pass is computed, with the same parameters and the same
+    function: ``"factored"`` runs the chain of small convs; ``"dense"`` reconstructs the kernel
+    (:meth:`kernel`, differentiable, so gradients still reach the factors) and runs one conv. The
+    second is faster where small convs run inefficiently; :func:`elrt_core.lowrank.speed.autotune`
+    picks per layer by measured time.
     """
 
     fmt: str = ""
     rank_names: tuple[str, ...] = ()
+    IMPLS = ("factored", "dense")
 
     def __init__(
         self,
@@ -79,6 +87,7 @@ class LowRankConv2d(nn.Module, ABC):
         self.ranks: Ranks = self.check_ranks(self.in_channels, self.out_channels, self.kernel_size, ranks)
         self._build(bias)
         self.reset_parameters()
+        self.impl = "factored"
 
     # ---- format math (class level: usable before a layer exists) ---------------------------------
     @classmethod
@@ -175,7 +184,17 @@ class LowRankConv2d(nn.Module, ABC):
         """Best-fit factors of ``weight`` (``(C_out, C_in, k_h, k_w)``), one array per conv of the chain."""
 
     # ---- use ----------------------------------------------------------------------------------------
+    def set_impl(self, impl: str) -> "LowRankConv2d":
+        """Choose the forward computation (see the class docstring); returns ``self``."""
+        if impl not in self.IMPLS:
+            raise ValueError(f"unknown impl {impl!r}; allowed: {', '.join(self.IMPLS)}")
+        self.impl = impl
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == "dense":
+            last = self._convs()[-1]
+            return F.conv2d(x, self.kernel(), last.bias, self.stride, self.padding, self.dilation)
         for conv in self._convs():
             x = conv(x)
         return x
@@ -218,7 +237,7 @@ class LowRankConv2d(nn.Module, ABC):
         ranks = ", ".join(f"{n}={r}" for n, r in zip(self.rank_names, self.ranks))
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, {ranks}, "
-            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, impl={self.impl}"
         )
 
 
@@ -278,6 +297,19 @@ class Tucker2Conv2d(LowRankConv2d):
             _as_float64(weight), rank=[r2, r1], modes=[0, 1], init="svd", n_iter_max=n_iter_max, tol=tol
         )
         return [u_in.T, core, u_out]
+
+    IMPLS = ("factored", "dense", "fold_first", "fold_last")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``fold_first``: U1 folded into the core, a k x k conv C_in -> R2 then the 1x1 ``last``;
+        ``fold_last``: the 1x1 ``first`` then U2 folded into the core, a k x k conv R1 -> C_out."""
+        if self.impl == "fold_first":
+            w = torch.einsum("srhw,ri->sihw", self.core.weight, self.first.weight.flatten(1))
+            return self.last(F.conv2d(x, w, None, self.stride, self.padding, self.dilation))
+        if self.impl == "fold_last":
+            w = torch.einsum("os,srhw->orhw", self.last.weight.flatten(1), self.core.weight)
+            return F.conv2d(self.first(x), w, self.last.bias, self.stride, self.padding, self.dilation)
+        return super().forward(x)
 
     def kernel(self):
         u1 = self.first.weight.flatten(1)  # (R1, C_in)

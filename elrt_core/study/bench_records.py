@@ -31,7 +31,7 @@ def speedup_table(session) -> pd.DataFrame | None:
             "device": r["provenance"]["device_name"],
             "model": r["model"],
             "format": r["format"],
-            "variant": r.get("variant", "factored"),
+            "variant": r["variant"],
             "batch": r["batch_size"],
             "macs_reduction": round(r["macs_ratio"], 2),
             "train_speedup": round(r["train_speedup"], 3),
