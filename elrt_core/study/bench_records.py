@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["load", "speedup_table", "speedup_figure", "regularizer_overhead", "BENCH_FOLDER"]
+__all__ = ["load", "speedup_table", "breakdown_table", "speedup_figure", "regularizer_overhead", "BENCH_FOLDER"]
+
+PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "optimizer", "other")
 
 BENCH_FOLDER = "bench"
 
@@ -44,6 +46,22 @@ def speedup_table(session) -> pd.DataFrame | None:
         }
         for r in load(session.root, "speedup")
     ]
+    return pd.DataFrame(rows) if rows else None
+
+
+def breakdown_table(session) -> pd.DataFrame | None:
+    """Where a training step's time goes (ms per part, from the shares measured with module hooks
+    times the measured step time), dense and low-rank, for every speedup record with a breakdown."""
+    rows = []
+    for r in load(session.root, "speedup"):
+        for side in ("dense", "lowrank"):
+            shares = r[side].get("breakdown")
+            if not shares:
+                continue
+            step = r[side]["train_step_ms"]
+            rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
+                         "macs_reduction": round(r["macs_ratio"], 2), "variant": r["variant"], "network": side,
+                         "step_ms": round(step, 1), **{f"{p}_ms": round(step * shares[p], 1) for p in PARTS}})
     return pd.DataFrame(rows) if rows else None
 
 
