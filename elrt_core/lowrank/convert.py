@@ -214,14 +214,7 @@ def convert(
     new = copy.deepcopy(model)
     for name, r in chosen.items():
         dense_conv = new.get_submodule(name)
-        if init == "decompose":
-            layer = cls.from_dense(dense_conv, r)
-        else:
-            layer = cls(
-                dense_conv.in_channels, dense_conv.out_channels, dense_conv.kernel_size, r,
-                stride=dense_conv.stride, padding=dense_conv.padding, dilation=dense_conv.dilation,
-                bias=dense_conv.bias is not None,
-            ).to(device=dense_conv.weight.device, dtype=dense_conv.weight.dtype)
+        layer = cls.from_dense(dense_conv, r) if init == "decompose" else cls.like(dense_conv, r)
         _set_module(new, name, layer)
 
     if ranks is None:

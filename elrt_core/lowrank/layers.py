@@ -152,25 +152,24 @@ class LowRankConv2d(nn.Module, ABC):
             nn.init.zeros_(convs[-1].bias)
 
     @classmethod
-    def from_dense(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...], **decompose_kw) -> "LowRankConv2d":
-        """A layer of this format initialized from the kernel of ``conv`` by its best-fit decomposition.
+    def like(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...]) -> "LowRankConv2d":
+        """A freshly initialized layer of this format with the geometry, bias, device and dtype of ``conv``.
 
-        Raises ``ValueError`` for grouped convolutions and string padding.
+        Raises ``ValueError`` for grouped convolutions and non-zero padding modes.
         """
         if conv.groups != 1:
             raise ValueError(f"grouped convolutions (groups={conv.groups}) have no low-rank form here")
         if conv.padding_mode != "zeros":
             raise ValueError(f"padding_mode {conv.padding_mode!r} is not supported; only 'zeros'")
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            ranks,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            bias=conv.bias is not None,
+        return cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, ranks, stride=conv.stride,
+            padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+
+    @classmethod
+    def from_dense(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...], **decompose_kw) -> "LowRankConv2d":
+        """A layer of this format initialized from the kernel of ``conv`` by its best-fit decomposition."""
+        layer = cls.like(conv, ranks)
         with torch.no_grad():
             for target, value in zip(layer._convs(), layer.decompose(conv.weight, layer.ranks, **decompose_kw)):
                 target.weight.copy_(torch.as_tensor(value).reshape(target.weight.shape))

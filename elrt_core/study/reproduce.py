@@ -12,9 +12,9 @@ from tqdm import tqdm
 from ..profiles import Profile
 from ..records import PROJECT_ROOT
 from . import plan as plan_lib
-from .runs import MissingRun, get_or_run
+from .runs import get_or_run
 
-__all__ = ["run", "NOTEBOOKS", "notebook_dir", "output_dir", "execute_notebook"]
+__all__ = ["run", "train_missing", "NOTEBOOKS", "notebook_dir", "output_dir", "execute_notebook"]
 
 NOTEBOOKS = {
     "01_approximation_error": ("approximation",),
@@ -103,5 +103,3 @@ def run(profile: Profile, *, only: list[str] | None = None, jobs: int = 1, reuse
         return 1
     return 0
 
-
-__all__ += ["train_missing", "MissingRun"]
