@@ -7,7 +7,8 @@ factor matrices of low-tensor-rank convolutions.
 Conventions used by every function here (each returns a scalar tensor **without** the strength
 lambda; :func:`penalty` applies lambda):
 
-* ``A`` is a 2-D factor of shape ``(m, n)``. Its **thin side** is ``t = min(m, n)``. The Gram matrix
+* ``A`` is a factor of shape ``(m, n)``, or a stack of equal-shape factors ``(b, m, n)``, for which
+  the value of each is returned (shape ``(b,)``). Its **thin side** is ``t = min(m, n)``. The Gram matrix
   of the thin side is ``G = A A^T`` (``t x t``) when ``m <= n`` (a wide matrix, e.g. the output factor
   ``U2`` of shape ``(R2, C_out)``) and ``G = A^T A`` when ``m > n`` (a tall matrix). ``G = I`` exactly
   when the rows (wide) or columns (tall) of ``A`` are orthonormal, so SO, MC and SRIP are 0 then.
@@ -26,22 +27,35 @@ __all__ = ["so", "dso", "mc", "srip", "penalty", "REGULARIZERS", "gram_thin"]
 
 
 def _check_matrix(a: torch.Tensor) -> None:
-    if a.dim() != 2:
-        raise ValueError(f"a factor must be a 2-D matrix, got shape {tuple(a.shape)}")
+    if a.dim() not in (2, 3):
+        raise ValueError(f"a factor must be a matrix (m, n) or a stack (b, m, n), got shape {tuple(a.shape)}")
+
+
+def _mT(a: torch.Tensor) -> torch.Tensor:
+    return a.transpose(-2, -1)
+
+
+def _is_wide(a: torch.Tensor) -> bool:
+    return a.shape[-2] <= a.shape[-1]
 
 
 def gram_thin(a: torch.Tensor) -> torch.Tensor:
-    """Gram matrix of the thin side of ``a`` (shape ``(t, t)``, ``t = min(a.shape)``)."""
+    """Gram matrix of the thin side of ``a``: shape ``(..., t, t)``, ``t = min(m, n)``."""
     _check_matrix(a)
-    return a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
+    return a @ _mT(a) if _is_wide(a) else _mT(a) @ a
 
 
 def _eye_like(g: torch.Tensor) -> torch.Tensor:
-    return torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
+    return torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+
+
+def _sq_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of squares over the last two dims: ``(..., p, q) -> (...)``."""
+    return (x**2).sum(dim=(-2, -1))
 
 
 def _scale(value: torch.Tensor, a: torch.Tensor, per_rank: bool) -> torch.Tensor:
-    return value / min(a.shape) if per_rank else value
+    return value / min(a.shape[-2:]) if per_rank else value
 
 
 def so(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
@@ -50,7 +64,7 @@ def so(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
     Bansal et al. (2018), eq. (SO); 0 iff the thin side of ``a`` is orthonormal.
     """
     g = gram_thin(a)
-    return _scale(((g - _eye_like(g)) ** 2).sum(), a, per_rank)
+    return _scale(_sq_sum(g - _eye_like(g)), a, per_rank)
 
 
 def dso(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
@@ -61,8 +75,8 @@ def dso(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
     projection, not the identity); it is 0 only for square orthogonal matrices.
     """
     _check_matrix(a)
-    g1, g2 = a.T @ a, a @ a.T
-    value = ((g1 - _eye_like(g1)) ** 2).sum() + ((g2 - _eye_like(g2)) ** 2).sum()
+    g1, g2 = _mT(a) @ a, a @ _mT(a)
+    value = _sq_sum(g1 - _eye_like(g1)) + _sq_sum(g2 - _eye_like(g2))
     return _scale(value, a, per_rank)
 
 
@@ -77,10 +91,9 @@ def mc(a: torch.Tensor, *, normalize: bool = True, per_rank: bool = False, eps: 
     """
     _check_matrix(a)
     if normalize:
-        dim = 1 if a.shape[0] <= a.shape[1] else 0
-        a = a / a.norm(dim=dim, keepdim=True).clamp_min(eps)
+        a = a / a.norm(dim=-1 if _is_wide(a) else -2, keepdim=True).clamp_min(eps)
     g = gram_thin(a)
-    return _scale((g - _eye_like(g)).abs().max(), a, per_rank)
+    return _scale((g - _eye_like(g)).abs().amax(dim=(-2, -1)), a, per_rank)
 
 
 def srip(
@@ -99,11 +112,11 @@ def srip(
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
     g = gram_thin(a)
     d = g - _eye_like(g)
-    v = torch.randn(d.shape[0], 1, generator=generator, dtype=torch.float32).to(device=d.device, dtype=d.dtype)
+    v = torch.randn(*d.shape[:-1], 1, generator=generator, dtype=torch.float32).to(device=d.device, dtype=d.dtype)
     for _ in range(n_iter):
         v = d @ v
-        v = v / v.norm().clamp_min(1e-12)
-    return _scale((d @ v).norm(), a, per_rank)
+        v = v / torch.linalg.vector_norm(v, dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    return _scale(torch.linalg.vector_norm(d @ v, dim=(-2, -1)), a, per_rank)
 
 
 REGULARIZERS: dict[str, Callable[..., torch.Tensor]] = {"so": so, "dso": dso, "mc": mc, "srip": srip}
@@ -123,7 +136,7 @@ def penalty(
     A low-rank layer is any module with a ``factors()`` method returning ``{name: 2-D tensor}``
     (see :mod:`elrt_core.lowrank`); ``on`` selects which factors (``"U1"``: input side,
     ``"U2"``: output side). ``kind="none"`` or ``lam == 0`` gives a zero tensor. ``generator`` is
-    used by SRIP only.
+    used by SRIP only (one start vector per factor, drawn group by group).
     """
     on = tuple(on)
     if kind != "none" and kind not in REGULARIZERS:
@@ -136,7 +149,7 @@ def penalty(
         return zero
     fn = REGULARIZERS[kind]
     extra = {"generator": generator} if kind == "srip" else {}
-    total = zero
+    groups: dict[tuple, list[torch.Tensor]] = {}
     for module in model.modules():
         factors = getattr(module, "factors", None)
         if not callable(factors):
@@ -146,5 +159,13 @@ def penalty(
         if unknown:
             raise ValueError(f"{type(module).__name__} has factors {sorted(named)}, not {unknown}")
         for f in on:
-            total = total + fn(named[f], per_rank=per_rank, **extra)
+            a = named[f]
+            groups.setdefault((tuple(a.shape), a.dtype, a.device), []).append(a)
+    # Factors of equal shape are stacked and regularized in one batched call: the same sum, with a
+    # handful of kernel launches per shape instead of per layer (the cost of the penalty on CPU is
+    # launch overhead, not arithmetic).
+    total = zero
+    for stack in groups.values():
+        values = fn(torch.stack(stack) if len(stack) > 1 else stack[0], per_rank=per_rank, **extra)
+        total = total + values.sum()
     return lam * total
