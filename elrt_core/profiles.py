@@ -54,14 +54,24 @@ class Profile:
         except KeyError:
             raise ConfigError(f"profile {self.name!r} has no reg_weights for {reg!r} on {key!r}") from None
 
-    @property
-    def label(self) -> str:
-        """Short description for captions: profile, epochs, data size, seed count."""
+    def seeds_for(self, part: str) -> tuple[int, ...]:
+        """Seeds of one part of the study: its own ``seeds`` entry if it has one, else the profile's."""
+        spec = getattr(self, part)
+        return tuple(spec.get("seeds", self.seeds))
+
+    def describe(self, n_seeds: int | None = None) -> str:
+        """Short description for captions: profile, epochs, data size, and ``n_seeds`` (default:
+        the profile's seed count)."""
         t = self.train
         data = f"{t['subset']:,}-image training subset" if t.get("subset") else "full training set"
         test = f"{t['test_subset']:,} test images" if t.get("test_subset") else "full 10,000-image test set"
-        n = len(self.seeds)
+        n = len(self.seeds) if n_seeds is None else n_seeds
         return f"profile '{self.name}': {t['epochs']} epochs, {data}, {test}, {n} seed{'s' if n > 1 else ''}"
+
+    @property
+    def label(self) -> str:
+        """:meth:`describe` with the profile's seed count."""
+        return self.describe()
 
 
 def load(name: str) -> Profile:

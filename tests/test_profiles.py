@@ -6,7 +6,7 @@ import torch
 from elrt_core import profiles, records
 from elrt_core.config import ConfigError
 from elrt_core.regularizers import penalty
-from elrt_core.study import plan
+from elrt_core.study import Session, plan
 from elrt_core.train import build_model
 
 
@@ -31,18 +31,37 @@ def test_reg_weights_follow_the_documented_rule(reg, on):
     assert 0.5 <= value <= 2.0, value
 
 
+def _fake_record(root, run, acc):
+    records.write_json(root / "cpu" / run.config.name / "record.json", {
+        "schema_version": 1, "status": "finished", "config_hash": run.config.hash, "config": run.config.to_dict(),
+        "metrics": {"final_test_top1": acc, "history": []}, "cost": {}, "provenance": {}})
+
+
+def test_captions_state_the_seed_count_of_the_runs_shown(tmp_path):
+    p = profiles.load("cpu")
+    s = Session("cpu", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
+    assert "1 seed;" in s.caption("x")  # nothing fetched yet: the profile's default
+    for run in plan.orthogonality(p):
+        _fake_record(tmp_path, run, 50.0)
+    assert len(s.runs(plan.orthogonality(p))) == 6
+    assert "3 seeds;" in s.caption("x") and "15 epochs" in s.caption("x")
+    s.runs([r for r in plan.orthogonality(p) if r.config.seed == 0])
+    assert "1 seed;" in s.caption("x")
+
+
 def test_cpu_plan_and_best_regularizer(tmp_path):
     p = profiles.load("cpu")
     first = plan.plan(p, ("approximation", "orthogonality", "regularizers"))
     assert [r.part for r in first][:3] == ["approximation", "orthogonality", "orthogonality"]
-    assert len({r.config.hash for r in first}) == len(first) == 1 + 2 + 7  # none and SO on U2 are shared with the on/off part
+    # on/off: 2 settings x 3 seeds; the regularizer comparison (1 seed) shares none and SO on U2 of seed 0
+    assert len({r.config.hash for r in first}) == len(first) == 1 + 6 + 7
+    assert {r.config.seed for r in plan.orthogonality(p)} == {0, 1, 2}
+    assert {r.config.seed for r in plan.regularizers(p)} == {0}
     with pytest.raises(plan.MissingRun, match="incomplete"):
         plan.main(p, root=tmp_path)
     for i, run in enumerate(plan.regularizers(p)):  # fake finished records: DSO on U1+U2 wins
         acc = 80.0 if (run.config.reg, run.config.reg_on) == ("dso", ("U1", "U2")) else 50.0 + i
-        records.write_json(tmp_path / "cpu" / run.config.name / "record.json", {
-            "schema_version": 1, "status": "finished", "config_hash": run.config.hash, "config": run.config.to_dict(),
-            "metrics": {"final_test_top1": acc, "history": []}, "cost": {}, "provenance": {}})
+        _fake_record(tmp_path, run, acc)
     assert plan.best_regularizer(p, tmp_path)[:2] == ("dso", ("U1", "U2"))
     main = plan.main(p, root=tmp_path)
     elrt = [r for r in main if r.method.startswith("ELRT")]

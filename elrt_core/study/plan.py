@@ -4,6 +4,9 @@ Parts, in the order ``elrt reproduce`` trains them (later parts may depend on ea
 
 * ``approximation`` (Figure 3): the dense model whose trained kernels are analysed.
 * ``orthogonality`` (Figure 4): Tucker-2 with and without the regularizer, same ranks, every seed.
+
+A part's spec may name its own ``seeds`` (e.g. more seeds for the on/off comparison than the
+profile's default); otherwise it uses the profile's.
 * ``regularizers`` (Figure 5): Tucker-2 with none / each regularizer on each factor set.
 * ``main`` (the results table): dense, ELRT, Tucker-2 without regularizer and the other formats,
   per model and FLOPs ratio. ELRT's regularizer is the best of the ``regularizers`` part when the
@@ -47,13 +50,13 @@ def reg_label(reg: str, on: tuple[str, ...] | list[str]) -> str:
 
 
 def approximation(p: Profile) -> list[PlannedRun]:
-    return [PlannedRun("approximation", "dense", p.config(model=p.approximation["model"], seed=p.seeds[0]))]
+    return [PlannedRun("approximation", "dense", p.config(model=p.approximation["model"], seed=p.seeds_for("approximation")[0]))]
 
 
 def orthogonality(p: Profile) -> list[PlannedRun]:
     s = p.orthogonality
     out = []
-    for seed in p.seeds:
+    for seed in p.seeds_for("orthogonality"):
         out.append(PlannedRun("orthogonality", "none", _lowrank(p, s, seed)))
         out.append(PlannedRun("orthogonality", reg_label(s["reg"], s["on"]), _lowrank(p, s, seed, s["reg"], tuple(s["on"]))))
     return out
@@ -62,7 +65,7 @@ def orthogonality(p: Profile) -> list[PlannedRun]:
 def regularizers(p: Profile) -> list[PlannedRun]:
     s = p.regularizers
     out = []
-    for seed in p.seeds:
+    for seed in p.seeds_for("regularizers"):
         out.append(PlannedRun("regularizers", "none", _lowrank(p, s, seed)))
         for on in s["on"]:
             for reg in s["regs"]:
@@ -93,7 +96,7 @@ def main(p: Profile, root: str | os.PathLike | None = None) -> list[PlannedRun]:
     out = []
     for group in s["groups"]:
         for model in group["models"]:
-            for seed in p.seeds:
+            for seed in p.seeds_for("main"):
                 out.append(PlannedRun("main", "dense", p.config(model=model, seed=seed)))
                 for ratio in group["ratios"]:
                     spec = {"model": model, "flops_ratio": ratio}

@@ -53,6 +53,7 @@ class Session:
         self.figure_dir = self.root / self.profile.name / "figures"
         self._figures = 0
         self._tables = 0
+        self._seeds: int | None = None  # seed count of the runs last fetched, for the captions
         figures.set_style()
 
     @property
@@ -61,7 +62,9 @@ class Session:
         return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
 
     def runs(self, planned: list[PlannedRun]) -> list[tuple[PlannedRun, Record]]:
-        """The finished record of each planned run (trained first if missing and allowed)."""
+        """The finished record of each planned run (trained first if missing and allowed). Later
+        captions state the number of seeds these runs have."""
+        self._seeds = len({run.config.seed for run in planned}) or None
         return [
             (run, get_or_run(run.config, self.profile.name, root=self.root, train_missing=self.train_missing,
                              device=self.device, data_dir=self.data_dir))
@@ -69,7 +72,7 @@ class Session:
         ]
 
     def caption(self, text: str) -> str:
-        return f"{text} [{self.profile.label}; regenerate: `{self.command}`]"
+        return f"{text} [{self.profile.describe(self._seeds)}; regenerate: `{self.command}`]"
 
     def figure(self, fig, name: str, caption: str) -> None:
         """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption."""
