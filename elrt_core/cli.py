@@ -233,7 +233,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     write_json(out, result)
     if args.reg_overhead:
         for row in result["rows"]:
-            print(f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%)")
+            print(f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%); "
+                  f"penalty alone {row['penalty_ms']:.2f} ms ({row['penalty_pct']:.2f}% of the unregularized step)")
     else:
         d, lr = result["dense"], result["lowrank"]
         print(

@@ -41,7 +41,8 @@ def test_regularizer_overhead_record(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["kind"] == "regularizer_overhead"
     assert [r["regularizer"] for r in rec["rows"]] == ["none", "so", "dso", "mc", "srip"]
-    assert rec["rows"][0]["overhead_pct"] == 0
+    assert rec["rows"][0]["overhead_pct"] == 0 and rec["rows"][0]["penalty_ms"] == 0
+    assert all(r["penalty_ms"] > 0 and r["penalty_pct"] > 0 for r in rec["rows"][1:])
 
 
 def test_activation_bytes_counts_saved_tensors():
