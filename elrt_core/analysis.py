@@ -55,7 +55,7 @@ def reconstruct(weight: torch.Tensor, fmt: str, ranks: tuple[int, ...]) -> np.nd
     ranks = cls.check_ranks(c_in, c_out, (kh, kw), ranks)
     layer = cls(c_in, c_out, (kh, kw), ranks, bias=False).double()
     with torch.no_grad():
-        for conv, value in zip(layer._convs(), cls.decompose(weight, ranks)):
+        for conv, value in zip(layer._convs(), cls.best_fit(weight, ranks)):
             conv.weight.copy_(torch.as_tensor(value).reshape(conv.weight.shape))
         return layer.kernel().numpy()
 

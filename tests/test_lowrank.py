@@ -219,3 +219,20 @@ def test_autotune_keeps_the_function_and_the_cost_count():
         assert torch.allclose(m(x), before, atol=1e-4)
     assert cost.count(m).macs == macs  # counted in the factored form whatever the impl
     assert all(p.grad is None for p in m.parameters())
+
+
+def test_best_fit_decomposes_with_single_threaded_blas(monkeypatch):
+    """Decompositions of small kernels run with one BLAS thread (threads only oversubscribe the cores)."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    real = Tucker2Conv2d.decompose.__func__
+
+    def spy(cls, weight, ranks, **kw):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return real(cls, weight, ranks, **kw)
+
+    monkeypatch.setattr(Tucker2Conv2d, "decompose", classmethod(spy))
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    Tucker2Conv2d.from_dense(conv, ranks=(4, 4))
+    assert seen == [{1}]
