@@ -72,3 +72,26 @@ def test_bad_arguments(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err
+
+
+def test_targets_table_judges_each_target_from_the_records(tmp_path):
+    from types import SimpleNamespace
+
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records
+
+    prov = {"device_name": "cpu-x"}
+    for variant, speedup in (("factored", 0.7), ("autotuned", 1.6)):
+        write_json(tmp_path / "bench" / f"{variant}.json", {
+            "kind": "speedup", "model": "resnet56", "format": "tucker2", "macs_ratio": 2.001, "variant": variant,
+            "train_speedup": speedup, "amdahl_ceiling": 1.8, "provenance": prov})
+    write_json(tmp_path / "bench" / "reg.json", {"kind": "regularizer_overhead", "model": "resnet20", "variant": "channels_last",
+               "provenance": prov, "rows": [{"regularizer": "none", "penalty_pct": 0.0},
+                                            {"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5},
+                                            {"regularizer": "srip", "penalty_pct": 9.0}]})
+    table = bench_records.targets(SimpleNamespace(root=tmp_path))
+    speed = table[table["target"].str.contains("speedup")]
+    assert len(speed) == 1 and speed["variant"].item() == "autotuned" and bool(speed["met"].item())
+    regs = dict(zip(table["target"], table["met"]))
+    assert regs["resnet20 SO penalty <= 5% of the step"] and not regs["resnet20 MC penalty <= 5% of the step"]
+    assert not any("SRIP" in t for t in regs)  # SRIP has no target; its time is only reported

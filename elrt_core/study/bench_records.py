@@ -9,11 +9,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["load", "speedup_table", "breakdown_table", "speedup_figure", "regularizer_overhead", "BENCH_FOLDER"]
+__all__ = ["load", "speedup_table", "breakdown_table", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER"]
 
 PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "optimizer", "other")
 
 BENCH_FOLDER = "bench"
+
+SPEED_TARGETS = {("resnet56", "tucker2", 2.0): 1.5, ("resnet56", "tucker2", 3.0): 2.0}
+"""Training-speedup targets of the speed issue: (model, format, MAC reduction) -> minimum speedup."""
+
+OVERHEAD_TARGET_PCT = {"so": 5.0, "dso": 5.0, "mc": 5.0}
+"""Largest allowed time of a regularizer's penalty, in % of the unregularized training step."""
 
 
 def load(root: Path, kind: str) -> list[dict]:
@@ -86,3 +92,31 @@ def regularizer_overhead(session) -> pd.DataFrame | None:
         for row in r["rows"]:
             rows.append({"device": r["provenance"]["device_name"], "model": r["model"], **row})
     return pd.DataFrame(rows) if rows else None
+
+
+def targets(session) -> pd.DataFrame | None:
+    """Each speed target against the records: the best measured training speedup over the
+    variants of each device (and that record's Amdahl ceiling), and each regularizer's penalty time
+    as a share of the step; ``met`` says whether the measurement reaches the target."""
+    rows = []
+    for r in load(session.root, "speedup"):
+        key = (r["model"], r["format"], round(r["macs_ratio"]))
+        if key in SPEED_TARGETS:
+            rows.append({"device": r["provenance"]["device_name"], "target": f"{key[0]} {key[1]} at {key[2]}x fewer MACs: "
+                         f"training speedup >= {SPEED_TARGETS[key]}x", "measured": round(r["train_speedup"], 3),
+                         "variant": r["variant"], "amdahl_ceiling": round(r["amdahl_ceiling"], 2),
+                         "met": r["train_speedup"] >= SPEED_TARGETS[key]})
+    speed = pd.DataFrame(rows)
+    if not speed.empty:  # keep the best variant per target and device
+        speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "target"])
+    rows = []
+    for r in load(session.root, "regularizer_overhead"):
+        for row in r["rows"]:
+            if row["regularizer"] in OVERHEAD_TARGET_PCT and "penalty_pct" in row:
+                limit = OVERHEAD_TARGET_PCT[row["regularizer"]]
+                rows.append({"device": r["provenance"]["device_name"],
+                             "target": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
+                             "measured": row["penalty_pct"], "variant": r["variant"], "amdahl_ceiling": None,
+                             "met": row["penalty_pct"] <= limit})
+    frames = [f for f in (speed, pd.DataFrame(rows)) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else None
