@@ -7,6 +7,7 @@ from statistics import mean
 import pandas as pd
 
 from .figures import FORMAT_LABELS
+from .tables import finals_frame
 
 __all__ = ["format_wins", "format_verdict", "difference_verdict", "ranking", "approximation", "on_off", "seed_range", "best_regularizer", "main_results"]
 
@@ -22,8 +23,8 @@ def format_verdict(df: pd.DataFrame, ratio: float, fmt: str = "tucker2", against
     """E.g. "At 2x fewer MACs per layer, Tucker-2 has a lower relative error than matrix rank in 14
     of 18 layers and than spatial in 3 of 18 (mean relative error: ...)": one count per opponent."""
     part = df[df["ratio"] == ratio]
-    pairs = [f"than {FORMAT_LABELS[a]} in {format_wins(part, fmt, (a,))[0]} of {format_wins(part, fmt, (a,))[1]} layers"
-             for a in against]
+    counts = {a: format_wins(part, fmt, (a,)) for a in against}
+    pairs = [f"than {FORMAT_LABELS[a]} in {wins} of {n} layers" for a, (wins, n) in counts.items()]
     means = part.groupby("format")["rel_error"].mean()
     others = "; ".join(f"{FORMAT_LABELS[a]} {means[a]:.3f}" for a in against)
     return (
@@ -87,11 +88,9 @@ def on_off(runs, history: pd.DataFrame) -> tuple[str, str]:
 
 def seed_range(runs) -> float | None:
     """Largest max - min of final top-1 over the seeds of one method (None if no method has 2 seeds)."""
-    finals: dict[str, list[float]] = {}
-    for run, rec in runs:
-        finals.setdefault(run.method, []).append(rec.metrics["final_test_top1"])
-    spans = [max(v) - min(v) for v in finals.values() if len(v) > 1]
-    return max(spans) if spans else None
+    finals = finals_frame(runs).groupby("method")["final_test_top1"]
+    spans = (finals.max() - finals.min())[finals.size() > 1]
+    return float(spans.max()) if not spans.empty else None
 
 
 def best_regularizer(summary: pd.DataFrame, noise: float | None = None) -> str:
