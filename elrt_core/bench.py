@@ -11,17 +11,18 @@ Also measured:
 * **Activation memory** of a training step: bytes of the tensors autograd saves for the backward
   pass (``torch.autograd.graph.saved_tensors_hooks``), the part of training memory that depends
   on the architecture; on CUDA also the peak allocated memory.
-* **Where the time goes** (``breakdown``): per-module forward and backward times of convolutions
-  (split into 1x1 factors, k x k convs and depthwise convs) and batch norm, measured with module
-  hooks on the CPU, plus the optimizer step; the rest (activations, additions, pooling, loss,
-  framework overhead) is "other". From the dense breakdown, the **Amdahl ceiling** is the
-  speedup reached if only the converted convolutions became ``macs_ratio`` times faster.
+* **Where the time goes** (``breakdown``): the time of each top-level operator of a training step,
+  measured with ``torch.profiler`` on the CPU and summed per part: convolutions (forward and
+  backward, split by kernel shape into 1x1 factors, k x k and depthwise), batch norm, ReLU,
+  tensor additions (residual sums and the gradient sums at branch points), the optimizer; the
+  rest is "other". From the dense breakdown, the **Amdahl ceiling** is the speedup reached if only
+  the converted convolutions became ``macs_ratio`` times faster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-import warnings
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,13 +35,15 @@ from . import lowrank, models, records
 from .cost import count
 from .regularizers import REGULARIZERS, penalty
 
-__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "activation_bytes", "breakdown", "VARIANTS"]
+__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "activation_bytes", "breakdown", "VARIANTS", "PARTS"]
 
-VARIANTS = ("factored", "channels_last", "autotuned")
+VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled")
 """How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
 ``channels_last`` (both models in channels-last memory format), ``autotuned`` (channels-last, and
 each low-rank layer computed the way measured fastest for training, then for inference; see
-:func:`elrt_core.lowrank.autotune`)."""
+:func:`elrt_core.lowrank.autotune`), ``bf16`` (channels-last under bfloat16 autocast, the
+``--amp`` of training), ``compiled`` (channels-last, each model wrapped in ``torch.compile``; the
+first steps compile and are not timed). Every variant treats dense and low-rank alike."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class BenchSettings:
 
     @property
     def channels_last(self) -> bool:
-        return self.variant in ("channels_last", "autotuned")
+        return self.variant != "factored"
 
     def validate(self) -> None:
         if self.model not in models.MODELS:
@@ -90,18 +93,30 @@ def _sync(device: torch.device) -> None:
 
 
 class _Stepper:
-    """One model with its optimizer and a fixed batch; ``train()``/``infer()`` time one step (s)."""
+    """One model with its optimizer and a fixed batch; ``train()``/``infer()`` time one step (s).
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reg: str = "none", reg_weight: float = 1e-3):
+    ``autocast``: run forward passes under bfloat16 autocast; ``compiled``: call the model through
+    ``torch.compile`` (parameters, optimizer and penalty stay those of ``model``)."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reg: str = "none", reg_weight: float = 1e-3,
+                 *, autocast: bool = False, compiled: bool = False):
         self.model, self.x, self.y, self.reg, self.reg_weight = model, x, y, reg, reg_weight
+        self.forward = torch.compile(model) if compiled else model
+        self.autocast = autocast
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
         self.gen = torch.Generator().manual_seed(0)
+
+    def context(self):
+        if self.autocast:
+            return torch.autocast(self.x.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def train(self) -> float:
         self.model.train()
         _sync(self.x.device)
         t0 = time.perf_counter()
-        loss = F.cross_entropy(self.model(self.x), self.y)
+        with self.context():
+            loss = F.cross_entropy(self.forward(self.x), self.y)
         if self.reg != "none":
             loss = loss + penalty(self.model, self.reg, self.reg_weight, generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
@@ -128,7 +143,8 @@ class _Stepper:
         self.model.eval()
         _sync(self.x.device)
         t0 = time.perf_counter()
-        self.model(self.x)
+        with self.context():
+            self.forward(self.x)
         _sync(self.x.device)
         return time.perf_counter() - t0
 
@@ -161,67 +177,95 @@ def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return sum(n for ptr, n in seen.items() if ptr not in params)
 
 
-def _conv_kind(m: nn.Conv2d) -> str:
-    if m.groups > 1:
+PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "relu", "add", "optimizer", "other")
+"""The parts of a training step in a breakdown (``conv`` is added as the sum of the three conv parts)."""
+
+_PART_OF_OP = {
+    "aten::conv2d": "conv", "aten::convolution": "conv", "aten::convolution_backward": "conv",
+    "aten::batch_norm": "batchnorm", "aten::native_batch_norm": "batchnorm",
+    "aten::native_batch_norm_backward": "batchnorm",
+    "aten::relu": "relu", "aten::relu_": "relu", "aten::threshold_backward": "relu",
+    "aten::add": "add", "aten::add_": "add",
+    "Optimizer.step#SGD.step": "optimizer", "Optimizer.zero_grad#SGD.zero_grad": "optimizer",
+}
+"""Profiler event name -> part. Only the outermost matching event of a call stack is counted."""
+
+
+def _conv_kind(event) -> str:
+    """``conv_1x1``, ``conv_kxk`` or ``conv_depthwise`` from a conv event's recorded input shapes.
+
+    ``aten::conv2d``/``aten::convolution`` take ``(input, weight, ...)``,
+    ``aten::convolution_backward`` takes ``(grad_output, input, weight, ...)``; weight
+    ``(C_out, C_in / groups, k_h, k_w)``."""
+    shapes = event.input_shapes
+    i = 1 if event.name == "aten::convolution_backward" else 0
+    inp, weight = shapes[i], shapes[i + 1]
+    if len(weight) == 4 and len(inp) == 4 and weight[1] < inp[1]:
         return "conv_depthwise"
-    return "conv_1x1" if m.kernel_size == (1, 1) else "conv_kxk"
+    return "conv_1x1" if list(weight[2:]) == [1, 1] else "conv_kxk"
 
 
-def breakdown(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 3) -> dict[str, float]:
-    """Share of a training step's time per part (sums to 1): convs by kind, batch norm, optimizer, other.
+def _outermost(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in _PART_OF_OP:
+            return False
+        parent = parent.cpu_parent
+    return True
 
-    Forward and backward time of each leaf conv/BN module is measured with forward and full-backward
-    pre/post hooks (exact on the CPU, where ops run synchronously; on CUDA the shares are not reliable).
+
+def breakdown(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 5) -> dict[str, float]:
+    """Share of a CPU training step's time per part (the parts of :data:`PARTS` sum to 1).
+
+    Each step (forward, cross-entropy, backward, SGD step) runs under ``torch.profiler``; the
+    inclusive CPU time of every outermost operator named in ``_PART_OF_OP`` is added to its part.
+    Shares are the median of each part over ``steps`` profiled steps divided by the median step
+    wall time (``other``: the remainder: pooling, loss, copies, autograd bookkeeping, profiler
+    overhead). Medians, because the memory-bound parts (batch norm, ReLU, additions) slow down
+    by up to 2-3x for a step or two when other work shares the machine's memory bandwidth. One
+    unprofiled step comes first. On CUDA, operator CPU times are launch times, so this breakdown
+    is only meaningful on the CPU.
     """
-    parts: dict[str, float] = {}
-    stack: dict[tuple[int, str], float] = {}
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            kind = _conv_kind(m)
-        elif isinstance(m, nn.BatchNorm2d):
-            kind = "batchnorm"
-        else:
-            continue
+    from torch.profiler import ProfilerActivity, profile
 
-        def start(mod, *args, key=None, _kind=kind, _phase="fwd"):
-            stack[(id(mod), _phase)] = time.perf_counter()
-
-        def stop(mod, *args, _kind=kind, _phase="fwd"):
-            t0 = stack.pop((id(mod), _phase), None)
-            if t0 is not None:
-                parts[_kind] = parts.get(_kind, 0.0) + time.perf_counter() - t0
-
-        handles += [
-            m.register_forward_pre_hook(lambda mod, inp, f=start: f(mod, _phase="fwd")),
-            m.register_forward_hook(lambda mod, inp, out, f=stop: f(mod, _phase="fwd")),
-            m.register_full_backward_pre_hook(lambda mod, g, f=start: f(mod, _phase="bwd")),
-            m.register_full_backward_hook(lambda mod, gi, go, f=stop: f(mod, _phase="bwd")),
-        ]
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    total = 0.0
-    try:
-        model.train()
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")  # the first conv's input needs no grad
-        for _ in range(steps):
+    model.train()
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    per_step: list[dict[str, float]] = []
+    totals: list[float] = []
+    for _ in range(steps):
+        parts = dict.fromkeys(PARTS[:-1], 0.0)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             t0 = time.perf_counter()
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            t1 = time.perf_counter()
-            opt.step()
-            t2 = time.perf_counter()
-            parts["optimizer"] = parts.get("optimizer", 0.0) + t2 - t1
-            total += t2 - t0
-    finally:
-        for h in handles:
-            h.remove()
-    shares = {k: v / total for k, v in parts.items()}
-    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
-    for key in ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "optimizer"):
-        shares.setdefault(key, 0.0)
+            step()
+            totals.append(time.perf_counter() - t0)
+        for ev in prof.events():
+            part = _PART_OF_OP.get(ev.name)
+            if part is None or not _outermost(ev):
+                continue
+            if part == "conv":
+                part = _conv_kind(ev)
+            parts[part] += ev.cpu_time_total * 1e-6  # µs -> s
+        per_step.append(parts)
+    medians = {k: statistics.median(p[k] for p in per_step) for k in PARTS[:-1]}
+    total = max(statistics.median(totals), sum(medians.values()))
+    shares = {k: v / total for k, v in medians.items()}
+    shares["other"] = 1.0 - sum(shares.values())
     shares["conv"] = shares["conv_kxk"] + shares["conv_1x1"] + shares["conv_depthwise"]
     return shares
+
+
+def _in(context, fn, *args):
+    """``fn(*args)`` inside ``context``."""
+    with context:
+        return fn(*args)
 
 
 def _models(s: BenchSettings, device: torch.device) -> tuple[nn.Module, nn.Module, tuple[int, int, int]]:
@@ -249,7 +293,8 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     dense, low, shape = _models(s, device)
     x, y = _batch(s, shape, device)
     rep = lowrank.report(low, shape)
-    steppers = [_Stepper(dense, x, y), _Stepper(low, x, y, s.reg)]
+    kw = {"autocast": s.variant == "bf16", "compiled": s.variant == "compiled"}
+    steppers = [_Stepper(dense, x, y, **kw), _Stepper(low, x, y, s.reg, **kw)]
     choices: dict[str, Any] = {}
     if s.variant == "autotuned":
         choices["train"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=True).items()}
@@ -266,14 +311,12 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
             "train_step_ms": 1000 * t_train,
             "infer_ms": 1000 * t_infer,
             "train_images_per_s": s.batch_size / t_train,
-            "activation_bytes": activation_bytes(model, x),
+            "activation_bytes": _in(steppers[0].context(), activation_bytes, model, x),
             "macs": count(model, shape).macs,
         }
         if device.type == "cpu":
-            try:
-                entry["breakdown"] = breakdown(model, x, y)
-            except RuntimeError:  # module backward hooks refuse in-place activations (VGG's ReLU)
-                entry["breakdown"] = None
+            # under autocast for bf16; the compiled variant's breakdown is that of the eager model
+            entry["breakdown"] = _in(steppers[0].context(), breakdown, model, x, y)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             steppers[0 if name == "dense" else 1].train()
@@ -301,7 +344,8 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
     _, low, shape = _models(s, device)
     x, y = _batch(s, shape, device)
     names = ["none", *REGULARIZERS]
-    steppers = [_Stepper(low, x, y, reg) for reg in names]
+    kw = {"autocast": s.variant == "bf16", "compiled": s.variant == "compiled"}
+    steppers = [_Stepper(low, x, y, reg, **kw) for reg in names]
     times = _alternate(steppers, "train", s.steps, s.warmup)
     own = _alternate(steppers, "regularize", s.steps, s.warmup)
     base = times[0]

@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="timed steps per model (medians are reported)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--variant", default="channels_last",
-                   help="factored, channels_last (default) or autotuned (per-layer fastest computation)")
+                   help="factored, channels_last (default), autotuned (per-layer fastest computation), "
+                        "bf16 (bfloat16 autocast) or compiled (torch.compile)")
     p.add_argument("--reg", default="none", help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
     p.add_argument("--threads", type=int)

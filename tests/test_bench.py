@@ -20,7 +20,9 @@ def test_speedup_record_schema(tmp_path, capsys):
         entry = rec[side]
         assert entry["train_step_ms"] > 0 and entry["infer_ms"] > 0 and entry["activation_bytes"] > 0
         shares = entry["breakdown"]
-        assert abs(sum(v for k, v in shares.items() if k != "conv") - 1) < 1e-6
+        assert set(shares) == {*bench.PARTS, "conv"} and all(v >= 0 for v in shares.values())
+        assert sum(shares[k] for k in bench.PARTS) == pytest.approx(1)
+        assert shares["conv"] > 0 and shares["batchnorm"] > 0 and shares["relu"] > 0 and shares["add"] > 0
     assert rec["dense"]["breakdown"]["conv_1x1"] == 0 and rec["lowrank"]["breakdown"]["conv_1x1"] > 0
     assert rec["train_speedup"] == pytest.approx(rec["dense"]["train_step_ms"] / rec["lowrank"]["train_step_ms"])
     assert rec["memory_ratio"] == pytest.approx(rec["dense"]["activation_bytes"] / rec["lowrank"]["activation_bytes"])
@@ -33,6 +35,43 @@ def test_autotuned_variant_records_its_choices(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["variant"] == "autotuned" and len(rec["impl_choices"]["train"]) == 18
     assert set(rec["impl_choices"]["inference"].values()) <= {"factored", "dense", "fold_first", "fold_last"}
+
+
+def test_bf16_variant_saves_half_precision_activations(tmp_path):
+    recs = {}
+    for variant in ("channels_last", "bf16"):
+        out = tmp_path / f"{variant}.json"
+        assert main(["bench", "--variant", variant, "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+        recs[variant] = json.loads(out.read_text())
+    for side in ("dense", "lowrank"):
+        assert recs["bf16"][side]["activation_bytes"] < 0.75 * recs["channels_last"][side]["activation_bytes"]
+
+
+def test_compiled_stepper_trains_the_eager_parameters():
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    before = net[0].weight.detach().clone()
+    stepper = bench._Stepper(net, torch.randn(2, 3, 4, 4), torch.tensor([1, 2]), compiled=True)
+    assert stepper.train() > 0 and stepper.infer() > 0
+    assert stepper.forward is not net and not torch.equal(before, net[0].weight)
+
+
+def test_breakdown_sorts_convolutions_by_kernel_and_accepts_inplace_relu():
+    import torch
+
+    from elrt_core import lowrank, models
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    cp = lowrank.convert(models.get("resnet20"), "cp", flops_ratio=2, input_shape=(3, 32, 32), init="scratch")
+    shares = bench.breakdown(cp, x, y, steps=1)
+    assert shares["conv_depthwise"] > 0 and shares["conv_1x1"] > 0 and shares["conv_kxk"] > 0  # kxk: the stem
+    vgg = models.get("vgg16")
+    assert any(getattr(m, "inplace", False) for m in vgg.modules())
+    shares = bench.breakdown(vgg, x, y, steps=1)
+    assert shares["relu"] > 0 and shares["conv_1x1"] == 0 and shares["conv_depthwise"] == 0
 
 
 def test_regularizer_overhead_record(tmp_path):
@@ -64,7 +103,7 @@ def test_activation_bytes_counts_saved_tensors():
         (["bench", "--batch-size", "0"], "batch_size must be >= 1"),
         (["bench", "--steps", "0"], "steps must be >= 1"),
         (["bench", "--reg", "l1"], "unknown regularizer 'l1'"),
-        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned"),
+        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned, bf16, compiled"),
         (["bench", "--json", "/proc/nope/b.json"], "is not writable"),
     ],
 )

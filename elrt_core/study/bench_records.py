@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["load", "speedup_table", "breakdown_table", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER"]
+from ..bench import PARTS
 
-PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "optimizer", "other")
+__all__ = ["load", "speedup_table", "breakdown_table", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER"]
 
 BENCH_FOLDER = "bench"
 
@@ -56,8 +56,9 @@ def speedup_table(session) -> pd.DataFrame | None:
 
 
 def breakdown_table(session) -> pd.DataFrame | None:
-    """Where a training step's time goes (ms per part, from the shares measured with module hooks
-    times the measured step time), dense and low-rank, for every speedup record with a breakdown."""
+    """Where a training step's time goes (ms per part: the profiler's shares of :func:`elrt_core.bench.breakdown`
+    times the record's median step time), dense and low-rank, for every speedup record with a breakdown;
+    a part that an older record did not measure is left empty."""
     rows = []
     for r in load(session.root, "speedup"):
         for side in ("dense", "lowrank"):
@@ -67,7 +68,7 @@ def breakdown_table(session) -> pd.DataFrame | None:
             step = r[side]["train_step_ms"]
             rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
                          "macs_reduction": round(r["macs_ratio"], 2), "variant": r["variant"], "network": side,
-                         "step_ms": round(step, 1), **{f"{p}_ms": round(step * shares[p], 1) for p in PARTS}})
+                         "step_ms": round(step, 1), **{f"{p}_ms": round(step * shares[p], 1) if p in shares else None for p in PARTS}})
     return pd.DataFrame(rows) if rows else None
 
 
