@@ -74,12 +74,23 @@ def _version(package: str) -> str | None:
         return None
 
 
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name from ``cpuinfo`` (Linux), else what ``platform`` knows (often just the architecture)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(device: torch.device, *, seed: int, profile: str, started: float, ended: float, extra: dict | None = None) -> dict[str, Any]:
     """Provenance block of a record; ``started``/``ended`` are Unix times in seconds."""
     def iso(t: float) -> str:
         return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         **git_state(),
         "versions": {p: _version(p) for p in ("elrt_core", "torch", "torchvision", "tensorly", "numpy")},

@@ -134,3 +134,19 @@ def test_targets_table_judges_each_target_from_the_records(tmp_path):
     regs = dict(zip(table["target"], table["met"]))
     assert regs["resnet20 SO penalty <= 5% of the step"] and not regs["resnet20 MC penalty <= 5% of the step"]
     assert not any("SRIP" in t for t in regs)  # SRIP has no target; its time is only reported
+
+
+def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):
+    from types import SimpleNamespace
+
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records
+
+    write_json(tmp_path / "bench" / "r.json", {
+        "kind": "speedup", "model": "resnet56", "format": "tucker2", "variant": "channels_last", "batch_size": 128,
+        "macs_ratio": 2.0, "train_speedup": 0.8, "provenance": {"device_name": "cpu-x"},
+        "dense": {"train_step_ms": 400.0, "breakdown": {"conv": 0.5}},  # conv 200 ms, rest 200 ms
+        "lowrank": {"train_step_ms": 500.0, "breakdown": {"conv": 0.4}}})  # conv 200 ms, rest 300 ms
+    row = bench_records.conv_speedups(SimpleNamespace(root=tmp_path)).iloc[0]
+    assert row["dense_conv_ms"] == 200 and row["lowrank_conv_ms"] == 200
+    assert row["conv_speedup"] == 1.0 and row["rest_ratio"] == 1.5

@@ -59,3 +59,15 @@ def test_git_state_of_this_checkout():
     state = records.git_state()
     assert state["commit"] is None or len(state["commit"]) == 40
     assert state["dirty"] in (True, False, None)
+
+
+
+def test_cpu_records_name_the_processor_model(tmp_path):
+    import torch
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9999 64-Core Processor\n")
+    assert records.cpu_name(info) == "AMD EPYC 9999 64-Core Processor"
+    assert records.cpu_name(tmp_path / "missing") not in ("", None)
+    prov = records.provenance(torch.device("cpu"), seed=0, profile="smoke", started=0.0, ended=1.0)
+    assert prov["device_name"] == records.cpu_name()

@@ -1,5 +1,5 @@
 """The study end to end at the smoke profile: every notebook runs under papermill, every figure and
-table states its profile, and the Jupyter Book builds offline with each figure, table and glued number."""
+table states what it rests on (the profile of its runs, or bench records / published values), and the Jupyter Book builds offline with each figure, table and glued number."""
 
 import html as html_lib
 import os
@@ -12,9 +12,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from elrt_core.study import bench_records, provenance, tables
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 PROFILE_WORDS = ("profile 'smoke'", "2 epochs", "320-image training subset", "1 seed")
+OTHER_BASES = (bench_records.BASIS, tables.PUBLISHED_BASIS, provenance.BASIS)
 
 
 def _elrt(*args, env):
@@ -56,7 +59,7 @@ def test_every_notebook_has_a_parameters_cell_and_is_committed_without_outputs()
         assert all(not c.get("outputs") for c in code), f"{name} is committed with outputs"
 
 
-def test_every_notebook_executes_and_every_figure_and_table_states_its_profile(smoke_book):
+def test_every_notebook_executes_and_every_figure_and_table_states_its_basis(smoke_book):
     for name in NOTEBOOKS:
         nb = nbformat.read(smoke_book["generated"] / f"{name}.ipynb", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -65,11 +68,15 @@ def test_every_notebook_executes_and_every_figure_and_table_states_its_profile(s
         figures = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
         tables = [i for i, o in enumerate(outputs) if "<table" in o.get("data", {}).get("text/html", "")]
         assert figures or tables, f"{name} shows nothing"
-        for i in figures:  # the caption follows its figure
-            assert all(w in texts[i + 1] for w in PROFILE_WORDS) and texts[i + 1].startswith("**Figure"), (name, texts[i + 1])
-        for i in tables:  # the caption precedes its table
-            assert all(w in texts[i - 1] for w in PROFILE_WORDS) and texts[i - 1].startswith("**Table"), (name, texts[i - 1])
-        assert all(f"--only {name}" in texts[i + 1] for i in figures)
+        captions = [texts[i + 1] for i in figures] + [texts[i - 1] for i in tables]  # figure: caption after; table: before
+        assert all(c.startswith(("**Figure", "**Table")) and f"regenerate: `elrt reproduce --profile smoke --only {name}`" in c
+                   for c in captions), (name, captions)
+        for caption in captions:  # each states what it rests on: the training profile, or another basis
+            bases = [b for b in OTHER_BASES if b in caption]
+            assert bases or all(w in caption for w in PROFILE_WORDS), (name, caption)
+            assert not (bases and "epochs" in caption), (name, caption)
+        if name == "06_efficiency":
+            assert all(bench_records.BASIS in c for c in captions)
 
 
 def test_figures_are_saved_as_png_and_svg(smoke_book):

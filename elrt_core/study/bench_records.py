@@ -11,9 +11,12 @@ import seaborn as sns
 
 from ..bench import PARTS
 
-__all__ = ["load", "speedup_table", "breakdown_table", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER"]
+__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
 
 BENCH_FOLDER = "bench"
+
+BASIS = "bench records made by `elrt bench`, not training runs; each row names its device"
+"""What the efficiency tables and figures rest on, for their captions (see :meth:`Session.caption`)."""
 
 SPEED_TARGETS = {("resnet56", "tucker2", 2.0): 1.5, ("resnet56", "tucker2", 3.0): 2.0}
 """Training-speedup targets of the speed issue: (model, format, MAC reduction) -> minimum speedup."""
@@ -69,6 +72,26 @@ def breakdown_table(session) -> pd.DataFrame | None:
             rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
                          "macs_reduction": round(r["macs_ratio"], 2), "variant": r["variant"], "network": side,
                          "step_ms": round(step, 1), **{f"{p}_ms": round(step * shares[p], 1) if p in shares else None for p in PARTS}})
+    return pd.DataFrame(rows) if rows else None
+
+
+def conv_speedups(session) -> pd.DataFrame | None:
+    """What limits the speedup, per speedup record with breakdowns: how much faster the convolutions
+    of the low-rank network run than the dense network's (``conv_speedup``, to compare with
+    ``macs_reduction``) and how the rest of the step compares (``rest_ratio`` = low-rank / dense
+    time of everything but convolutions; 1 when the rest costs the same)."""
+    rows = []
+    for r in load(session.root, "speedup"):
+        d, lr = r["dense"].get("breakdown"), r["lowrank"].get("breakdown")
+        if not d or not lr:
+            continue
+        td, tl = r["dense"]["train_step_ms"], r["lowrank"]["train_step_ms"]
+        rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
+                     "variant": r["variant"], "batch": r["batch_size"], "macs_reduction": round(r["macs_ratio"], 2),
+                     "dense_conv_ms": round(td * d["conv"], 1), "lowrank_conv_ms": round(tl * lr["conv"], 1),
+                     "conv_speedup": round(td * d["conv"] / (tl * lr["conv"]), 2),
+                     "rest_ratio": round(tl * (1 - lr["conv"]) / (td * (1 - d["conv"])), 2),
+                     "train_speedup": round(r["train_speedup"], 3)})
     return pd.DataFrame(rows) if rows else None
 
 

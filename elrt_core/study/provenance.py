@@ -8,7 +8,10 @@ import pandas as pd
 
 from .. import records
 
-__all__ = ["records_table"]
+__all__ = ["records_table", "BASIS"]
+
+BASIS = "every run record under the results folder, of any profile; each row names its folder and device"
+"""What the provenance table rests on, for its caption."""
 
 
 def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -2,8 +2,9 @@
 
 A notebook creates one :class:`Session` from its papermill parameters, asks it for the runs of a
 plan part (reusing finished records by config hash, training only what is missing and allowed),
-and shows every figure and table through it, so each one carries the profile's label (epochs,
-data size, seed count) and the command that regenerates it.
+and shows every figure and table through it, so each one carries what it rests on and the command
+that regenerates it: for training runs, the profile's label (epochs, data size, and the seed count
+of the runs shown); for anything else (bench records, published values), a ``basis`` in words.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ class Session:
         self.figure_dir = self.root / self.profile.name / "figures"
         self._figures = 0
         self._tables = 0
-        self._seeds: int | None = None  # seed count of the runs last fetched, for the captions
         figures.set_style()
 
     @property
@@ -62,34 +62,40 @@ class Session:
         return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
 
     def runs(self, planned: list[PlannedRun]) -> list[tuple[PlannedRun, Record]]:
-        """The finished record of each planned run (trained first if missing and allowed). Later
-        captions state the number of seeds these runs have."""
-        self._seeds = len({run.config.seed for run in planned}) or None
+        """The finished record of each planned run (trained first if missing and allowed)."""
         return [
             (run, get_or_run(run.config, self.profile.name, root=self.root, train_missing=self.train_missing,
                              device=self.device, data_dir=self.data_dir))
             for run in planned
         ]
 
-    def caption(self, text: str) -> str:
-        return f"{text} [{self.profile.describe(self._seeds)}; regenerate: `{self.command}`]"
+    def caption(self, text: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None) -> str:
+        """``text`` and what it rests on: ``basis`` if given, else the profile's label with the seed
+        count of ``runs`` (the profile's seed count when ``runs`` is None); then the command."""
+        if basis is None:
+            seeds = len({run.config.seed for run, _ in runs}) if runs else None
+            basis = self.profile.describe(seeds)
+        return f"{text} [{basis}; regenerate: `{self.command}`]"
 
-    def figure(self, fig, name: str, caption: str) -> None:
-        """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption."""
+    def figure(self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
+               basis: str | None = None) -> None:
+        """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption
+        (see :meth:`caption` for ``runs`` and ``basis``)."""
         from IPython.display import Markdown, display
 
         figures.save(fig, name, self.figure_dir)
         self._figures += 1
         display(fig)
-        display(Markdown(f"**Figure {self._figures}.** {self.caption(caption)}"))
+        display(Markdown(f"**Figure {self._figures}.** {self.caption(caption, runs, basis)}"))
         figures.plt.close(fig)
 
-    def table(self, df: pd.DataFrame, caption: str) -> None:
-        """Display ``df`` with its caption."""
+    def table(self, df: pd.DataFrame, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
+              basis: str | None = None) -> None:
+        """Display ``df`` with its caption (see :meth:`caption` for ``runs`` and ``basis``)."""
         from IPython.display import Markdown, display
 
         self._tables += 1
-        display(Markdown(f"**Table {self._tables}.** {self.caption(caption)}"))
+        display(Markdown(f"**Table {self._tables}.** {self.caption(caption, runs, basis)}"))
         display(df)
 
     @staticmethod

@@ -11,9 +11,12 @@ import yaml
 from ..records import Record
 from .plan import PlannedRun
 
-__all__ = ["history_frame", "summary", "finals_frame", "published", "PUBLISHED_FILE", "fmt_mean_std"]
+__all__ = ["history_frame", "summary", "finals_frame", "published", "PUBLISHED_FILE", "PUBLISHED_BASIS", "fmt_mean_std"]
 
 PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "published.yaml"
+
+PUBLISHED_BASIS = "values published by other work (elrt_core/published.yaml), each row with its source; not runs of this project"
+"""What a table of published values rests on, for its caption."""
 
 
 def history_frame(runs: list[tuple[PlannedRun, Record]]) -> pd.DataFrame:
