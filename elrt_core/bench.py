@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import lowrank, models, records
-from .cost import count
+from .cost import count, trace_convs
 from .regularizers import REGULARIZERS, penalty
 
-__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "activation_bytes", "breakdown", "VARIANTS", "PARTS"]
+__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "aligned_ranks", "activation_bytes", "breakdown",
+           "VARIANTS", "PARTS"]
 
 VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled")
 """How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
@@ -353,4 +354,81 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
              "penalty_ms": round(1000 * r, 3), "penalty_pct": round(100 * r / base, 2)}
             for n, t, r in zip(names, times, own)]
     return {"kind": "regularizer_overhead", **asdict(s), "rows": rows,
+            "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+
+
+class _LayerStepper:
+    """One conv layer and an input batch; ``train()`` times one forward + backward (s)."""
+
+    def __init__(self, layer: nn.Module, x: torch.Tensor):
+        self.layer, self.x = layer, x
+
+    def train(self) -> float:
+        x = self.x.detach().requires_grad_(True)
+        _sync(x.device)
+        t0 = time.perf_counter()
+        self.layer(x).sum().backward()
+        _sync(x.device)
+        return time.perf_counter() - t0
+
+
+def aligned_ranks(ranks: tuple[int, ...]) -> tuple[int, ...]:
+    """Each rank rounded down to a multiple of 16 (the fp32 lanes of an AVX-512 register; also a
+    multiple of the 8 that tensor cores favour), or of 8 below 16; ranks below 8 stay."""
+    return tuple(r // 16 * 16 if r >= 16 else r // 8 * 8 if r >= 8 else r for r in ranks)
+
+
+def layer_times(s: BenchSettings) -> dict[str, Any]:
+    """Training time (forward + backward) of each converted conv shape of the model, dense vs low-rank.
+
+    For every distinct (channels, kernel, stride, input size, ranks) among the converted layers,
+    the dense ``nn.Conv2d``, its low-rank layer at the model's ranks, and the same layer at
+    :func:`aligned_ranks` are timed in turns on a random batch (medians; the variant's memory
+    format; low-rank layers factored). Rows carry each layer's MAC reduction, so the cost of odd
+    rank sizes shows next to the MAC savings. ``totals`` weights each row by its layer count.
+    """
+    s.validate()
+    if s.variant not in ("factored", "channels_last"):
+        raise ValueError(f"layer times support the variants factored and channels_last, got {s.variant!r}")
+    device = torch.device(s.device)
+    started = time.time()
+    dense, low, shape = _models(s, device)
+    geoms = trace_convs(dense, shape)
+    dense_mods, low_mods = dict(dense.named_modules()), dict(low.named_modules())
+    groups: dict[tuple, dict[str, Any]] = {}
+    for name, g in geoms.items():
+        layer = low_mods.get(name)
+        if not isinstance(layer, lowrank.LowRankConv2d):
+            continue
+        key = (g.in_channels, g.out_channels, g.kernel_size, g.stride, g.in_hw, layer.ranks)
+        groups.setdefault(key, {"dense": dense_mods[name], "low": layer, "geom": g, "layers": 0})["layers"] += 1
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    rows = []
+    for (c_in, c_out, kernel, stride, in_hw, ranks), grp in groups.items():
+        g, layer = grp["geom"], grp["low"]
+        aligned = aligned_ranks(ranks)
+        twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=fmt)
+        x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=fmt)
+        t_dense, t_low, t_aligned = _alternate([_LayerStepper(m, x) for m in (grp["dense"], layer, twin)],
+                                                "train", s.steps, s.warmup)
+        low_macs, aligned_macs = type(layer).cost(g, ranks)[0], type(layer).cost(g, aligned)[0]
+        rows.append({
+            "in_channels": c_in, "out_channels": c_out, "kernel": list(kernel), "stride": list(stride), "in_hw": list(in_hw),
+            "layers": grp["layers"], "ranks": list(ranks), "dense_macs": g.macs, "lowrank_macs": low_macs,
+            "aligned_macs": aligned_macs, "macs_ratio": g.macs / low_macs,
+            "dense_ms": 1000 * t_dense, "lowrank_ms": 1000 * t_low, "speedup": t_dense / t_low,
+            "aligned_ranks": list(aligned), "aligned_macs_ratio": g.macs / aligned_macs,
+            "aligned_ms": 1000 * t_aligned, "aligned_speedup": t_dense / t_aligned,
+        })
+
+    def total(key: str) -> float:
+        return sum(r[key] * r["layers"] for r in rows)
+
+    totals = {
+        "macs_ratio": total("dense_macs") / total("lowrank_macs"),
+        "speedup": total("dense_ms") / total("lowrank_ms"),
+        "aligned_macs_ratio": total("dense_macs") / total("aligned_macs"),
+        "aligned_speedup": total("dense_ms") / total("aligned_ms"),
+    }
+    return {"kind": "layer_times", **asdict(s), "rows": rows, "totals": totals,
             "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}

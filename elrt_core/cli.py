@@ -225,13 +225,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x"
+    if args.reg_overhead and args.layers:
+        raise UsageError("--reg-overhead and --layers measure different things; give one of them")
+    if args.layers and args.variant not in ("factored", "channels_last"):
+        raise UsageError(f"--layers supports --variant factored or channels_last, got {args.variant!r}")
+    kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x" + ("-layers" if args.layers else "")
     name = f"{args.model}-{kind}-b{args.batch_size}-{args.variant}.json"
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / name
     _check_writable(out.parent)
-    result = bench.regularizer_overhead(settings) if args.reg_overhead else bench.speedup(settings)
+    measure = bench.regularizer_overhead if args.reg_overhead else bench.layer_times if args.layers else bench.speedup
+    result = measure(settings)
     write_json(out, result)
-    if args.reg_overhead:
+    if args.layers:
+        for r in result["rows"]:
+            print(f"{r['in_channels']}->{r['out_channels']} {r['kernel'][0]}x{r['kernel'][1]} stride {r['stride'][0]} "
+                  f"on {r['in_hw'][0]}x{r['in_hw'][1]} (x{r['layers']}): ranks {r['ranks']} {r['macs_ratio']:.2f}x fewer MACs, "
+                  f"{r['dense_ms']:.2f} -> {r['lowrank_ms']:.2f} ms ({r['speedup']:.2f}x); aligned ranks {r['aligned_ranks']} "
+                  f"{r['aligned_macs_ratio']:.2f}x fewer MACs, {r['aligned_ms']:.2f} ms ({r['aligned_speedup']:.2f}x)")
+        t = result["totals"]
+        print(f"all converted layers: {t['macs_ratio']:.2f}x fewer MACs, {t['speedup']:.2f}x faster; "
+              f"aligned ranks: {t['aligned_macs_ratio']:.2f}x fewer MACs, {t['aligned_speedup']:.2f}x faster")
+    elif args.reg_overhead:
         for row in result["rows"]:
             print(f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%); "
                   f"penalty alone {row['penalty_ms']:.2f} ms ({row['penalty_pct']:.2f}% of the unregularized step)")
@@ -281,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "bf16 (bfloat16 autocast) or compiled (torch.compile)")
     p.add_argument("--reg", default="none", help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
+    p.add_argument("--layers", action="store_true",
+                   help="time each converted conv shape alone instead: dense vs low-rank vs ranks aligned to 16/8")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", help="where to write the record (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)

@@ -74,6 +74,23 @@ def test_breakdown_sorts_convolutions_by_kernel_and_accepts_inplace_relu():
     assert shares["relu"] > 0 and shares["conv_1x1"] == 0 and shares["conv_depthwise"] == 0
 
 
+def test_layer_times_record(tmp_path, capsys):
+    out = tmp_path / "l.json"
+    assert main(["bench", "--layers", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "layer_times" and sum(r["layers"] for r in rec["rows"]) == 18  # ResNet-20's converted convs
+    for r in rec["rows"]:
+        assert r["dense_ms"] > 0 and r["lowrank_ms"] > 0 and r["aligned_ms"] > 0 and r["macs_ratio"] > 1
+        assert r["speedup"] == pytest.approx(r["dense_ms"] / r["lowrank_ms"])
+        assert r["aligned_ranks"] == list(bench.aligned_ranks(tuple(r["ranks"])))
+    assert 1.9 < rec["totals"]["macs_ratio"] < 2.2 and rec["totals"]["aligned_macs_ratio"] >= rec["totals"]["macs_ratio"]
+    assert "all converted layers" in capsys.readouterr().out
+
+
+def test_aligned_ranks_round_down_to_16_or_8():
+    assert bench.aligned_ranks((39, 19, 16, 15, 8, 7)) == (32, 16, 16, 8, 8, 7)
+
+
 def test_regularizer_overhead_record(tmp_path):
     out = tmp_path / "r.json"
     assert main(["bench", "--reg-overhead", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
@@ -105,6 +122,8 @@ def test_activation_bytes_counts_saved_tensors():
         (["bench", "--reg", "l1"], "unknown regularizer 'l1'"),
         (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned, bf16, compiled"),
         (["bench", "--json", "/proc/nope/b.json"], "is not writable"),
+        (["bench", "--layers", "--reg-overhead"], "give one of them"),
+        (["bench", "--layers", "--variant", "bf16"], "--layers supports --variant factored or channels_last"),
     ],
 )
 def test_bad_arguments(argv, needle, capsys):

@@ -11,7 +11,7 @@ import seaborn as sns
 
 from ..bench import PARTS
 
-__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
+__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
 
 BENCH_FOLDER = "bench"
 
@@ -92,6 +92,27 @@ def conv_speedups(session) -> pd.DataFrame | None:
                      "conv_speedup": round(td * d["conv"] / (tl * lr["conv"]), 2),
                      "rest_ratio": round(tl * (1 - lr["conv"]) / (td * (1 - d["conv"])), 2),
                      "train_speedup": round(r["train_speedup"], 3)})
+    return pd.DataFrame(rows) if rows else None
+
+
+def layer_table(session) -> pd.DataFrame | None:
+    """One row per converted conv shape of every layer-times record (``elrt bench --layers``), and
+    one ``all`` row per record with the layer-count-weighted totals."""
+    rows = []
+    for r in load(session.root, "layer_times"):
+        head = {"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"], "batch": r["batch_size"]}
+        for x in r["rows"]:
+            rows.append({**head, "layer": f"{x['in_channels']}->{x['out_channels']} {x['kernel'][0]}x{x['kernel'][1]} "
+                                          f"s{x['stride'][0]} on {x['in_hw'][0]}x{x['in_hw'][1]}",
+                         "layers": x["layers"], "ranks": tuple(x["ranks"]), "macs_reduction": round(x["macs_ratio"], 2),
+                         "dense_ms": round(x["dense_ms"], 2), "lowrank_ms": round(x["lowrank_ms"], 2),
+                         "speedup": round(x["speedup"], 2), "aligned_ranks": tuple(x["aligned_ranks"]),
+                         "aligned_macs_reduction": round(x["aligned_macs_ratio"], 2), "aligned_ms": round(x["aligned_ms"], 2),
+                         "aligned_speedup": round(x["aligned_speedup"], 2)})
+        t = r["totals"]
+        rows.append({**head, "layer": "all converted layers", "layers": sum(x["layers"] for x in r["rows"]),
+                     "macs_reduction": round(t["macs_ratio"], 2), "speedup": round(t["speedup"], 2),
+                     "aligned_macs_reduction": round(t["aligned_macs_ratio"], 2), "aligned_speedup": round(t["aligned_speedup"], 2)})
     return pd.DataFrame(rows) if rows else None
 
 
