@@ -372,10 +372,16 @@ class _LayerStepper:
         return time.perf_counter() - t0
 
 
-def aligned_ranks(ranks: tuple[int, ...]) -> tuple[int, ...]:
-    """Each rank rounded down to a multiple of 16 (the fp32 lanes of an AVX-512 register; also a
-    multiple of the 8 that tensor cores favour), or of 8 below 16; ranks below 8 stay."""
-    return tuple(r // 16 * 16 if r >= 16 else r // 8 * 8 if r >= 8 else r for r in ranks)
+def aligned_ranks(ranks: tuple[int, ...], full: tuple[int, ...]) -> tuple[int, ...]:
+    """Each rank moved to the nearest of 8, 16, 32, 48, ... (multiples of 16, the fp32 lanes of an
+    AVX-512 register, and 8 below 16; ties go down), at most its ``full`` rank; ranks below 6 stay."""
+    def nearest(r: int, f: int) -> int:
+        if r < 6:
+            return r
+        sizes = [v for v in [8, *range(16, f + 1, 16)] if v <= f] or [r]
+        return min(sizes, key=lambda v: (abs(v - r), v))
+
+    return tuple(nearest(r, f) for r, f in zip(ranks, full))
 
 
 def layer_times(s: BenchSettings) -> dict[str, Any]:
@@ -383,9 +389,9 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
 
     For every distinct (channels, kernel, stride, input size, ranks) among the converted layers,
     the dense ``nn.Conv2d``, its low-rank layer at the model's ranks, and the same layer at
-    :func:`aligned_ranks` are timed in turns on a random batch (medians; the variant's memory
-    format; low-rank layers factored). Rows carry each layer's MAC reduction, so the cost of odd
-    rank sizes shows next to the MAC savings. ``totals`` weights each row by its layer count.
+    :func:`aligned_ranks` (the nearest register-friendly sizes) are timed in turns on a random
+    batch (medians; the variant's memory format; low-rank layers factored). Rows carry each
+    layer's MAC reduction, so the cost of odd rank sizes shows next to the MAC savings. ``totals`` weights each row by its layer count.
     """
     s.validate()
     if s.variant not in ("factored", "channels_last"):
@@ -406,7 +412,7 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
     rows = []
     for (c_in, c_out, kernel, stride, in_hw, ranks), grp in groups.items():
         g, layer = grp["geom"], grp["low"]
-        aligned = aligned_ranks(ranks)
+        aligned = aligned_ranks(ranks, type(layer).max_ranks(c_in, c_out, kernel))
         twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=fmt)
         x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=fmt)
         t_dense, t_low, t_aligned = _alternate([_LayerStepper(m, x) for m in (grp["dense"], layer, twin)],

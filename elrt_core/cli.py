@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reg", default="none", help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
     p.add_argument("--layers", action="store_true",
-                   help="time each converted conv shape alone instead: dense vs low-rank vs ranks aligned to 16/8")
+                   help="time each converted conv shape alone instead: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", help="where to write the record (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)

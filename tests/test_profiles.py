@@ -40,13 +40,16 @@ def _fake_record(root, run, acc):
 def test_captions_state_the_seed_count_of_the_runs_shown(tmp_path):
     p = profiles.load("cpu")
     s = Session("cpu", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
-    assert "1 seed;" in s.caption("x")  # nothing fetched yet: the profile's default
+    assert "1 seed;" in s.caption("x")  # no runs given: the profile's default
     for run in plan.orthogonality(p):
         _fake_record(tmp_path, run, 50.0)
-    assert len(s.runs(plan.orthogonality(p))) == 6
-    assert "3 seeds;" in s.caption("x") and "15 epochs" in s.caption("x")
-    s.runs([r for r in plan.orthogonality(p) if r.config.seed == 0])
-    assert "1 seed;" in s.caption("x")
+    runs = s.runs(plan.orthogonality(p))
+    assert len(runs) == 6
+    assert "3 seeds;" in s.caption("x", runs) and "15 epochs" in s.caption("x", runs)
+    assert "1 seed;" in s.caption("x", [r for r in runs if r[0].config.seed == 0])
+    assert "1 seed;" in s.caption("x")  # fetching runs leaves later captions alone
+    other = s.caption("x", runs, basis="bench records")
+    assert other == "x [bench records; regenerate: `elrt reproduce --profile cpu --only 02_orthogonality_on_off`]"
 
 
 def test_cpu_plan_and_best_regularizer(tmp_path):
