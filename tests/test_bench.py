@@ -170,3 +170,25 @@ def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):
     row = bench_records.conv_speedups(SimpleNamespace(root=tmp_path)).iloc[0]
     assert row["dense_conv_ms"] == 200 and row["lowrank_conv_ms"] == 200
     assert row["conv_speedup"] == 1.0 and row["rest_ratio"] == 1.5
+
+
+def test_verdict_names_the_best_speedups_and_the_targets(tmp_path):
+    from types import SimpleNamespace
+
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records
+
+    session = SimpleNamespace(root=tmp_path)
+    assert bench_records.verdict(session).startswith("No bench records yet")
+    prov = {"device_name": "cpu-x"}
+    for name, model, ratio, speedup in (("a", "resnet56", 2.0, 0.9), ("b", "resnet56", 2.0, 1.2), ("c", "resnet56", 3.01, 2.1),
+                                        ("d", "resnet50", 2.0, 1.6)):
+        write_json(tmp_path / "bench" / f"{name}.json", {"kind": "speedup", "model": model, "format": "tucker2", "macs_ratio": ratio,
+                                                         "variant": name, "train_speedup": speedup, "amdahl_ceiling": 1.5, "provenance": prov})
+    write_json(tmp_path / "bench" / "reg.json", {"kind": "regularizer_overhead", "model": "resnet20", "variant": "channels_last",
+               "provenance": prov, "rows": [{"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5}]})
+    text = bench_records.verdict(session)
+    assert text.startswith("On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
+    assert "resnet56: 1.20x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
+    assert "training speedup >= 1.5x not met (1.20x)" in text and "training speedup >= 2.0x met (2.10x)" in text
+    assert "at most 7.50% of a step (target 5%: not met)" in text

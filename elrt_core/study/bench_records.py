@@ -11,7 +11,7 @@ import seaborn as sns
 
 from ..bench import PARTS
 
-__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
+__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "verdict", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
 
 BENCH_FOLDER = "bench"
 
@@ -114,6 +114,36 @@ def layer_table(session) -> pd.DataFrame | None:
                      "macs_reduction": round(t["macs_ratio"], 2), "speedup": round(t["speedup"], 2),
                      "aligned_macs_reduction": round(t["aligned_macs_ratio"], 2), "aligned_speedup": round(t["aligned_speedup"], 2)})
     return pd.DataFrame(rows) if rows else None
+
+
+def verdict(session) -> str:
+    """One sentence per device: the best measured Tucker-2 training speedup of each model at each
+    MAC reduction (over variants and batch sizes), then each target of :func:`targets`, met or not."""
+    best: dict[str, dict[str, dict[int, float]]] = {}
+    for r in load(session.root, "speedup"):
+        if r["format"] == "tucker2":
+            per = best.setdefault(r["provenance"]["device_name"], {}).setdefault(r["model"], {})
+            k = round(r["macs_ratio"])
+            per[k] = max(per.get(k, 0.0), r["train_speedup"])
+    goals = targets(session)
+    sentences = []
+    for device in sorted(set(best) | (set(goals["device"]) if goals is not None else set())):
+        models = best.get(device, {})
+        text = f"On {device}:"
+        if models:
+            text += " best measured training-step speedup of Tucker-2 over dense " + "; ".join(
+                f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items())) for m, ks in sorted(models.items())) + "."
+        rows = goals[goals["device"] == device].sort_values("target") if goals is not None else pd.DataFrame()
+        speed = [f"{t.target} {'met' if t.met else 'not met'} ({t.measured:.2f}x)" for t in rows.itertuples() if "speedup" in t.target]
+        regs = [t for t in rows.itertuples() if "penalty" in t.target]
+        if speed:
+            text += " Targets: " + "; ".join(speed) + "."
+        if regs:
+            worst = max(regs, key=lambda t: t.measured)
+            text += (f" Regularizer penalties (SO, DSO, MC) take at most {worst.measured:.2f}% of a step "
+                     f"(target 5%: {'met' if all(t.met for t in regs) else 'not met'}).")
+        sentences.append(text)
+    return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
 
 
 def speedup_figure(table: pd.DataFrame) -> plt.Figure:
