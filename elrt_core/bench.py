@@ -66,6 +66,11 @@ class BenchSettings:
     def channels_last(self) -> bool:
         return self.variant != "factored"
 
+    @property
+    def stepper_options(self) -> dict[str, bool]:
+        """How the variant runs each network's steps: bfloat16 autocast, ``torch.compile``."""
+        return {"autocast": self.variant == "bf16", "compiled": self.variant == "compiled"}
+
     def validate(self) -> None:
         if self.model not in models.MODELS:
             raise ValueError(f"unknown model {self.model!r}; allowed: {', '.join(models.MODELS)}")
@@ -294,8 +299,7 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     dense, low, shape = _models(s, device)
     x, y = _batch(s, shape, device)
     rep = lowrank.report(low, shape)
-    kw = {"autocast": s.variant == "bf16", "compiled": s.variant == "compiled"}
-    steppers = [_Stepper(dense, x, y, **kw), _Stepper(low, x, y, s.reg, **kw)]
+    steppers = [_Stepper(dense, x, y, **s.stepper_options), _Stepper(low, x, y, s.reg, **s.stepper_options)]
     choices: dict[str, Any] = {}
     if s.variant == "autotuned":
         choices["train"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=True).items()}
@@ -345,8 +349,7 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
     _, low, shape = _models(s, device)
     x, y = _batch(s, shape, device)
     names = ["none", *REGULARIZERS]
-    kw = {"autocast": s.variant == "bf16", "compiled": s.variant == "compiled"}
-    steppers = [_Stepper(low, x, y, reg, **kw) for reg in names]
+    steppers = [_Stepper(low, x, y, reg, **s.stepper_options) for reg in names]
     times = _alternate(steppers, "train", s.steps, s.warmup)
     own = _alternate(steppers, "regularize", s.steps, s.warmup)
     base = times[0]
@@ -391,7 +394,8 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
     the dense ``nn.Conv2d``, its low-rank layer at the model's ranks, and the same layer at
     :func:`aligned_ranks` (the nearest register-friendly sizes) are timed in turns on a random
     batch (medians; the variant's memory format; low-rank layers factored). Rows carry each
-    layer's MAC reduction, so the cost of odd rank sizes shows next to the MAC savings. ``totals`` weights each row by its layer count.
+    layer's MAC reduction, so the cost of odd rank sizes shows next to the MAC savings.
+    ``totals`` weights each row by its layer count.
     """
     s.validate()
     if s.variant not in ("factored", "channels_last"):
