@@ -268,12 +268,6 @@ def breakdown(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 5
     return shares
 
 
-def _in(context, fn, *args):
-    """``fn(*args)`` inside ``context``."""
-    with context:
-        return fn(*args)
-
-
 def _models(s: BenchSettings, device: torch.device) -> tuple[nn.Module, nn.Module, tuple[int, int, int]]:
     torch.manual_seed(s.seed)
     shape = models.input_shape(s.model)
@@ -316,12 +310,12 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
             "train_step_ms": 1000 * t_train,
             "infer_ms": 1000 * t_infer,
             "train_images_per_s": s.batch_size / t_train,
-            "activation_bytes": _in(steppers[0].context(), activation_bytes, model, x),
             "macs": count(model, shape).macs,
         }
-        if device.type == "cpu":
-            # under autocast for bf16; the compiled variant's breakdown is that of the eager model
-            entry["breakdown"] = _in(steppers[0].context(), breakdown, model, x, y)
+        with steppers[0].context():  # bf16: under autocast; compiled: these measure the eager model
+            entry["activation_bytes"] = activation_bytes(model, x)
+            if device.type == "cpu":
+                entry["breakdown"] = breakdown(model, x, y)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             steppers[0 if name == "dense" else 1].train()
