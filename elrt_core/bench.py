@@ -436,3 +436,32 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
     }
     return {"kind": "layer_times", **asdict(s), "rows": rows, "totals": totals,
             "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+
+
+def summary(result: dict[str, Any]) -> str:
+    """What a bench record measured, in a few readable lines (``elrt bench`` prints this)."""
+    if result["kind"] == "layer_times":
+        lines = [
+            f"{r['in_channels']}->{r['out_channels']} {r['kernel'][0]}x{r['kernel'][1]} stride {r['stride'][0]} "
+            f"on {r['in_hw'][0]}x{r['in_hw'][1]} (x{r['layers']}): ranks {r['ranks']} {r['macs_ratio']:.2f}x fewer MACs, "
+            f"{r['dense_ms']:.2f} -> {r['lowrank_ms']:.2f} ms ({r['speedup']:.2f}x); aligned ranks {r['aligned_ranks']} "
+            f"{r['aligned_macs_ratio']:.2f}x fewer MACs, {r['aligned_ms']:.2f} ms ({r['aligned_speedup']:.2f}x)"
+            for r in result["rows"]
+        ]
+        t = result["totals"]
+        lines.append(f"all converted layers: {t['macs_ratio']:.2f}x fewer MACs, {t['speedup']:.2f}x faster; "
+                     f"aligned ranks: {t['aligned_macs_ratio']:.2f}x fewer MACs, {t['aligned_speedup']:.2f}x faster")
+        return "\n".join(lines)
+    if result["kind"] == "regularizer_overhead":
+        return "\n".join(
+            f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%); "
+            f"penalty alone {row['penalty_ms']:.2f} ms ({row['penalty_pct']:.2f}% of the unregularized step)"
+            for row in result["rows"]
+        )
+    d, lr = result["dense"], result["lowrank"]
+    return (
+        f"{result['model']} {result['format']} {result['macs_ratio']:.2f}x fewer MACs, {result['variant']}, on "
+        f"{result['provenance']['device_name']}: train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms "
+        f"(speedup {result['train_speedup']:.2f}x), inference {result['infer_speedup']:.2f}x, activation memory "
+        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
+    )

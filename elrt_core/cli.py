@@ -1,7 +1,8 @@
 """The ``elrt`` command line: argument parsing and validation only; the work is in the library.
 
-Every argument is validated before any work starts; a bad one ends the command with one line
-``elrt: error: ...`` naming the bad value and the allowed ones, and exit status 2.
+Every argument is validated before any work starts (no data is read, no folder created): a bad one
+ends the command with one line ``elrt: error: ...`` naming the bad value and the allowed ones, and
+exit status 2. A run that diverges ends with one line ``elrt: diverged: ...`` and exit status 3.
 """
 
 from __future__ import annotations
@@ -9,93 +10,129 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+from dataclasses import fields as dataclass_fields
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
-from .config import TrainConfig
+from . import models
+from .config import DATASETS, FACTOR_NAMES, REG_SCHEDULES, SCHEDULES, ConfigError, TrainConfig
+from .lowrank import FORMATS
 from .regularizers import REGULARIZERS
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class UsageError(Exception):
     """A bad command line; printed as one line, exit status 2."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` where an option has a default other than None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise UsageError(message)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+def _number(kind: type, minimum: float | None = None, strict: bool = False):
+    """An argparse type: ``kind`` (int or float), checked against ``minimum`` (``strict``: must exceed it)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if minimum is not None and (value <= minimum if strict else value < minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UsageError(f"output folder {str(out)!r} is not writable ({e.strerror or e})") from None
+_RATIO = _number(float, 1.0, strict=True)
+_POSITIVE_INT = _number(int, 0, strict=True)
+_COUNT = _number(int, 0)
+_POSITIVE = _number(float, 0.0, strict=True)
+_NON_NEGATIVE = _number(float, 0.0)
 
 
-def _check_data(dataset: str, data_dir: str | None) -> None:
+def _check_output(path: Path, what: str, folder: bool = True) -> None:
+    """``path`` can be created or written (its nearest existing ancestor is a writable folder), without creating it."""
+    if path.exists() and (path.is_dir() != folder):
+        raise UsageError(f"{what} {str(path)!r} is {'a file' if folder else 'a folder'}; give a {'folder' if folder else 'file'}")
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    target = existing if existing.is_dir() else existing.parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(path)!r} is not writable ({target} is not writable)")
+
+
+def _check_data(dataset: str, data_dir: str | None, download: bool) -> None:
+    """A verified local copy exists (or, with ``download``, can be fetched): else one line with the fix."""
     from . import data
 
     try:
-        data.check(data_dir, dataset=dataset)
-    except data.DataNotFoundError:
-        try:  # a machine with internet (or npm) may still fetch a verified copy
-            data.fetch(data_dir, dataset=dataset)
-        except data.DataNotFoundError as e:
-            raise UsageError(" ".join(str(e).split())) from None
+        (data.fetch if download else data.check)(data_dir, dataset=dataset)
+    except data.DataNotFoundError as e:
+        hint = "" if download else " (`elrt data fetch` downloads it; `elrt train --download` too)"
+        raise UsageError(" ".join(str(e).split()) + hint) from None
 
 
 # ---- train -----------------------------------------------------------------------------------------
-_TRAIN_FLAGS: dict[str, dict[str, Any]] = {
-    "model": {}, "dataset": {}, "format": {}, "flops_ratio": {"type": _positive_float},
-    "params_ratio": {"type": _positive_float}, "reg": {}, "reg_weight": {"type": float},
-    "reg_on": {"nargs": "+"}, "reg_schedule": {}, "epochs": {"type": int}, "batch_size": {"type": int},
-    "lr": {"type": float}, "momentum": {"type": float}, "weight_decay": {"type": float}, "schedule": {},
-    "warmup_epochs": {"type": float}, "label_smoothing": {"type": float}, "subset": {"type": int},
-    "test_subset": {"type": int}, "seed": {"type": int},
-}
+_CHOICES = {"model": models.MODELS, "dataset": DATASETS, "format": ("dense", *FORMATS), "reg": ("none", *REGULARIZERS),
+            "reg_schedule": REG_SCHEDULES, "schedule": SCHEDULES}
+_TYPES = {"flops_ratio": _RATIO, "params_ratio": _RATIO, "reg_weight": _NON_NEGATIVE, "epochs": _POSITIVE_INT,
+          "batch_size": _POSITIVE_INT, "lr": _POSITIVE, "momentum": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
+          "warmup_epochs": _NON_NEGATIVE, "label_smoothing": _NON_NEGATIVE, "subset": _POSITIVE_INT,
+          "test_subset": _POSITIVE_INT, "val_split": _COUNT, "seed": _COUNT}
+_FACTOR_LISTS = ("reg_on", "orth_init", "no_decay_on")
+_SWITCHES = ("reg_per_rank", "nesterov")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    for name, kw in _TRAIN_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
-    p.add_argument("--reg-per-rank", dest="reg_per_rank", action="store_true", default=None,
-                   help="divide each factor's penalty by its rank (ELRT's 1/rank scaling)")
-    p.add_argument("--nesterov", action="store_true", default=None)
+    from . import profiles
+
+    defaults = TrainConfig()
+    for f in dataclass_fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        text = f"(default: the profile's, else {default!r})"
+        if f.name in _SWITCHES:
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=text)
+        elif f.name in _FACTOR_LISTS:
+            p.add_argument(flag, dest=f.name, nargs="+", choices=FACTOR_NAMES, default=None, help=text)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, choices=_CHOICES.get(f.name), type=_TYPES.get(f.name), help=text)
     p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
-    p.add_argument("--profile", help="start from this profile's training settings (smoke, cpu, paper)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument("--data-dir", help="folder with CIFAR (default: $ELRT_DATA_DIR, then ./data)")
+    p.add_argument("--profile", choices=profiles.names(), help="start from this profile's training settings")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if available")
+    p.add_argument("--data-dir", help="CIFAR folder (default: $ELRT_DATA_DIR, then ./data)")
+    p.add_argument("--download", action="store_true", help="fetch the data set first if no verified local copy exists")
     p.add_argument("--out", help="run folder (default: results/<profile or custom>/<run name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if the run folder holds this or another run")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=_POSITIVE_INT, help="CPU threads for PyTorch")
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    from . import profiles
+    from . import calibration, profiles
 
-    fields: dict[str, Any] = {}
-    profile = profiles.load(args.profile) if args.profile else None
-    if profile:
-        fields.update(profile.train)
+    fields: dict[str, Any] = dict(profiles.load(args.profile).train) if args.profile else {}
     if args.config:
         try:
             loaded = yaml.safe_load(Path(args.config).read_text())
@@ -104,47 +141,119 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         if not isinstance(loaded, dict):
             raise UsageError(f"config file {args.config!r} must hold a mapping of TrainConfig fields")
         fields.update(loaded)
-    fields.update({k: getattr(args, k) for k in (*_TRAIN_FLAGS, "reg_per_rank", "nesterov") if getattr(args, k) is not None})
-    reg = fields.get("reg", "none")
-    if reg in REGULARIZERS and fields.get("reg_weight") is None:  # lambda from the profile's table
-        table = profile or profiles.load("paper")
+    fields.update({f.name: getattr(args, f.name) for f in dataclass_fields(TrainConfig) if getattr(args, f.name) is not None})
+    if fields.get("reg", "none") != "none" and fields.get("reg_weight") is None:  # the calibrated lambda of this network
         on = fields.get("reg_on", ["U2"])
-        fields["reg_weight"] = table.reg_weight(reg, [on] if isinstance(on, str) else on)
+        fields["reg_weight"] = calibration.reg_weight(
+            fields.get("model", "resnet20"), fields.get("format", "dense"), fields["reg"], [on] if isinstance(on, str) else on,
+            bool(fields.get("reg_per_rank")), flops_ratio=fields.get("flops_ratio"), params_ratio=fields.get("params_ratio"))
     return TrainConfig.from_dict(fields)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import RunOptions
     from .study.runs import run_dir
+    from .train import fit, resolve_device, run_folder
 
     config = _train_config(args)
-    if args.threads is not None and args.threads <= 0:
-        raise UsageError(f"--threads must be > 0, got {args.threads}")
-    from .train import resolve_device
-
     resolve_device(args.device)
     profile = args.profile or "custom"
     out = Path(args.out) if args.out else run_dir(config, profile)
-    _check_writable(out)
-    _check_data(config.dataset, args.data_dir)
-    from .train import fit
-
+    _check_output(out, "--out")
+    run_folder.check(out, config, resume=args.resume, force=args.force)
+    _check_data(config.dataset, args.data_dir, args.download)
     record = fit(config, RunOptions(
         out=out, device=args.device, data_dir=Path(args.data_dir) if args.data_dir else None, resume=args.resume,
-        quiet=args.quiet, amp=args.amp, compile=args.compile, profile=profile, threads=args.threads,
+        force=args.force, quiet=args.quiet, amp=args.amp, compile=args.compile, profile=profile, threads=args.threads,
     ))
     if int(os.environ.get("RANK", "0")) == 0:
         m = record["metrics"]
-        print(f"{config.name}: final test top-1 {m['final_test_top1']:.2f}% (best {m['best_test_top1']:.2f}%); record {out / 'record.json'}")
+        val = f", validation {m['final_val_top1']:.2f}%" if m.get("final_val_top1") is not None else ""
+        print(f"{config.name}: final test top-1 {m['final_test_top1']:.2f}%{val}; record {out / 'record.json'}")
     return 0
 
 
-# ---- info -----------------------------------------------------------------------------------------
-def cmd_info(args: argparse.Namespace) -> int:
-    from . import lowrank, models
+# ---- batch / plan / reproduce / calibrate -----------------------------------------------------------
+def cmd_batch(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .study import batch
 
-    if args.model not in models.MODELS:
-        raise UsageError(f"unknown model {args.model!r}; allowed: {', '.join(models.MODELS)}")
+    prof = profiles.load(args.profile)
+    if args.results:
+        _check_output(Path(args.results), "--results")
+    _check_data("cifar10", args.data_dir, download=False)
+    report = batch.run(prof, jobs=args.jobs, threads=args.threads, minutes=args.minutes, device=args.device,
+                       data_dir=args.data_dir, root=args.results, max_priority=args.max_priority)
+    return 0 if report.ok else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from . import profiles, records
+    from .study import plan as plan_lib
+    from .study.runs import run_dir
+    from .train import checkpoint
+
+    prof = profiles.load(args.profile)
+    runs = plan_lib.plan(prof, args.max_priority)
+    counts: dict[str, int] = {}
+    for run in runs:
+        rec = records.lookup(run.config, records.results_root(args.results) / prof.name)
+        ckpt = run_dir(run.config, prof.name, args.results) / checkpoint.CHECKPOINT_FILE
+        if rec is not None and rec.finished:
+            status = f"done: test {rec.metrics['final_test_top1']:.2f}%"
+        elif rec is not None:
+            status = "diverged"
+        elif ckpt.exists():
+            status = "partial (checkpoint)"
+        else:
+            status = "missing"
+        counts[status.split(":")[0].split(" ")[0]] = counts.get(status.split(":")[0].split(" ")[0], 0) + 1
+        print(f"{run.priority}  {run.method:<18} {run.config.name:<58} {status}")
+    print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .study import reproduce
+
+    prof = profiles.load(args.profile)
+    if not args.reuse_only:
+        _check_data("cifar10", args.data_dir, download=False)
+    if args.out:
+        _check_output(Path(args.out), "--out")
+    return reproduce.run(prof, only=args.only, jobs=args.jobs, reuse_only=args.reuse_only, train_only=args.train_only,
+                         device=args.device, data_dir=args.data_dir, out=Path(args.out) if args.out else None)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import calibration, profiles
+    from .study import plan as plan_lib
+
+    prof = profiles.load(args.profile)
+    settings = {(r.config.model, r.config.format, r.config.flops_ratio, r.config.reg, r.config.reg_on, r.config.reg_per_rank)
+                for r in plan_lib.plan(prof) if r.config.reg != "none"}
+    stored, new = calibration.table(), {}
+    for model, fmt, ratio, reg, on, per_rank in sorted(settings):
+        lam, p = calibration.calibrate(model, fmt, reg, on, per_rank, flops_ratio=ratio)
+        net, key = calibration.network_key(model, fmt, ratio), calibration.setting_key(reg, on, per_rank)
+        have = stored.get(net, {}).get(key)
+        print(f"{net} {key}: penalty at init {p:.4g}, rule lambda {lam:g}, stored {have if have is not None else '-'}")
+        if have != lam:
+            new.setdefault(net, {})[key] = lam
+    if new and args.write:
+        calibration.write(new)
+        print(f"wrote {sum(map(len, new.values()))} value(s) to {calibration.WEIGHTS_FILE}")
+    elif new:
+        print("some stored values are missing or differ from the rule: rerun with --write to store the rule's values")
+        return 1
+    return 0
+
+
+# ---- info / data / bench ----------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import lowrank
+
     model = models.get(args.model)
     shape = models.input_shape(args.model)
     if args.format != "dense":
@@ -157,74 +266,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- data -----------------------------------------------------------------------------------------
 def cmd_data(args: argparse.Namespace) -> int:
     from . import data
 
     try:
-        fn = data.check if args.action == "check" else data.fetch
-        print(fn(args.data_dir, dataset=args.dataset))
+        print((data.check if args.action == "check" else data.fetch)(args.data_dir, dataset=args.dataset))
     except data.DataNotFoundError as e:
         raise UsageError(" ".join(str(e).split())) from None
     return 0
 
 
-# ---- plan / reproduce ---------------------------------------------------------------------------
-def cmd_plan(args: argparse.Namespace) -> int:
-    from . import profiles, records
-    from .study import plan as plan_lib
-    from .study.runs import MissingRun, results_root
-
-    prof = profiles.load(args.profile)
-    parts = tuple(args.only) if args.only else plan_lib.PARTS
-    bad = [p for p in parts if p not in plan_lib.PARTS]
-    if bad:
-        raise UsageError(f"unknown part(s) {bad}; allowed: {', '.join(plan_lib.PARTS)}")
-    try:
-        runs = plan_lib.plan(prof, parts)
-    except MissingRun as e:
-        runs = plan_lib.plan(prof, tuple(p for p in parts if p != "main"))
-        print(f"(main table not planned yet: {e})")
-    for run in runs:
-        rec = records.find(run.config, results_root() / prof.name)
-        status = f"done {rec.metrics['final_test_top1']:.2f}%" if rec else "missing"
-        print(f"{run.part:<14} {run.method:<34} {run.config.name:<58} {status}")
-    return 0
-
-
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from . import profiles
-    from .study import reproduce
-
-    prof = profiles.load(args.profile)
-    if args.jobs <= 0:
-        raise UsageError(f"--jobs must be > 0, got {args.jobs}")
-    if not args.reuse_only:
-        _check_data("cifar10", args.data_dir)
-    if args.out:
-        _check_writable(Path(args.out))
-    return reproduce.run(prof, only=args.only, jobs=args.jobs, reuse_only=args.reuse_only, train_only=args.train_only,
-                         device=args.device, data_dir=args.data_dir, out=Path(args.out) if args.out else None)
-
-
-# ---- bench ----------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-
     from . import bench
-    from .records import write_json
-    from .study.runs import results_root
+    from .records import results_root, write_json
 
     settings = bench.BenchSettings(
         model=args.model, format=args.format, flops_ratio=args.flops_ratio, device=args.device,
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, variant=args.variant, reg=args.reg,
     )
     settings.validate()
-    if args.threads is not None:
-        if args.threads <= 0:
-            raise UsageError(f"--threads must be > 0, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.reg_overhead and args.layers:
         raise UsageError("--reg-overhead and --layers measure different things; give one of them")
     if args.layers and args.variant not in ("factored", "channels_last"):
@@ -232,102 +292,124 @@ def cmd_bench(args: argparse.Namespace) -> int:
     kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x" + ("-layers" if args.layers else "")
     name = f"{args.model}-{kind}-b{args.batch_size}-{args.variant}.json"
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / name
-    _check_writable(out.parent)
+    _check_output(out, "--json", folder=False)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     measure = bench.regularizer_overhead if args.reg_overhead else bench.layer_times if args.layers else bench.speedup
     result = measure(settings)
     write_json(out, result)
-    if args.layers:
-        for r in result["rows"]:
-            print(f"{r['in_channels']}->{r['out_channels']} {r['kernel'][0]}x{r['kernel'][1]} stride {r['stride'][0]} "
-                  f"on {r['in_hw'][0]}x{r['in_hw'][1]} (x{r['layers']}): ranks {r['ranks']} {r['macs_ratio']:.2f}x fewer MACs, "
-                  f"{r['dense_ms']:.2f} -> {r['lowrank_ms']:.2f} ms ({r['speedup']:.2f}x); aligned ranks {r['aligned_ranks']} "
-                  f"{r['aligned_macs_ratio']:.2f}x fewer MACs, {r['aligned_ms']:.2f} ms ({r['aligned_speedup']:.2f}x)")
-        t = result["totals"]
-        print(f"all converted layers: {t['macs_ratio']:.2f}x fewer MACs, {t['speedup']:.2f}x faster; "
-              f"aligned ranks: {t['aligned_macs_ratio']:.2f}x fewer MACs, {t['aligned_speedup']:.2f}x faster")
-    elif args.reg_overhead:
-        for row in result["rows"]:
-            print(f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%); "
-                  f"penalty alone {row['penalty_ms']:.2f} ms ({row['penalty_pct']:.2f}% of the unregularized step)")
-    else:
-        d, lr = result["dense"], result["lowrank"]
-        print(
-            f"{args.model} {args.format} {result['macs_ratio']:.2f}x fewer MACs, {args.variant}, on {result['provenance']['device_name']}: "
-            f"train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms (speedup {result['train_speedup']:.2f}x), "
-            f"inference {result['infer_speedup']:.2f}x, activation memory dense/low-rank {result['memory_ratio']:.2f}x, "
-            f"Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
-        )
+    print(bench.summary(result))
     print(f"record: {out}")
     return 0
 
 
+def _version() -> str:
+    try:
+        return version("elrt_core")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import bench, profiles
+
     parser = _Parser(prog="elrt", description="ELRT study: low-rank training of compact CNNs")
+    parser.add_argument("--version", action="version", version=f"elrt {_version()}")
+    parser.add_argument("--root", help="the study's folder (default: found from the working directory; $ELRT_ROOT)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train one dense or low-rank model and write its run record")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("batch", help="train the missing runs of a profile, several processes side by side")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--jobs", type=_POSITIVE_INT, default=1, help="training processes side by side")
+    p.add_argument("--threads", type=_POSITIVE_INT, help="PyTorch threads per process (default: PyTorch's)")
+    p.add_argument("--minutes", type=_POSITIVE, help="start no run after this many minutes; stop the rest (they resume)")
+    p.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--data-dir")
+    p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("plan", help="list the runs a profile needs, in training order, and their status")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--max-priority", type=_POSITIVE_INT)
+    p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("reproduce", help="train missing runs of a profile and execute the notebooks with papermill")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--only", nargs="+", help="notebook names (e.g. 02_orthogonality_on_off) or their number")
+    p.add_argument("--jobs", type=_POSITIVE_INT, default=1, help="notebooks executed in parallel")
+    p.add_argument("--reuse-only", action="store_true", help="never train: chapters show the runs that exist")
+    p.add_argument("--train-only", action="store_true", help="train missing runs, skip the notebooks")
+    p.add_argument("--out", help="folder for the executed notebooks (default: book/generated, the book's chapters)")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("calibrate", help="lambda of each regularized run of a profile by the calibration rule")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--write", action="store_true", help="store missing or differing values in reg_weights.yaml")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("info", help="per-layer ranks and cost of a converted model (no training)")
-    p.add_argument("model")
-    p.add_argument("--format", default="tucker2")
-    p.add_argument("--flops-ratio", type=_positive_float)
-    p.add_argument("--params-ratio", type=_positive_float)
+    p.add_argument("model", choices=models.MODELS)
+    p.add_argument("--format", default="tucker2", choices=("dense", *FORMATS))
+    p.add_argument("--flops-ratio", type=_RATIO)
+    p.add_argument("--params-ratio", type=_RATIO)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("data", help="check or fetch the data set")
     p.add_argument("action", choices=["check", "fetch"])
     p.add_argument("--data-dir")
-    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("bench", help="measure dense vs low-rank training/inference speed and memory")
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--format", default="tucker2")
-    p.add_argument("--flops-ratio", type=_positive_float, default=2.0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per model (medians are reported)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--variant", default="channels_last",
-                   help="factored, channels_last (default), autotuned (per-layer fastest computation), "
-                        "bf16 (bfloat16 autocast) or compiled (torch.compile)")
-    p.add_argument("--reg", default="none", help="add this regularizer to the low-rank step")
+    p.add_argument("--model", default="resnet20", choices=models.MODELS)
+    p.add_argument("--format", default="tucker2", choices=FORMATS)
+    p.add_argument("--flops-ratio", type=_RATIO, default=2.0)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--batch-size", type=_POSITIVE_INT, default=128)
+    p.add_argument("--steps", type=_POSITIVE_INT, default=10, help="timed steps per model (medians are reported)")
+    p.add_argument("--warmup", type=_COUNT, default=3)
+    p.add_argument("--variant", default="channels_last", choices=bench.VARIANTS,
+                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile")
+    p.add_argument("--reg", default="none", choices=("none", *REGULARIZERS), help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
     p.add_argument("--layers", action="store_true",
-                   help="time each converted conv shape alone instead: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--json", help="where to write the record (default: results/bench/<device>/...)")
+                   help="time each converted conv shape alone: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...")
+    p.add_argument("--threads", type=_POSITIVE_INT)
+    p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("plan", help="list the runs a profile needs and which are done")
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--only", nargs="+", help="parts: approximation orthogonality regularizers main")
-    p.set_defaults(func=cmd_plan)
-
-    p = sub.add_parser("reproduce", help="train missing runs of a profile and execute the notebooks with papermill")
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--only", nargs="+", help="notebook names (e.g. 02_orthogonality_on_off) or parts")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks executed in parallel")
-    p.add_argument("--reuse-only", action="store_true", help="never train: fail if a record is missing")
-    p.add_argument("--train-only", action="store_true", help="train missing runs, skip the notebooks")
-    p.add_argument("--out", help="folder for the executed notebooks (default: book/generated, the book's chapters)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir")
-    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data import DataNotFoundError
+    from .train import TrainingDiverged
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.root:
+            os.environ["ELRT_ROOT"] = args.root
         return args.func(args)
-    except (UsageError, ValueError) as e:  # ConfigError and the library's input checks are ValueErrors
+    except TrainingDiverged as e:
+        print(f"elrt: diverged: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (UsageError, ConfigError, ValueError, FileNotFoundError, LookupError) as e:
+        # ConfigError and the library's input checks are ValueErrors; DataNotFoundError and a missing
+        # study folder are FileNotFoundErrors; MissingRun and DuplicateRecords are LookupErrors
         if os.environ.get("ELRT_DEBUG"):
             raise
-        print(f"elrt: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split()) if isinstance(e, DataNotFoundError) else str(e)
+        print(f"elrt: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -5,6 +5,9 @@ all fields) is how :mod:`elrt_core.records` finds an existing run instead of tra
 Settings that change *how* a run executes but not *what* it computes (device, output folder, data
 folder, progress bars, ``torch.compile``, bf16 autocast on GPU, channels-last) live in
 :class:`RunOptions` and are recorded in the run's provenance instead.
+
+Fields added after the first records were written (:data:`ADDED_FIELDS`) leave the hash out while
+they hold the value that reproduces the old behaviour, so every earlier record keeps its identity.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from . import models
 from .lowrank import FORMATS
 from .regularizers import REGULARIZERS
 
-__all__ = ["TrainConfig", "RunOptions", "ConfigError", "SCHEDULES", "REG_SCHEDULES", "FACTOR_NAMES", "DATASETS"]
+__all__ = ["TrainConfig", "RunOptions", "ConfigError", "SCHEDULES", "REG_SCHEDULES", "FACTOR_NAMES", "DATASETS", "ADDED_FIELDS"]
 
 SCHEDULES = ("cosine", "step", "onecycle")
 REG_SCHEDULES = ("constant", "bansal")
 FACTOR_NAMES = ("U1", "U2")
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+ADDED_FIELDS = {"val_split": 0, "orth_init": (), "no_decay_on": ()}
+"""Fields added after schema 1, with the value that reproduces runs made before they existed: at that
+value a field is left out of :attr:`TrainConfig.hash`."""
 
 
 class ConfigError(ValueError):
@@ -50,9 +57,17 @@ class TrainConfig:
     """One training experiment (model, low-rank format and budget, regularizer, optimization, data).
 
     Weight decay applies to every conv/linear weight, low-rank factors included; batch-norm
-    parameters and biases are not decayed. ``batch_size`` is the global batch (split over
-    processes under ``torchrun``). ``subset``: train on a seeded, class-balanced subset of this many
-    images; ``test_subset``: evaluate on a class-balanced subset (``None``: the full test set).
+    parameters and biases are not decayed, nor are the factors named in ``no_decay_on``.
+    ``batch_size`` is the global batch (split over processes under ``torchrun``).
+
+    Data: ``val_split`` training images (class-balanced, drawn with the fixed
+    :data:`elrt_core.data.VALIDATION_SEED`, so every run holds out the same images) are held out as
+    the validation split, evaluated every epoch and used for every choice; the test set is only
+    reported. ``subset``: train on a seeded (``seed``), class-balanced subset of this many of the
+    remaining images; ``test_subset``: evaluate on a class-balanced test subset (``None``: all).
+
+    ``orth_init``: factors (``"U1"``, ``"U2"``) drawn with orthonormal rows of their thin side
+    instead of Kaiming-variance normals (a control: orthogonality at the start, no penalty).
     """
 
     model: str = "resnet20"
@@ -76,10 +91,15 @@ class TrainConfig:
     label_smoothing: float = 0.0
     subset: int | None = None
     test_subset: int | None = None
+    val_split: int = 0
+    orth_init: tuple[str, ...] = ()
+    no_decay_on: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reg_on", tuple(self.reg_on))
+        for name in ("reg_on", "orth_init", "no_decay_on"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple([value] if isinstance(value, str) else value))
         for name in ("flops_ratio", "params_ratio"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -109,6 +129,11 @@ class TrainConfig:
             _require(self.reg_weight > 0, f"regularizer {self.reg!r} needs reg_weight > 0")
         bad = [f for f in self.reg_on if f not in FACTOR_NAMES]
         _require(not bad and self.reg_on, f"reg_on must name factors among {FACTOR_NAMES}, got {self.reg_on!r}")
+        for name in ("orth_init", "no_decay_on"):
+            value = getattr(self, name)
+            bad = [f for f in value if f not in FACTOR_NAMES]
+            _require(not bad and len(set(value)) == len(value), f"{name} must name distinct factors among {FACTOR_NAMES}, got {value!r}")
+            _require(not value or self.format == "tucker2", f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}")
         _require(self.reg_schedule in REG_SCHEDULES, f"unknown reg_schedule {self.reg_schedule!r}; allowed: {', '.join(REG_SCHEDULES)}")
         for name in ("epochs", "batch_size", "seed"):
             v = getattr(self, name)
@@ -130,6 +155,8 @@ class TrainConfig:
                 v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
                 f"{name} must be a positive integer or None, got {v!r}",
             )
+        v = self.val_split
+        _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"val_split must be an integer >= 0, got {v!r}")
 
     @property
     def num_classes(self) -> int:
@@ -142,13 +169,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""
         d = asdict(self)
-        d["reg_on"] = list(self.reg_on)
+        for name in ("reg_on", "orth_init", "no_decay_on"):
+            d[name] = list(d[name])
         return d
 
     @property
     def hash(self) -> str:
-        """First 16 hex digits of the sha256 of the canonical JSON of :meth:`to_dict`."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """First 16 hex digits of the sha256 of the canonical JSON of :meth:`to_dict`, without the
+        :data:`ADDED_FIELDS` that hold their old-behaviour value."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ADDED_FIELDS or getattr(self, k) != ADDED_FIELDS[k]}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -160,7 +190,11 @@ class TrainConfig:
         if self.params_ratio is not None:
             parts.append(f"{self.params_ratio:g}xparams")
         if self.reg != "none":
-            parts.append(f"{self.reg}-{'+'.join(self.reg_on)}")
+            parts.append(f"{self.reg}-{'+'.join(self.reg_on)}" + ("-perrank" if self.reg_per_rank else ""))
+        if self.orth_init:
+            parts.append(f"orthinit-{'+'.join(self.orth_init)}")
+        if self.no_decay_on:
+            parts.append(f"nowd-{'+'.join(self.no_decay_on)}")
         parts += [f"s{self.seed}", self.hash[:8]]
         return "-".join(parts)
 
@@ -174,8 +208,6 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; allowed: {sorted(known)}")
         data = dict(data)
-        if "reg_on" in data:
-            data["reg_on"] = tuple([data["reg_on"]] if isinstance(data["reg_on"], str) else data["reg_on"])
         try:
             return cls(**data)
         except TypeError as e:  # pragma: no cover - dataclass signature errors
@@ -192,13 +224,15 @@ class RunOptions:
 
     ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. ``amp``: bf16 autocast
     on CUDA (ignored on CPU). ``channels_last``: channels-last memory format (CPU and CUDA).
-    ``profile``: name of the profile the run belongs to (provenance only).
+    ``profile``: name of the profile the run belongs to (provenance only). ``resume``/``force``:
+    what to do with what the run folder already holds (see :mod:`elrt_core.train.run_folder`).
     """
 
     out: Path = Path("runs/default")
     device: str = "auto"
     data_dir: Path | None = None
     resume: bool = False
+    force: bool = False
     quiet: bool = False
     amp: bool = True
     channels_last: bool = True

@@ -2,7 +2,7 @@
 
 from .batches import BatchLoader, normalize, random_crop_flip
 from .sources import DATASETS, DataNotFoundError, DataSet, check, fetch, load
-from .subset import class_balanced_subset
+from .subset import VALIDATION_SEED, class_balanced_subset, train_val_split
 
 __all__ = [
     "DATASETS",
@@ -12,6 +12,8 @@ __all__ = [
     "check",
     "fetch",
     "class_balanced_subset",
+    "train_val_split",
+    "VALIDATION_SEED",
     "BatchLoader",
     "normalize",
     "random_crop_flip",

@@ -447,7 +447,7 @@ def _first_verified(
     for i, (description, attempt) in enumerate(_sources(spec, root, origin, download, progress)):
         try:
             folder, layout = attempt()
-            return accept(folder, layout, "" if i == 0 else f"downloaded by {description}, ")
+            return accept(folder, layout, "" if i == 0 else f"downloaded by {description.split(' into ')[0]}, ")
         except _SourceFailed as e:
             failures.append((description, str(e)))
     if not download:
@@ -507,7 +507,7 @@ def load(
     dataset: str = "cifar10",
     data_dir: str | os.PathLike | None = None,
     *,
-    download: bool = True,
+    download: bool = False,
     progress: bool = True,
 ) -> DataSet:
     """Load a verified copy of ``dataset`` ("cifar10" or "cifar100") into memory.
@@ -515,7 +515,8 @@ def load(
     Args:
         dataset: one of :data:`DATASETS`.
         data_dir: local data directory; default ``$ELRT_DATA_DIR``, else ``./data``. Downloads go here.
-        download: whether to try the downloads when the local directory has no verified copy.
+        download: whether to try the downloads when the local directory has no verified copy
+            (training never does: ``elrt data fetch`` or ``elrt train --download`` fetch first).
         progress: whether downloads may print progress to stderr.
 
     Returns:
@@ -543,7 +544,7 @@ def load(
             classes=tuple(classes),
             mean=mean,
             std=std,
-            source=f"{layout.name} layout at {folder} ({provenance}{verified})",
+            source=f"{layout.name} layout ({provenance}{verified})",  # no path: records are published
         )
 
     return _first_verified(dataset, data_dir, download, progress, decode)

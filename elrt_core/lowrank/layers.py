@@ -330,6 +330,11 @@ class Tucker2Conv2d(LowRankConv2d):
     def factors(self):
         return {"U1": self.first.weight.flatten(1), "U2": self.last.weight.flatten(1).T}
 
+    def factor_weights(self) -> dict[str, nn.Parameter]:
+        """The parameters holding the factors: ``U1`` is ``first.weight`` ``(R1, C_in, 1, 1)``, ``U2``
+        is ``last.weight`` ``(C_out, R2, 1, 1)`` (its transpose, as a matrix)."""
+        return {"U1": self.first.weight, "U2": self.last.weight}
+
 
 class MatrixConv2d(LowRankConv2d):
     """Low matrix rank, channel reshape: ``W`` as a ``C_out x (C_in k_h k_w)`` matrix of rank ``r``.

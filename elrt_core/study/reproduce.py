@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..profiles import Profile
-from ..records import PROJECT_ROOT
+from ..paths import project_root
 from . import plan as plan_lib
 from .runs import get_or_run
 
@@ -28,12 +28,12 @@ NOTEBOOKS = {
 
 
 def notebook_dir() -> Path:
-    return PROJECT_ROOT / "notebooks"
+    return project_root() / "notebooks"
 
 
 def output_dir() -> Path:
     """Executed notebooks go to ``book/generated`` (git-ignored; the book's chapters)."""
-    return PROJECT_ROOT / "book" / "generated"
+    return project_root() / "book" / "generated"
 
 
 def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Get a run's record, training it only when no finished record with the same config hash exists."""
+"""Get a run's record, training it only when no record with the same config hash exists."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ from pathlib import Path
 
 from .. import records
 from ..config import RunOptions, TrainConfig
-from ..records import PROJECT_ROOT, Record
+from ..records import Record, results_root
 
 __all__ = ["results_root", "run_dir", "get_or_run", "MissingRun"]
-
-
-def results_root(root: str | os.PathLike | None = None) -> Path:
-    """Where run records live: ``root``, else ``$ELRT_RESULTS``, else ``<project>/results``."""
-    return Path(root or os.environ.get("ELRT_RESULTS") or PROJECT_ROOT / "results")
 
 
 def run_dir(config: TrainConfig, profile: str, root: str | os.PathLike | None = None) -> Path:
@@ -23,7 +18,7 @@ def run_dir(config: TrainConfig, profile: str, root: str | os.PathLike | None = 
 
 
 class MissingRun(LookupError):
-    """A record the study needs does not exist and training was not allowed."""
+    """A record the study needs does not exist (or diverged) and training was not allowed."""
 
 
 def get_or_run(
@@ -35,19 +30,24 @@ def get_or_run(
     device: str = "auto",
     data_dir: str | os.PathLike | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> Record:
-    """The finished record of ``config`` under ``<results>/<profile>``; train it (resumably) if absent."""
-    found = records.find(config, results_root(root) / profile)
-    if found is not None:
+    """The finished record of ``config`` under ``<results>/<profile>``; train it (resuming a
+    checkpoint) if absent. A diverged record is an error, not a reason to train again."""
+    found = records.lookup(config, results_root(root) / profile)
+    if found is not None and found.finished:
         return found
+    if found is not None:
+        raise MissingRun(f"{config.name} diverged ({found.metrics.get('divergence', {}).get('reason', 'see its record')}); "
+                         f"its record is {found.path / records.RECORD_FILE}")
     if not train_missing:
         raise MissingRun(
             f"no finished record of {config.name} (config {config.hash}) under {results_root(root) / profile}; "
-            f"train it with `elrt reproduce --profile {profile}` (or `make reproduce PROFILE={profile}`)"
+            f"train it with `elrt batch --profile {profile}` or `elrt reproduce --profile {profile}`"
         )
     from ..train import fit  # training pulls in the data layer; reading records does not
 
     out = run_dir(config, profile, root)
     fit(config, RunOptions(out=out, device=device, data_dir=Path(data_dir) if data_dir else None,
-                           resume=True, quiet=quiet, profile=profile))
+                           resume=True, quiet=quiet, profile=profile, threads=threads))
     return records.read(out)
