@@ -91,8 +91,7 @@ def _check_data(dataset: str, data_dir: str | None, download: bool) -> None:
     try:
         (data.fetch if download else data.check)(data_dir, dataset=dataset)
     except data.DataNotFoundError as e:
-        hint = "" if download else " (`elrt data fetch` downloads it; `elrt train --download` too)"
-        raise UsageError(" ".join(str(e).split()) + hint) from None
+        raise UsageError(" ".join(str(e).split())) from None
 
 
 # ---- train -----------------------------------------------------------------------------------------
