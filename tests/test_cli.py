@@ -80,3 +80,35 @@ def test_info_prints_the_cost_table(capsys):
 def test_data_check_on_the_real_copy(cifar10_dir, capsys):
     assert main(["data", "check", "--data-dir", str(cifar10_dir)]) == 0
     assert "md5" in capsys.readouterr().out
+
+
+def test_a_diverged_run_is_one_line_and_exit_3(tmp_path, capsys, monkeypatch, cifar10_dir):
+    from elrt_core.train import TrainingDiverged
+
+    def diverge(config, options):
+        raise TrainingDiverged("resnet20-dense diverged: loss became nan at epoch 1, step 10; record marked diverged")
+
+    monkeypatch.setattr("elrt_core.train.fit", diverge)
+    assert main(["train", "--epochs", "1", "--data-dir", str(cifar10_dir), "--out", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("elrt: diverged: ") and "Traceback" not in err
+
+
+def test_the_study_is_found_from_the_working_directory(tmp_path, monkeypatch):
+    """A non-editable install keeps the package in site-packages: the study is found from where the user works."""
+    from elrt_core import paths
+
+    study = tmp_path / "study"
+    (study / "notebooks").mkdir(parents=True)
+    (study / "_toc.yml").write_text("format: jb-book\n")
+    (study / "sub").mkdir()
+    monkeypatch.chdir(study / "sub")
+    monkeypatch.delenv("ELRT_ROOT", raising=False)
+    monkeypatch.delenv("ELRT_RESULTS", raising=False)
+    monkeypatch.setattr(paths, "_PACKAGE_PARENT", tmp_path / "site-packages")
+    assert paths.project_root() == study and paths.results_root() == study / "results"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="pass --root"):
+        paths.project_root()
+    monkeypatch.setenv("ELRT_ROOT", str(study))
+    assert paths.project_root() == study

@@ -185,3 +185,15 @@ def test_lr_schedules():
 def test_reg_schedules():
     assert reg_factor("constant", 150, 200) == 1.0
     assert [reg_factor("bansal", e, 200) for e in (0, 19, 20, 50, 70, 119, 120)] == [1.0, 1.0, 1e-2, 1e-3, 1e-5, 1e-5, 0.0]
+
+
+def test_run_files_are_readable_by_others_and_no_tmp_litter_survives(tmp_path, cifar10_dir):
+    import stat
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".checkpoint.pt.abc.tmp").write_bytes(b"half a checkpoint from a killed process")
+    fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    for name in ("record.json", "weights.pt", "checkpoint.pt"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name

@@ -95,17 +95,21 @@ def run(profile: Profile, *, only: list[str] | None = None, jobs: int = 1, reuse
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {name: pool.submit(execute_notebook, name, params, out_dir) for name in names}
-        for name, fut in tqdm(futures.items(), desc="notebooks", disable=not sys.stderr.isatty()):
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    try:
+        pending = {name: pool.submit(execute_notebook, name, params, out_dir) if pool else None for name in names}
+        for name, fut in tqdm(pending.items(), desc="notebooks", disable=not sys.stderr.isatty()):
             try:
-                fut.result()
+                fut.result() if fut else execute_notebook(name, params, out_dir)
                 print(f"ok      {name} -> {out_dir / (name + '.ipynb')}")
             except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
                 (out_dir / f"{name}.ipynb").unlink(missing_ok=True)  # a failed chapter is never published
                 first = str(e).strip().splitlines()
                 failures[name] = first[-1] if first else type(e).__name__
                 print(f"FAILED  {name}: {failures[name]}", file=sys.stderr)
+    finally:
+        if pool:
+            pool.shutdown()
     if failures:
         print(f"elrt reproduce: {len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
         return 1
