@@ -58,8 +58,8 @@ def test_version_and_help_with_choices_and_defaults(capsys):
 
 def test_missing_data_is_a_usage_error_and_never_a_download(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ELRT_DATA_DIR", raising=False)
-    monkeypatch.setattr("elrt_core.data.sources._fetch_torchvision", _must_not_download)
-    monkeypatch.setattr("elrt_core.data.sources._fetch_npm", _must_not_download)
+    monkeypatch.setattr("elrt_core.data.sources.fetch_torchvision", _must_not_download)
+    monkeypatch.setattr("elrt_core.data.sources.fetch_npm", _must_not_download)
     missing = tmp_path / "mistyped"
     assert main(["train", "--data-dir", str(missing), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err

