@@ -13,9 +13,9 @@ and some layers (a memory-bound 16-channel stage) run no faster at low rank. Thi
    and at least ``budget / (1 + tolerance)`` (the achieved reduction ratio is within ``tolerance``
    of the request, never below it), with the **smallest sum of measured layer times**.
 
-Step 2 is a multiple-choice knapsack, solved exactly by dynamic programming over the budget
-discretized into ``bins`` units (each option's cost rounded up, so no allocation the program
-accepts exceeds the budget); see :func:`allocate` for what the rounding can cost. The predicted
+Step 2 is a multiple-choice knapsack, solved by dynamic programming over the budget discretized
+into ``bins`` units; the chosen allocation's true cost is checked against both bounds, and
+:func:`allocate` says what the discretization can cost in optimality. The predicted
 step time assumes layer times add up and the rest of the step (batch norm, activations, the
 optimizer) does not depend on the ranks; only a measured bench of the whole step tells the real
 speedup.
@@ -94,12 +94,15 @@ def allocate(
     the smallest ``sum(ms)``.
 
     ``options``: the forms of each layer (:class:`Option`); ``fixed_cost``: the cost of everything
-    not allocated here. Exact DP over ``bins`` budget units (``q = (budget - fixed_cost) / bins``):
-    ``T_l[b]`` is the least time of the first ``l`` layers whose rounded-up costs sum to exactly ``b``
-    units; the totals are then tried from the fastest (ties: the larger total) until one whose true
-    cost lies in the window is found. The answer is optimal among allocations whose rounded costs
-    fit, which excludes at most those within ``L q`` of the upper bound (``L`` layers; 0.27% of the
-    budget for 54 layers at the default ``bins``). Raises ``ValueError`` when no allocation fits.
+    not allocated here. Exact DP over ``bins`` budget units (``q = (budget - fixed_cost) / bins``,
+    each cost rounded down to whole units): ``T_l[b]`` is the least time of the first ``l`` layers
+    whose rounded costs sum to exactly ``b`` units. Every allocation within the budget has
+    ``b <= bins``, so none is excluded. The totals are then tried from the fastest (ties: the larger
+    total): the true cost of a path at ``b`` lies in ``[b q, b q + L q)`` (``L`` layers), so
+    ``b q >= low`` meets the lower bound and the upper one is checked on the path. Only in the top
+    ``L q`` of the window (0.27% of the budget for 54 layers at the default ``bins``) can the
+    fastest path of a cell exceed the budget while a slower one of the same cell fits; that one is
+    then missed. Raises ``ValueError`` when no allocation fits.
     """
     names = list(options)
     high = budget - fixed_cost
@@ -107,7 +110,7 @@ def allocate(
     if high <= 0 or not names:
         raise ValueError(f"nothing to allocate: budget {budget:,.0f} leaves {high:,.0f} for {len(names)} layer(s)")
     unit = high / bins
-    units = {n: [math.ceil(o.cost / unit) for o in options[n]] for n in names}
+    units = {n: [math.floor(o.cost / unit) for o in options[n]] for n in names}
     best = np.full(bins + 1, np.inf)
     best[0] = 0.0
     picks = np.full((len(names), bins + 1), -1, dtype=np.int32)
