@@ -52,13 +52,15 @@ __all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "a
 RANK_SIZES = 8
 """Rank sizes per rank entry that :func:`rank_table` times (see :func:`elrt_core.lowrank.hw_ranks.register_sizes`)."""
 
-VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled")
+VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled", "folded_bn")
 """How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
 ``channels_last`` (both models in channels-last memory format), ``autotuned`` (channels-last, and
 each low-rank layer computed the way measured fastest for training, then for inference; see
 :func:`elrt_core.lowrank.autotune`), ``bf16`` (channels-last under bfloat16 autocast, the
 ``--amp`` of training), ``compiled`` (channels-last, each model wrapped in ``torch.compile``; the
-first steps compile and are not timed). Every variant treats dense and low-rank alike."""
+first steps compile and are not timed), ``folded_bn`` (channels-last; inference runs on copies with
+every batch norm folded into the convolution before it, :func:`elrt_core.lowrank.fold_batchnorm`;
+training as ``channels_last``). Every variant treats dense and low-rank alike."""
 
 
 @dataclass(frozen=True)
@@ -329,7 +331,10 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     train = _alternate(steppers, "train", s.steps, s.warmup)
     if s.variant == "autotuned":
         choices["inference"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=False).items()}
-    infer = _alternate(steppers, "infer", s.steps, s.warmup)
+    infer_steppers = steppers
+    if s.variant == "folded_bn":
+        infer_steppers = [_Stepper(lowrank.fold_batchnorm(st.model), x, y) for st in steppers]
+    infer = _alternate(infer_steppers, "infer", s.steps, s.warmup)
     if s.variant == "autotuned":
         lowrank.set_impl(low, choices["train"])
     result: dict[str, Any] = {"kind": "speedup", **asdict(s), "macs_ratio": rep.macs_ratio,

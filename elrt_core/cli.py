@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_POSITIVE_INT, default=10, help="timed steps per model (medians are reported)")
     p.add_argument("--warmup", type=_COUNT, default=3)
     p.add_argument("--variant", default="channels_last", choices=bench.VARIANTS,
-                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile")
+                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile; "
+                        "folded_bn: inference with batch norm folded into the convs")
     p.add_argument("--reg", default="none", choices=("none", *REGULARIZERS), help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
     p.add_argument("--layers", action="store_true",

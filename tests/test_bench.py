@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from elrt_core import bench
 from elrt_core.cli import main
@@ -121,7 +122,7 @@ def test_activation_bytes_counts_saved_tensors():
         (["bench", "--batch-size", "0"], "batch_size must be >= 1"),
         (["bench", "--steps", "0"], "steps must be >= 1"),
         (["bench", "--reg", "l1"], "unknown regularizer 'l1'"),
-        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned, bf16, compiled"),
+        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned, bf16, compiled, folded_bn"),
         (["bench", "--json", "/proc/nope/b.json"], "is not writable"),
         (["bench", "--layers", "--reg-overhead"], "give one of them"),
         (["bench", "--layers", "--variant", "bf16"], "--layers supports --variant factored or channels_last"),
@@ -246,6 +247,20 @@ def test_bad_rank_rule_arguments(argv, needle, capsys, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err
+
+
+def test_folded_bn_variant_times_inference_without_batch_norms(tmp_path, monkeypatch):
+    from elrt_core import lowrank
+
+    folded = []
+    real = lowrank.fold_batchnorm
+    monkeypatch.setattr(lowrank, "fold_batchnorm", lambda m: folded.append(real(m)) or folded[-1])
+    out = tmp_path / "f.json"
+    assert main(["bench", "--variant", "folded_bn", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["variant"] == "folded_bn" and rec["dense"]["infer_ms"] > 0 and rec["lowrank"]["infer_ms"] > 0
+    assert len(folded) == 2 and not any(isinstance(m, torch.nn.BatchNorm2d) for f in folded for m in f.modules())
+    assert "breakdown" in rec["dense"]  # training is measured as channels_last
 
 
 def test_amdahl_ceiling_is_none_without_a_breakdown_never_nan():
