@@ -33,7 +33,11 @@ import numpy as np
 __all__ = ["Tucker2Fit", "tucker2", "leading_subspace", "relative_error", "HOOI_TOL"]
 
 HOOI_TOL = 1e-4
-"""Default stopping threshold of the HOOI sweeps: the least drop of the relative error worth another sweep."""
+"""Default stopping threshold of the HOOI sweeps: the least drop of the relative error worth another sweep.
+
+Measured on the trained ResNet-20 kernels of the committed cpu-quick dense run at the uniform 2x and
+3x Tucker-2 ranks: the sweeps lower the relative error by 0.008-0.025 below the HOSVD, and stopping
+at this threshold (2-9 sweeps) stays within 0.001 of 100 HOOI sweeps (tensorly ``partial_tucker``)."""
 
 
 @dataclass(frozen=True)
