@@ -258,7 +258,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 # ---- info / data / bench ----------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from . import lowrank
-
     from .bench import load_rank_table
 
     model = models.get(args.model)
@@ -326,7 +325,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         kind = f"{args.format}-ranktable"
     else:
         hw = "" if rule == "uniform" else f"-hw-{rule.removeprefix('hw:')}"
-        kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x{hw}" + ("-layers" if args.layers else "")
+        kind = f"regularizers{hw}" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x{hw}" + ("-layers" if args.layers else "")
     name = f"{args.model}-{kind}-b{args.batch_size}-{args.variant}.json"
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / name
     _check_output(out, "--json", folder=False)

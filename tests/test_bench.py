@@ -249,6 +249,7 @@ def test_bad_rank_rule_arguments(argv, needle, capsys, tmp_path, monkeypatch):
     assert err.count("\n") == 1 and needle in err
 
 
+@pytest.mark.slow
 def test_folded_bn_variant_times_inference_without_batch_norms(tmp_path, monkeypatch):
     from elrt_core import lowrank
 
