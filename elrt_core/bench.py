@@ -16,15 +16,23 @@ Also measured:
   backward, split by kernel shape into 1x1 factors, k x k and depthwise), batch norm, ReLU,
   tensor additions (residual sums and the gradient sums at branch points), the optimizer; the
   rest is "other". From the dense breakdown, the **Amdahl ceiling** is the speedup reached if only
-  the converted convolutions became ``macs_ratio`` times faster.
+  the converted convolutions became ``macs_ratio`` times faster. On CUDA no breakdown is measured
+  (operator CPU times are launch times there), and the ceiling is ``null``.
+
+``--rank-rule`` says how the low-rank network's ranks were chosen (``uniform``, or ``hw:<id>`` for
+the hardware-aware rule over a committed timing table, :mod:`elrt_core.lowrank.hw_ranks`), and
+:func:`rank_table` measures such a table: every layer shape of a model, dense and at every
+register-friendly rank candidate, forward + backward, in turns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,19 +40,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import lowrank, models, records
+from .config import RANK_RULE_PATTERN
 from .cost import count, trace_convs
+from .lowrank.hw_ranks import TimingTable, candidate_ranks, shape_key, table_id
+from .paths import project_root
 from .regularizers import REGULARIZERS, penalty
 
 __all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "aligned_ranks", "activation_bytes", "breakdown",
-           "VARIANTS", "PARTS"]
+           "rank_table", "rank_tables", "load_rank_table", "resolve_rank_rule", "amdahl_ceiling", "VARIANTS", "PARTS", "RANK_SIZES"]
 
-VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled")
+RANK_SIZES = 8
+"""Rank sizes per rank entry that :func:`rank_table` times (see :func:`elrt_core.lowrank.hw_ranks.register_sizes`)."""
+
+VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled", "folded_bn")
 """How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
 ``channels_last`` (both models in channels-last memory format), ``autotuned`` (channels-last, and
 each low-rank layer computed the way measured fastest for training, then for inference; see
 :func:`elrt_core.lowrank.autotune`), ``bf16`` (channels-last under bfloat16 autocast, the
 ``--amp`` of training), ``compiled`` (channels-last, each model wrapped in ``torch.compile``; the
-first steps compile and are not timed). Every variant treats dense and low-rank alike."""
+first steps compile and are not timed), ``folded_bn`` (channels-last; inference runs on copies with
+every batch norm folded into the convolution before it, :func:`elrt_core.lowrank.fold_batchnorm`;
+training as ``channels_last``). Every variant treats dense and low-rank alike."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class BenchSettings:
     variant: str = "channels_last"
     reg: str = "none"
     seed: int = 0
+    rank_rule: str = "uniform"
 
     @property
     def channels_last(self) -> bool:
@@ -91,6 +108,9 @@ class BenchSettings:
             raise ValueError(f"unknown variant {self.variant!r}; allowed: {', '.join(VARIANTS)}")
         if self.reg != "none" and self.reg not in REGULARIZERS:
             raise ValueError(f"unknown regularizer {self.reg!r}; allowed: none, {', '.join(REGULARIZERS)}")
+        if RANK_RULE_PATTERN.fullmatch(self.rank_rule) is None:
+            raise ValueError(f"rank_rule must be 'uniform' or 'hw:<table id>', got {self.rank_rule!r} "
+                             "(resolve 'hw' with resolve_rank_rule)")
 
 
 def _sync(device: torch.device) -> None:
@@ -268,11 +288,22 @@ def breakdown(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 5
     return shares
 
 
+def amdahl_ceiling(dense_breakdown: dict[str, float] | None, macs_ratio: float) -> float | None:
+    """Speedup of the dense step if only its convolutions (share ``dense_breakdown["conv"]`` of the
+    step) ran ``macs_ratio`` times faster: ``1 / ((1 - share) + share / macs_ratio)``; ``None``
+    without a breakdown (CUDA), never NaN."""
+    if not dense_breakdown:
+        return None
+    share = dense_breakdown["conv"]
+    return 1.0 / ((1 - share) + share / macs_ratio)
+
+
 def _models(s: BenchSettings, device: torch.device) -> tuple[nn.Module, nn.Module, tuple[int, int, int]]:
     torch.manual_seed(s.seed)
     shape = models.input_shape(s.model)
     dense = models.get(s.model)
-    low = lowrank.convert(dense, s.format, flops_ratio=s.flops_ratio, input_shape=shape, init="scratch")
+    timing = None if s.rank_rule == "uniform" else load_rank_table(s.rank_rule)
+    low = lowrank.convert(dense, s.format, flops_ratio=s.flops_ratio, input_shape=shape, init="scratch", timing=timing)
     fmt = torch.channels_last if s.channels_last else torch.contiguous_format
     return dense.to(device, memory_format=fmt), low.to(device, memory_format=fmt), shape
 
@@ -300,7 +331,10 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     train = _alternate(steppers, "train", s.steps, s.warmup)
     if s.variant == "autotuned":
         choices["inference"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=False).items()}
-    infer = _alternate(steppers, "infer", s.steps, s.warmup)
+    infer_steppers = steppers
+    if s.variant == "folded_bn":
+        infer_steppers = [_Stepper(lowrank.fold_batchnorm(st.model), x, y) for st in steppers]
+    infer = _alternate(infer_steppers, "infer", s.steps, s.warmup)
     if s.variant == "autotuned":
         lowrank.set_impl(low, choices["train"])
     result: dict[str, Any] = {"kind": "speedup", **asdict(s), "macs_ratio": rep.macs_ratio,
@@ -324,8 +358,7 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     result["train_speedup"] = train[0] / train[1]
     result["infer_speedup"] = infer[0] / infer[1]
     result["memory_ratio"] = result["dense"]["activation_bytes"] / result["lowrank"]["activation_bytes"]
-    share = (result["dense"].get("breakdown") or {}).get("conv", float("nan"))
-    result["amdahl_ceiling"] = 1.0 / ((1 - share) + share / rep.macs_ratio)
+    result["amdahl_ceiling"] = amdahl_ceiling(result["dense"].get("breakdown"), rep.macs_ratio)
     result["provenance"] = records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())
     return result
 
@@ -438,6 +471,106 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
             "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
 
 
+def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
+    """The timing table of the hardware-aware rank rule: training time (forward + backward) of every
+    converted conv shape of ``s.model``, dense and at each rank candidate of ``s.format``.
+
+    Candidates: :func:`elrt_core.lowrank.hw_ranks.candidate_ranks` (register-friendly sizes, at most
+    ``max_sizes`` per rank entry, cheaper than dense). For each distinct :func:`~elrt_core.lowrank.hw_ranks.shape_key`
+    the dense ``nn.Conv2d`` and a freshly initialized low-rank layer per candidate are timed in turns on
+    one random batch of ``s.batch_size`` (medians of ``s.steps`` after ``s.warmup``; the variant's memory
+    format; factored chains). ``s.flops_ratio``, ``s.reg`` and ``s.rank_rule`` play no part. The record's
+    ``table_id`` is its content id; configs name it as ``rank_rule: hw:<table_id>``.
+    """
+    s.validate()
+    if s.variant not in ("factored", "channels_last"):
+        raise ValueError(f"rank tables support the variants factored and channels_last, got {s.variant!r}")
+    device, started = torch.device(s.device), time.time()
+    torch.manual_seed(s.seed)
+    cls, shape = lowrank.FORMATS[s.format], models.input_shape(s.model)
+    dense = models.get(s.model)
+    modules = dict(dense.named_modules())
+    groups: dict[tuple, list] = {}
+    for name, g in lowrank.convertible(dense, shape).items():
+        groups.setdefault(shape_key(g), [name, g, 0])[2] += 1
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    shapes = []
+    for name, g, n in groups.values():
+        conv = modules[name].to(device, memory_format=fmt)
+        cands = candidate_ranks(cls, g, max_sizes)
+        layers = [conv, *(cls.like(conv, r).to(device, memory_format=fmt) for r in cands)]
+        x = torch.randn(s.batch_size, g.in_channels, *g.in_hw, device=device).contiguous(memory_format=fmt)
+        times = _alternate([_LayerStepper(m, x) for m in layers], "train", s.steps, s.warmup)
+        shapes.append({
+            "in_channels": g.in_channels, "out_channels": g.out_channels, "kernel": list(g.kernel_size),
+            "stride": list(g.stride), "padding": list(g.padding), "dilation": list(g.dilation), "in_hw": list(g.in_hw),
+            "layers": n, "dense_macs": g.macs, "dense_params": g.params, "dense_ms": 1000 * times[0],
+            "candidates": [{"ranks": list(r), "macs": cls.cost(g, r)[0], "params": cls.cost(g, r)[1], "ms": 1000 * t}
+                           for r, t in zip(cands, times[1:])],
+        })
+    settings = {k: v for k, v in asdict(s).items() if k not in ("flops_ratio", "reg", "rank_rule")}
+    record = {"kind": "rank_table", **settings, "rank_sizes": max_sizes, "shapes": shapes,
+              "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+    return {"kind": "rank_table", "table_id": table_id(record), **record}
+
+
+def _bench_folders(root: str | Path | None) -> list[Path]:
+    """Where bench records live: ``<results>/bench`` and the study's committed ``results/bench``."""
+    folders = [records.results_root(root) / "bench"]
+    with contextlib.suppress(FileNotFoundError):
+        folders.append(project_root() / "results" / "bench")
+    return list(dict.fromkeys(f.resolve() for f in folders))
+
+
+def rank_tables(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every timing-table record (``kind: rank_table``) under the bench folders, with its ``path``."""
+    found = {}
+    for folder in _bench_folders(root):
+        for path in sorted(folder.rglob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise ValueError(f"{path}: unreadable bench record ({e})") from None
+            if isinstance(data, dict) and data.get("kind") == "rank_table":
+                found.setdefault(data["table_id"], {**data, "path": str(path)})
+    return list(found.values())
+
+
+def load_rank_table(rule: str, root: str | Path | None = None) -> TimingTable:
+    """The :class:`~elrt_core.lowrank.hw_ranks.TimingTable` named by ``rule`` (``"hw:<id>"``); a missing
+    table is a ``FileNotFoundError`` naming the folders searched (a config that names a table never
+    silently gets other ranks)."""
+    wanted = rule.removeprefix("hw:")
+    for data in rank_tables(root):
+        if data["table_id"] == wanted:
+            return TimingTable.from_record(data)
+    raise FileNotFoundError(f"no timing table with id {wanted} under {', '.join(map(str, _bench_folders(root)))}: "
+                            "it is a committed `elrt bench --rank-table` record; restore it, or use rank_rule 'uniform'")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else records.cpu_name()
+
+
+def resolve_rank_rule(rule: str, device: torch.device, fmt: str, model: str, batch_size: int | None = None,
+                      root: str | Path | None = None) -> tuple[str, str | None]:
+    """``(stored rule, note)`` for a requested rank rule: ``"uniform"`` and ``"hw:<id>"`` stay as they
+    are; ``"hw"`` becomes ``"hw:<id>"`` of the newest timing table measured on this device (same device
+    name) for ``fmt`` that covers every converted layer shape of ``model`` (one of batch
+    ``batch_size`` first, if any), else ``"uniform"``: the fallback, said in the note."""
+    if rule != "hw":
+        return rule, None
+    name = _device_name(device)
+    geoms = lowrank.convertible(models.get(model), models.input_shape(model))
+    usable = [d for d in rank_tables(root) if d["provenance"]["device_name"] == name and d["format"] == fmt
+              and TimingTable.from_record(d).covers(geoms)]
+    if not usable:
+        return "uniform", (f"rank rule hw: no timing table for {fmt} {model} layers measured on {name}; "
+                           "falling back to the uniform rank rule (`elrt bench --rank-table` measures one)")
+    best = max(usable, key=lambda d: (d["batch_size"] == batch_size, d["provenance"]["ended"]))
+    return f"hw:{best['table_id']}", f"rank rule hw: timing table {best['table_id']} ({best['path']}, batch {best['batch_size']})"
+
+
 def summary(result: dict[str, Any]) -> str:
     """What a bench record measured, in a few readable lines (``elrt bench`` prints this)."""
     if result["kind"] == "layer_times":
@@ -452,6 +585,11 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"all converted layers: {t['macs_ratio']:.2f}x fewer MACs, {t['speedup']:.2f}x faster; "
                      f"aligned ranks: {t['aligned_macs_ratio']:.2f}x fewer MACs, {t['aligned_speedup']:.2f}x faster")
         return "\n".join(lines)
+    if result["kind"] == "rank_table":
+        n = sum(len(x["candidates"]) for x in result["shapes"])
+        return (f"timing table {result['table_id']}: {len(result['shapes'])} layer shapes of {result['model']}, "
+                f"{n} {result['format']} rank candidates, on {result['provenance']['device_name']}; "
+                f"use it with rank_rule 'hw:{result['table_id']}'")
     if result["kind"] == "regularizer_overhead":
         return "\n".join(
             f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%); "
@@ -459,9 +597,11 @@ def summary(result: dict[str, Any]) -> str:
             for row in result["rows"]
         )
     d, lr = result["dense"], result["lowrank"]
+    ceiling = "not measured (no breakdown)" if result["amdahl_ceiling"] is None else f"{result['amdahl_ceiling']:.2f}x"
     return (
-        f"{result['model']} {result['format']} {result['macs_ratio']:.2f}x fewer MACs, {result['variant']}, on "
+        f"{result['model']} {result['format']} {result['macs_ratio']:.2f}x fewer MACs ({result.get('rank_rule', 'uniform')} ranks), "
+        f"{result['variant']}, on "
         f"{result['provenance']['device_name']}: train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms "
         f"(speedup {result['train_speedup']:.2f}x), inference {result['infer_speedup']:.2f}x, activation memory "
-        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
+        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl ceiling {ceiling}"
     )

@@ -150,6 +150,10 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         fields["reg_weight"] = calibration.reg_weight(
             fields.get("model", "resnet20"), fields.get("format", "dense"), fields["reg"], [on] if isinstance(on, str) else on,
             bool(fields.get("reg_per_rank")), flops_ratio=fields.get("flops_ratio"), params_ratio=fields.get("params_ratio"))
+    if fields.get("rank_rule") == "hw":  # stored as the table it resolves to on this device, or as the uniform fallback
+        fields["rank_rule"], note = _rank_rule("hw", args.device, fields.get("format", "dense"), fields.get("model", "resnet20"),
+                                               fields.get("batch_size"))
+        args.notes = (note,) if note else ()
     return TrainConfig.from_dict(fields)
 
 
@@ -168,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     record = fit(config, RunOptions(
         out=out, device=args.device, data_dir=Path(args.data_dir) if args.data_dir else None, resume=args.resume,
         force=args.force, quiet=args.quiet, amp=args.amp, compile=args.compile, profile=profile, threads=args.threads,
+        notes=getattr(args, "notes", ()),
     ))
     if int(os.environ.get("RANK", "0")) == 0:
         m = record["metrics"]
@@ -257,14 +262,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 # ---- info / data / bench ----------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from . import lowrank
+    from .bench import load_rank_table
 
     model = models.get(args.model)
     shape = models.input_shape(args.model)
+    rule, _ = _rank_rule(args.rank_rule, "cpu", args.format, args.model, None)
     if args.format != "dense":
+        timing = None if rule == "uniform" else load_rank_table(rule)
         model = lowrank.convert(model, args.format, flops_ratio=args.flops_ratio, params_ratio=args.params_ratio,
-                                input_shape=shape, init="scratch")
-    elif args.flops_ratio or args.params_ratio:
-        raise UsageError("a dense model takes no --flops-ratio/--params-ratio")
+                                input_shape=shape, init="scratch", timing=timing)
+    elif args.flops_ratio or args.params_ratio or args.rank_rule != "uniform":
+        raise UsageError("a dense model takes no --flops-ratio/--params-ratio/--rank-rule")
     print(f"{args.model} ({args.format}), input {shape}; FLOPs are MACs of conv and linear layers per image")
     print(lowrank.report(model, shape))
     return 0
@@ -280,20 +288,48 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank_rule(requested: str, device: str, fmt: str, model: str, batch_size: int | None) -> tuple[str, str | None]:
+    """The stored form of ``--rank-rule`` (``hw`` resolved to this device's timing table, else the
+    uniform rule); the note says which table, or why the rule fell back (printed to stderr)."""
+    from .bench import resolve_rank_rule
+    from .config import RANK_RULE_PATTERN
+    from .train import resolve_device
+
+    if requested != "hw" and RANK_RULE_PATTERN.fullmatch(requested) is None:
+        raise UsageError(f"--rank-rule must be uniform, hw or hw:<table id>, got {requested!r}")
+    if requested == "uniform" or fmt == "dense":
+        return requested, None
+    try:
+        rule, note = resolve_rank_rule(requested, resolve_device(device), fmt, model, batch_size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if note:
+        print(f"elrt: {'warning: ' if rule == 'uniform' else ''}{note}", file=sys.stderr)
+    return rule, note
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .records import results_root, write_json
 
+    rule, note = _rank_rule(args.rank_rule, args.device, args.format, args.model, args.batch_size)
     settings = bench.BenchSettings(
         model=args.model, format=args.format, flops_ratio=args.flops_ratio, device=args.device,
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, variant=args.variant, reg=args.reg,
+        rank_rule=rule,
     )
     settings.validate()
-    if args.reg_overhead and args.layers:
-        raise UsageError("--reg-overhead and --layers measure different things; give one of them")
-    if args.layers and args.variant not in ("factored", "channels_last"):
-        raise UsageError(f"--layers supports --variant factored or channels_last, got {args.variant!r}")
-    kind = "regularizers" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x" + ("-layers" if args.layers else "")
+    modes = [flag for flag, on in (("--reg-overhead", args.reg_overhead), ("--layers", args.layers),
+                                   ("--rank-table", args.rank_table)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"{' and '.join(modes)} measure different things; give one of them")
+    if (args.layers or args.rank_table) and args.variant not in ("factored", "channels_last"):
+        raise UsageError(f"{modes[0]} supports --variant factored or channels_last, got {args.variant!r}")
+    if args.rank_table:
+        kind = f"{args.format}-ranktable"
+    else:
+        hw = "" if rule == "uniform" else f"-hw-{rule.removeprefix('hw:')}"
+        kind = f"regularizers{hw}" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x{hw}" + ("-layers" if args.layers else "")
     name = f"{args.model}-{kind}-b{args.batch_size}-{args.variant}.json"
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / name
     _check_output(out, "--json", folder=False)
@@ -301,8 +337,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    measure = bench.regularizer_overhead if args.reg_overhead else bench.layer_times if args.layers else bench.speedup
-    result = measure(settings)
+    if args.rank_table:
+        result = bench.rank_table(settings)
+    else:
+        measure = bench.regularizer_overhead if args.reg_overhead else bench.layer_times if args.layers else bench.speedup
+        result = measure(settings)
+        result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
     write_json(out, result)
     print(bench.summary(result))
     print(f"record: {out}")
@@ -366,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="tucker2", choices=("dense", *FORMATS))
     p.add_argument("--flops-ratio", type=_RATIO)
     p.add_argument("--params-ratio", type=_RATIO)
+    p.add_argument("--rank-rule", default="uniform", help="uniform, hw (this CPU's newest timing table) or hw:<table id>")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("data", help="check or fetch the data set")
@@ -383,11 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_POSITIVE_INT, default=10, help="timed steps per model (medians are reported)")
     p.add_argument("--warmup", type=_COUNT, default=3)
     p.add_argument("--variant", default="channels_last", choices=bench.VARIANTS,
-                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile")
+                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile; "
+                        "folded_bn: inference with batch norm folded into the convs")
     p.add_argument("--reg", default="none", choices=("none", *REGULARIZERS), help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
     p.add_argument("--layers", action="store_true",
                    help="time each converted conv shape alone: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...")
+    p.add_argument("--rank-table", action="store_true",
+                   help="time each converted conv shape dense and at every register-friendly rank candidate: the timing "
+                        "table of the hardware-aware rank rule (--flops-ratio, --reg, --rank-rule play no part)")
+    p.add_argument("--rank-rule", default="uniform",
+                   help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) "
+                        "or hw:<table id>")
     p.add_argument("--threads", type=_POSITIVE_INT)
     p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from . import models
 from .lowrank import FORMATS
 from .regularizers import REGULARIZERS
 
-__all__ = ["TrainConfig", "RunOptions", "ConfigError", "SCHEDULES", "REG_SCHEDULES", "FACTOR_NAMES", "DATASETS", "ADDED_FIELDS"]
+__all__ = ["TrainConfig", "RunOptions", "ConfigError", "SCHEDULES", "REG_SCHEDULES", "FACTOR_NAMES", "DATASETS", "ADDED_FIELDS",
+           "RANK_RULE_PATTERN"]
 
 SCHEDULES = ("cosine", "step", "onecycle")
 REG_SCHEDULES = ("constant", "bansal")
@@ -33,9 +35,14 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 """Images in the official training and test sets of each data set."""
 
-ADDED_FIELDS = {"val_split": 0, "orth_init": (), "no_decay_on": ()}
+ADDED_FIELDS = {"val_split": 0, "orth_init": (), "no_decay_on": (), "rank_rule": "uniform"}
 """Fields added after schema 1, with the value that reproduces runs made before they existed: at that
 value a field is left out of :attr:`TrainConfig.hash`."""
+
+
+RANK_RULE_PATTERN = re.compile(r"uniform|hw:[0-9a-f]{12}")
+"""Stored rank rules: ``uniform`` or ``hw:<id>``, the hardware-aware rule over the timing table of that
+content id (:func:`elrt_core.lowrank.hw_ranks.table_id`); ``hw`` alone is resolved before a config is made."""
 
 
 class ConfigError(ValueError):
@@ -70,6 +77,10 @@ class TrainConfig:
 
     ``orth_init``: factors (``"U1"``, ``"U2"``) drawn with orthonormal rows of their thin side
     instead of Kaiming-variance normals (a control: orthogonality at the start, no penalty).
+
+    ``rank_rule``: how ranks meet the budget: ``"uniform"`` (every layer reduced alike,
+    :func:`elrt_core.lowrank.convert.select_ranks`) or ``"hw:<table id>"`` (register-friendly ranks
+    allocated by the measured times of that committed timing table, :mod:`elrt_core.lowrank.hw_ranks`).
     """
 
     model: str = "resnet20"
@@ -96,6 +107,7 @@ class TrainConfig:
     val_split: int = 0
     orth_init: tuple[str, ...] = ()
     no_decay_on: tuple[str, ...] = ()
+    rank_rule: str = "uniform"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -165,6 +177,11 @@ class TrainConfig:
                  f"subset {self.subset} is larger than the {n_train - v} training images left after holding out {v}")
         _require(self.test_subset is None or self.test_subset <= n_test,
                  f"test_subset {self.test_subset} is larger than the {n_test} test images")
+        _require(self.rank_rule == "uniform" or self.format != "dense",
+                 f"rank_rule {self.rank_rule!r} chooses low-rank ranks: choose a low-rank format")
+        _require(isinstance(self.rank_rule, str) and RANK_RULE_PATTERN.fullmatch(self.rank_rule) is not None,
+                 f"rank_rule must be 'uniform' or 'hw:<12 hex digits of a timing table id>', got {self.rank_rule!r} "
+                 "('hw' alone is resolved to this device's table by `elrt train --rank-rule hw`)")
 
     @property
     def num_classes(self) -> int:
@@ -203,6 +220,8 @@ class TrainConfig:
             parts.append(f"orthinit-{'+'.join(self.orth_init)}")
         if self.no_decay_on:
             parts.append(f"nowd-{'+'.join(self.no_decay_on)}")
+        if self.rank_rule != "uniform":
+            parts.append("hwranks")
         parts += [f"s{self.seed}", self.hash[:8]]
         return "-".join(parts)
 
@@ -232,7 +251,8 @@ class RunOptions:
 
     ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``. ``amp``: bf16 autocast
     on CUDA (ignored on CPU). ``channels_last``: channels-last memory format (CPU and CUDA).
-    ``profile``: name of the profile the run belongs to (provenance only). ``resume``/``force``:
+    ``profile``: name of the profile the run belongs to (provenance only). ``notes``: lines for the
+    record's provenance (e.g. which timing table ``--rank-rule hw`` resolved to, or its fallback). ``resume``/``force``:
     what to do with what the run folder already holds (see :mod:`elrt_core.train.run_folder`).
     """
 
@@ -247,3 +267,4 @@ class RunOptions:
     compile: bool = False
     profile: str = "custom"
     threads: int | None = None
+    notes: tuple[str, ...] = ()

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from elrt_core import bench
 from elrt_core.cli import main
@@ -121,7 +122,7 @@ def test_activation_bytes_counts_saved_tensors():
         (["bench", "--batch-size", "0"], "batch_size must be >= 1"),
         (["bench", "--steps", "0"], "steps must be >= 1"),
         (["bench", "--reg", "l1"], "unknown regularizer 'l1'"),
-        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned, bf16, compiled"),
+        (["bench", "--variant", "turbo"], "unknown variant 'turbo'; allowed: factored, channels_last, autotuned, bf16, compiled, folded_bn"),
         (["bench", "--json", "/proc/nope/b.json"], "is not writable"),
         (["bench", "--layers", "--reg-overhead"], "give one of them"),
         (["bench", "--layers", "--variant", "bf16"], "--layers supports --variant factored or channels_last"),
@@ -192,3 +193,113 @@ def test_verdict_names_the_best_speedups_and_the_targets(tmp_path):
     assert "resnet56: 1.20x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
     assert "training speedup >= 1.5x not met (1.20x)" in text and "training speedup >= 2.0x met (2.10x)" in text
     assert "at most 7.50% of a step (target 5%: not met)" in text
+
+
+# ---- rank rules, timing tables, CUDA records -----------------------------------------------------------
+@pytest.mark.slow
+def test_rank_table_record_and_a_bench_of_its_hw_rule(tmp_path, monkeypatch, capsys):
+    """`--rank-table` times every ResNet-20 shape dense and at register-sized ranks (tiny batch: schema
+    only); `--rank-rule hw:<id>` then benches the network whose ranks that table allocates."""
+    from elrt_core.lowrank import TimingTable, hw_ranks
+
+    monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
+    out = tmp_path / "bench" / "cpu" / "t.json"
+    assert main(["bench", "--rank-table", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "rank_table" and rec["table_id"] == hw_ranks.table_id(rec) and rec["rank_sizes"] == bench.RANK_SIZES
+    assert sum(s["layers"] for s in rec["shapes"]) == 18 and len(rec["shapes"]) == 5  # ResNet-20's converted convs
+    for s in rec["shapes"]:
+        assert s["dense_ms"] > 0 and s["candidates"] and all(c["ms"] > 0 for c in s["candidates"])
+        assert all(r % 8 == 0 and c["macs"] < s["dense_macs"] for c in s["candidates"] for r in c["ranks"])
+    assert TimingTable.from_record(rec).table_id == rec["table_id"]
+    assert f"hw:{rec['table_id']}" in capsys.readouterr().out
+    low = tmp_path / "hw.json"
+    assert main(["bench", "--rank-rule", f"hw:{rec['table_id']}", "--batch-size", "4", "--steps", "1", "--warmup", "0",
+                 "--json", str(low)]) == 0
+    hw = json.loads(low.read_text())
+    assert hw["rank_rule"] == f"hw:{rec['table_id']}" and 2 <= hw["macs_ratio"] <= 2.04 and hw["amdahl_ceiling"] > 1
+    assert f"(hw:{rec['table_id']} ranks)" in capsys.readouterr().out
+
+
+def test_hw_rule_without_a_table_for_this_device_falls_back_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
+    monkeypatch.setattr(bench, "_device_name", lambda device: "a-device-with-no-table")
+    out = tmp_path / "b.json"
+    assert main(["bench", "--rank-rule", "hw", "--layers", "--batch-size", "2", "--steps", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["rank_rule"] == "uniform" and rec["rank_rule_requested"] == "hw"
+    assert "falling back to the uniform rank rule" in rec["rank_rule_note"]
+    assert "warning: rank rule hw: no timing table" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["bench", "--rank-rule", "hw:xyz"], "--rank-rule must be uniform, hw or hw:<table id>, got 'hw:xyz'"),
+        (["bench", "--rank-rule", "hw:0123456789ab"], "no timing table with id 0123456789ab"),
+        (["bench", "--rank-table", "--layers"], "--layers and --rank-table measure different things; give one of them"),
+        (["bench", "--rank-table", "--variant", "autotuned"], "--rank-table supports --variant factored or channels_last"),
+    ],
+)
+def test_bad_rank_rule_arguments(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+@pytest.mark.slow
+def test_folded_bn_variant_times_inference_without_batch_norms(tmp_path, monkeypatch):
+    from elrt_core import lowrank
+
+    folded = []
+    real = lowrank.fold_batchnorm
+    monkeypatch.setattr(lowrank, "fold_batchnorm", lambda m: folded.append(real(m)) or folded[-1])
+    out = tmp_path / "f.json"
+    assert main(["bench", "--variant", "folded_bn", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["variant"] == "folded_bn" and rec["dense"]["infer_ms"] > 0 and rec["lowrank"]["infer_ms"] > 0
+    assert len(folded) == 2 and not any(isinstance(m, torch.nn.BatchNorm2d) for f in folded for m in f.modules())
+    assert "breakdown" in rec["dense"]  # training is measured as channels_last
+
+
+def test_amdahl_ceiling_is_none_without_a_breakdown_never_nan():
+    assert bench.amdahl_ceiling(None, 2.0) is None and bench.amdahl_ceiling({}, 2.0) is None
+    assert bench.amdahl_ceiling({"conv": 0.5}, 2.0) == pytest.approx(1 / (0.5 + 0.25))
+
+
+def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
+    """What `elrt bench --device cuda` writes (no profiler breakdown, ceiling null, peak memory) next to a CPU record."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records
+
+    def record(device, breakdown, ceiling, rule="uniform"):
+        side = {"train_step_ms": 10.0, "infer_ms": 3.0, "train_images_per_s": 12800.0, "macs": 1, "activation_bytes": 100}
+        return {"kind": "speedup", "model": "resnet56", "format": "tucker2", "variant": "channels_last", "batch_size": 128,
+                "flops_ratio": 2.0, "rank_rule": rule, "macs_ratio": 2.01, "params_ratio": 2.0, "train_speedup": 1.3,
+                "infer_speedup": 1.1, "memory_ratio": 1.5, "amdahl_ceiling": ceiling,
+                "dense": {**side, **({"breakdown": breakdown} if breakdown else {"peak_memory_bytes": 10})},
+                "lowrank": {**side, "train_step_ms": 7.7, **({"breakdown": breakdown} if breakdown else {})},
+                "provenance": {"device_name": device}}
+
+    shares = {**dict.fromkeys(bench.PARTS, 0.1), "conv": 0.4}
+    write_json(tmp_path / "bench" / "cuda" / "r.json", record("NVIDIA H100 80GB HBM3", None, None, "hw:0123456789ab"))
+    write_json(tmp_path / "bench" / "cpu" / "r.json", record("cpu-x", shares, 1.25))
+    s = SimpleNamespace(root=tmp_path)
+    speed = bench_records.speedup_table(s).set_index("device")
+    gpu = speed.loc["NVIDIA H100 80GB HBM3"]
+    assert pd.isna(gpu["amdahl_ceiling"]) and pd.isna(gpu["conv_share_dense"]) and gpu["train_speedup"] == 1.3  # empty cells
+    assert speed.loc["cpu-x", "amdahl_ceiling"] == 1.25 and speed.loc["cpu-x", "conv_share_dense"] == 0.4
+    assert speed.loc["NVIDIA H100 80GB HBM3", "rank_rule"] == "hw:0123456789ab"
+    goals = bench_records.targets(s).set_index("device")
+    assert pd.isna(goals.loc["NVIDIA H100 80GB HBM3", "amdahl_ceiling"]) and goals.loc["NVIDIA H100 80GB HBM3", "measured"] == 1.3
+    assert set(bench_records.breakdown_table(s)["device"]) == {"cpu-x"}
+    assert set(bench_records.conv_speedups(s)["device"]) == {"cpu-x"}
+    assert "On NVIDIA H100 80GB HBM3:" in bench_records.verdict(s)
+    bench_records.speedup_figure(bench_records.speedup_table(s))
+    assert "Amdahl ceiling not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))

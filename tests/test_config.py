@@ -67,3 +67,27 @@ def test_added_fields_leave_old_hashes_alone_and_change_new_ones():
 def test_new_fields_are_validated(fields, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**fields)
+
+
+def test_rank_rule_default_keeps_every_old_hash_and_a_table_makes_a_new_config():
+    """Hashes computed before ``rank_rule`` existed (commit 715e83a) are unchanged at its default."""
+    assert TrainConfig().hash == "9b71b81724d8cbf5"
+    assert TrainConfig(format="tucker2", flops_ratio=2).hash == "ba4e181118a83f9e"
+    assert TrainConfig(model="resnet56", format="tucker2", flops_ratio=3, reg="so", reg_weight=0.01, seed=2).hash == "e0592f8710981a4f"
+    hw = TrainConfig(format="tucker2", flops_ratio=2, rank_rule="hw:0123456789ab")
+    assert hw.hash != "ba4e181118a83f9e" and "-hwranks-" in hw.name
+    assert TrainConfig.from_dict(hw.to_dict()) == hw and hw.to_dict()["rank_rule"] == "hw:0123456789ab"
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"format": "tucker2", "flops_ratio": 2, "rank_rule": "hw"}, "'hw' alone is resolved"),
+        ({"format": "tucker2", "flops_ratio": 2, "rank_rule": "hw:xyz"}, "rank_rule must be 'uniform' or 'hw:<12 hex"),
+        ({"format": "tucker2", "flops_ratio": 2, "rank_rule": "fast"}, "got 'fast'"),
+        ({"rank_rule": "hw:0123456789ab"}, "choose a low-rank format"),
+    ],
+)
+def test_invalid_rank_rules(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**fields)

@@ -114,3 +114,54 @@ def test_imagenet_resnet50_converts():
     lr = convert(m, "tucker2", flops_ratio=2, input_shape=(3, 224, 224), init="scratch")
     ratio = cost.count(m, (3, 224, 224)).macs / cost.count(lr, (3, 224, 224)).macs
     assert abs(ratio / 2 - 1) <= 0.02
+
+
+# ---- to_dense: the inverse of convert ----------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["tucker2", "cp"])
+def test_to_dense_gives_an_equivalent_dense_resnet20(dense, fmt):
+    m = dense["resnet20"]
+    lr = convert(m, fmt, flops_ratio=2, init="scratch").eval()
+    back = lowrank.to_dense(lr)
+    assert not any(isinstance(x, LowRankConv2d) for x in back.modules())
+    assert any(isinstance(x, LowRankConv2d) for x in lr.modules())  # the input is not modified
+    assert [n for n, _ in back.named_parameters()] == [n for n, _ in m.named_parameters()]
+    assert cost.count(back).macs == cost.count(m).macs and not back.training
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(back(x), lr(x), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_resnet18_decompose_conversion_is_fast_quiet_and_inverts():
+    """torchvision ResNet-18 (ImageNet shapes) with init="decompose": well under a minute of CPU time on
+    one BLAS thread (282 s with 100 tensorly HOOI iterations per layer), no warning, no progress bar
+    off a terminal; to_dense of the result computes the same function."""
+    import time
+    import warnings
+
+    torch.manual_seed(0)
+    m = models.get("resnet18")
+    cpu = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lr = convert(m, "tucker2", flops_ratio=2, input_shape=(3, 224, 224))
+    assert time.process_time() - cpu < 60
+    assert sum(isinstance(x, LowRankConv2d) for x in lr.modules()) == 19
+    back = lowrank.to_dense(lr).eval()
+    lr.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = lr(x)
+        assert torch.allclose(back(x), ref, atol=1e-4 * ref.abs().max().item())
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(dense, monkeypatch, capsys):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("elrt_core.lowrank.convert"), "PROGRESS_DELAY_S", 0.0)
+    net = dense["resnet20"]
+    for progress, init, shown in ((True, "decompose", True), (None, "decompose", False), (False, "decompose", False),
+                                  (True, "scratch", False)):
+        convert(net, "tucker2", ranks=0.5, init=init, progress=progress)
+        err = capsys.readouterr().err
+        assert ("tucker2 decomposition" in err) == shown, (progress, init)

@@ -15,6 +15,12 @@ Rank-selection rule (``flops_ratio`` or ``params_ratio``), used for every format
    step of one layer; :func:`convert` checks the achieved ratio is within 2% of the request.
 
 The achieved cost is then counted exactly on the new model with :func:`elrt_core.cost.count`.
+
+With a :class:`~elrt_core.lowrank.hw_ranks.TimingTable` (``timing=``), the hardware-aware rule of
+:mod:`elrt_core.lowrank.hw_ranks` replaces steps 2-3: register-friendly ranks, or the dense layer,
+chosen per layer for the least measured time within the same budget.
+
+:func:`to_dense` is the inverse: every low-rank layer back to the ``nn.Conv2d`` of its kernel.
 """
 
 from __future__ import annotations
@@ -26,17 +32,24 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
+from tqdm import tqdm
 
 from ..cost import ConvGeometry, count, trace_convs
+from .hw_ranks import TimingTable, select_ranks_hw
 from .layers import FORMATS, LowRankConv2d
 
 __all__ = [
-    "convert", "report", "ConversionReport", "LayerReport", "select_ranks", "best_step", "format_class", "RATIO_TOLERANCE",
+    "convert", "convertible", "to_dense", "report", "ConversionReport", "LayerReport", "select_ranks", "best_step",
+    "format_class", "RATIO_TOLERANCE", "PROGRESS_DELAY_S",
 ]
 
 RATIO_TOLERANCE = 0.02
 """Largest allowed relative miss of the requested whole-network reduction ratio."""
+
+PROGRESS_DELAY_S = 2.0
+"""A conversion shows its progress bar only once it has taken this many seconds."""
 
 RankSpec = float | int | tuple[int, ...] | Mapping[str, int | tuple[int, ...]]
 
@@ -154,41 +167,12 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, module)
 
 
-def convert(
-    model: nn.Module,
-    fmt: str,
-    *,
-    flops_ratio: float | None = None,
-    params_ratio: float | None = None,
-    ranks: RankSpec | None = None,
-    input_shape: tuple[int, int, int] = (3, 32, 32),
-    skip: Iterable[str] | None = None,
-    init: str = "decompose",
-) -> nn.Module:
-    """A copy of ``model`` whose conv layers are in low-rank format ``fmt``; ``model`` is not modified.
-
-    Exactly one of:
-
-    * ``flops_ratio``: whole-network MACs reduced by this factor (> 1), within 2%;
-    * ``params_ratio``: whole-network parameters reduced by this factor (> 1), within 2%;
-    * ``ranks``: a rank fraction in (0, 1] of every layer's full rank, one rank (int, or
-      ``(r_in, r_out)`` for Tucker-2) for every layer, or a mapping ``{layer name: rank}``.
-
-    ``skip``: names (``fnmatch`` patterns) of conv layers kept dense; default: the first conv of the
-    network. Linear layers and grouped/depthwise convs always stay dense. ``init``: ``"decompose"``
-    initializes each low-rank layer from the dense kernel (best fit in its format), ``"scratch"``
-    draws fresh Kaiming-variance factors (low-rank training from scratch). See the module docstring
-    for the rank rule; :func:`report` describes the result.
-    """
-    cls = format_class(fmt)
-    given = [k for k, v in (("flops_ratio", flops_ratio), ("params_ratio", params_ratio), ("ranks", ranks)) if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of flops_ratio, params_ratio, ranks (got {given or 'none'})")
-    _check_ratio("flops_ratio", flops_ratio)
-    _check_ratio("params_ratio", params_ratio)
-    if init not in ("decompose", "scratch"):
-        raise ValueError(f"unknown init {init!r}; allowed: decompose, scratch")
-
+def convertible(
+    model: nn.Module, input_shape: tuple[int, int, int], skip: Iterable[str] | None = None
+) -> dict[str, ConvGeometry]:
+    """Geometry of each conv layer :func:`convert` would convert: reached by a forward pass of one
+    ``input_shape`` image, not grouped, and not matched by ``skip`` (``fnmatch`` patterns; default:
+    the first conv of the network). Raises ``ValueError`` when there is none."""
     geoms_all = trace_convs(model, input_shape)
     if not geoms_all:
         raise ValueError(f"{type(model).__name__} has no nn.Conv2d reached by a forward pass: nothing to convert")
@@ -201,21 +185,76 @@ def convert(
             f"{type(model).__name__} has nothing to convert: its conv layers {list(geoms_all)} are all skipped "
             f"(skip={patterns}) or grouped"
         )
+    return geoms
 
+
+def convert(
+    model: nn.Module,
+    fmt: str,
+    *,
+    flops_ratio: float | None = None,
+    params_ratio: float | None = None,
+    ranks: RankSpec | None = None,
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    skip: Iterable[str] | None = None,
+    init: str = "decompose",
+    timing: TimingTable | None = None,
+    progress: bool | None = None,
+) -> nn.Module:
+    """A copy of ``model`` whose conv layers are in low-rank format ``fmt``; ``model`` is not modified.
+
+    Exactly one of:
+
+    * ``flops_ratio``: whole-network MACs reduced by this factor (> 1), within 2%;
+    * ``params_ratio``: whole-network parameters reduced by this factor (> 1), within 2%;
+    * ``ranks``: a rank fraction in (0, 1] of every layer's full rank, one rank (int, or
+      ``(r_in, r_out)`` for Tucker-2) for every layer, or a mapping ``{layer name: rank}``.
+
+    ``skip``: names (``fnmatch`` patterns) of conv layers kept dense; default: the first conv of the
+    network. Linear layers and grouped/depthwise convs always stay dense. ``init``: ``"decompose"``
+    initializes each low-rank layer from the dense kernel (best fit in its format, one BLAS thread),
+    ``"scratch"`` draws fresh Kaiming-variance factors (low-rank training from scratch). ``timing``:
+    with a ratio, choose ranks by the hardware-aware rule over this measured table (some layers may
+    stay dense) instead of the uniform rule. ``progress``: a progress bar over the layers being
+    decomposed, shown once the conversion has taken :data:`PROGRESS_DELAY_S` seconds (``None``: only
+    on a terminal; ``False``: never). See the module docstring for the rank rules; :func:`report`
+    describes the result.
+    """
+    cls = format_class(fmt)
+    given = [k for k, v in (("flops_ratio", flops_ratio), ("params_ratio", params_ratio), ("ranks", ranks)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of flops_ratio, params_ratio, ranks (got {given or 'none'})")
+    _check_ratio("flops_ratio", flops_ratio)
+    _check_ratio("params_ratio", params_ratio)
+    if init not in ("decompose", "scratch"):
+        raise ValueError(f"unknown init {init!r}; allowed: decompose, scratch")
+    if timing is not None and ranks is not None:
+        raise ValueError("a timing table chooses ranks for a budget: give flops_ratio or params_ratio, not ranks")
+
+    geoms = convertible(model, input_shape, skip)
     if ranks is not None:
-        chosen = _explicit_ranks(ranks, geoms, cls)
+        chosen: Mapping[str, tuple[int, ...] | None] = _explicit_ranks(ranks, geoms, cls)
     else:
         by, ratio = ("macs", flops_ratio) if flops_ratio is not None else ("params", params_ratio)
         dense_cost = count(model, input_shape)
         dense_total = dense_cost.macs if by == "macs" else dense_cost.params
         converted = sum((g.macs if by == "macs" else g.params) for g in geoms.values())
-        chosen = select_ranks(geoms, fmt, dense_total / ratio, dense_total - converted, by=by)
+        if timing is None:
+            chosen = select_ranks(geoms, fmt, dense_total / ratio, dense_total - converted, by=by)
+        else:
+            chosen = select_ranks_hw(geoms, cls, dense_total / ratio, dense_total - converted, by, timing,
+                                     tolerance=RATIO_TOLERANCE)
 
     new = copy.deepcopy(model)
-    for name, r in chosen.items():
-        dense_conv = new.get_submodule(name)
-        layer = cls.from_dense(dense_conv, r) if init == "decompose" else cls.like(dense_conv, r)
-        _set_module(new, name, layer)
+    todo = {n: r for n, r in chosen.items() if r is not None}
+    show = init == "decompose" and progress is not False
+    bar = tqdm(todo.items(), desc=f"{fmt} decomposition", unit="layer", delay=PROGRESS_DELAY_S, leave=False,
+               disable=(None if progress is None else False) if show else True)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, r in bar:
+            dense_conv = new.get_submodule(name)
+            layer = cls.from_dense(dense_conv, r) if init == "decompose" else cls.like(dense_conv, r)
+            _set_module(new, name, layer)
 
     if ranks is None:
         achieved = report(new, input_shape)
@@ -225,6 +264,19 @@ def convert(
                 f"rank granularity: {fmt} reaches a {by} ratio of {got:.3f}, not {ratio} within "
                 f"{RATIO_TOLERANCE:.0%}; the layers are too small for this target"
             )
+    return new
+
+
+def to_dense(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every low-rank layer replaced by the ``nn.Conv2d`` of its reconstructed
+    kernel (:meth:`LowRankConv2d.to_dense`): the same function, dense cost. ``model`` is not modified;
+    each new conv keeps its layer's train/eval mode."""
+    if isinstance(model, LowRankConv2d):
+        return model.to_dense().train(model.training)
+    new = copy.deepcopy(model)
+    for name, module in list(new.named_modules()):
+        if isinstance(module, LowRankConv2d):
+            _set_module(new, name, module.to_dense().train(module.training))
     return new
 
 

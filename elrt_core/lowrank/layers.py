@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from ..cost import ConvGeometry, conv_macs, conv_out_hw
+from .tucker import HOOI_TOL, tucker2
 
 __all__ = ["LowRankConv2d", "Tucker2Conv2d", "MatrixConv2d", "SpatialConv2d", "CPConv2d", "FORMATS"]
 
@@ -296,18 +297,14 @@ class Tucker2Conv2d(LowRankConv2d):
         return [self.first, self.core, self.last]
 
     @classmethod
-    def decompose(cls, weight, ranks, n_iter_max: int = 100, tol: float = 1e-8):
-        """Tucker-2 by HOOI (tensorly ``partial_tucker`` on modes 0 and 1, SVD initialization = HOSVD).
+    def decompose(cls, weight, ranks, n_iter_max: int = 100, tol: float = HOOI_TOL):
+        """Tucker-2 by truncated HOSVD, then HOOI sweeps while they lower the relative error by ``tol``
+        or more (:func:`elrt_core.lowrank.tucker.tucker2`); exact at full rank.
 
-        Exact at full rank. Returns ``[U1 (R1, C_in), G (R2, R1, k_h, k_w), U2^T (C_out, R2)]``.
+        Returns ``[U1 (R1, C_in), G (R2, R1, k_h, k_w), U2^T (C_out, R2)]``.
         """
-        from tensorly.decomposition import partial_tucker
-
-        r1, r2 = ranks
-        (core, (u_out, u_in)), _ = partial_tucker(
-            _as_float64(weight), rank=[r2, r1], modes=[0, 1], init="svd", n_iter_max=n_iter_max, tol=tol
-        )
-        return [u_in.T, core, u_out]
+        fit = tucker2(_as_float64(weight), ranks, n_iter_max=n_iter_max, tol=tol)
+        return [fit.u_in.T, fit.core, fit.u_out]
 
     IMPLS = ("factored", "dense", "fold_first", "fold_last")
 

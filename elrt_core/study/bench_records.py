@@ -35,20 +35,27 @@ def load(root: Path, kind: str) -> list[dict]:
     return out
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    """``round(value, digits)``, ``None`` for a value a record did not measure (no breakdown on CUDA)."""
+    return None if value is None else round(value, digits)
+
+
 def speedup_table(session) -> pd.DataFrame | None:
-    """One row per speedup record: device, model, format, MAC reduction, measured speedups, ceiling."""
+    """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
+    ceiling. A record without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
     rows = [
         {
             "device": r["provenance"]["device_name"],
             "model": r["model"],
             "format": r["format"],
+            "rank_rule": r.get("rank_rule", "uniform"),
             "variant": r["variant"],
             "batch": r["batch_size"],
             "macs_reduction": round(r["macs_ratio"], 2),
             "train_speedup": round(r["train_speedup"], 3),
             "infer_speedup": round(r["infer_speedup"], 3),
-            "amdahl_ceiling": round(r["amdahl_ceiling"], 2),
-            "conv_share_dense": round(r["dense"]["breakdown"]["conv"], 3),
+            "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
+            "conv_share_dense": _rounded((r["dense"].get("breakdown") or {}).get("conv"), 3),
             "memory_ratio": round(r["memory_ratio"], 2) if r.get("memory_ratio") else None,
             "dense_step_ms": round(r["dense"]["train_step_ms"], 1),
             "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
@@ -171,7 +178,8 @@ def regularizer_overhead(session) -> pd.DataFrame | None:
 
 def targets(session) -> pd.DataFrame | None:
     """Each speed target against the records: the best measured training speedup over the
-    variants of each device (and that record's Amdahl ceiling), and each regularizer's penalty time
+    variants and rank rules of each device (and that record's Amdahl ceiling, empty without a
+    breakdown), and each regularizer's penalty time
     as a share of the step; ``met`` says whether the measurement reaches the target."""
     rows = []
     for r in load(session.root, "speedup"):
@@ -179,7 +187,8 @@ def targets(session) -> pd.DataFrame | None:
         if key in SPEED_TARGETS:
             rows.append({"device": r["provenance"]["device_name"], "target": f"{key[0]} {key[1]} at {key[2]}x fewer MACs: "
                          f"training speedup >= {SPEED_TARGETS[key]}x", "measured": round(r["train_speedup"], 3),
-                         "variant": r["variant"], "amdahl_ceiling": round(r["amdahl_ceiling"], 2),
+                         "variant": r["variant"], "rank_rule": r.get("rank_rule", "uniform"),
+                         "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
                          "met": r["train_speedup"] >= SPEED_TARGETS[key]})
     speed = pd.DataFrame(rows)
     if not speed.empty:  # keep the best variant per target and device

@@ -61,16 +61,23 @@ def build_model(config: TrainConfig) -> nn.Module:
     """The model of ``config``, freshly initialized from ``config.seed``.
 
     Low-rank models are converted from the dense architecture with ranks chosen for the
-    requested reduction and Kaiming-variance factors drawn from scratch (no pre-trained weights);
-    the factors named in ``config.orth_init`` are then redrawn with orthonormal rows of their thin
-    side (``torch.nn.init.orthogonal_``).
+    requested reduction by ``config.rank_rule`` (``hw:<id>``: the hardware-aware rule over that
+    committed timing table, :func:`elrt_core.bench.load_rank_table`; a missing table is an error) and
+    Kaiming-variance factors drawn from scratch (no pre-trained weights); the factors named in
+    ``config.orth_init`` are then redrawn with orthonormal rows of their thin side
+    (``torch.nn.init.orthogonal_``).
     """
+    timing = None
+    if config.rank_rule != "uniform":
+        from ..bench import load_rank_table
+
+        timing = load_rank_table(config.rank_rule)
     torch.manual_seed(config.seed)
     model = models.get(config.model, config.num_classes)
     if config.format != "dense":
         model = lowrank.convert(
             model, config.format, flops_ratio=config.flops_ratio, params_ratio=config.params_ratio,
-            input_shape=config.input_shape, init="scratch",
+            input_shape=config.input_shape, init="scratch", timing=timing,
         )
     for layer in model.modules():
         if isinstance(layer, lowrank.Tucker2Conv2d):
@@ -320,6 +327,7 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx: Di
             "world_size": ctx.world_size, "data_source": loaders.source,
             "run_options": {"amp": options.amp and device.type == "cuda", "channels_last": options.channels_last,
                             "compile": options.compile},
+            **({"notes": list(options.notes)} if options.notes else {}),
         })
         return records.build(config, status=status, history=state.history, sizes=loaders.sizes,
                              cost=conversion.to_dict(), provenance=prov, divergence=divergence)
