@@ -1,5 +1,6 @@
 """Shared pytest fixtures."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,20 @@ def cifar10(cifar10_dir: Path):
     from elrt_core.data import load
 
     return load("cifar10", cifar10_dir, download=False)
+
+
+@pytest.fixture(scope="session")
+def browser_ready() -> None:
+    """Headless Chromium and Playwright are here, or the test is skipped saying so in one line.
+
+    Where the browser check must run (CI: ``$CI`` or ``$ELRT_REQUIRE_BROWSER`` set, as .ci/run does,
+    which installs Chromium first), a missing browser fails the test instead of skipping it.
+    """
+    import book_browser
+
+    why = book_browser.missing_requirement()
+    if why is None:
+        return
+    if os.environ.get("ELRT_REQUIRE_BROWSER") or os.environ.get("CI"):
+        pytest.fail(f"the browser check of the book must run here, but {why}")
+    pytest.skip(f"browser check of the book skipped: {why}")

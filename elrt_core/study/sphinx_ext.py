@@ -1,0 +1,57 @@
+"""Sphinx extension of the book (``sphinx: extra_extensions`` in ``_config.yml``).
+
+The chapters are notebooks executed by papermill. Their first code cell (tag ``parameters``) holds
+the defaults and the cell papermill adds after it (tag ``injected-parameters``) holds the values of
+this build, among them the data folder of the machine that built the book. Neither is for a reader,
+so this extension removes both cells from every page, outputs included. From the copies of the
+notebooks that the book offers for download (``_sources``) it removes the injected cell only, so that
+a downloaded notebook still runs with its defaults. The other code cells lose their source
+through myst-nb's ``nb_remove_code_source``; what a reader needs to rerun a chapter is a short
+markdown code block written in each notebook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from docutils import nodes
+
+__all__ = ["REMOVED_TAGS", "SOURCE_REMOVED_TAGS", "remove_tagged_cells", "clean_notebook_sources", "setup"]
+
+REMOVED_TAGS = ("parameters", "injected-parameters")
+"""Cells with any of these tags are left out of the pages."""
+
+SOURCE_REMOVED_TAGS = ("injected-parameters",)
+"""Cells with any of these tags are left out of the downloadable notebooks."""
+
+
+def remove_tagged_cells(app, doctree: nodes.document) -> None:
+    """Drop the code cells tagged with :data:`REMOVED_TAGS` (myst-nb marks them ``tag_<tag>``)."""
+    classes = {f"tag_{tag}" for tag in REMOVED_TAGS}
+    for node in list(doctree.findall(nodes.container)):
+        if classes & set(node.get("classes", [])) and node.parent is not None:
+            node.parent.remove(node)
+
+
+def clean_notebook_sources(app, exception) -> None:
+    """Remove the injected cells from the notebooks copied to ``<outdir>/_sources`` (the download button)."""
+    if exception is not None:
+        return
+    sources = Path(app.outdir) / "_sources"
+    for path in sources.rglob("*.ipynb*") if sources.is_dir() else []:
+        try:
+            nb = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        cells = nb.get("cells", [])
+        kept = [c for c in cells if not set(c.get("metadata", {}).get("tags", [])) & set(SOURCE_REMOVED_TAGS)]
+        if len(kept) != len(cells):
+            nb["cells"] = kept
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def setup(app):
+    app.connect("doctree-read", remove_tagged_cells)
+    app.connect("build-finished", clean_notebook_sources)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
