@@ -98,11 +98,16 @@ def serve(folder: Path):
         server.server_close()
 
 
+REDIRECT = re.compile(r"<meta[^>]+http-equiv=[\"']?refresh", re.IGNORECASE)
+
+
 def pages_of(html_dir: Path) -> list[Path]:
-    """Every HTML page of a built book, relative to ``html_dir`` (theme and source folders left out)."""
+    """Every HTML page of a built book, relative to ``html_dir``: theme and source folders and
+    redirect stubs (the root ``index.html`` that sends the reader to the first page) left out."""
     html_dir = Path(html_dir)
     return sorted(p.relative_to(html_dir) for p in html_dir.rglob("*.html")
-                  if not SKIPPED_FOLDERS & set(p.relative_to(html_dir).parts[:-1]))
+                  if not SKIPPED_FOLDERS & set(p.relative_to(html_dir).parts[:-1])
+                  and not REDIRECT.search(p.read_text(errors="replace")[:2000]))
 
 
 _WAIT_FOR_MATH = """async () => {
@@ -136,6 +141,11 @@ _INSPECT = """() => {
   const docWidth = document.documentElement.scrollWidth;
   if (docWidth > window.innerWidth + 1)
     out.overflow.push(`the page scrolls sideways: ${docWidth}px wide in a ${window.innerWidth}px window`);
+  const scroller = el => {  // the nearest ancestor inside the column that clips or scrolls sideways
+    for (let a = el.parentElement; a && a !== col; a = a.parentElement)
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(a).overflowX)) return a;
+    return null;
+  };
   const wide = new Set();
   for (const el of col.querySelectorAll('*')) {
     if (el.closest('mjx-assistive-mml, script, style')) continue;
@@ -143,8 +153,18 @@ _INSPECT = """() => {
     if (r.width === 0 || r.height === 0) continue;
     if (r.width > colRect.width + 1 || r.right > colRect.right + 1 || r.left < colRect.left - 1) wide.add(el);
   }
+  const boxes = new Set();
   for (const el of wide) {
     if (el.parentElement && wide.has(el.parentElement)) continue;  // report the outermost one only
+    const box = scroller(el);
+    if (box && !wide.has(box)) {  // cut off inside a box that scrolls: one report per box
+      if (boxes.has(box)) continue;
+      boxes.add(box);
+      const inner = box.children.length === 1 ? box.children[0] : box;
+      out.overflow.push(`${describe(inner)} is ${box.scrollWidth}px wide in a ${box.clientWidth}px box that scrolls sideways ` +
+                        `(content column ${Math.round(colRect.width)}px)`);
+      continue;
+    }
     const r = el.getBoundingClientRect();
     out.overflow.push(`${describe(el)} is ${Math.round(r.width)}px wide (spans ${Math.round(r.left)}..${Math.round(r.right)}px), ` +
                       `the content column ${Math.round(colRect.width)}px (${Math.round(colRect.left)}..${Math.round(colRect.right)}px)`);

@@ -63,7 +63,17 @@ def test_a_planted_wide_table_is_reported(tmp_path):
     reports = _check(tmp_path, wide, scrolled)
     for name in ("wide.html", "scrolled.html"):  # cut off at the column edge, or hidden behind a scroll bar
         assert any(p.startswith("too wide: <table>") for p in reports[name].problems), reports[name].problems
-    assert any("scrolls sideways" in p for p in reports["wide.html"].problems)
+    assert any("the page scrolls sideways" in p for p in reports["wide.html"].problems)
+    assert [p for p in reports["scrolled.html"].problems if "box that scrolls sideways" in p]
+
+
+@browser
+def test_a_long_code_line_is_reported_once(tmp_path):
+    line = "make reproduce PROFILE=cpu   # " + "retrain every run of the profile " * 6
+    page = _write(tmp_path, "code", f'<div class="highlight"><pre style="overflow:auto"><span class="c1">{line}</span>\n'
+                                    f'<span class="c1">{line}</span></pre></div>')
+    problems = _check(tmp_path, page)["code.html"].problems
+    assert len(problems) == 1 and problems[0].startswith("too wide: <pre>") and "scrolls sideways" in problems[0]
 
 
 @browser
@@ -101,7 +111,8 @@ def test_a_given_build_path_is_forbidden_in_the_text(tmp_path):
 
 
 def test_pages_of_a_book_leave_out_theme_and_source_folders(tmp_path):
-    for rel in ("index.html", "book/intro.html", "_static/x.html", "_sources/book/a.html"):
+    for rel in ("genindex.html", "book/intro.html", "_static/x.html", "_sources/book/a.html"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("<html></html>")
-    assert book_browser.pages_of(tmp_path) == [Path("book/intro.html"), Path("index.html")]
+    (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    assert book_browser.pages_of(tmp_path) == [Path("book/intro.html"), Path("genindex.html")]
