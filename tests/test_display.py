@@ -81,6 +81,8 @@ def test_whole_number_floats_read_as_integers_and_stay_integers_in_the_csv():
     assert t.text["MACs per image"].tolist() == ["40,551,040", "\u2014"]
     assert t.text["test top-1 (%)"].tolist() == ["85.00", "86.50"]
     assert t.csv().splitlines() == ["test top-1 (%),MACs per image", "85.0,40551040", "86.5,"]
+    ratios = display.table(pd.DataFrame({"r": [2.0, 3.0]}), {"r": "MAC reduction (x)"})  # whole, but no gap
+    assert ratios.text["MAC reduction (x)"].tolist() == ["2.00", "3.00"]
 
 
 def test_wide_and_long_tables_show_seven_columns_and_collapse_the_rest():
@@ -148,8 +150,11 @@ def test_the_sphinx_extension_drops_the_parameter_cells(tmp_path):
     sources = tmp_path / "_sources" / "book" / "generated"
     sources.mkdir(parents=True)
     nb = {"cells": [{"cell_type": "code", "metadata": {"tags": t}, "source": str(t)}
-                    for t in (["parameters"], ["injected-parameters"], [])], "metadata": {}, "nbformat": 4}
+                    for t in (["parameters"], ["injected-parameters"], [])], "nbformat": 4,
+          "metadata": {"kernelspec": {"name": "python3"},
+                       "papermill": {"input_path": "/home/u/notebooks/01_x.ipynb", "parameters": {"data_dir": "/data"}}}}
     (sources / "01_x.ipynb").write_text(json.dumps(nb))
     sphinx_ext.clean_notebook_sources(SimpleNamespace(outdir=str(tmp_path)), None)
-    kept = json.loads((sources / "01_x.ipynb").read_text())["cells"]
-    assert [c["metadata"]["tags"] for c in kept] == [["parameters"], []]  # a download still runs with its defaults
+    cleaned = json.loads((sources / "01_x.ipynb").read_text())
+    assert [c["metadata"]["tags"] for c in cleaned["cells"]] == [["parameters"], []]  # still runs with its defaults
+    assert cleaned["metadata"] == {"kernelspec": {"name": "python3"}}

@@ -44,8 +44,9 @@ class Col:
     """One column of a table: the DataFrame column ``key`` (or index level), shown as ``header``.
 
     ``fmt``: a format spec for :func:`format` (``".2f"``, ``",d"``, ``"+.1f"``, ``".1%"``), a
-    callable value -> text, or None for the default (integers, and float columns holding only whole
-    numbers, with thousands separators; other numbers with 2 decimals; anything else as ``str``). Put the unit into the header:
+    callable value -> text, or None for the default (integers, and integer columns that a missing
+    value made float, with thousands separators; other numbers with 2 decimals; anything else as
+    ``str``). Put the unit into the header:
     ``"test top-1 (%)"``, ``"MACs per image"``, ``"step time (ms)"``.
     """
 
@@ -110,8 +111,8 @@ def _numeric(series: pd.Series) -> bool:
 
 
 def _whole_floats(series: pd.Series) -> bool:
-    """A float column whose values are all whole numbers (an integer column that a NaN made float)."""
-    if not pd.api.types.is_float_dtype(series):
+    """An integer column that a missing value made float: float, with a NaN, every other value whole."""
+    if not pd.api.types.is_float_dtype(series) or not series.isna().any():
         return False
     values = series.dropna()
     return len(values) > 0 and bool((values == values.round()).all()) and bool((values.abs() < 2**53).all())
@@ -119,6 +120,12 @@ def _whole_floats(series: pd.Series) -> bool:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "table"
+
+
+# Numbers align right and never break; text and headers may break anywhere, so that a table of at
+# most MAX_COLUMNS columns fits the content column even with long names in it.
+_CELL_STYLE = {True: "text-align:right; white-space:nowrap", False: "text-align:left; overflow-wrap:anywhere"}
+_HEAD_STYLE = {True: "text-align:right; overflow-wrap:anywhere", False: "text-align:left; overflow-wrap:anywhere"}
 
 
 class Table:
@@ -183,12 +190,11 @@ class Table:
         return "data:text/csv;charset=utf-8;base64," + base64.b64encode(self.csv().encode()).decode("ascii")
 
     def _html_table(self, rows: int, cols: int) -> str:
-        head = "".join(
-            f'<th style="text-align:{"right" if num else "left"}">{html.escape(h)}</th>'
-            for h, num in zip(self.text.columns[:cols], self._numeric[:cols]))
+        head = "".join(f'<th style="{_HEAD_STYLE[num]}">{html.escape(h)}</th>'
+                       for h, num in zip(self.text.columns[:cols], self._numeric[:cols]))
         body = []
         for _, row in self.text.iloc[:rows, :cols].iterrows():
-            cells = "".join(f'<td style="text-align:{"right" if num else "left"}">{html.escape(v)}</td>'
+            cells = "".join(f'<td style="{_CELL_STYLE[num]}">{html.escape(v)}</td>'
                             for v, num in zip(row.tolist(), self._numeric[:cols]))
             body.append(f"<tr>{cells}</tr>")
         return (f'<table class="dataframe elrt-table"><thead><tr>{head}</tr></thead>'

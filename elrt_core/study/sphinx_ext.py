@@ -5,7 +5,8 @@ the defaults and the cell papermill adds after it (tag ``injected-parameters``) 
 this build, among them the data folder of the machine that built the book. Neither is for a reader,
 so this extension removes both cells from every page, outputs included. From the copies of the
 notebooks that the book offers for download (``_sources``) it removes the injected cell only, so that
-a downloaded notebook still runs with its defaults. The other code cells lose their source
+a downloaded notebook still runs with its defaults, and papermill's notebook metadata (the input and
+output paths and the parameters of the build). The other code cells lose their source
 through myst-nb's ``nb_remove_code_source``; what a reader needs to rerun a chapter is a short
 markdown code block written in each notebook.
 """
@@ -35,7 +36,8 @@ def remove_tagged_cells(app, doctree: nodes.document) -> None:
 
 
 def clean_notebook_sources(app, exception) -> None:
-    """Remove the injected cells from the notebooks copied to ``<outdir>/_sources`` (the download button)."""
+    """Remove the injected cells and papermill's metadata from the notebooks copied to ``<outdir>/_sources``
+    (the download button)."""
     if exception is not None:
         return
     sources = Path(app.outdir) / "_sources"
@@ -46,7 +48,8 @@ def clean_notebook_sources(app, exception) -> None:
             continue
         cells = nb.get("cells", [])
         kept = [c for c in cells if not set(c.get("metadata", {}).get("tags", [])) & set(SOURCE_REMOVED_TAGS)]
-        if len(kept) != len(cells):
+        papermill = nb.get("metadata", {}).pop("papermill", None)  # input/output paths and parameters
+        if len(kept) != len(cells) or papermill is not None:
             nb["cells"] = kept
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
