@@ -149,6 +149,7 @@ _INSPECT = """() => {
   const wide = new Set();
   for (const el of col.querySelectorAll('*')) {
     if (el.closest('mjx-assistive-mml, script, style')) continue;
+    if (el.checkVisibility && !el.checkVisibility()) continue;  // not rendered, e.g. inside a closed <details>
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.height === 0) continue;
     if (r.width > colRect.width + 1 || r.right > colRect.right + 1 || r.left < colRect.left - 1) wide.add(el);

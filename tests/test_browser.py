@@ -116,3 +116,38 @@ def test_pages_of_a_book_leave_out_theme_and_source_folders(tmp_path):
         (tmp_path / rel).write_text("<html></html>")
     (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
     assert book_browser.pages_of(tmp_path) == [Path("book/intro.html"), Path("genindex.html")]
+
+
+@browser
+def test_a_long_wide_table_fits_the_column_and_downloads_as_csv(tmp_path):
+    """display.table in Chromium: 7 columns on screen, the rest collapsed, the CSV link downloads the table."""
+    import pandas as pd
+    from playwright.sync_api import sync_playwright
+
+    from elrt_core.study import display
+
+    df = pd.DataFrame({f"a_fairly_long_column_name_{i}": [1234567.0 * (i + 1) + r for r in range(40)] for i in range(12)})
+    df["method"] = [f"Tucker-2 + a regularizer with a long name, run {r}" for r in range(40)]
+    t = display.table(df, {"method": "method", **{c: (c.replace("_", " ") + " (MACs)", ",.0f") for c in df.columns[:12]}},
+                      name="wide_table")
+    page = _write(tmp_path, "table", t.to_html())
+    report = _check(tmp_path, page)["table.html"]
+    assert report.problems == [], report.problems  # 7 columns fit, and the 13-column table is hidden until opened
+    with book_browser.serve(tmp_path) as base, sync_playwright() as pw:
+        browser_ = pw.chromium.launch(executable_path=book_browser.find_chromium(), args=book_browser.CHROMIUM_ARGS)
+        try:
+            tab = browser_.new_page(viewport={"width": book_browser.WIDTH, "height": book_browser.HEIGHT}, accept_downloads=True)
+            tab.goto(base + "table.html")
+            assert tab.locator("table.elrt-table").first.locator("th").count() == 7
+            assert tab.locator("details.elrt-table-full").evaluate("d => d.open") is False
+            with tab.expect_download() as info:
+                tab.get_by_text("Download the full table as CSV").click()
+            download = info.value
+            assert download.suggested_filename == "wide_table.csv"
+            assert Path(download.path()).read_text() == t.csv()
+            tab.locator("details.elrt-table-full > summary").click()  # opened: 13 columns scroll inside the box
+            box = tab.locator("details.elrt-table-full > div")
+            assert box.locator("th").count() == 13
+            assert box.evaluate("b => b.scrollWidth > b.clientWidth && b.clientWidth <= b.parentElement.clientWidth")
+        finally:
+            browser_.close()
