@@ -106,6 +106,19 @@ def test_book_builds_offline_with_figures_tables_and_glued_numbers(smoke_book):
     assert "not available" in intro
 
 
+def test_chapters_show_no_code_and_no_parameter_cells(smoke_book):
+    """Code sources are hidden (nb_remove_code_source), the parameter cells are gone with their
+    outputs (elrt_core.study.sphinx_ext), and math is served from the build, not a CDN."""
+    for name in NOTEBOOKS:
+        page = (smoke_book["html"] / "book" / "generated" / f"{name}.html").read_text()
+        assert "cell_input" not in page, name
+        assert "tag_parameters" not in page and "tag_injected-parameters" not in page, name
+    methods = (smoke_book["html"] / "book" / "methods.html").read_text()
+    assert re.search(r'<script[^>]+src="\.\./_static/mathjax/tex-chtml\.js(\?[^"]*)?"', methods)
+    assert (smoke_book["html"] / "_static" / "mathjax" / "output" / "chtml" / "fonts").is_dir()
+    assert "cdn.jsdelivr" not in methods
+
+
 def test_no_published_file_holds_a_path_of_the_building_machine(smoke_book, cifar10_dir):
     """Pages and the notebooks offered for download name neither the data folder nor the build folder."""
     html = smoke_book["html"]

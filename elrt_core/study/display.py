@@ -122,10 +122,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "table"
 
 
-# Numbers align right and never break; text and headers may break anywhere, so that a table of at
-# most MAX_COLUMNS columns fits the content column even with long names in it.
-_CELL_STYLE = {True: "text-align:right; white-space:nowrap", False: "text-align:left; overflow-wrap:anywhere"}
-_HEAD_STYLE = {True: "text-align:right; overflow-wrap:anywhere", False: "text-align:left; overflow-wrap:anywhere"}
+# Numbers align right and never break; headers and text break between words, and inside a word only
+# when that word alone is wider than the column could be (``break-word``, unlike ``anywhere``, does
+# not let the browser squeeze a column below its longest word: "channels_last" stays whole).
+_CELL_STYLE = {True: "text-align:right; white-space:nowrap", False: "text-align:left; overflow-wrap:break-word"}
+_HEAD_STYLE = {True: "text-align:right; overflow-wrap:break-word", False: "text-align:left; overflow-wrap:break-word"}
 
 
 class Table:
