@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PROFILE ?= cpu
+PROFILE ?= cpu-full
 
 # The checksum-verified CIFAR-10 copy beside the project on the reference machines; elsewhere the
 # data comes from ELRT_DATA_DIR, ./data, or the official download (see README.md).
@@ -27,8 +27,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 book: $(STAMP)
-	$(BIN)/elrt reproduce --profile cpu --reuse-only
-	$(BIN)/jupyter-book build --all .
+	$(BIN)/elrt reproduce --profile cpu-full --reuse-only
+	$(BIN)/jupyter-book build --all -W --keep-going .
 
 reproduce: $(STAMP)
 	$(BIN)/elrt reproduce --profile $(PROFILE)

@@ -60,7 +60,9 @@ def calibrate(model: str, fmt: str, reg: str, on: Iterable[str], per_rank: bool,
 
 def table(path: Path = WEIGHTS_FILE) -> dict[str, dict[str, float]]:
     """The stored lambdas: ``{network key: {setting key: lambda}}``."""
-    return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def reg_weight(model: str, fmt: str, reg: str, on: Iterable[str], per_rank: bool, *,

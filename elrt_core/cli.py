@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import fields as dataclass_fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -76,8 +77,11 @@ def _check_output(path: Path, what: str, folder: bool = True) -> None:
         raise UsageError(f"{what} {str(path)!r} is {'a file' if folder else 'a folder'}; give a {'folder' if folder else 'file'}")
     existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
     target = existing if existing.is_dir() else existing.parent
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {str(path)!r} is not writable ({target} is not writable)")
+    try:  # a real probe: permission bits do not tell for root or special file systems
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {str(path)!r} is not writable ({target}: {e.strerror or e})") from None
 
 
 def _check_data(dataset: str, data_dir: str | None, download: bool) -> None:
@@ -87,8 +91,7 @@ def _check_data(dataset: str, data_dir: str | None, download: bool) -> None:
     try:
         (data.fetch if download else data.check)(data_dir, dataset=dataset)
     except data.DataNotFoundError as e:
-        hint = "" if download else " (`elrt data fetch` downloads it; `elrt train --download` too)"
-        raise UsageError(" ".join(str(e).split()) + hint) from None
+        raise UsageError(" ".join(str(e).split())) from None
 
 
 # ---- train -----------------------------------------------------------------------------------------
@@ -218,10 +221,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .study import reproduce
 
     prof = profiles.load(args.profile)
-    if not args.reuse_only:
-        _check_data("cifar10", args.data_dir, download=False)
+    reproduce.selected(args.only)
     if args.out:
         _check_output(Path(args.out), "--out")
+    if not args.reuse_only:
+        _check_data("cifar10", args.data_dir, download=False)
     return reproduce.run(prof, only=args.only, jobs=args.jobs, reuse_only=args.reuse_only, train_only=args.train_only,
                          device=args.device, data_dir=args.data_dir, out=Path(args.out) if args.out else None)
 

@@ -30,6 +30,8 @@ REG_SCHEDULES = ("constant", "bansal")
 FACTOR_NAMES = ("U1", "U2")
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+"""Images in the official training and test sets of each data set."""
 
 ADDED_FIELDS = {"val_split": 0, "orth_init": (), "no_decay_on": ()}
 """Fields added after schema 1, with the value that reproduces runs made before they existed: at that
@@ -157,6 +159,12 @@ class TrainConfig:
             )
         v = self.val_split
         _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"val_split must be an integer >= 0, got {v!r}")
+        n_train, n_test = SPLIT_SIZES[self.dataset]
+        _require(v < n_train, f"val_split {v} must be smaller than the {n_train} training images")
+        _require(self.subset is None or self.subset <= n_train - v,
+                 f"subset {self.subset} is larger than the {n_train - v} training images left after holding out {v}")
+        _require(self.test_subset is None or self.test_subset <= n_test,
+                 f"test_subset {self.test_subset} is larger than the {n_test} test images")
 
     @property
     def num_classes(self) -> int:

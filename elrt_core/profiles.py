@@ -81,13 +81,15 @@ class Approximation:
 @dataclass(frozen=True)
 class Comparison:
     """Methods compared with a ``reference`` on one network (``model`` and ``flops_ratio``; both
-    ``None`` for comparisons made at every network of the profile, like the main table)."""
+    ``None`` for comparisons made at every network of the profile, like the main table). A two-way
+    comparison names its ``treatment`` (also in ``methods``); the main table its ``headline`` method."""
 
     reference: str
     methods: tuple[str, ...]
     model: str | None = None
     flops_ratio: float | None = None
     headline: str | None = None
+    treatment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,8 @@ class Profile:
     def uses_validation(self) -> bool:
         return bool(self.train.get("val_split"))
 
-    def describe(self, n_seeds: int | None = None) -> str:
-        """Short description for captions: profile, epochs, data sizes, and ``n_seeds`` when given."""
+    def describe(self) -> str:
+        """Short description for captions: profile, epochs, data sizes."""
         t = self.train
         val = t.get("val_split") or 0
         if t.get("subset"):
@@ -132,12 +134,11 @@ class Profile:
         if val:
             data += f", {val:,} held out for validation"
         test = f"{t['test_subset']:,} test images" if t.get("test_subset") else "full 10,000-image test set"
-        seeds = "" if n_seeds is None else f", n = {n_seeds} seed{'s' if n_seeds != 1 else ''}"
-        return f"profile '{self.name}': {t['epochs']} epochs, {data}, {test}{seeds}"
+        return f"profile '{self.name}': {t['epochs']} epochs, {data}, {test}"
 
     @property
     def label(self) -> str:
-        """:meth:`describe` without a seed count."""
+        """:meth:`describe`."""
         return self.describe()
 
 
@@ -180,7 +181,8 @@ def _comparison(key: str, spec: Any) -> Comparison:
     for m in (s["reference"], *chosen, *([s["headline"]] if "headline" in s else [])):
         _require(m in known, f"comparison {key!r} names unknown method {m!r}; known: {', '.join(known)}")
     ratio = s.get("flops_ratio")
-    return Comparison(s["reference"], chosen, s.get("model"), None if ratio is None else float(ratio), s.get("headline"))
+    return Comparison(s["reference"], chosen, s.get("model"), None if ratio is None else float(ratio), s.get("headline"),
+                      s.get("treatment"))
 
 
 def _group(name: str, i: int, spec: Any) -> RunGroup:

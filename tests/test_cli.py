@@ -8,43 +8,67 @@ from elrt_core.cli import main
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["train", "--model", "resnet21"], "unknown model 'resnet21'; allowed: resnet20"),
-        (["train", "--format", "svd", "--flops-ratio", "2"], "unknown format 'svd'; allowed: dense, tucker2"),
-        (["train", "--format", "tucker2", "--flops-ratio", "1"], "flops_ratio must be > 1"),
-        (["train", "--format", "tucker2", "--flops-ratio", "2", "--reg", "ortho"], "unknown regularizer 'ortho'"),
-        (["train", "--format", "tucker2", "--flops-ratio", "2", "--reg", "so", "--reg-weight", "-1"], "reg_weight must be >= 0"),
-        (["train", "--epochs", "0"], "epochs must be > 0"),
-        (["train", "--epochs", "abc"], "invalid int value: 'abc'"),
-        (["train", "--device", "tpu"], "unknown device 'tpu'; allowed: auto, cpu, cuda"),
+        (["train", "--model", "resnet21"], "argument --model: invalid choice: 'resnet21' (choose from"),
+        (["train", "--format", "svd", "--flops-ratio", "2"], "argument --format: invalid choice: 'svd'"),
+        (["train", "--format", "tucker2", "--flops-ratio", "1"], "argument --flops-ratio: must be > 1, got 1"),
+        (["train", "--format", "tucker2", "--flops-ratio", "2", "--reg", "ortho"], "argument --reg: invalid choice: 'ortho'"),
+        (["train", "--format", "tucker2", "--flops-ratio", "2", "--reg", "so", "--reg-weight", "-1"], "must be >= 0, got -1"),
+        (["train", "--format", "tucker2", "--flops-ratio", "2", "--reg", "so", "--model", "resnet32"], "no calibrated lambda"),
+        (["train", "--epochs", "0"], "argument --epochs: must be > 0, got 0"),
+        (["train", "--epochs", "abc"], "argument --epochs: expected an integer, got 'abc'"),
+        (["train", "--subset", "49000", "--val-split", "5000"], "subset 49000 is larger than the 45000 training images left"),
+        (["train", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
         (["train", "--out", "/proc/elrt-cannot-write"], "is not writable"),
-        (["train", "--profile", "gpu"], "unknown profile 'gpu'"),
+        (["train", "--profile", "gpu"], "argument --profile: invalid choice: 'gpu'"),
         (["train", "--config", "/nonexistent.yaml"], "cannot read config file"),
-        (["info", "resnet21"], "unknown model 'resnet21'"),
-        (["info", "resnet20", "--format", "tucker2", "--flops-ratio", "0.5"], "flops_ratio must be a number > 1"),
-        (["reproduce", "--profile", "gpu"], "unknown profile 'gpu'"),
+        (["train", "--threads", "0"], "argument --threads: must be > 0"),
+        (["info", "resnet21"], "invalid choice: 'resnet21'"),
+        (["info", "resnet20", "--format", "tucker2", "--flops-ratio", "0.5"], "must be > 1, got 0.5"),
+        (["reproduce", "--profile", "gpu"], "invalid choice: 'gpu'"),
+        (["reproduce", "--only", "07"], "unknown notebook ['07']"),
+        (["batch", "--jobs", "0"], "argument --jobs: must be > 0"),
+        (["bench", "--json", "/proc/elrt-no/x.json"], "is not writable"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_arguments_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # default run folders must not land in the repo
+    monkeypatch.setenv("ELRT_RESULTS", str(tmp_path / "results"))
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("elrt: error: ") and needle in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists()  # nothing created on refusal
 
 
-def test_missing_data_is_a_usage_error(tmp_path, capsys, monkeypatch):
+def test_bench_json_pointing_at_a_folder_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("elrt_core.bench.speedup", lambda s: pytest.fail("the benchmark ran before the check"))
+    assert main(["bench", "--json", str(tmp_path)]) == 2
+    assert "is a folder; give a file" in capsys.readouterr().err
+
+
+def test_version_and_help_with_choices_and_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("elrt ")
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{factored,channels_last,autotuned,bf16,compiled}" in text and "(default: channels_last)" in text
+
+
+def test_missing_data_is_a_usage_error_and_never_a_download(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ELRT_DATA_DIR", raising=False)
-    monkeypatch.setattr("elrt_core.data.sources._fetch_torchvision", _no_network)
-    monkeypatch.setattr("elrt_core.data.sources._fetch_npm", _no_network)
-    assert main(["train", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    monkeypatch.setattr("elrt_core.data.sources._fetch_torchvision", _must_not_download)
+    monkeypatch.setattr("elrt_core.data.sources._fetch_npm", _must_not_download)
+    missing = tmp_path / "mistyped"
+    assert main(["train", "--data-dir", str(missing), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "ELRT_DATA_DIR" in err
+    assert err.count("\n") == 1 and "ELRT_DATA_DIR" in err and "elrt data fetch" in err
+    assert not missing.exists() and not (tmp_path / "out").exists()  # nothing created
 
 
-def _no_network(*args, **kwargs):
-    from elrt_core.data.sources import _SourceFailed
-
-    raise _SourceFailed("no network in this test")
+def _must_not_download(*args, **kwargs):
+    pytest.fail("train tried to download")
 
 
 def test_info_prints_the_cost_table(capsys):
@@ -56,3 +80,35 @@ def test_info_prints_the_cost_table(capsys):
 def test_data_check_on_the_real_copy(cifar10_dir, capsys):
     assert main(["data", "check", "--data-dir", str(cifar10_dir)]) == 0
     assert "md5" in capsys.readouterr().out
+
+
+def test_a_diverged_run_is_one_line_and_exit_3(tmp_path, capsys, monkeypatch, cifar10_dir):
+    from elrt_core.train import TrainingDiverged
+
+    def diverge(config, options):
+        raise TrainingDiverged("resnet20-dense diverged: loss became nan at epoch 1, step 10; record marked diverged")
+
+    monkeypatch.setattr("elrt_core.train.fit", diverge)
+    assert main(["train", "--epochs", "1", "--data-dir", str(cifar10_dir), "--out", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("elrt: diverged: ") and "Traceback" not in err
+
+
+def test_the_study_is_found_from_the_working_directory(tmp_path, monkeypatch):
+    """A non-editable install keeps the package in site-packages: the study is found from where the user works."""
+    from elrt_core import paths
+
+    study = tmp_path / "study"
+    (study / "notebooks").mkdir(parents=True)
+    (study / "_toc.yml").write_text("format: jb-book\n")
+    (study / "sub").mkdir()
+    monkeypatch.chdir(study / "sub")
+    monkeypatch.delenv("ELRT_ROOT", raising=False)
+    monkeypatch.delenv("ELRT_RESULTS", raising=False)
+    monkeypatch.setattr(paths, "_PACKAGE_PARENT", tmp_path / "site-packages")
+    assert paths.project_root() == study and paths.results_root() == study / "results"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="pass --root"):
+        paths.project_root()
+    monkeypatch.setenv("ELRT_ROOT", str(study))
+    assert paths.project_root() == study

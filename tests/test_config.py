@@ -49,3 +49,21 @@ def test_invalid_settings_name_the_value_and_the_allowed_ones(fields, match):
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match=r"unknown config keys \['learning_rate'\]"):
         TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_added_fields_leave_old_hashes_alone_and_change_new_ones():
+    base = TrainConfig(format="tucker2", flops_ratio=2)
+    assert TrainConfig.from_dict({k: v for k, v in base.to_dict().items() if k not in ("val_split", "orth_init", "no_decay_on")}).hash == base.hash
+    assert base.replace(val_split=5000).hash != base.hash
+    assert base.replace(orth_init=["U2"]).hash != base.replace(no_decay_on=["U2"]).hash != base.hash
+    assert "orthinit-U2" in base.replace(orth_init=["U2"]).name
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"val_split": -1}, "val_split must be an integer >= 0"),
+    ({"format": "tucker2", "flops_ratio": 2, "orth_init": ["U3"]}, "orth_init must name distinct factors"),
+    ({"format": "matrix", "flops_ratio": 2, "no_decay_on": ["U2"]}, "format must be tucker2"),
+])
+def test_new_fields_are_validated(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**fields)

@@ -1,73 +1,85 @@
-"""Profiles and the study plan."""
+"""Methods, profiles and the run plan: validated, ordered by priority, ELRT's recipe fixed in advance."""
 
 import pytest
-import torch
 
 from elrt_core import profiles, records
 from elrt_core.config import ConfigError
-from elrt_core.regularizers import penalty
 from elrt_core.study import Session, plan
-from elrt_core.train import build_model
 
 
-def test_all_profiles_load_and_describe_themselves():
-    assert profiles.names() == ["smoke", "cpu", "paper"]
-    for name in profiles.names():
-        p = profiles.load(name)
-        assert str(p.train["epochs"]) in p.label and "seed" in p.label and name in p.label
-    assert "10,000-image training subset" in profiles.load("cpu").label
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu, paper"):
+def test_profiles_load_and_describe_their_data():
+    assert profiles.names() == ["smoke", "cpu-full", "cpu-quick", "paper"]
+    full = profiles.load("cpu-full")
+    assert full.label == ("profile 'cpu-full': 15 epochs, 45,000 training images, 5,000 held out for validation, "
+                          "full 10,000-image test set")
+    assert full.uses_validation and not profiles.load("cpu-quick").uses_validation
+    assert "10,000-image training subset" in profiles.load("cpu-quick").label
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-quick, paper"):
         profiles.load("gpu")
 
 
-@pytest.mark.parametrize("reg", ["so", "dso", "mc", "srip"])
-@pytest.mark.parametrize("on", [("U2",), ("U1", "U2")])
-def test_reg_weights_follow_the_documented_rule(reg, on):
-    """lambda * penalty at initialization of Tucker-2 ResNet-20 at 2x is about 1 (profiles.yaml)."""
-    p = profiles.load("cpu")
-    model = build_model(p.config(format="tucker2", flops_ratio=2, seed=0))
-    with torch.no_grad():
-        value = penalty(model, reg, p.reg_weight(reg, on), on, generator=torch.Generator().manual_seed(0)).item()
-    assert 0.5 <= value <= 2.0, value
+def test_elrt_recipe_is_fixed_in_advance_not_chosen_by_a_result():
+    elrt = profiles.methods()["elrt"]
+    assert elrt.fields == {"format": "tucker2", "reg": "so", "reg_on": ["U1", "U2"], "reg_per_rank": True}
+    config = profiles.load("cpu-full").config("elrt", "resnet20", 2.0, seed=3)
+    assert (config.format, config.reg, config.reg_on, config.reg_per_rank, config.seed) == ("tucker2", "so", ("U1", "U2"), True, 3)
+    assert config.val_split == 5000 and config.flops_ratio == 2.0
 
 
-def _fake_record(root, run, acc):
-    records.write_json(root / "cpu" / run.config.name / "record.json", {
-        "schema_version": 1, "status": "finished", "config_hash": run.config.hash, "config": run.config.to_dict(),
-        "metrics": {"final_test_top1": acc, "history": []}, "cost": {}, "provenance": {}})
+def test_lambda_scales_and_dense_ignores_the_budget():
+    p = profiles.load("cpu-quick")
+    so = p.config("tucker2+so", "resnet20", 2.0, 0).reg_weight
+    assert p.config("tucker2+so/4", "resnet20", 2.0, 0).reg_weight == pytest.approx(so / 4)
+    assert p.config("tucker2+so*4", "resnet20", 2.0, 0).reg_weight == pytest.approx(so * 4)
+    assert p.config("dense", "resnet20", 2.0, 0) == p.config("dense", "resnet20", 3.0, 0)
+    with pytest.raises(ConfigError, match="no calibrated lambda"):
+        p.config("tucker2+so", "resnet32", 2.0, 0)
 
 
-def test_captions_state_the_seed_count_of_the_runs_shown(tmp_path):
-    p = profiles.load("cpu")
-    s = Session("cpu", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
-    assert "1 seed;" in s.caption("x")  # no runs given: the profile's default
-    for run in plan.orthogonality(p):
-        _fake_record(tmp_path, run, 50.0)
-    runs = s.runs(plan.orthogonality(p))
-    assert len(runs) == 6
-    assert "3 seeds;" in s.caption("x", runs) and "15 epochs" in s.caption("x", runs)
-    assert "1 seed;" in s.caption("x", [r for r in runs if r[0].config.seed == 0])
-    assert "1 seed;" in s.caption("x")  # fetching runs leaves later captions alone
-    other = s.caption("x", runs, basis="bench records")
-    assert other == "x [bench records; regenerate: `elrt reproduce --profile cpu --only 02_orthogonality_on_off`]"
+def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
+    runs = plan.plan(profiles.load("cpu-full"))
+    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6
+    assert [r.priority for r in runs] == sorted(r.priority for r in runs)
+    first = [(r.method, r.config.seed) for r in runs[:8]]
+    assert first == [("dense", 0), ("tucker2", 0), ("tucker2+so", 0), ("elrt", 0),
+                     ("dense", 1), ("tucker2", 1), ("tucker2+so", 1), ("elrt", 1)]
+    assert len(plan.plan(profiles.load("cpu-full"), max_priority=1)) == 20
+    orth = plan.comparison(profiles.load("cpu-full"), "orthogonality")
+    assert [r.method for r in orth] == ["tucker2"] * 5 + ["tucker2+so"] * 5
+    assert plan.approximation_run(profiles.load("cpu-full")).config.name.startswith("resnet20-dense-s0-")
+    assert plan.networks(profiles.load("cpu-full")) == [("resnet20", 2.0), ("resnet20", 3.0)]
 
 
-def test_cpu_plan_and_best_regularizer(tmp_path):
-    p = profiles.load("cpu")
-    first = plan.plan(p, ("approximation", "orthogonality", "regularizers"))
-    assert [r.part for r in first][:3] == ["approximation", "orthogonality", "orthogonality"]
-    # on/off: 2 settings x 3 seeds; the regularizer comparison (1 seed) shares none and SO on U2 of seed 0
-    assert len({r.config.hash for r in first}) == len(first) == 1 + 6 + 7
-    assert {r.config.seed for r in plan.orthogonality(p)} == {0, 1, 2}
-    assert {r.config.seed for r in plan.regularizers(p)} == {0}
-    with pytest.raises(plan.MissingRun, match="incomplete"):
-        plan.main(p, root=tmp_path)
-    for i, run in enumerate(plan.regularizers(p)):  # fake finished records: DSO on U1+U2 wins
-        acc = 80.0 if (run.config.reg, run.config.reg_on) == ("dso", ("U1", "U2")) else 50.0 + i
-        _fake_record(tmp_path, run, acc)
-    assert plan.best_regularizer(p, tmp_path)[:2] == ("dso", ("U1", "U2"))
-    main = plan.main(p, root=tmp_path)
-    elrt = [r for r in main if r.method.startswith("ELRT")]
-    assert {(r.config.model, r.config.flops_ratio) for r in elrt} == {("resnet20", 2.0), ("resnet20", 3.0), ("resnet56", 2.0)}
-    assert all(r.config.reg == "dso" and r.config.reg_weight == p.reg_weight("dso", ("U1", "U2")) for r in elrt)
-    assert {r.method for r in main} >= {"dense", "Tucker-2, no regularizer", "matrix, no regularizer", "spatial, no regularizer"}
+def test_select_keeps_dense_at_every_budget():
+    runs = plan.plan(profiles.load("cpu-quick"))
+    at3 = plan.select(runs, model="resnet20", flops_ratio=3.0, methods=("dense", "elrt"))
+    assert [r.method for r in at3] == ["dense", "elrt"] and at3[1].config.flops_ratio == 3.0
+
+
+def test_committed_records_keep_their_identity():
+    """Adding config fields must not orphan a record: every committed record parses, none is stale,
+    and the quick profile's plan finds its 18 earlier runs."""
+    good, bad = records.scan(records.results_root())
+    assert not bad, bad
+    p = profiles.load("cpu-quick")
+    found = [r for r in plan.plan(p) if records.find(r.config, records.results_root() / p.name)]
+    assert len(found) >= 18
+
+
+def _fake_record(root, profile, run, acc):
+    records.write_json(root / profile / run.config.name / "record.json", records.build(
+        run.config, status="finished", history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
+        sizes={"train_images": 1, "val_images": 0, "test_images": 1}, cost={}, provenance={}))
+
+
+def test_sessions_show_the_runs_that_exist_with_their_true_n(tmp_path):
+    p = profiles.load("cpu-full")
+    runs = plan.comparison(p, "orthogonality")
+    for run in runs[:3] + runs[5:6]:  # tucker2 seeds 0-2, tucker2+so seed 0
+        _fake_record(tmp_path, "cpu-full", run, 50.0)
+    s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
+    found = s.runs(runs)
+    assert len(found) == 4 and len(s.missing) == 6
+    assert s.scale(found).endswith("n = 1–3 seeds per method")
+    assert s.scale([]).endswith("no finished runs yet")
+    assert s.caption("x", basis="bench records") == "x [bench records]"

@@ -135,3 +135,16 @@ def test_penalty_bad_input():
         penalty(m, "so", 1.0, on=("U3",))
     with pytest.raises(ValueError, match=r"matrix \(m, n\) or a stack"):
         so(torch.randn(2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (8, 3), (5, 5), (16, 64)])
+def test_dso_is_twice_so_plus_a_constant(shape):
+    """tr((A^T A)^2) = tr((A A^T)^2), so DSO = 2 SO + |m - n| for every A, and their gradients agree
+    up to the factor 2 (the methods page states the proof)."""
+    torch.manual_seed(sum(shape))
+    a = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    d, s = dso(a), so(a)
+    assert d.item() == pytest.approx(2 * s.item() + abs(shape[0] - shape[1]), rel=1e-12)
+    (gd,) = torch.autograd.grad(d, a)
+    (gs,) = torch.autograd.grad(so(a), a)
+    assert torch.allclose(gd, 2 * gs, rtol=1e-10, atol=1e-12)

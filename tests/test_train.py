@@ -11,7 +11,7 @@ import torch
 
 from elrt_core import records
 from elrt_core.config import RunOptions, TrainConfig
-from elrt_core.train import TrainingDiverged, fit, loop
+from elrt_core.train import TrainingDiverged, fit, loop, run_folder
 from elrt_core.train.schedules import lr_factor, reg_factor
 
 TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine",
@@ -72,13 +72,41 @@ def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, cifar10_dir, mo
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, cifar10_dir):
-    fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
-    with pytest.raises(ValueError, match="belongs to config"):
-        fit(TrainConfig(**{**TINY, "epochs": 1, "seed": 1}), _options(tmp_path, cifar10_dir, resume=True))
+def test_a_run_folder_is_never_overwritten_silently(tmp_path, cifar10_dir, capsys):
+    one = TrainConfig(**{**TINY, "epochs": 1})
+    first = fit(one, _options(tmp_path, cifar10_dir))
+    assert fit(one, _options(tmp_path, cifar10_dir)) == json.loads(json.dumps(first))  # reused, not retrained
+    with pytest.raises(run_folder.RunFolderError, match="holds the record of another run"):
+        fit(one.replace(seed=1), _options(tmp_path, cifar10_dir, resume=True))
+    (tmp_path / "run" / "record.json").unlink()  # an interrupted run: only its checkpoint is left
+    with pytest.raises(run_folder.RunFolderError, match="checkpoint of this config at epoch 1: pass --resume"):
+        fit(one, _options(tmp_path, cifar10_dir))
+    assert (tmp_path / "run" / "checkpoint.pt").exists()  # refused, not deleted
+    with pytest.raises(run_folder.RunFolderError, match="belongs to config"):
+        fit(one.replace(seed=1), _options(tmp_path, cifar10_dir, resume=True))
+    again = fit(one.replace(seed=1), _options(tmp_path, cifar10_dir, force=True))
+    assert again["config"]["seed"] == 1 and records.read(tmp_path / "run").config.seed == 1
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, cifar10_dir, monkeypatch):
+def test_a_locked_run_folder_is_refused(tmp_path, cifar10_dir):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / run_folder.LOCK_FILE, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(run_folder.RunFolderError, match="another process is training"):
+            fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
+
+
+def test_a_corrupt_checkpoint_is_named(tmp_path, cifar10_dir):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(run_folder.RunFolderError, match="checkpoint.pt cannot be read as a checkpoint"):
+        fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir, resume=True))
+
+
+def test_nan_loss_gives_a_diverged_record_and_keeps_the_last_good_checkpoint(tmp_path, cifar10_dir, monkeypatch):
     config = TrainConfig(**TINY, format="tucker2", flops_ratio=2.0, reg="so", reg_weight=1e-3)
     real_penalty = loop.penalty
     calls = {"n": 0}
@@ -89,11 +117,39 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         return value * float("nan") if calls["n"] > 4 else value  # 4 steps per epoch
 
     monkeypatch.setattr(loop, "penalty", nan_in_second_epoch)
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2.*last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2.*last good checkpoint \(epoch 1\)"):
         fit(config, _options(tmp_path, cifar10_dir))
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert not (tmp_path / "run" / "record.json").exists()
+    rec = records.read(tmp_path / "run")
+    assert rec.status == "diverged" and rec.metrics["divergence"]["epoch"] == 2 and len(rec.history) == 1
+    assert not (tmp_path / "run" / "weights.pt").exists()
+    assert records.find(config, tmp_path) is None
+
+
+def test_non_finite_parameters_are_caught_before_anything_is_written(tmp_path, cifar10_dir, monkeypatch):
+    """A finite loss with an infinite batch-norm buffer (the run of the reviewer's --lr 1e6 probe)."""
+    config = TrainConfig(**{**TINY, "epochs": 1})
+    real_row = loop._epoch_row
+
+    def poison(config, state, *args, **kwargs):
+        row = real_row(config, state, *args, **kwargs)
+        next(b for n, b in state.model.named_buffers() if n.endswith("running_var")).fill_(float("inf"))
+        return row
+
+    monkeypatch.setattr(loop, "_epoch_row", poison)
+    with pytest.raises(TrainingDiverged, match="non-finite tensors .*running_var"):
+        fit(config, _options(tmp_path, cifar10_dir))
+    assert records.read(tmp_path / "run").status == "diverged"
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "weights.pt").exists()
+
+
+def test_validation_split_is_held_out_of_training(tmp_path, cifar10_dir):
+    config = TrainConfig(**{**TINY, "epochs": 1, "val_split": 100})
+    rec = fit(config, _options(tmp_path, cifar10_dir))
+    m = rec["metrics"]
+    assert (m["train_images"], m["val_images"], m["test_images"]) == (200, 100, 100)
+    assert "val_top1" in m["history"][0] and m["final_val_top1"] == m["history"][0]["val_top1"]
 
 
 @pytest.mark.slow
@@ -129,3 +185,15 @@ def test_lr_schedules():
 def test_reg_schedules():
     assert reg_factor("constant", 150, 200) == 1.0
     assert [reg_factor("bansal", e, 200) for e in (0, 19, 20, 50, 70, 119, 120)] == [1.0, 1.0, 1e-2, 1e-3, 1e-5, 1e-5, 0.0]
+
+
+def test_run_files_are_readable_by_others_and_no_tmp_litter_survives(tmp_path, cifar10_dir):
+    import stat
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".checkpoint.pt.abc.tmp").write_bytes(b"half a checkpoint from a killed process")
+    fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    for name in ("record.json", "weights.pt", "checkpoint.pt"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name

@@ -460,7 +460,8 @@ def _explain(spec: _Spec, failures: list[tuple[str, str]]) -> str:
     tried = "\n".join(f"  {i}. {what}: {why}" for i, (what, why) in enumerate(failures, 1))
     layouts = "; ".join(f"{l.name} layout ({', '.join(l.md5)})" for l in spec.layouts)
     fixes = [
-        f"set ${ENV_VAR} or --data-dir to a folder holding, directly or in a subfolder, one of: {layouts}",
+        "run `elrt data fetch` (or `elrt train --download`) to download a verified copy into the data folder",
+        f"or set ${ENV_VAR} or --data-dir to a folder holding, directly or in a subfolder, one of: {layouts}",
         f"or run with internet access so torchvision can download the official {spec.title} release",
     ]
     if spec.npm:

@@ -59,7 +59,7 @@ def pending(profile: Profile, root: Path | str | None = None, max_priority: int 
 def _command(run: plan_lib.PlannedRun, profile: Profile, out: Path, device: str, threads: int | None,
              data_dir: str | None) -> list[str]:
     cmd = [sys.executable, "-m", "elrt_core.cli", "train", "--profile", profile.name, "--config", str(out / CONFIG_FILE),
-           "--out", str(out), "--resume", "--quiet", "--device", device]
+           "--out", str(out), "--resume", "--device", device]
     if threads:
         cmd += ["--threads", str(threads)]
     if data_dir:
@@ -69,12 +69,17 @@ def _command(run: plan_lib.PlannedRun, profile: Profile, out: Path, device: str,
 
 def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes: float | None = None,
         device: str = "auto", data_dir: str | None = None, root: Path | str | None = None,
-        max_priority: int | None = None, log: Callable[[str], None] = print) -> BatchReport:
-    """Train the :func:`pending` runs of ``profile`` with up to ``jobs`` processes of ``threads``
-    threads each (``None``: PyTorch's default); stop at ``minutes`` if given. See the module docstring."""
+        max_priority: int | None = None, runs: list[plan_lib.PlannedRun] | None = None,
+        log: Callable[[str], None] = print) -> BatchReport:
+    """Train the :func:`pending` runs of ``profile`` (only those among ``runs`` if given) with up
+    to ``jobs`` processes of ``threads`` threads each (``None``: PyTorch's default); stop at
+    ``minutes`` if given. See the module docstring."""
     started = time.time()
     deadline = None if minutes is None else started + 60 * minutes
     queue = pending(profile, root, max_priority)
+    if runs is not None:
+        keep = {r.config.hash for r in runs}
+        queue = [r for r in queue if r.config.hash in keep]
     total = len(queue)
     report = BatchReport()
     active: dict[subprocess.Popen, tuple[plan_lib.PlannedRun, Path, float]] = {}

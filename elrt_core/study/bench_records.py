@@ -195,3 +195,23 @@ def targets(session) -> pd.DataFrame | None:
                              "met": row["penalty_pct"] <= limit})
     frames = [f for f in (speed, pd.DataFrame(rows)) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def speed_claim(session, ratio: int = 2) -> "Claim":
+    """Claim 5 (efficient training): the best measured training-step speedup of Tucker-2 over dense at
+    ``ratio`` fewer MACs, per CIFAR model and device. *supported* if every one exceeds 1, *contradicted*
+    if none does, else *inconclusive*; bench medians, so no interval."""
+    from .verdicts import Claim
+
+    best: dict[tuple[str, str], float] = {}
+    for r in load(session.root, "speedup"):
+        if r["format"] == "tucker2" and round(r["macs_ratio"]) == ratio and r["model"].startswith("resnet") and r["batch_size"] >= 64:
+            key = (r["provenance"]["device_name"], r["model"])
+            best[key] = max(best.get(key, 0.0), r["train_speedup"])
+    if not best:
+        return Claim("no bench records yet", "inconclusive", BASIS)
+    faster = [v > 1 for v in best.values()]
+    word = "supported" if all(faster) else "contradicted" if not any(faster) else "inconclusive"
+    effect = "; ".join(f"{model} on {device}: {v:.2f}x" for (device, model), v in sorted(best.items()))
+    return Claim(f"Tucker-2 at {ratio}x fewer MACs, training step vs dense (best variant, median of timed steps): {effect}",
+                 word, f"bench records, {len(best)} model/device pair(s); medians, no interval")

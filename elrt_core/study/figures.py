@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["set_style", "save", "PNG_DPI", "layer_errors", "error_summary", "training_curves", "accuracy_dots", "accuracy_vs_flops", "FORMAT_LABELS"]
+__all__ = ["set_style", "save", "PNG_DPI", "layer_errors", "error_summary", "training_curves", "accuracy_dots", "accuracy_vs_flops",
+           "differences", "curves_by_method", "FORMAT_LABELS"]
 
 FORMAT_LABELS = {"tucker2": "Tucker-2 (tensor rank)", "matrix": "matrix rank, channel reshape",
                  "spatial": "matrix rank, spatial reshape", "cp": "CP (tensor rank)"}
@@ -72,17 +73,17 @@ def error_summary(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def training_curves(df: pd.DataFrame, hue: str = "method") -> plt.Figure:
-    """Training loss (left) and test top-1 (right) per epoch; mean line, band = min..max over seeds.
+def training_curves(df: pd.DataFrame, hue: str = "label", metric: str = "test_top1") -> plt.Figure:
+    """Training loss (left) and ``metric`` (right) per epoch: mean over seeds, band = ±1 sd over seeds.
 
-    ``df``: long form with columns ``epoch, train_loss, test_top1, seed`` and ``hue``.
+    ``df``: long form with columns ``epoch, train_loss, <metric>, seed`` and ``hue``.
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    band = ("pi", 100) if df["seed"].nunique() > 1 else None
+    band = "sd" if df.groupby(hue)["seed"].nunique().max() > 1 else None
     sns.lineplot(df, x="epoch", y="train_loss", hue=hue, errorbar=band, marker="o", markersize=4, ax=left)
-    sns.lineplot(df, x="epoch", y="test_top1", hue=hue, errorbar=band, marker="o", markersize=4, ax=right)
+    sns.lineplot(df, x="epoch", y=metric, hue=hue, errorbar=band, marker="o", markersize=4, ax=right)
     left.set_ylabel("training loss (cross-entropy)")
-    right.set_ylabel("test top-1 accuracy (%)")
+    right.set_ylabel(f"{'validation' if metric.startswith('val') else 'test'} top-1 accuracy (%)")
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.legend(title=None, fontsize="small")
@@ -116,16 +117,61 @@ def accuracy_dots(df: pd.DataFrame, x: str = "method", y: str = "final_test_top1
 
 
 def accuracy_vs_flops(summary: pd.DataFrame) -> plt.Figure:
-    """Final test top-1 against MACs per image (log scale), one panel per model, marker per method."""
+    """Final test top-1 (mean over seeds, bar = ±1 sd) against MACs per image (log scale), one
+    panel per model, one marker per method. ``summary``: :func:`elrt_core.study.tables.summary`
+    plus a ``test_sd`` column."""
     models = list(dict.fromkeys(summary["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 4.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 4.4), squeeze=False)
+    markers = "osD^vP*Xh<>"
     for ax, model in zip(axes[0], models):
         group = summary[summary["model"] == model]
-        sns.scatterplot(group, x="macs", y="final_top1", hue="method", style="method", s=90, ax=ax)
+        for i, (label, part) in enumerate(group.groupby("label", sort=False)):
+            ax.errorbar(part["macs"], part["test_top1"], yerr=part["test_sd"].fillna(0), fmt=markers[i % len(markers)],
+                        capsize=3, markersize=7, label=label)
         ax.set_xscale("log")
         ax.set_title(model)
         ax.set_xlabel("FLOPs (MACs per image, log scale)")
         ax.set_ylabel("final test top-1 (%)")
         ax.legend(fontsize="x-small", title=None)
+    fig.tight_layout()
+    return fig
+
+
+def differences(comparisons: list, names: dict[str, str], unit: str = "points") -> plt.Figure:
+    """Paired differences, one row per comparison (``stats.Paired``): a grey dot per seed, the mean
+    (black diamond) and its confidence interval (black line; the level is in each row's label), and
+    the zero line. A row whose interval misses zero shows a difference larger than the seed noise."""
+    fig, ax = plt.subplots(figsize=(8.5, 0.8 + 0.65 * len(comparisons)))
+    for y, c in enumerate(comparisons):
+        ax.scatter(c.diffs, [y] * c.n, color="0.55", s=18, zorder=2)
+        if c.n >= 2:
+            ax.plot([c.low, c.high], [y, y], color="black", linewidth=2, zorder=3)
+        ax.scatter([c.mean], [y], marker="D", color="black", s=45, zorder=4)
+    ax.axvline(0, color="tab:red", linewidth=1, linestyle="--")
+    ax.set_yticks(range(len(comparisons)))
+    ax.set_yticklabels([f"{names.get(c.treatment, c.treatment)} − {names.get(c.reference, c.reference)}\n"
+                        f"(n = {c.n}, {100 * c.confidence:.3g}% CI)" for c in comparisons], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference in final test top-1 ({unit})")
+    fig.tight_layout()
+    return fig
+
+
+def curves_by_method(df: pd.DataFrame, reference: str, metric: str = "test_top1", hue: str = "label") -> plt.Figure:
+    """Small multiples: one panel per method, its ``metric`` per epoch (mean, band ±1 sd over seeds)
+    in colour and the ``reference`` method's in grey in every panel."""
+    others = [m for m in dict.fromkeys(df[hue]) if m != reference]
+    cols = min(3, max(1, len(others)))
+    rows = -(-len(others) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), sharex=True, sharey=True, squeeze=False)
+    ref = df[df[hue] == reference]
+    for ax, method in zip(axes.flat, others):
+        sns.lineplot(ref, x="epoch", y=metric, errorbar="sd", color="0.6", ax=ax, label=reference)
+        sns.lineplot(df[df[hue] == method], x="epoch", y=metric, errorbar="sd", color="tab:blue", ax=ax, label=method)
+        ax.set_title(method, fontsize="small")
+        ax.set_ylabel("test top-1 (%)" if metric == "test_top1" else metric)
+        ax.legend(fontsize="x-small", title=None)
+    for ax in list(axes.flat)[len(others):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig

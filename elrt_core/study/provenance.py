@@ -15,8 +15,8 @@ BASIS = "every run record under the results folder, of any profile; each row nam
 
 
 def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per usable record under ``root`` (folder, run, accuracy, code version, device, time),
-    and the reasons the other record files cannot be used."""
+    """One row per usable record under ``root`` (folder, run, accuracy, status, code version, device,
+    time), and the reasons the other record files cannot be used (paths relative to ``root``)."""
     good, bad = records.scan(root)
     rows = []
     for rec in good:
@@ -24,7 +24,8 @@ def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
         rows.append({
             "folder": str(rec.path.parent.relative_to(root)) if rec.path.is_relative_to(root) else str(rec.path.parent),
             "run": rec.path.name,
-            "final_top1": round(rec.metrics["final_test_top1"], 2),
+            "final_top1": rec.metrics.get("final_test_top1"),
+            "status": rec.status,
             "epochs": rec.config.epochs,
             "train_images": rec.metrics.get("train_images"),
             "commit": (prov.get("commit") or "unknown")[:10],
@@ -38,4 +39,4 @@ def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
     table = pd.DataFrame(rows)
     if not table.empty:
         table = table.sort_values(["folder", "started"]).reset_index(drop=True)
-    return table, [str(b) for b in bad]
+    return table, [str(b).replace(f"{Path(root).resolve()}/", "") for b in bad]  # no machine's path in the book

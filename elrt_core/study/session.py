@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import analysis, profiles
+from .. import analysis, profiles, records
 from ..records import Record
 from ..train.checkpoint import WEIGHTS_FILE
 from ..train.loop import build_model
@@ -49,7 +49,7 @@ def load_model(record: Record) -> nn.Module:
 
 def approximation_errors(model: nn.Module, formats: list[str], ratios: list[float], weights: str) -> pd.DataFrame:
     """:func:`elrt_core.analysis.layer_errors` for every ratio, with ``ratio`` and ``weights`` columns."""
-    frames = [analysis.layer_errors(model, formats, r).assign(ratio=float(r), weights=weights) for r in ratios]
+    frames = [analysis.layer_errors(model, formats, r).assign(ratio=float(r), budget=float(r), weights=weights) for r in ratios]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -67,6 +67,7 @@ class Session:
         self.figure_dir = self.root / self.profile.name / "figures"
         self._figures = 0
         self._tables = 0
+        self.missing: list[PlannedRun] = []
         figures.set_style()
 
     @property
@@ -75,20 +76,54 @@ class Session:
         return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
 
     def runs(self, planned: list[PlannedRun]) -> list[tuple[PlannedRun, Record]]:
-        """The finished record of each planned run (trained first if missing and allowed)."""
-        return [
-            (run, get_or_run(run.config, self.profile.name, root=self.root, train_missing=self.train_missing,
-                             device=self.device, data_dir=self.data_dir))
-            for run in planned
-        ]
+        """The finished record of each planned run: trained first if missing and ``train_missing``,
+        else only the runs that exist (a chapter shows what is finished, with its true n; the runs
+        still missing are counted in :attr:`missing`)."""
+        out = []
+        for run in planned:
+            found = records.find(run.config, self.root / self.profile.name)
+            if found is None and self.train_missing:
+                found = get_or_run(run.config, self.profile.name, root=self.root, device=self.device, data_dir=self.data_dir)
+            if found is None:
+                self.missing.append(run)
+            else:
+                out.append((run, found))
+        return out
+
+    @staticmethod
+    def verdict_box(title: str, text: str, verdict: str | None = None) -> None:
+        """Display a MyST admonition (the chapter's verdict): green for *supported*, red for
+        *contradicted*, neutral otherwise."""
+        from IPython.display import Markdown, display
+
+        style = {"supported": "tip", "contradicted": "error"}.get(verdict or "", "note")
+        display(Markdown(f":::{{admonition}} {title}\n:class: {style}\n{text}\n:::"))
+
+    def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None) -> str:
+        """What results rest on: the profile's label and the number of seeds per method among ``runs``
+        (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when ``runs`` is empty)."""
+        text = self.profile.describe()
+        if runs is None:
+            return text
+        counts: dict[str, set[int]] = {}
+        for run, _ in runs:
+            counts.setdefault(run.method, set()).add(run.config.seed)
+        if not counts:
+            return f"{text}; no finished runs yet"
+        lo, hi = min(map(len, counts.values())), max(map(len, counts.values()))
+        n = f"{lo}" if lo == hi else f"{lo}–{hi}"
+        return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "")
 
     def caption(self, text: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None) -> str:
-        """``text`` and what it rests on: ``basis`` if given, else the profile's label with the seed
-        count of ``runs`` (the profile's seed count when ``runs`` is None); then the command."""
-        if basis is None:
-            seeds = len({run.config.seed for run, _ in runs}) if runs else None
-            basis = self.profile.describe(seeds)
-        return f"{text} [{basis}; regenerate: `{self.command}`]"
+        """``text`` and what it rests on: ``basis`` if given, else :meth:`scale` of ``runs``."""
+        return f"{text} [{basis or self.scale(runs)}]"
+
+    def reproduce(self) -> None:
+        """Display the "reproduce this chapter" snippet: the commands that regenerate it."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"## Reproduce this chapter\n\n```bash\nelrt batch --profile {self.profile.name}   "
+                         f"# train what is missing\n{self.command}\n```"))
 
     def figure(self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
                basis: str | None = None) -> None:

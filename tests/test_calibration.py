@@ -1,0 +1,40 @@
+"""Lambda per network: every stored value follows the documented rule, for every network a profile trains."""
+
+import pytest
+
+from elrt_core import calibration, profiles
+from elrt_core.study import plan
+
+
+def _settings():
+    seen = set()
+    for name in profiles.names():
+        for run in plan.plan(profiles.load(name)):
+            c = run.config
+            if c.reg != "none":
+                seen.add((c.model, c.format, c.flops_ratio, c.reg, c.reg_on, c.reg_per_rank))
+    return sorted(seen)
+
+
+@pytest.mark.parametrize("model,fmt,ratio,reg,on,per_rank", _settings())
+def test_stored_lambda_follows_the_rule(model, fmt, ratio, reg, on, per_rank):
+    stored = calibration.reg_weight(model, fmt, reg, on, per_rank, flops_ratio=ratio)
+    rule, penalty = calibration.calibrate(model, fmt, reg, on, per_rank, flops_ratio=ratio)
+    assert stored == rule
+    assert 0.5 <= stored * penalty <= 2.0  # the penalty starts at about 1 on every network
+
+
+def test_resnet56_gets_less_lambda_than_resnet20():
+    """More factors, a larger penalty at initialization, a smaller lambda (the reviewer's finding)."""
+    r20 = calibration.reg_weight("resnet20", "tucker2", "so", ("U1", "U2"), True, flops_ratio=2.0)
+    r56 = calibration.reg_weight("resnet56", "tucker2", "so", ("U1", "U2"), True, flops_ratio=2.0)
+    assert r56 < r20 / 2
+
+
+def test_keys_and_the_missing_value_error(tmp_path):
+    assert calibration.network_key("resnet20", "tucker2", flops_ratio=2.0) == "resnet20-tucker2-2xflops"
+    assert calibration.setting_key("so", ("U1", "U2"), True) == "so-U1+U2-per_rank"
+    path = tmp_path / "weights.yaml"
+    calibration.write({"net": {"so-U2": 0.5}}, path)
+    calibration.write({"net": {"mc-U2": 0.1}}, path)
+    assert calibration.table(path) == {"net": {"mc-U2": 0.1, "so-U2": 0.5}}

@@ -1,0 +1,25 @@
+"""elrt reproduce never publishes a stale or broken chapter."""
+
+from pathlib import Path
+
+from elrt_core import profiles
+from elrt_core.study import reproduce
+
+
+def test_a_failed_notebook_is_removed_and_old_chapters_do_not_survive(tmp_path, monkeypatch):
+    out = tmp_path / "generated"
+    out.mkdir()
+    (out / "07_old_chapter.ipynb").write_text("{}")  # a chapter of an earlier build
+
+    def execute(name: str, parameters: dict, out_dir: Path) -> Path:
+        target = out_dir / f"{name}.ipynb"
+        target.write_text("{}")  # papermill writes the executed copy as it goes, also when a cell fails
+        if name == "02_orthogonality_on_off":
+            raise RuntimeError("a cell failed")
+        return target
+
+    monkeypatch.setattr(reproduce, "execute_notebook", execute)
+    status = reproduce.run(profiles.load("smoke"), reuse_only=True, out=out, jobs=1)
+    assert status == 1
+    assert not (out / "02_orthogonality_on_off.ipynb").exists() and not (out / "07_old_chapter.ipynb").exists()
+    assert (out / "01_approximation_error.ipynb").exists()

@@ -1,0 +1,90 @@
+"""The study's statistics: each rule pinned on synthetic data with known answers."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from elrt_core.study import stats
+
+
+def test_t_interval_matches_the_textbook_formula():
+    low, high = stats.t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} * sd / sqrt(n)
+    assert (low, high) == pytest.approx((2 - half, 2 + half))
+    assert all(math.isnan(x) for x in stats.t_interval([1.0]))
+
+
+def test_sign_flip_p_is_exact():
+    assert stats.sign_flip_p([1.0] * 5) == pytest.approx(2 / 32)  # only all-plus and all-minus are as extreme
+    assert stats.sign_flip_p([1.0, -1.0]) == 1.0
+    d = [0.3, -0.1, 0.8, 0.5]
+    brute = np.mean([abs(np.mean(np.array(s) * np.abs(d))) >= abs(np.mean(d)) - 1e-12
+                     for s in itertools.product((1, -1), repeat=4)])
+    assert stats.sign_flip_p(d) == pytest.approx(brute)
+    assert 0 < stats.sign_flip_p([1.0] * 20) < 1e-3  # Monte Carlo branch: tiny but never 0
+
+
+@pytest.mark.parametrize("low,high,direction,word", [
+    (0.2, 1.0, 1, "supported"), (-1.0, -0.2, 1, "contradicted"), (-0.2, 1.0, 1, "inconclusive"),
+    (-1.0, -0.2, -1, "supported"), (0.0, 1.0, 1, "inconclusive"), (math.nan, math.nan, 1, "inconclusive"),
+])
+def test_verdict_words_come_from_the_interval(low, high, direction, word):
+    assert stats.verdict(low, high, direction) == word
+
+
+def test_paired_uses_common_seeds_and_says_n():
+    ref = {0: 80.0, 1: 81.0, 2: 79.0, 3: 80.5}
+    trt = {0: 82.0, 1: 82.5, 2: 81.5, 7: 99.0}
+    c = stats.paired(ref, trt, names=("none", "SO"))
+    assert c.seeds == (0, 1, 2) and c.n == 3 and c.diffs == pytest.approx((2.0, 1.5, 2.5))
+    assert c.mean == pytest.approx(2.0) and c.verdict == "supported" and c.low > 0
+    assert "n = 3" in c.effect() and "+2.00 points" in c.effect()
+    one = stats.paired({0: 1.0}, {0: 2.0})
+    assert one.verdict == "inconclusive" and "no interval" in one.effect()
+
+
+def test_noise_is_inconclusive_and_a_consistent_loss_is_contradicted():
+    rng = np.random.default_rng(0)
+    ref = {s: 80 + rng.normal() for s in range(5)}
+    noisy = {s: ref[s] + rng.normal(0, 1.0) for s in range(5)}
+    assert stats.paired(ref, {s: v + 0.0 for s, v in noisy.items()}).verdict in ("inconclusive",)
+    worse = {s: ref[s] - 1.0 - 0.01 * s for s in range(5)}
+    assert stats.paired(ref, worse).verdict == "contradicted"
+
+
+def test_against_reference_corrects_for_the_number_of_comparisons():
+    values = {"none": {0: 1.0, 1: 2.0, 2: 3.0}, "a": {0: 2.0, 1: 2.5, 2: 4.5}, "b": {0: 1.0, 1: 2.0, 2: 3.1},
+              "c": {0: 0.0, 1: 2.0, 2: 3.0}}
+    out = stats.against_reference(values, "none")
+    assert [c.treatment for c in out] == ["a", "b", "c"]
+    assert all(c.confidence == pytest.approx(1 - 0.05 / 3) for c in out)
+    single = stats.paired(values["none"], values["a"])
+    assert out[0].high - out[0].low > single.high - single.low  # wider than the uncorrected interval
+
+
+def test_omnibus_exact_and_sampled():
+    same = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 1.0, 1: 2.0, 2: 3.0}}
+    assert stats.omnibus(same)[0] == 1.0
+    shifted = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.0}}
+    p, n = stats.omnibus(shifted)  # (2!)^3 = 8 relabelings, 2 as extreme as observed
+    assert n == 3 and p == pytest.approx(2 / 8)
+    rng = np.random.default_rng(1)
+    big = {m: {s: 80 + 3 * i + rng.normal(0, 0.1) for s in range(6)} for i, m in enumerate("abcd")}
+    assert stats.omnibus(big)[0] < 0.01
+
+
+def test_leader_only_outside_the_noise():
+    clear = {"a": {s: 80.0 + 0.1 * s for s in range(5)}, "b": {s: 82.0 + 0.1 * s + 0.01 * (s % 2) for s in range(5)},
+             "c": {s: 79.0 + 0.1 * s for s in range(5)}}
+    assert stats.leader(clear) == "b"
+    rng = np.random.default_rng(2)
+    noise = {m: {s: 80 + rng.normal() for s in range(5)} for m in "abc"}
+    assert stats.leader(noise) is None
+
+
+def test_mean_sd_n():
+    assert stats.mean_sd_n([80.0, 82.0]) == "81.00 ± 1.41 (2)"
+    assert stats.mean_sd_n([80.0]) == "80.00 (1)"
+    assert stats.mean_sd_n([]) == "—"
