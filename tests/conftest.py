@@ -68,3 +68,20 @@ def cifar10(cifar10_dir: Path):
 def pytest_report_header(config) -> str:
     folder, how = find_cifar10()
     return f"data: {how}" if folder else f"data: NONE — tests that need real CIFAR-10 are skipped: {how}"
+
+
+@pytest.fixture(scope="session")
+def browser_ready() -> None:
+    """Headless Chromium and Playwright are here, or the test is skipped saying so in one line.
+
+    Where the browser check must run (CI: ``$CI`` or ``$ELRT_REQUIRE_BROWSER`` set, as .ci/run does,
+    which installs Chromium first), a missing browser fails the test instead of skipping it.
+    """
+    import book_browser
+
+    why = book_browser.missing_requirement()
+    if why is None:
+        return
+    if os.environ.get("ELRT_REQUIRE_BROWSER") or os.environ.get("CI"):
+        pytest.fail(f"the browser check of the book must run here, but {why}")
+    pytest.skip(f"browser check of the book skipped: {why}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import book_browser
 from elrt_core.study import bench_records, provenance, tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +38,9 @@ def smoke_book(tmp_path_factory, cifar10_dir):
     book = work / "book_src"
     generated = book / "book" / "generated"
     _elrt("reproduce", "--profile", "smoke", "--reuse-only", "--out", str(generated), env=env)
-    for name in ("_config.yml", "_toc.yml"):
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
         shutil.copy(ROOT / name, book / name)
+    shutil.copytree(ROOT / "_static", book / "_static")
     for page in (ROOT / "book").glob("*.md"):
         shutil.copy(page, book / "book" / page.name)
     (book / "elrt_core").mkdir()
@@ -97,7 +99,7 @@ def test_book_builds_offline_with_figures_tables_and_glued_numbers(smoke_book):
         page = (html / "book" / "generated" / f"{name}.html").read_text()
         assert "<table" in page, name
         if name not in ("05_provenance",):
-            assert re.search(r"<img[^>]+\.png", page), name
+            assert re.search(r"<img[^>]+\.(svg|png)", page), name
     intro = html_lib.unescape(re.sub(r"<[^>]+>", "", (html / "book" / "intro.html").read_text()))
     for phrase in ("smoke", "2 epochs, 320-image training subset", "at 2x fewer MACs per layer: vs matrix", "Tucker-2 + SO (U2) − Tucker-2",
                    "none is named best", "ELRT (Tucker-2 + SO on U1, U2, 1/rank) − each", "training step vs dense"):
@@ -105,3 +107,44 @@ def test_book_builds_offline_with_figures_tables_and_glued_numbers(smoke_book):
     assert "not available" in intro
     words = re.findall(r"\b(supported|contradicted|inconclusive)\b", intro)
     assert len(words) >= 5 + 3  # five verdict cells, and the three words explained above the table
+
+
+def test_chapters_show_no_code_and_no_parameter_cells(smoke_book):
+    """Code sources are hidden (nb_remove_code_source), the parameter cells are gone with their
+    outputs (elrt_core.study.sphinx_ext), and math is served from the build, not a CDN."""
+    for name in NOTEBOOKS:
+        page = (smoke_book["html"] / "book" / "generated" / f"{name}.html").read_text()
+        assert "cell_input" not in page, name
+        assert "tag_parameters" not in page and "tag_injected-parameters" not in page, name
+    methods = (smoke_book["html"] / "book" / "methods.html").read_text()
+    assert re.search(r'<script[^>]+src="\.\./_static/mathjax/tex-chtml\.js(\?[^"]*)?"', methods)
+    assert (smoke_book["html"] / "_static" / "mathjax" / "output" / "chtml" / "fonts").is_dir()
+    assert "cdn.jsdelivr" not in methods
+
+
+def test_no_published_file_holds_a_path_of_the_building_machine(smoke_book, cifar10_dir):
+    """Pages and the notebooks offered for download name neither the data folder nor the build folder."""
+    html = smoke_book["html"]
+    paths = (str(cifar10_dir), str(smoke_book["work"]), str(ROOT))
+    for f in [*html.rglob("*.html"), *(html / "_sources").rglob("*")]:
+        if f.is_file():
+            text = f.read_text(errors="replace")
+            assert not [p for p in paths if p in text], (f.relative_to(html), [p for p in paths if p in text])
+
+
+def test_every_page_reads_well_in_a_browser(smoke_book, cifar10_dir, browser_ready):
+    """Headless Chromium at 1400 px, network blocked: no overflow, images loaded, math rendered, no
+    error boxes, no machine paths (tests/book_browser.py). Screenshots and summary.json go to
+    _build/screenshots/."""
+    html = smoke_book["html"]
+    pages = book_browser.pages_of(html)
+    assert {f"book/generated/{n}.html" for n in NOTEBOOKS} | {"book/intro.html", "book/references.html"} <= {
+        p.as_posix() for p in pages}
+    reports = book_browser.check_pages(html, pages, screenshots=ROOT / "_build" / "screenshots",
+                                       forbidden=(str(cifar10_dir), str(smoke_book["work"]), str(ROOT)))
+    print(book_browser.describe(reports))
+    assert all(r.height > 0 and r.heading for r in reports), book_browser.describe(reports)
+    assert not [r for r in reports if r.problems], book_browser.describe([r for r in reports if r.problems])
+    math = {r.page: r.math for r in reports}
+    assert math["book/methods.html"] == "rendered"
+    assert not [r.blocked for r in reports if r.blocked], "the book fetched from the network"

@@ -9,6 +9,7 @@ of the runs shown); for anything else (bench records, published values), a ``bas
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -20,11 +21,23 @@ from .. import analysis, profiles, records
 from ..records import Record
 from ..train.checkpoint import WEIGHTS_FILE
 from ..train.loop import build_model
+from . import display as display_tables
 from . import figures
 from .plan import PlannedRun
 from .runs import get_or_run, results_root
 
-__all__ = ["Session", "load_model", "approximation_errors"]
+__all__ = ["Session", "load_model", "approximation_errors", "figure_bundle"]
+
+
+def figure_bundle(png: Path, svg: Path) -> dict[str, str]:
+    """A display bundle of a saved figure: ``image/svg+xml`` (text) and ``image/png`` (base64)."""
+    return {"image/svg+xml": Path(svg).read_text(), "image/png": base64.b64encode(Path(png).read_bytes()).decode("ascii")}
+
+
+def _png_width(png: Path) -> int:
+    """Pixel width of a PNG file, read from its IHDR chunk."""
+    head = Path(png).read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big")
 
 
 def load_model(record: Record) -> nn.Module:
@@ -115,23 +128,32 @@ class Session:
     def figure(self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
                basis: str | None = None) -> None:
         """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption
-        (see :meth:`caption` for ``runs`` and ``basis``)."""
+        (see :meth:`caption` for ``runs`` and ``basis``).
+
+        The output holds the saved SVG (what the book shows: sharp at any zoom) and the saved 200-dpi
+        PNG, displayed at half its pixel width so that it has the same size as the SVG in Jupyter."""
         from IPython.display import Markdown, display
 
-        figures.save(fig, name, self.figure_dir)
+        png, svg = figures.save(fig, name, self.figure_dir)
         self._figures += 1
-        display(fig)
+        display(figure_bundle(png, svg), raw=True, metadata={"image/png": {"width": _png_width(png) // 2}})
         display(Markdown(f"**Figure {self._figures}.** {self.caption(caption, runs, basis)}"))
         figures.plt.close(fig)
 
     def table(self, df: pd.DataFrame, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
-              basis: str | None = None, columns: list[str] | None = None) -> None:
-        """Display ``df`` (only ``columns`` if given) with its caption (see :meth:`caption`)."""
-        from IPython.display import HTML, Markdown, display
+              basis: str | None = None, columns=None, *, name: str | None = None, result: str | None = None,
+              max_columns: int = display_tables.MAX_COLUMNS, max_rows: int = display_tables.MAX_ROWS) -> None:
+        """Display ``df`` with its caption (see :meth:`caption` for ``runs`` and ``basis``) as a readable
+        table (:func:`elrt_core.study.display.table`: ``columns`` with headers, units and formats, the
+        result column first, no index, long or wide tables collapsed, a CSV download). ``name`` names the
+        CSV file (default ``<notebook>_table<N>``)."""
+        from IPython.display import Markdown, display
 
         self._tables += 1
+        shown = display_tables.table(df, columns, name=name or f"{self.notebook or 'table'}_table{self._tables}",
+                                     result=result, max_columns=max_columns, max_rows=max_rows)
         display(Markdown(f"**Table {self._tables}.** {self.caption(caption, runs, basis)}"))
-        display(HTML((df[columns] if columns else df).to_html(index=False, float_format=lambda v: f"{v:,.2f}", na_rep="—")))
+        display(shown)
 
     @staticmethod
     def glue(key: str, value) -> None:

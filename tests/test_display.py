@@ -1,0 +1,160 @@
+"""The book's table helper (elrt_core.study.display), the figure files and the Sphinx extension."""
+
+import base64
+import json
+import re
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import pytest
+from docutils import nodes
+from docutils.frontend import get_default_settings
+from docutils.parsers.rst import Parser
+from docutils.utils import new_document
+
+from elrt_core.study import display, figures, sphinx_ext
+from elrt_core.study.session import figure_bundle
+
+
+def _summary(rows=3, extra=0):
+    df = pd.DataFrame({
+        "model": ["resnet20"] * rows,
+        "method": [f"method {i}" for i in range(rows)],
+        "macs": [40551040 - i for i in range(rows)],
+        "final_top1": [85.1234 + i for i in range(rows)],
+        "params_reduction": [np.nan] + [2.0] * (rows - 1),
+    })
+    for i in range(extra):
+        df[f"extra_{i}"] = range(rows)
+    return df
+
+
+COLUMNS = {"method": "method", "final_top1": ("test top-1 (%)", ".2f"), "macs": ("MACs per image", None),
+           "params_reduction": ("parameter reduction (x)", ".2f")}
+
+
+def _cells(html):
+    """Header and body cells of the first (on-screen) table of ``html``, as text."""
+    first = html.split("</table>")[0]
+    heads = re.findall(r"<th\b[^>]*>(.*?)</th>", first)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", first.split("<tbody>")[1])]
+    return heads, rows
+
+
+def test_headers_formats_no_index_and_missing_values():
+    t = display.table(_summary(), COLUMNS, result="final_top1")
+    heads, rows = _cells(t.to_html())
+    assert heads == ["test top-1 (%)", "method", "MACs per image", "parameter reduction (x)"]  # result first
+    assert rows[0] == ["85.12", "method 0", "40,551,040", "\u2014"]  # no index column, NaN is an em dash
+    assert rows[2][2] == "40,551,038"
+    assert "<details" not in t.to_html() and not t.truncated
+
+
+def test_result_defaults_to_the_first_column_and_unknown_columns_fail():
+    assert display.table(_summary(), COLUMNS).text.columns[0] == "method"
+    with pytest.raises(KeyError, match="no column"):
+        display.table(_summary(), {"accuracy": "test top-1 (%)"})
+    with pytest.raises(KeyError, match="result column"):
+        display.table(_summary(), COLUMNS, result="accuracy")
+    with pytest.raises(ValueError, match="distinct"):
+        display.table(_summary(), {"macs": "x", "method": "x"})
+
+
+def test_value_formatting():
+    assert display.format_value(np.nan) == display.format_value(None) == display.format_value(pd.NA) == "\u2014"
+    assert display.format_value(1234567) == "1,234,567"
+    assert display.format_value(np.int64(40551040)) == "40,551,040"
+    assert display.format_value(3.14159) == "3.14"
+    assert display.format_value(2.0, ",d") == "2"
+    assert display.format_value(0.1234, ".1%") == "12.3%"
+    assert display.format_value(1.5, lambda v: f"{v:g}x") == "1.5x"
+    assert display.format_value("x86_64") == "x86_64"
+
+
+def test_whole_number_floats_read_as_integers_and_stay_integers_in_the_csv():
+    df = pd.DataFrame({"macs": [40551040.0, np.nan], "acc": [85.0, 86.5]})  # the NaN made macs a float column
+    t = display.table(df, {"acc": "test top-1 (%)", "macs": "MACs per image"})
+    assert t.text["MACs per image"].tolist() == ["40,551,040", "\u2014"]
+    assert t.text["test top-1 (%)"].tolist() == ["85.00", "86.50"]
+    assert t.csv().splitlines() == ["test top-1 (%),MACs per image", "85.0,40551040", "86.5,"]
+    ratios = display.table(pd.DataFrame({"r": [2.0, 3.0]}), {"r": "MAC reduction (x)"})  # whole, but no gap
+    assert ratios.text["MAC reduction (x)"].tolist() == ["2.00", "3.00"]
+
+
+def test_wide_and_long_tables_show_seven_columns_and_collapse_the_rest():
+    df = _summary(rows=20, extra=6)
+    cols = {**COLUMNS, **{f"extra_{i}": f"extra {i} (count)" for i in range(6)}, "model": "model"}
+    t = display.table(df, cols, result="final_top1", name="main results")
+    assert t.shape == (20, 11) and t.truncated
+    html = t.to_html()
+    heads, rows = _cells(html)
+    assert len(heads) == display.MAX_COLUMNS == 7 and heads[0] == "test top-1 (%)"
+    assert len(rows) == display.MAX_ROWS
+    assert "Shown: 7 of 11 columns and 15 of 20 rows." in html
+    full = html.split("<details")[1]
+    assert "<summary>Full table (20 rows, 11 columns)</summary>" in full and "overflow-x:auto" in full
+    assert len(re.findall(r"<tr>", full)) == 21 and "extra 5 (count)" in full and "model" in full
+    assert 'download="main-results.csv"' in html
+
+
+def test_the_csv_download_holds_the_full_table():
+    df = _summary(rows=20, extra=6)
+    t = display.table(df, None, name="all")
+    href = re.search(r'href="(data:text/csv;charset=utf-8;base64,[^"]+)"', t.to_html()).group(1)
+    csv = base64.b64decode(href.split(",", 1)[1]).decode()
+    assert csv == t.csv()
+    lines = csv.splitlines()
+    assert lines[0] == ",".join(c.replace("_", " ") for c in df.columns)  # every column, readable headers
+    assert len(lines) == 21 and lines[1].startswith("resnet20,method 0,40551040,85.1234,")
+
+
+def test_an_index_level_can_be_a_column():
+    df = _summary().set_index("method")
+    t = display.table(df, {"final_top1": ("test top-1 (%)", ".1f"), "method": "method"})
+    assert t.text.values.tolist() == [["85.1", "method 0"], ["86.1", "method 1"], ["87.1", "method 2"]]
+
+
+def test_figures_are_saved_at_200_dpi_and_shown_as_svg(tmp_path):
+    figures.set_style()
+    fig, ax = figures.plt.subplots(figsize=(5, 3))
+    ax.plot([0, 1], [0, 1])
+    png, svg = figures.save(fig, "line", tmp_path)
+    figures.plt.close(fig)
+    head = png.read_bytes()
+    width = int.from_bytes(head[16:20], "big")
+    assert figures.PNG_DPI >= 200
+    assert width >= 4 * figures.PNG_DPI  # 5 in wide before the tight bounding box trims the margins
+    bundle = figure_bundle(png, svg)
+    assert bundle["image/svg+xml"].lstrip().startswith("<?xml") and "<svg" in bundle["image/svg+xml"]
+    assert base64.b64decode(bundle["image/png"]) == head
+
+
+def _cell(doc, tags):
+    cell = nodes.container(classes=["cell"] + [f"tag_{t}" for t in tags])
+    cell += nodes.literal_block(text=f"cell {tags}")
+    doc += cell
+    return cell
+
+
+def test_the_sphinx_extension_drops_the_parameter_cells(tmp_path):
+    doc = new_document("chapter", get_default_settings(Parser))
+    for tags in (["parameters"], ["injected-parameters"], [], ["hide-output"]):
+        _cell(doc, tags)
+    sphinx_ext.remove_tagged_cells(None, doc)
+    assert [c["classes"] for c in doc.findall(nodes.container)] == [["cell"], ["cell", "tag_hide-output"]]
+
+    sources = tmp_path / "_sources" / "book" / "generated"
+    sources.mkdir(parents=True)
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": t}, "source": str(t)}
+                    for t in (["parameters"], ["injected-parameters"], [])], "nbformat": 4,
+          "metadata": {"kernelspec": {"name": "python3"},
+                       "papermill": {"input_path": "/home/u/notebooks/01_x.ipynb", "parameters": {"data_dir": "/data"}}}}
+    (sources / "01_x.ipynb").write_text(json.dumps(nb))
+    sphinx_ext.clean_notebook_sources(SimpleNamespace(outdir=str(tmp_path)), None)
+    cleaned = json.loads((sources / "01_x.ipynb").read_text())
+    assert [c["metadata"]["tags"] for c in cleaned["cells"]] == [["parameters"], []]  # still runs with its defaults
+    assert cleaned["metadata"] == {"kernelspec": {"name": "python3"}}
