@@ -36,7 +36,7 @@ from .cost import count, trace_convs
 from .regularizers import REGULARIZERS, penalty
 
 __all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "aligned_ranks", "activation_bytes", "breakdown",
-           "VARIANTS", "PARTS"]
+           "amdahl_ceiling", "record_name", "VARIANTS", "PARTS"]
 
 VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled")
 """How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
@@ -324,10 +324,24 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     result["train_speedup"] = train[0] / train[1]
     result["infer_speedup"] = infer[0] / infer[1]
     result["memory_ratio"] = result["dense"]["activation_bytes"] / result["lowrank"]["activation_bytes"]
-    share = (result["dense"].get("breakdown") or {}).get("conv", float("nan"))
-    result["amdahl_ceiling"] = 1.0 / ((1 - share) + share / rep.macs_ratio)
+    result["amdahl_ceiling"] = amdahl_ceiling((result["dense"].get("breakdown") or {}).get("conv"), rep.macs_ratio)
     result["provenance"] = records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())
     return result
+
+
+def amdahl_ceiling(conv_share: float | None, macs_ratio: float) -> float | None:
+    """Speedup if only the convolutions (``conv_share`` of the dense step) ran ``macs_ratio`` times
+    faster; ``None`` without a CPU breakdown (on CUDA), so the record stays strict JSON."""
+    if conv_share is None:
+        return None
+    return 1.0 / ((1 - conv_share) + conv_share / macs_ratio)
+
+
+def record_name(s: BenchSettings, measure: str = "speedup") -> str:
+    """File name of a bench record: ``<model>-<what>-b<batch>-<variant>.json``, where ``what`` is
+    ``regularizers`` or ``<format>-<ratio>x`` (``-layers`` added for ``measure="layers"``)."""
+    kind = "regularizers" if measure == "regularizers" else f"{s.format}-{s.flops_ratio:g}x" + ("-layers" if measure == "layers" else "")
+    return f"{s.model}-{kind}-b{s.batch_size}-{s.variant}.json"
 
 
 def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dict[str, Any]:
@@ -463,5 +477,6 @@ def summary(result: dict[str, Any]) -> str:
         f"{result['model']} {result['format']} {result['macs_ratio']:.2f}x fewer MACs, {result['variant']}, on "
         f"{result['provenance']['device_name']}: train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms "
         f"(speedup {result['train_speedup']:.2f}x), inference {result['infer_speedup']:.2f}x, activation memory "
-        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl ceiling {result['amdahl_ceiling']:.2f}x"
+        f"dense/low-rank {result['memory_ratio']:.2f}x"
+        + (f", Amdahl ceiling {result['amdahl_ceiling']:.2f}x" if result.get("amdahl_ceiling") is not None else "")
     )

@@ -25,6 +25,11 @@ OVERHEAD_TARGET_PCT = {"so": 5.0, "dso": 5.0, "mc": 5.0}
 """Largest allowed time of a regularizer's penalty, in % of the unregularized training step."""
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    """``round(value, digits)``; ``None`` stays ``None`` (CUDA records have no CPU breakdown, hence no ceiling)."""
+    return None if value is None else round(value, digits)
+
+
 def load(root: Path, kind: str) -> list[dict]:
     """Every bench record of ``kind`` (``"speedup"`` or ``"regularizer_overhead"``) under ``root/bench``."""
     out = []
@@ -47,8 +52,8 @@ def speedup_table(session) -> pd.DataFrame | None:
             "macs_reduction": round(r["macs_ratio"], 2),
             "train_speedup": round(r["train_speedup"], 3),
             "infer_speedup": round(r["infer_speedup"], 3),
-            "amdahl_ceiling": round(r["amdahl_ceiling"], 2),
-            "conv_share_dense": round(r["dense"]["breakdown"]["conv"], 3),
+            "amdahl_ceiling": _round(r.get("amdahl_ceiling"), 2),
+            "conv_share_dense": _round((r["dense"].get("breakdown") or {}).get("conv"), 3),  # CPU records only
             "memory_ratio": round(r["memory_ratio"], 2) if r.get("memory_ratio") else None,
             "dense_step_ms": round(r["dense"]["train_step_ms"], 1),
             "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
@@ -179,7 +184,7 @@ def targets(session) -> pd.DataFrame | None:
         if key in SPEED_TARGETS:
             rows.append({"device": r["provenance"]["device_name"], "target": f"{key[0]} {key[1]} at {key[2]}x fewer MACs: "
                          f"training speedup >= {SPEED_TARGETS[key]}x", "measured": round(r["train_speedup"], 3),
-                         "variant": r["variant"], "amdahl_ceiling": round(r["amdahl_ceiling"], 2),
+                         "variant": r["variant"], "amdahl_ceiling": _round(r.get("amdahl_ceiling"), 2),
                          "met": r["train_speedup"] >= SPEED_TARGETS[key]})
     speed = pd.DataFrame(rows)
     if not speed.empty:  # keep the best variant per target and device
