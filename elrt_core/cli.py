@@ -330,12 +330,15 @@ def cmd_gpu_pack(args: argparse.Namespace) -> int:
     import subprocess
 
     from . import profiles
-    from .gpu import pack
+    from .gpu import calls, pack
     from .paths import project_root
     from .records import results_root
 
     root = project_root()
     prof = profiles.load(args.profile)
+    if args.minutes * 60 + calls.FINISH_S > calls.CALL_LIMIT_S:
+        raise UsageError(f"--minutes {args.minutes:g} leaves no room in a {calls.CALL_LIMIT_S} s device call; "
+                         f"at most {(calls.CALL_LIMIT_S - calls.FINISH_S) / 60:g}")
     out = _in_project(args.out, pack.PACK_DIR)
     _check_output(out, "--out")
     if out.resolve().is_relative_to(root.resolve()) and subprocess.run(
@@ -352,8 +355,8 @@ def cmd_gpu_pack(args: argparse.Namespace) -> int:
     src = manifest["source"]
     print(f"source: commit {src['commit'][:12]}" + (" with UNCOMMITTED changes: commit them and pack again, so the "
                                                     "device's records name the code they ran" if src["dirty"] else ""))
-    for i, carry in enumerate(pack.carry_plan(manifest, Path(_carry_path(out, root))), 1):
-        print(f"device call {i}: carry {json.dumps(carry)}")
+    for i, call in enumerate(calls.device_calls(manifest, Path(_carry_path(out, root)), profile=prof.name, minutes=args.minutes), 1):
+        print(f"device call {i}: {json.dumps(call.as_dict())}")
     return 0
 
 
@@ -399,7 +402,7 @@ def cmd_gpu_batch(args: argparse.Namespace) -> int:
     report = jobs.train(prof, root=root, minutes=args.minutes, jobs=args.jobs, threads=args.threads, device=args.device,
                         data_dir=data_dir, results=results, max_priority=args.max_priority, compile=args.compile,
                         bench_first=not args.no_bench, bench_timeout_s=args.bench_timeout)
-    return 0 if not report["outcome"]["failed"] else 1
+    return 0 if not report["outcome"]["failed"] and not report.get("interrupted") else 1
 
 
 def cmd_gpu_collect(args: argparse.Namespace) -> int:
@@ -451,6 +454,7 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--results", help="results folder with the checkpoints (default: $ELRT_RESULTS, else <study>/results)")
     g.add_argument("--out", help="pack folder, git-ignored (default: <study>/.device/pack)")
     g.add_argument("--group-mib", type=_POSITIVE, help="MiB of pieces per device call (default: 64 MiB less the tree less 4 MiB)")
+    g.add_argument("--minutes", type=_POSITIVE, default=8.0, help="training minutes of the last device call, in the printed calls")
     g.set_defaults(func=cmd_gpu_pack)
 
     g = gsub.add_parser("unpack", help="(device) check the pack and write the data and checkpoints")

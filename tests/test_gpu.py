@@ -20,7 +20,7 @@ from elrt_core import profiles, records
 from elrt_core.cli import main
 from elrt_core.data import check, load
 from elrt_core.data.sources import BINARY_MD5
-from elrt_core.gpu import collect, jobs, pack, source
+from elrt_core.gpu import calls, collect, jobs, pack, source
 from elrt_core.profiles import RunGroup
 from elrt_core.study.plan import plan
 
@@ -144,6 +144,20 @@ def test_pack_again_reuses_the_pieces_and_regroups_them(packed, cifar10_dir, tmp
     pack.verify_pieces(copy, again)
 
 
+def test_device_calls_carry_one_group_each_and_fit_the_tool(packed):
+    _, manifest = packed
+    calls_ = calls.device_calls(manifest, Path(".device/pack"), profile="paper", minutes=8)
+    assert [c.carry for c in calls_] == pack.carry_plan(manifest, Path(".device/pack")) and len(calls_) == 4
+    assert all(len(c.command) <= calls.COMMAND_LIMIT and c.timeout_s <= calls.CALL_LIMIT_S for c in calls_)
+    assert "setsid" in calls_[0].command and "gpu bench" in calls_[0].command and "gpu unpack" not in calls_[0].command
+    last = calls_[-1].command
+    assert last.index("gpu unpack") < last.index("gpu batch --profile paper --minutes 8 --no-bench") < last.index('gpu collect --out "$OUT"')
+    single = calls.device_calls({"groups": [{"folder": "g1"}]}, minutes=8)
+    assert len(single) == 1 and "--no-bench" not in single[0].command and "setsid" not in single[0].command
+    with pytest.raises(ValueError, match="no room"):
+        calls.device_calls(manifest, minutes=9)
+
+
 # ---- source state -----------------------------------------------------------------------------------
 def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True)
@@ -257,6 +271,20 @@ def test_batch_trains_the_plan_side_by_side_into_normal_records(trained, packed)
     assert report["source"]["commit"] == packed[1]["source"]["commit"]
     (written,) = (results / "gpu").glob("batch-smoke-*.json")
     assert json.loads(written.read_text())["outcome"]["finished"] == report["outcome"]["finished"]
+    assert report["progress"] == {}  # nothing left unfinished
+
+
+def test_progress_reads_the_checkpoints_of_unfinished_runs(tmp_path):
+    import torch
+
+    prof = profiles.load("smoke")
+    first, second = (r.config.name for r in plan(prof)[:2])
+    (tmp_path / "smoke" / first).mkdir(parents=True)
+    torch.save({"epoch": 1, "history": [{"epoch": 1, "epoch_seconds": 2.5}]}, tmp_path / "smoke" / first / "checkpoint.pt")
+    (tmp_path / "smoke" / second).mkdir(parents=True)
+    (tmp_path / "smoke" / second / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    got = jobs.progress(prof, tmp_path)
+    assert got[first] == {"epoch": 1, "epochs": 2, "epoch_seconds": 2.5} and "error" in got[second] and len(got) == 2
 
 
 @pytest.mark.slow
@@ -336,6 +364,7 @@ def test_collect_refuses_a_full_out_folder(tmp_path):
         (["gpu", "collect", "--out", "/tmp/x", "--results", "/nonexistent"], "is not a folder"),
         (["gpu", "pack", "--out", "notebooks/pack"], "is not git-ignored"),
         (["gpu", "pack", "--group-mib", "-1"], "--group-mib: must be > 0"),
+        (["gpu", "pack", "--minutes", "9"], "leaves no room in a 600 s device call; at most 8"),
         (["gpu", "bench", "--models", "resnet21"], "invalid choice: 'resnet21'"),
         (["gpu", "frobnicate"], "invalid choice: 'frobnicate'"),
     ],

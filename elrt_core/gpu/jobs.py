@@ -35,7 +35,8 @@ from ..study import batch as study_batch
 from . import pack as pack_lib
 from . import source
 
-__all__ = ["BENCH_MODELS", "BENCH_RATIOS", "bench_settings", "bench", "train", "seed_records", "gpu_lock", "device_slug", "LOCK_FILE"]
+__all__ = ["BENCH_MODELS", "BENCH_RATIOS", "bench_settings", "bench", "train", "progress", "seed_records", "gpu_lock", "device_slug",
+           "LOCK_FILE"]
 
 BENCH_MODELS: dict[str, int] = {"resnet20": 128, "resnet56": 128, "resnet50": 64}
 """Bench models and their batch sizes: the CIFAR ResNets at the training batch, ResNet-50 at ImageNet shapes."""
@@ -170,23 +171,49 @@ def train(profile: Profile, *, root: Path, minutes: float, jobs: int, threads: i
     report["source"] = verified
     report["records_copied"] = seed_records(profile, root / "results", results)
     env = source.environment(verified) if verified else {}
-    with _environment(env):
-        if bench_first:
-            report["bench"] = _bench_subprocess(results, min(bench_timeout_s, max(deadline - time.time(), 1.0)), device, log)
-        with gpu_lock(results, max(deadline - time.time(), 0.0), log) as waited:
-            report["lock_wait_seconds"] = round(waited, 1)
-            left = (deadline - time.time()) / 60
-            if left <= 0:
-                log("no time left for training")
-                outcome = study_batch.BatchReport()
-            else:
-                outcome = study_batch.run(profile, jobs=jobs, threads=threads, minutes=left, device=device, data_dir=str(data_dir),
-                                          root=results, max_priority=max_priority, log=log, extra=("--compile",) if compile else ())
-    report.update({"outcome": asdict(outcome), "ended": _iso(time.time()), "seconds": round(time.time() - started, 1)})
+    outcome = study_batch.BatchReport()
+    try:
+        with _environment(env):
+            if bench_first:
+                report["bench"] = _bench_subprocess(results, min(bench_timeout_s, max(deadline - time.time(), 1.0)), device, log)
+            with gpu_lock(results, max(deadline - time.time(), 0.0), log) as waited:
+                report["lock_wait_seconds"] = round(waited, 1)
+                left = (deadline - time.time()) / 60
+                if left <= 0:
+                    log("no time left for training")
+                else:
+                    outcome = study_batch.run(profile, jobs=jobs, threads=threads, minutes=left, device=device, data_dir=str(data_dir),
+                                              root=results, max_priority=max_priority, log=log, extra=("--compile",) if compile else ())
+    except KeyboardInterrupt:  # `timeout -s INT` past the deadline: the scheduler has stopped its runs; keep the report
+        report["interrupted"] = True
+        log("interrupted: the runs were stopped and keep their checkpoints")
+    report.update({"outcome": asdict(outcome), "progress": progress(profile, results), "ended": _iso(time.time()),
+                   "seconds": round(time.time() - started, 1)})
     out = results / "gpu" / f"batch-{profile.name}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
     records.write_json(out, report)
     log(f"report: {out}")
     return report
+
+
+def progress(profile: Profile, results: Path) -> dict[str, dict[str, Any]]:
+    """Each unfinished planned run with a checkpoint: ``{"epoch": epochs done, "epochs": planned,
+    "epoch_seconds": wall seconds of its last epoch}``, to size the next session."""
+    from ..study.plan import plan
+    from ..train import checkpoint
+
+    out = {}
+    for run in plan(profile):
+        folder = Path(results) / profile.name / run.config.name
+        if (folder / records.RECORD_FILE).exists() or not (folder / checkpoint.CHECKPOINT_FILE).is_file():
+            continue
+        try:
+            saved = checkpoint.load(folder / checkpoint.CHECKPOINT_FILE)
+        except Exception as e:  # a checkpoint being replaced right now, or foreign: report, do not fail the batch
+            out[run.config.name] = {"error": f"{type(e).__name__}: {e}"}
+            continue
+        last = saved["history"][-1] if saved.get("history") else {}
+        out[run.config.name] = {"epoch": saved["epoch"], "epochs": run.config.epochs, "epoch_seconds": last.get("epoch_seconds")}
+    return out
 
 
 def _iso(t: float) -> str:
