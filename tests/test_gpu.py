@@ -204,6 +204,21 @@ def test_bench_waits_for_the_gpu_lock(tmp_path):
         assert waited < 0.5
 
 
+def test_batch_waits_for_a_bench_at_most_its_time_limit(tmp_path, cifar10_dir):
+    empty = dataclasses.replace(profiles.load("smoke"), runs=())
+    kwargs = dict(root=REPO, minutes=1, jobs=1, threads=1, device="cpu", data_dir=cifar10_dir, results=tmp_path,
+                  bench_first=False, bench_timeout_s=0.5, pack_dir=tmp_path / "no-pack", log=lambda s: None)
+    fd = os.open(tmp_path / jobs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a bench still running
+    try:
+        held = jobs.train(empty, **kwargs)
+    finally:
+        os.close(fd)
+    assert held["bench_wait_seconds"] is None and held["source"] is None and held["outcome"]["finished"] == []
+    free = jobs.train(empty, **kwargs)
+    assert free["bench_wait_seconds"] == 0.0 and len(list((tmp_path / "gpu").glob("batch-smoke-*.json"))) >= 1
+
+
 def test_bench_set_on_the_cpu_writes_records_per_device(tmp_path):
     argv = ["gpu", "bench", "--device", "cpu", "--models", "resnet20", "--ratios", "2", "--steps", "1", "--warmup", "0",
             "--batch-size", "4", "--results", str(tmp_path)]
