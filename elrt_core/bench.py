@@ -47,7 +47,8 @@ from .paths import project_root
 from .regularizers import REGULARIZERS, penalty
 
 __all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "aligned_ranks", "activation_bytes", "breakdown",
-           "rank_table", "rank_tables", "load_rank_table", "resolve_rank_rule", "amdahl_ceiling", "VARIANTS", "PARTS", "RANK_SIZES"]
+           "rank_table", "rank_tables", "load_rank_table", "resolve_rank_rule", "amdahl_ceiling", "record_name", "VARIANTS",
+           "PARTS", "RANK_SIZES"]
 
 RANK_SIZES = 8
 """Rank sizes per rank entry that :func:`rank_table` times (see :func:`elrt_core.lowrank.hw_ranks.register_sizes`)."""
@@ -361,6 +362,20 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     result["amdahl_ceiling"] = amdahl_ceiling(result["dense"].get("breakdown"), rep.macs_ratio)
     result["provenance"] = records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())
     return result
+
+
+def record_name(s: BenchSettings, measure: str = "speedup") -> str:
+    """File name of a bench record: ``<model>-<what>-b<batch>-<variant>.json``, where ``what`` is
+    ``<format>-ranktable`` (``measure="rank_table"``), ``regularizers`` or ``<format>-<ratio>x``
+    (``-layers`` added for ``measure="layers"``), with ``-hw-<table id>`` for the hardware-aware ranks."""
+    hw = "" if s.rank_rule == "uniform" else f"-hw-{s.rank_rule.removeprefix('hw:')}"
+    if measure == "rank_table":
+        kind = f"{s.format}-ranktable"
+    elif measure == "regularizers":
+        kind = f"regularizers{hw}"
+    else:
+        kind = f"{s.format}-{s.flops_ratio:g}x{hw}" + ("-layers" if measure == "layers" else "")
+    return f"{s.model}-{kind}-b{s.batch_size}-{s.variant}.json"
 
 
 def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dict[str, Any]:

@@ -8,7 +8,9 @@ exit status 2. A run that diverges ends with one line ``elrt: diverged: ...`` an
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import fields as dataclass_fields
@@ -325,13 +327,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"{' and '.join(modes)} measure different things; give one of them")
     if (args.layers or args.rank_table) and args.variant not in ("factored", "channels_last"):
         raise UsageError(f"{modes[0]} supports --variant factored or channels_last, got {args.variant!r}")
-    if args.rank_table:
-        kind = f"{args.format}-ranktable"
-    else:
-        hw = "" if rule == "uniform" else f"-hw-{rule.removeprefix('hw:')}"
-        kind = f"regularizers{hw}" if args.reg_overhead else f"{args.format}-{args.flops_ratio:g}x{hw}" + ("-layers" if args.layers else "")
-    name = f"{args.model}-{kind}-b{args.batch_size}-{args.variant}.json"
-    out = Path(args.json) if args.json else results_root() / "bench" / args.device / name
+    measure = "rank_table" if args.rank_table else "regularizers" if args.reg_overhead else "layers" if args.layers else "speedup"
+    out = Path(args.json) if args.json else results_root() / "bench" / args.device / bench.record_name(settings, measure)
     _check_output(out, "--json", folder=False)
     if args.threads is not None:
         import torch
@@ -347,6 +344,198 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(bench.summary(result))
     print(f"record: {out}")
     return 0
+
+
+# ---- gpu: pack / unpack / bench / batch / collect / receive -----------------------------------------
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _in_project(value: str | None, default: Path) -> Path:
+    """``value`` as a path, else ``default`` under the study's root folder."""
+    from .paths import project_root
+
+    return Path(value) if value else project_root() / default
+
+
+def _carry_path(path: Path, root: Path) -> str:
+    """``path`` as a device call's ``carry`` entry: relative to the repository root."""
+    return os.path.relpath(path, root) if path.resolve().is_relative_to(root.resolve()) else str(path)
+
+
+def cmd_gpu_pack(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from . import profiles
+    from .gpu import calls, pack
+    from .paths import project_root
+    from .records import results_root
+
+    root = project_root()
+    prof = profiles.load(args.profile)
+    if args.minutes * 60 + calls.FINISH_S > calls.CALL_LIMIT_S:
+        raise UsageError(f"--minutes {args.minutes:g} leaves no room in a {calls.CALL_LIMIT_S} s device call; "
+                         f"at most {(calls.CALL_LIMIT_S - calls.FINISH_S) / 60:g}")
+    out = _in_project(args.out, pack.PACK_DIR)
+    _check_output(out, "--out")
+    if out.resolve().is_relative_to(root.resolve()) and subprocess.run(
+            ["git", "check-ignore", "-q", str(out / pack.MANIFEST)], cwd=root).returncode != 0:
+        raise UsageError(f"--out {str(out)!r} is not git-ignored: the pieces would travel in every device call; use .device/")
+    _check_data("cifar10", args.data_dir, download=False)
+    limit = round(args.group_mib * pack.MIB) if args.group_mib else None
+    manifest = pack.pack(root, data_dir=args.data_dir, profile=prof, results=results_root(args.results), pack_dir=out, limit=limit)
+    mib = lambda n: f"{n / pack.MIB:.1f} MiB"  # noqa: E731
+    kinds = {k: sum(1 for e in manifest["pieces"] if e["kind"] == k) for k in ("images", "labels", "resume")}
+    print(f"pack {out}: {kinds['images']} image pieces, {kinds['resume']} checkpoint pieces, "
+          f"{mib(sum(e['bytes'] for e in manifest['pieces']))} in {len(manifest['groups'])} group(s) of at most "
+          f"{mib(manifest['group_limit_bytes'])}; the tree that travels is {mib(manifest['tree_bytes'])}")
+    src = manifest["source"]
+    print(f"source: commit {src['commit'][:12]}" + (" with UNCOMMITTED changes: commit them and pack again, so the "
+                                                    "device's records name the code they ran" if src["dirty"] else ""))
+    for i, call in enumerate(calls.device_calls(manifest, Path(_carry_path(out, root)), profile=prof.name, minutes=args.minutes), 1):
+        print(f"device call {i}: {json.dumps(call.as_dict())}")
+    return 0
+
+
+def cmd_gpu_unpack(args: argparse.Namespace) -> int:
+    from .gpu import pack
+
+    pack_dir = _in_project(args.pack, pack.PACK_DIR)
+    data_out, results = _in_project(args.data_out, pack.DEVICE_DATA), _in_project(args.results, pack.DEVICE_RESULTS)
+    _check_output(data_out, "--data-out")
+    _check_output(results, "--results")
+    pack.read_manifest(pack_dir)  # a missing manifest: one line naming what to carry
+    report = pack.unpack(pack_dir, data_out, results)
+    print(f"data: {report['data']}" + (" (already there)" if report["data_reused"] else ""))
+    print(f"checkpoints: {len(report['checkpoints_written'])} written, {len(report['checkpoints_kept'])} kept as they were")
+    return 0
+
+
+def cmd_gpu_bench(args: argparse.Namespace) -> int:
+    from .gpu import jobs, pack
+
+    settings = jobs.bench_settings(args.models, args.ratios, args.variants, args.device, args.steps, args.warmup, args.batch_size)
+    for s in settings:
+        s.validate()
+    results = _in_project(args.results, pack.DEVICE_RESULTS)
+    _check_output(results, "--results")
+    report = jobs.bench(settings, results, lock_wait_s=args.lock_wait)
+    print(f"bench: {len(report['written'])} record(s), {len(report['failed'])} failed, {report['seconds']:.0f} s")
+    return 0 if not report["failed"] else 1
+
+
+def cmd_gpu_batch(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .gpu import jobs, pack
+    from .paths import project_root
+    from .train import resolve_device
+
+    prof = profiles.load(args.profile)
+    root = project_root()
+    results, data_dir = _in_project(args.results, pack.DEVICE_RESULTS), _in_project(args.data_dir, pack.DEVICE_DATA)
+    _check_output(results, "--results")
+    resolve_device(args.device)
+    _check_data("cifar10", str(data_dir), download=False)
+    report = jobs.train(prof, root=root, minutes=args.minutes, jobs=args.jobs, threads=args.threads, device=args.device,
+                        data_dir=data_dir, results=results, max_priority=args.max_priority, compile=args.compile,
+                        bench_first=not args.no_bench, bench_timeout_s=args.bench_timeout)
+    return 0 if not report["outcome"]["failed"] and not report.get("interrupted") else 1
+
+
+def cmd_gpu_collect(args: argparse.Namespace) -> int:
+    from .gpu import collect, pack
+    from .paths import project_root
+
+    results, out = _in_project(args.results, pack.DEVICE_RESULTS), Path(args.out)
+    if not results.is_dir():
+        raise UsageError(f"--results {str(results)!r} is not a folder: nothing to collect")
+    if args.name is not None and not _NAME.fullmatch(args.name):
+        raise UsageError(f"--name {args.name!r} may hold only letters, digits, '.', '_' and '-'")
+    _check_output(out, "--out")
+    limit = round(args.limit_mib * collect.MIB) if args.limit_mib else None
+    manifest = collect.collect(results, out, name=args.name, tree_results=project_root() / "results", limit_bytes=limit)
+    size = sum(v["bytes"] for v in manifest["volumes"])
+    print(f"collected {len(manifest['members'])} file(s) into {len(manifest['volumes'])} volume(s), {size / collect.MIB:.1f} MiB: "
+          f"{out / (manifest['name'] + '.json')}")
+    for item in manifest["left_out"]:
+        print(f"left out (no room): {item['path']} ({item['bytes'] / collect.MIB:.1f} MiB)")
+    return 0
+
+
+def cmd_gpu_receive(args: argparse.Namespace) -> int:
+    from .gpu import collect
+    from .records import results_root
+
+    manifest = Path(args.manifest)
+    if not manifest.is_file():
+        raise UsageError(f"no collect manifest at {str(manifest)!r} (the <name>.json that `elrt gpu collect` wrote)")
+    results = results_root(args.results)
+    _check_output(results, "--results")
+    outcome = collect.receive(manifest, results)
+    print(", ".join(f"{len(v)} {k}" for k, v in outcome.items()) + f" (into {results})")
+    for path in outcome["conflicts"]:
+        print(f"conflict: {path} differs from the file already in {results}; left as it was")
+    return 0 if not outcome["conflicts"] else 1
+
+
+def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
+    from . import bench, profiles
+    from .gpu import jobs
+
+    p = sub.add_parser("gpu", help="carry data to a lent GPU, train there until a deadline, bring the records back")
+    gsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+
+    g = gsub.add_parser("pack", help="(here) write CIFAR-10 and unfinished checkpoints as pieces that fit device calls")
+    g.add_argument("--profile", default="paper", choices=profiles.names(), help="whose unfinished runs' checkpoints to add")
+    g.add_argument("--data-dir", help="verified CIFAR-10 (default: $ELRT_DATA_DIR, then ./data)")
+    g.add_argument("--results", help="results folder with the checkpoints (default: $ELRT_RESULTS, else <study>/results)")
+    g.add_argument("--out", help="pack folder, git-ignored (default: <study>/.device/pack)")
+    g.add_argument("--group-mib", type=_POSITIVE, help="MiB of pieces per device call (default: 64 MiB less the tree less 4 MiB)")
+    g.add_argument("--minutes", type=_POSITIVE, default=8.0, help="training minutes of the last device call, in the printed calls")
+    g.set_defaults(func=cmd_gpu_pack)
+
+    g = gsub.add_parser("unpack", help="(device) check the pack and write the data and checkpoints")
+    g.add_argument("--pack", help="pack folder (default: <study>/.device/pack)")
+    g.add_argument("--data-out", help="data folder to write (default: <study>/.device/data)")
+    g.add_argument("--results", help="results folder for the checkpoints (default: <study>/.device/results)")
+    g.set_defaults(func=cmd_gpu_unpack)
+
+    g = gsub.add_parser("bench", help="(device) dense vs Tucker-2 2x/3x speed records of ResNet-20/56/50")
+    g.add_argument("--models", nargs="+", default=list(jobs.BENCH_MODELS), choices=models.MODELS)
+    g.add_argument("--ratios", nargs="+", type=_RATIO, default=list(jobs.BENCH_RATIOS))
+    g.add_argument("--variants", nargs="+", default=["channels_last"], choices=bench.VARIANTS)
+    g.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    g.add_argument("--steps", type=_POSITIVE_INT, default=10)
+    g.add_argument("--warmup", type=_COUNT, default=3)
+    g.add_argument("--batch-size", type=_POSITIVE_INT, help="one batch size for all models (default: 128; ResNet-50: 64)")
+    g.add_argument("--lock-wait", type=_NON_NEGATIVE, default=0.0, help="seconds to wait for a training batch holding the GPU")
+    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
+    g.set_defaults(func=cmd_gpu_bench)
+
+    g = gsub.add_parser("batch", help="(device) bench, then train the profile's plan until the deadline, side by side")
+    g.add_argument("--profile", default="paper", choices=profiles.names())
+    g.add_argument("--minutes", type=_POSITIVE, required=True, help="deadline from the start of this command, bench included")
+    g.add_argument("--jobs", type=_POSITIVE_INT, default=12, help="training processes side by side on the GPU")
+    g.add_argument("--threads", type=_POSITIVE_INT, default=1, help="CPU threads per training process")
+    g.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    g.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
+    g.add_argument("--compile", action="store_true", help="torch.compile each model (pays compile time at every start)")
+    g.add_argument("--no-bench", action="store_true", help="skip the bench (e.g. one ran in the background already)")
+    g.add_argument("--bench-timeout", type=_POSITIVE, default=180.0, help="seconds the bench may take at most")
+    g.add_argument("--data-dir", help="verified CIFAR-10 (default: <study>/.device/data)")
+    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
+    g.set_defaults(func=cmd_gpu_batch)
+
+    g = gsub.add_parser("collect", help="(device) archive the new records, bench records and checkpoints into --out")
+    g.add_argument("--out", required=True, help="folder whose files come back ($OUT on the device)")
+    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
+    g.add_argument("--name", help="file name stem (default: elrt-gpu-<UTC time>)")
+    g.add_argument("--limit-mib", type=_POSITIVE, help="cap the archive below what --out has room for")
+    g.set_defaults(func=cmd_gpu_collect)
+
+    g = gsub.add_parser("receive", help="(here) check a collected archive and put it into the results folder")
+    g.add_argument("manifest", help="the <name>.json written by `elrt gpu collect`, its volumes beside it")
+    g.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    g.set_defaults(func=cmd_gpu_receive)
 
 
 def _version() -> str:
@@ -439,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_POSITIVE_INT)
     p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)
+
+    _add_gpu_parser(sub)
     return parser
 
 

@@ -66,7 +66,9 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 
 def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding the code that runs
-    (tracked files); ``None`` for both outside a checkout (an installed package)."""
+    (tracked files); ``None`` for both outside a checkout (an installed package), unless
+    ``$ELRT_SOURCE_COMMIT`` (and ``$ELRT_SOURCE_DIRTY``, ``0`` or ``1``) say which commit a copy of
+    the tree without ``.git`` is (set by ``elrt gpu batch`` on a lent GPU, see :mod:`elrt_core.gpu.source`)."""
     def run(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
@@ -76,6 +78,8 @@ def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
 
     commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=no")
+    if commit is None and os.environ.get("ELRT_SOURCE_COMMIT"):  # a copy without .git, checked by elrt_core.gpu.source
+        return {"commit": os.environ["ELRT_SOURCE_COMMIT"], "dirty": os.environ.get("ELRT_SOURCE_DIRTY") != "0"}
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

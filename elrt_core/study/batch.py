@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,10 +70,11 @@ def _command(run: plan_lib.PlannedRun, profile: Profile, out: Path, device: str,
 def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes: float | None = None,
         device: str = "auto", data_dir: str | None = None, root: Path | str | None = None,
         max_priority: int | None = None, runs: list[plan_lib.PlannedRun] | None = None,
-        log: Callable[[str], None] = print) -> BatchReport:
+        log: Callable[[str], None] = print, extra: Sequence[str] = ()) -> BatchReport:
     """Train the :func:`pending` runs of ``profile`` (only those among ``runs`` if given) with up
     to ``jobs`` processes of ``threads`` threads each (``None``: PyTorch's default); stop at
-    ``minutes`` if given. See the module docstring."""
+    ``minutes`` if given. ``extra``: more ``elrt train`` options for every run (run options such
+    as ``--compile``, not config fields). See the module docstring."""
     started = time.time()
     deadline = None if minutes is None else started + 60 * minutes
     queue = pending(profile, root, max_priority)
@@ -132,7 +133,7 @@ def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes:
                 out.mkdir(parents=True, exist_ok=True)
                 (out / CONFIG_FILE).write_text(yaml.safe_dump(run_.config.to_dict(), sort_keys=True))
                 with open(out / LOG_FILE, "a") as logfile:
-                    proc = subprocess.Popen(_command(run_, profile, out, device, threads, data_dir), stdout=logfile,
+                    proc = subprocess.Popen([*_command(run_, profile, out, device, threads, data_dir), *extra], stdout=logfile,
                                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
                 active[proc] = (run_, out, time.time())
                 done = total - len(queue)

@@ -206,7 +206,7 @@ def targets(session) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def speed_claim(session, ratio: int = 2) -> "Claim":
+def speed_claim(session, ratio: int = 2):
     """Claim 5 (efficient training): the best measured training-step speedup of Tucker-2 over dense at
     ``ratio`` fewer MACs, per CIFAR model and device. *supported* if every one exceeds 1, *contradicted*
     if none does, else *inconclusive*; bench medians, so no interval."""
