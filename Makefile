@@ -14,10 +14,10 @@ endif
 
 .PHONY: test book reproduce lab clean-book
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # The browser check of the book (tests/test_browser.py, and the smoke book in tests/test_study_book.py)
@@ -34,7 +34,7 @@ reproduce: $(STAMP)
 	$(BIN)/elrt reproduce --profile $(PROFILE)
 
 lab: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,lab]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,lab]'
 	$(BIN)/jupyter lab notebooks/
 
 clean-book:

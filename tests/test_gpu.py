@@ -19,7 +19,7 @@ import pytest
 from elrt_core import profiles, records
 from elrt_core.cli import main
 from elrt_core.data import check, load
-from elrt_core.data.sources import BINARY_MD5
+from elrt_core.data.checksums import BINARY_MD5
 from elrt_core.gpu import calls, collect, jobs, pack, source
 from elrt_core.profiles import RunGroup
 from elrt_core.study.plan import plan

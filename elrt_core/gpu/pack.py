@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import data as data_lib
-from ..data.sources import BINARY_MD5
+from ..data.checksums import BINARY_MD5
 from . import source
 
 __all__ = ["pack", "unpack", "verify_pieces", "carry_plan", "group_limit", "tree_bytes", "tracked_bytes", "read_manifest",

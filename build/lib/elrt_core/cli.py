@@ -1,0 +1,660 @@
+"""The ``elrt`` command line: argument parsing and validation only; the work is in the library.
+
+Every argument is validated before any work starts (no data is read, no folder created): a bad one
+ends the command with one line ``elrt: error: ...`` naming the bad value and the allowed ones, and
+exit status 2. A run that diverges ends with one line ``elrt: diverged: ...`` and exit status 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import fields as dataclass_fields
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from . import models
+from .config import DATASETS, FACTOR_NAMES, REG_SCHEDULES, SCHEDULES, ConfigError, TrainConfig
+from .lowrank import FORMATS
+from .regularizers import REGULARIZERS
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class UsageError(Exception):
+    """A bad command line; printed as one line, exit status 2."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` where an option has a default other than None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _number(kind: type, minimum: float | None = None, strict: bool = False):
+    """An argparse type: ``kind`` (int or float), checked against ``minimum`` (``strict``: must exceed it)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if minimum is not None and (value <= minimum if strict else value < minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_RATIO = _number(float, 1.0, strict=True)
+_POSITIVE_INT = _number(int, 0, strict=True)
+_COUNT = _number(int, 0)
+_POSITIVE = _number(float, 0.0, strict=True)
+_NON_NEGATIVE = _number(float, 0.0)
+
+
+def _check_output(path: Path, what: str, folder: bool = True) -> None:
+    """``path`` can be created or written (its nearest existing ancestor is a writable folder), without creating it."""
+    if path.exists() and (path.is_dir() != folder):
+        raise UsageError(f"{what} {str(path)!r} is {'a file' if folder else 'a folder'}; give a {'folder' if folder else 'file'}")
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    target = existing if existing.is_dir() else existing.parent
+    try:  # a real probe: permission bits do not tell for root or special file systems
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {str(path)!r} is not writable ({target}: {e.strerror or e})") from None
+
+
+def _check_data(dataset: str, data_dir: str | None, download: bool) -> None:
+    """A verified local copy exists (or, with ``download``, can be fetched): else one line with the fix."""
+    from . import data
+
+    try:
+        (data.fetch if download else data.check)(data_dir, dataset=dataset)
+    except data.DataNotFoundError as e:
+        raise UsageError(" ".join(str(e).split())) from None
+
+
+# ---- train -----------------------------------------------------------------------------------------
+_CHOICES = {"model": models.MODELS, "dataset": DATASETS, "format": ("dense", *FORMATS), "reg": ("none", *REGULARIZERS),
+            "reg_schedule": REG_SCHEDULES, "schedule": SCHEDULES}
+_TYPES = {"flops_ratio": _RATIO, "params_ratio": _RATIO, "reg_weight": _NON_NEGATIVE, "epochs": _POSITIVE_INT,
+          "batch_size": _POSITIVE_INT, "lr": _POSITIVE, "momentum": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
+          "warmup_epochs": _NON_NEGATIVE, "label_smoothing": _NON_NEGATIVE, "subset": _POSITIVE_INT,
+          "test_subset": _POSITIVE_INT, "val_split": _COUNT, "seed": _COUNT}
+_FACTOR_LISTS = ("reg_on", "orth_init", "no_decay_on")
+_SWITCHES = ("reg_per_rank", "nesterov")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from . import profiles
+
+    defaults = TrainConfig()
+    for f in dataclass_fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        text = f"(default: the profile's, else {default!r})"
+        if f.name in _SWITCHES:
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=text)
+        elif f.name in _FACTOR_LISTS:
+            p.add_argument(flag, dest=f.name, nargs="+", choices=FACTOR_NAMES, default=None, help=text)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, choices=_CHOICES.get(f.name), type=_TYPES.get(f.name), help=text)
+    p.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    p.add_argument("--profile", choices=profiles.names(), help="start from this profile's training settings")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA if available")
+    p.add_argument("--data-dir", help="CIFAR folder (default: $ELRT_DATA_DIR, then ./data)")
+    p.add_argument("--download", action="store_true", help="fetch the data set first if no verified local copy exists")
+    p.add_argument("--out", help="run folder (default: results/<profile or custom>/<run name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if the run folder holds this or another run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
+    p.add_argument("--threads", type=_POSITIVE_INT, help="CPU threads for PyTorch")
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    from . import calibration, profiles
+
+    fields: dict[str, Any] = dict(profiles.load(args.profile).train) if args.profile else {}
+    if args.config:
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise UsageError(f"cannot read config file {args.config!r}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"config file {args.config!r} must hold a mapping of TrainConfig fields")
+        fields.update(loaded)
+    fields.update({f.name: getattr(args, f.name) for f in dataclass_fields(TrainConfig) if getattr(args, f.name) is not None})
+    if fields.get("reg", "none") != "none" and fields.get("reg_weight") is None:  # the calibrated lambda of this network
+        on = fields.get("reg_on", ["U2"])
+        fields["reg_weight"] = calibration.reg_weight(
+            fields.get("model", "resnet20"), fields.get("format", "dense"), fields["reg"], [on] if isinstance(on, str) else on,
+            bool(fields.get("reg_per_rank")), flops_ratio=fields.get("flops_ratio"), params_ratio=fields.get("params_ratio"))
+    if fields.get("rank_rule") == "hw":  # stored as the table it resolves to on this device, or as the uniform fallback
+        fields["rank_rule"], note = _rank_rule("hw", args.device, fields.get("format", "dense"), fields.get("model", "resnet20"),
+                                               fields.get("batch_size"))
+        args.notes = (note,) if note else ()
+    return TrainConfig.from_dict(fields)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import RunOptions
+    from .study.runs import run_dir
+    from .train import fit, resolve_device, run_folder
+
+    config = _train_config(args)
+    resolve_device(args.device)
+    profile = args.profile or "custom"
+    out = Path(args.out) if args.out else run_dir(config, profile)
+    _check_output(out, "--out")
+    run_folder.check(out, config, resume=args.resume, force=args.force)
+    _check_data(config.dataset, args.data_dir, args.download)
+    record = fit(config, RunOptions(
+        out=out, device=args.device, data_dir=Path(args.data_dir) if args.data_dir else None, resume=args.resume,
+        force=args.force, quiet=args.quiet, amp=args.amp, compile=args.compile, profile=profile, threads=args.threads,
+        notes=getattr(args, "notes", ()),
+    ))
+    if int(os.environ.get("RANK", "0")) == 0:
+        m = record["metrics"]
+        val = f", validation {m['final_val_top1']:.2f}%" if m.get("final_val_top1") is not None else ""
+        print(f"{config.name}: final test top-1 {m['final_test_top1']:.2f}%{val}; record {out / 'record.json'}")
+    return 0
+
+
+# ---- batch / plan / reproduce / calibrate -----------------------------------------------------------
+def cmd_batch(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .study import batch
+
+    prof = profiles.load(args.profile)
+    if args.results:
+        _check_output(Path(args.results), "--results")
+    _check_data("cifar10", args.data_dir, download=False)
+    report = batch.run(prof, jobs=args.jobs, threads=args.threads, minutes=args.minutes, device=args.device,
+                       data_dir=args.data_dir, root=args.results, max_priority=args.max_priority)
+    return 0 if report.ok else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from . import profiles, records
+    from .study import plan as plan_lib
+    from .study.runs import run_dir
+    from .train import checkpoint
+
+    prof = profiles.load(args.profile)
+    runs = plan_lib.plan(prof, args.max_priority)
+    counts: dict[str, int] = {}
+    for run in runs:
+        rec = records.lookup(run.config, records.results_root(args.results) / prof.name)
+        ckpt = run_dir(run.config, prof.name, args.results) / checkpoint.CHECKPOINT_FILE
+        if rec is not None and rec.finished:
+            status = f"done: test {rec.metrics['final_test_top1']:.2f}%"
+        elif rec is not None:
+            status = "diverged"
+        elif ckpt.exists():
+            status = "partial (checkpoint)"
+        else:
+            status = "missing"
+        counts[status.split(":")[0].split(" ")[0]] = counts.get(status.split(":")[0].split(" ")[0], 0) + 1
+        print(f"{run.priority}  {run.method:<18} {run.config.name:<58} {status}")
+    print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .study import reproduce
+
+    prof = profiles.load(args.profile)
+    reproduce.selected(args.only)
+    if args.out:
+        _check_output(Path(args.out), "--out")
+    if not args.reuse_only:
+        _check_data("cifar10", args.data_dir, download=False)
+    return reproduce.run(prof, only=args.only, jobs=args.jobs, reuse_only=args.reuse_only, train_only=args.train_only,
+                         device=args.device, data_dir=args.data_dir, out=Path(args.out) if args.out else None)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import calibration, profiles
+    from .study import plan as plan_lib
+
+    prof = profiles.load(args.profile)
+    settings = {(r.config.model, r.config.format, r.config.flops_ratio, r.config.reg, r.config.reg_on, r.config.reg_per_rank)
+                for r in plan_lib.plan(prof) if r.config.reg != "none"}
+    stored, new = calibration.table(), {}
+    for model, fmt, ratio, reg, on, per_rank in sorted(settings):
+        lam, p = calibration.calibrate(model, fmt, reg, on, per_rank, flops_ratio=ratio)
+        net, key = calibration.network_key(model, fmt, ratio), calibration.setting_key(reg, on, per_rank)
+        have = stored.get(net, {}).get(key)
+        print(f"{net} {key}: penalty at init {p:.4g}, rule lambda {lam:g}, stored {have if have is not None else '-'}")
+        if have != lam:
+            new.setdefault(net, {})[key] = lam
+    if new and args.write:
+        calibration.write(new)
+        print(f"wrote {sum(map(len, new.values()))} value(s) to {calibration.WEIGHTS_FILE}")
+    elif new:
+        print("some stored values are missing or differ from the rule: rerun with --write to store the rule's values")
+        return 1
+    return 0
+
+
+# ---- info / data / bench ----------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import lowrank
+    from .bench import load_rank_table
+
+    model = models.get(args.model)
+    shape = models.input_shape(args.model)
+    rule, _ = _rank_rule(args.rank_rule, "cpu", args.format, args.model, None)
+    if args.format != "dense":
+        timing = None if rule == "uniform" else load_rank_table(rule)
+        model = lowrank.convert(model, args.format, flops_ratio=args.flops_ratio, params_ratio=args.params_ratio,
+                                input_shape=shape, init="scratch", timing=timing)
+    elif args.flops_ratio or args.params_ratio or args.rank_rule != "uniform":
+        raise UsageError("a dense model takes no --flops-ratio/--params-ratio/--rank-rule")
+    print(f"{args.model} ({args.format}), input {shape}; FLOPs are MACs of conv and linear layers per image")
+    print(lowrank.report(model, shape))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    try:
+        print((data.check if args.action == "check" else data.fetch)(args.data_dir, dataset=args.dataset))
+    except data.DataNotFoundError as e:
+        raise UsageError(" ".join(str(e).split())) from None
+    return 0
+
+
+def _rank_rule(requested: str, device: str, fmt: str, model: str, batch_size: int | None) -> tuple[str, str | None]:
+    """The stored form of ``--rank-rule`` (``hw`` resolved to this device's timing table, else the
+    uniform rule); the note says which table, or why the rule fell back (printed to stderr)."""
+    from .bench import resolve_rank_rule
+    from .config import RANK_RULE_PATTERN
+    from .train import resolve_device
+
+    if requested != "hw" and RANK_RULE_PATTERN.fullmatch(requested) is None:
+        raise UsageError(f"--rank-rule must be uniform, hw or hw:<table id>, got {requested!r}")
+    if requested == "uniform" or fmt == "dense":
+        return requested, None
+    try:
+        rule, note = resolve_rank_rule(requested, resolve_device(device), fmt, model, batch_size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if note:
+        print(f"elrt: {'warning: ' if rule == 'uniform' else ''}{note}", file=sys.stderr)
+    return rule, note
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .records import results_root, write_json
+
+    rule, note = _rank_rule(args.rank_rule, args.device, args.format, args.model, args.batch_size)
+    settings = bench.BenchSettings(
+        model=args.model, format=args.format, flops_ratio=args.flops_ratio, device=args.device,
+        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, variant=args.variant, reg=args.reg,
+        rank_rule=rule,
+    )
+    settings.validate()
+    modes = [flag for flag, on in (("--reg-overhead", args.reg_overhead), ("--layers", args.layers),
+                                   ("--rank-table", args.rank_table)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"{' and '.join(modes)} measure different things; give one of them")
+    if (args.layers or args.rank_table) and args.variant not in ("factored", "channels_last"):
+        raise UsageError(f"{modes[0]} supports --variant factored or channels_last, got {args.variant!r}")
+    measure = "rank_table" if args.rank_table else "regularizers" if args.reg_overhead else "layers" if args.layers else "speedup"
+    out = Path(args.json) if args.json else results_root() / "bench" / args.device / bench.record_name(settings, measure)
+    _check_output(out, "--json", folder=False)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.rank_table:
+        result = bench.rank_table(settings)
+    else:
+        measure = bench.regularizer_overhead if args.reg_overhead else bench.layer_times if args.layers else bench.speedup
+        result = measure(settings)
+        result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
+    write_json(out, result)
+    print(bench.summary(result))
+    print(f"record: {out}")
+    return 0
+
+
+# ---- gpu: pack / unpack / bench / batch / collect / receive -----------------------------------------
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _in_project(value: str | None, default: Path) -> Path:
+    """``value`` as a path, else ``default`` under the study's root folder."""
+    from .paths import project_root
+
+    return Path(value) if value else project_root() / default
+
+
+def _carry_path(path: Path, root: Path) -> str:
+    """``path`` as a device call's ``carry`` entry: relative to the repository root."""
+    return os.path.relpath(path, root) if path.resolve().is_relative_to(root.resolve()) else str(path)
+
+
+def cmd_gpu_pack(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from . import profiles
+    from .gpu import calls, pack
+    from .paths import project_root
+    from .records import results_root
+
+    root = project_root()
+    prof = profiles.load(args.profile)
+    if args.minutes * 60 + calls.FINISH_S > calls.CALL_LIMIT_S:
+        raise UsageError(f"--minutes {args.minutes:g} leaves no room in a {calls.CALL_LIMIT_S} s device call; "
+                         f"at most {(calls.CALL_LIMIT_S - calls.FINISH_S) / 60:g}")
+    out = _in_project(args.out, pack.PACK_DIR)
+    _check_output(out, "--out")
+    if out.resolve().is_relative_to(root.resolve()) and subprocess.run(
+            ["git", "check-ignore", "-q", str(out / pack.MANIFEST)], cwd=root).returncode != 0:
+        raise UsageError(f"--out {str(out)!r} is not git-ignored: the pieces would travel in every device call; use .device/")
+    _check_data("cifar10", args.data_dir, download=False)
+    limit = round(args.group_mib * pack.MIB) if args.group_mib else None
+    manifest = pack.pack(root, data_dir=args.data_dir, profile=prof, results=results_root(args.results), pack_dir=out, limit=limit)
+    mib = lambda n: f"{n / pack.MIB:.1f} MiB"  # noqa: E731
+    kinds = {k: sum(1 for e in manifest["pieces"] if e["kind"] == k) for k in ("images", "labels", "resume")}
+    print(f"pack {out}: {kinds['images']} image pieces, {kinds['resume']} checkpoint pieces, "
+          f"{mib(sum(e['bytes'] for e in manifest['pieces']))} in {len(manifest['groups'])} group(s) of at most "
+          f"{mib(manifest['group_limit_bytes'])}; the tree that travels is {mib(manifest['tree_bytes'])}")
+    src = manifest["source"]
+    print(f"source: commit {src['commit'][:12]}" + (" with UNCOMMITTED changes: commit them and pack again, so the "
+                                                    "device's records name the code they ran" if src["dirty"] else ""))
+    for i, call in enumerate(calls.device_calls(manifest, Path(_carry_path(out, root)), profile=prof.name, minutes=args.minutes), 1):
+        print(f"device call {i}: {json.dumps(call.as_dict())}")
+    return 0
+
+
+def cmd_gpu_unpack(args: argparse.Namespace) -> int:
+    from .gpu import pack
+
+    pack_dir = _in_project(args.pack, pack.PACK_DIR)
+    data_out, results = _in_project(args.data_out, pack.DEVICE_DATA), _in_project(args.results, pack.DEVICE_RESULTS)
+    _check_output(data_out, "--data-out")
+    _check_output(results, "--results")
+    pack.read_manifest(pack_dir)  # a missing manifest: one line naming what to carry
+    report = pack.unpack(pack_dir, data_out, results)
+    print(f"data: {report['data']}" + (" (already there)" if report["data_reused"] else ""))
+    print(f"checkpoints: {len(report['checkpoints_written'])} written, {len(report['checkpoints_kept'])} kept as they were")
+    return 0
+
+
+def cmd_gpu_bench(args: argparse.Namespace) -> int:
+    from .gpu import jobs, pack
+
+    settings = jobs.bench_settings(args.models, args.ratios, args.variants, args.device, args.steps, args.warmup, args.batch_size)
+    for s in settings:
+        s.validate()
+    results = _in_project(args.results, pack.DEVICE_RESULTS)
+    _check_output(results, "--results")
+    report = jobs.bench(settings, results, lock_wait_s=args.lock_wait)
+    print(f"bench: {len(report['written'])} record(s), {len(report['failed'])} failed, {report['seconds']:.0f} s")
+    return 0 if not report["failed"] else 1
+
+
+def cmd_gpu_batch(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .gpu import jobs, pack
+    from .paths import project_root
+    from .train import resolve_device
+
+    prof = profiles.load(args.profile)
+    root = project_root()
+    results, data_dir = _in_project(args.results, pack.DEVICE_RESULTS), _in_project(args.data_dir, pack.DEVICE_DATA)
+    _check_output(results, "--results")
+    resolve_device(args.device)
+    _check_data("cifar10", str(data_dir), download=False)
+    report = jobs.train(prof, root=root, minutes=args.minutes, jobs=args.jobs, threads=args.threads, device=args.device,
+                        data_dir=data_dir, results=results, max_priority=args.max_priority, compile=args.compile,
+                        bench_first=not args.no_bench, bench_timeout_s=args.bench_timeout)
+    return 0 if not report["outcome"]["failed"] and not report.get("interrupted") else 1
+
+
+def cmd_gpu_collect(args: argparse.Namespace) -> int:
+    from .gpu import collect, pack
+    from .paths import project_root
+
+    results, out = _in_project(args.results, pack.DEVICE_RESULTS), Path(args.out)
+    if not results.is_dir():
+        raise UsageError(f"--results {str(results)!r} is not a folder: nothing to collect")
+    if args.name is not None and not _NAME.fullmatch(args.name):
+        raise UsageError(f"--name {args.name!r} may hold only letters, digits, '.', '_' and '-'")
+    _check_output(out, "--out")
+    limit = round(args.limit_mib * collect.MIB) if args.limit_mib else None
+    manifest = collect.collect(results, out, name=args.name, tree_results=project_root() / "results", limit_bytes=limit)
+    size = sum(v["bytes"] for v in manifest["volumes"])
+    print(f"collected {len(manifest['members'])} file(s) into {len(manifest['volumes'])} volume(s), {size / collect.MIB:.1f} MiB: "
+          f"{out / (manifest['name'] + '.json')}")
+    for item in manifest["left_out"]:
+        print(f"left out (no room): {item['path']} ({item['bytes'] / collect.MIB:.1f} MiB)")
+    return 0
+
+
+def cmd_gpu_receive(args: argparse.Namespace) -> int:
+    from .gpu import collect
+    from .records import results_root
+
+    manifest = Path(args.manifest)
+    if not manifest.is_file():
+        raise UsageError(f"no collect manifest at {str(manifest)!r} (the <name>.json that `elrt gpu collect` wrote)")
+    results = results_root(args.results)
+    _check_output(results, "--results")
+    outcome = collect.receive(manifest, results)
+    print(", ".join(f"{len(v)} {k}" for k, v in outcome.items()) + f" (into {results})")
+    for path in outcome["conflicts"]:
+        print(f"conflict: {path} differs from the file already in {results}; left as it was")
+    return 0 if not outcome["conflicts"] else 1
+
+
+def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
+    from . import bench, profiles
+    from .gpu import jobs
+
+    p = sub.add_parser("gpu", help="carry data to a lent GPU, train there until a deadline, bring the records back")
+    gsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+
+    g = gsub.add_parser("pack", help="(here) write CIFAR-10 and unfinished checkpoints as pieces that fit device calls")
+    g.add_argument("--profile", default="paper", choices=profiles.names(), help="whose unfinished runs' checkpoints to add")
+    g.add_argument("--data-dir", help="verified CIFAR-10 (default: $ELRT_DATA_DIR, then ./data)")
+    g.add_argument("--results", help="results folder with the checkpoints (default: $ELRT_RESULTS, else <study>/results)")
+    g.add_argument("--out", help="pack folder, git-ignored (default: <study>/.device/pack)")
+    g.add_argument("--group-mib", type=_POSITIVE, help="MiB of pieces per device call (default: 64 MiB less the tree less 4 MiB)")
+    g.add_argument("--minutes", type=_POSITIVE, default=8.0, help="training minutes of the last device call, in the printed calls")
+    g.set_defaults(func=cmd_gpu_pack)
+
+    g = gsub.add_parser("unpack", help="(device) check the pack and write the data and checkpoints")
+    g.add_argument("--pack", help="pack folder (default: <study>/.device/pack)")
+    g.add_argument("--data-out", help="data folder to write (default: <study>/.device/data)")
+    g.add_argument("--results", help="results folder for the checkpoints (default: <study>/.device/results)")
+    g.set_defaults(func=cmd_gpu_unpack)
+
+    g = gsub.add_parser("bench", help="(device) dense vs Tucker-2 2x/3x speed records of ResNet-20/56/50")
+    g.add_argument("--models", nargs="+", default=list(jobs.BENCH_MODELS), choices=models.MODELS)
+    g.add_argument("--ratios", nargs="+", type=_RATIO, default=list(jobs.BENCH_RATIOS))
+    g.add_argument("--variants", nargs="+", default=["channels_last"], choices=bench.VARIANTS)
+    g.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    g.add_argument("--steps", type=_POSITIVE_INT, default=10)
+    g.add_argument("--warmup", type=_COUNT, default=3)
+    g.add_argument("--batch-size", type=_POSITIVE_INT, help="one batch size for all models (default: 128; ResNet-50: 64)")
+    g.add_argument("--lock-wait", type=_NON_NEGATIVE, default=0.0, help="seconds to wait for a training batch holding the GPU")
+    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
+    g.set_defaults(func=cmd_gpu_bench)
+
+    g = gsub.add_parser("batch", help="(device) bench, then train the profile's plan until the deadline, side by side")
+    g.add_argument("--profile", default="paper", choices=profiles.names())
+    g.add_argument("--minutes", type=_POSITIVE, required=True, help="deadline from the start of this command, bench included")
+    g.add_argument("--jobs", type=_POSITIVE_INT, default=12, help="training processes side by side on the GPU")
+    g.add_argument("--threads", type=_POSITIVE_INT, default=1, help="CPU threads per training process")
+    g.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    g.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
+    g.add_argument("--compile", action="store_true", help="torch.compile each model (pays compile time at every start)")
+    g.add_argument("--no-bench", action="store_true", help="skip the bench (e.g. one ran in the background already)")
+    g.add_argument("--bench-timeout", type=_POSITIVE, default=180.0, help="seconds the bench may take at most")
+    g.add_argument("--data-dir", help="verified CIFAR-10 (default: <study>/.device/data)")
+    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
+    g.set_defaults(func=cmd_gpu_batch)
+
+    g = gsub.add_parser("collect", help="(device) archive the new records, bench records and checkpoints into --out")
+    g.add_argument("--out", required=True, help="folder whose files come back ($OUT on the device)")
+    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
+    g.add_argument("--name", help="file name stem (default: elrt-gpu-<UTC time>)")
+    g.add_argument("--limit-mib", type=_POSITIVE, help="cap the archive below what --out has room for")
+    g.set_defaults(func=cmd_gpu_collect)
+
+    g = gsub.add_parser("receive", help="(here) check a collected archive and put it into the results folder")
+    g.add_argument("manifest", help="the <name>.json written by `elrt gpu collect`, its volumes beside it")
+    g.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    g.set_defaults(func=cmd_gpu_receive)
+
+
+def _version() -> str:
+    try:
+        return version("elrt_core")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import bench, profiles
+
+    parser = _Parser(prog="elrt", description="ELRT study: low-rank training of compact CNNs")
+    parser.add_argument("--version", action="version", version=f"elrt {_version()}")
+    parser.add_argument("--root", help="the study's folder (default: found from the working directory; $ELRT_ROOT)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train one dense or low-rank model and write its run record")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("batch", help="train the missing runs of a profile, several processes side by side")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--jobs", type=_POSITIVE_INT, default=1, help="training processes side by side")
+    p.add_argument("--threads", type=_POSITIVE_INT, help="PyTorch threads per process (default: PyTorch's)")
+    p.add_argument("--minutes", type=_POSITIVE, help="start no run after this many minutes; stop the rest (they resume)")
+    p.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--data-dir")
+    p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("plan", help="list the runs a profile needs, in training order, and their status")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--max-priority", type=_POSITIVE_INT)
+    p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("reproduce", help="train missing runs of a profile and execute the notebooks with papermill")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--only", nargs="+", help="notebook names (e.g. 02_orthogonality_on_off) or their number")
+    p.add_argument("--jobs", type=_POSITIVE_INT, default=1, help="notebooks executed in parallel")
+    p.add_argument("--reuse-only", action="store_true", help="never train: chapters show the runs that exist")
+    p.add_argument("--train-only", action="store_true", help="train missing runs, skip the notebooks")
+    p.add_argument("--out", help="folder for the executed notebooks (default: book/generated, the book's chapters)")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("calibrate", help="lambda of each regularized run of a profile by the calibration rule")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--write", action="store_true", help="store missing or differing values in reg_weights.yaml")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("info", help="per-layer ranks and cost of a converted model (no training)")
+    p.add_argument("model", choices=models.MODELS)
+    p.add_argument("--format", default="tucker2", choices=("dense", *FORMATS))
+    p.add_argument("--flops-ratio", type=_RATIO)
+    p.add_argument("--params-ratio", type=_RATIO)
+    p.add_argument("--rank-rule", default="uniform", help="uniform, hw (this CPU's newest timing table) or hw:<table id>")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("data", help="check or fetch the data set")
+    p.add_argument("action", choices=["check", "fetch"])
+    p.add_argument("--data-dir")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("bench", help="measure dense vs low-rank training/inference speed and memory")
+    p.add_argument("--model", default="resnet20", choices=models.MODELS)
+    p.add_argument("--format", default="tucker2", choices=FORMATS)
+    p.add_argument("--flops-ratio", type=_RATIO, default=2.0)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--batch-size", type=_POSITIVE_INT, default=128)
+    p.add_argument("--steps", type=_POSITIVE_INT, default=10, help="timed steps per model (medians are reported)")
+    p.add_argument("--warmup", type=_COUNT, default=3)
+    p.add_argument("--variant", default="channels_last", choices=bench.VARIANTS,
+                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile; "
+                        "folded_bn: inference with batch norm folded into the convs")
+    p.add_argument("--reg", default="none", choices=("none", *REGULARIZERS), help="add this regularizer to the low-rank step")
+    p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
+    p.add_argument("--layers", action="store_true",
+                   help="time each converted conv shape alone: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...")
+    p.add_argument("--rank-table", action="store_true",
+                   help="time each converted conv shape dense and at every register-friendly rank candidate: the timing "
+                        "table of the hardware-aware rank rule (--flops-ratio, --reg, --rank-rule play no part)")
+    p.add_argument("--rank-rule", default="uniform",
+                   help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) "
+                        "or hw:<table id>")
+    p.add_argument("--threads", type=_POSITIVE_INT)
+    p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
+    p.set_defaults(func=cmd_bench)
+
+    _add_gpu_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataNotFoundError
+    from .train import TrainingDiverged
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.root:
+            os.environ["ELRT_ROOT"] = args.root
+        return args.func(args)
+    except TrainingDiverged as e:
+        print(f"elrt: diverged: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (UsageError, ConfigError, ValueError, FileNotFoundError, LookupError) as e:
+        # ConfigError and the library's input checks are ValueErrors; DataNotFoundError and a missing
+        # study folder are FileNotFoundErrors; MissingRun and DuplicateRecords are LookupErrors
+        if os.environ.get("ELRT_DEBUG"):
+            raise
+        message = " ".join(str(e).split()) if isinstance(e, DataNotFoundError) else str(e)
+        print(f"elrt: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

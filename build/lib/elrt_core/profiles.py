@@ -1,0 +1,216 @@
+"""Methods and profiles of the study (``profiles.yaml``), parsed into validated dataclasses.
+
+A :class:`Method` is a named set of :class:`~elrt_core.config.TrainConfig` fields (format,
+regularizer, ...); a :class:`Profile` is the scale of a study: shared training settings, the
+:class:`RunGroup` s to train in priority order, the approximation analysis, and the comparisons each
+chapter makes. :meth:`Profile.config` turns (method, model, budget, seed) into the run's config, with
+lambda from :mod:`elrt_core.calibration`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import calibration
+from .config import ConfigError, TrainConfig
+
+__all__ = ["Method", "RunGroup", "Approximation", "Comparison", "Profile", "load", "names", "methods", "PROFILES_FILE"]
+
+PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{PROFILES_FILE.name}: {message}")
+
+
+def _take(spec: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``spec`` as a dict with exactly the ``required`` keys and some ``optional`` ones."""
+    _require(isinstance(spec, dict), f"{where} must be a mapping, got {type(spec).__name__}")
+    missing = [k for k in required if k not in spec]
+    unknown = sorted(set(spec) - set(required) - set(optional))
+    _require(not missing and not unknown, f"{where}: missing {missing}, unknown {unknown}; allowed: {[*required, *optional]}")
+    return spec
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the study: its ``key`` (as in the file), a readable ``label``, the TrainConfig
+    ``fields`` it sets, and ``reg_weight_scale``, the multiple of the calibrated lambda it trains with."""
+
+    key: str
+    label: str
+    fields: Mapping[str, Any]
+    reg_weight_scale: float = 1.0
+
+    @property
+    def format(self) -> str:
+        return self.fields.get("format", "dense")
+
+    @property
+    def dense(self) -> bool:
+        return self.format == "dense"
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs to train: every ``method`` on ``model`` at ``flops_ratio`` (ignored by dense) for every seed."""
+
+    priority: int
+    model: str
+    flops_ratio: float
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Approximation:
+    """Figure 3: the trained dense ``model`` whose kernels are approximated at each MAC ``ratio`` in each format."""
+
+    model: str
+    ratios: tuple[float, ...]
+    formats: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Methods compared with a ``reference`` on one network (``model`` and ``flops_ratio``; both
+    ``None`` for comparisons made at every network of the profile, like the main table). A two-way
+    comparison names its ``treatment`` (also in ``methods``); the main table its ``headline`` method."""
+
+    reference: str
+    methods: tuple[str, ...]
+    model: str | None = None
+    flops_ratio: float | None = None
+    headline: str | None = None
+    treatment: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile: shared training settings, run groups, and the knobs of each chapter."""
+
+    name: str
+    description: str
+    train: Mapping[str, Any]
+    runs: tuple[RunGroup, ...]
+    approximation: Approximation
+    comparisons: Mapping[str, Comparison] = field(default_factory=dict)
+
+    def base_config(self, **fields: Any) -> TrainConfig:
+        """A :class:`TrainConfig` with this profile's training settings and ``fields`` on top."""
+        return TrainConfig.from_dict({**self.train, **fields})
+
+    def config(self, method: str, model: str, flops_ratio: float, seed: int) -> TrainConfig:
+        """The config of ``method`` on ``model`` at ``flops_ratio`` fewer MACs (ignored for dense) and
+        ``seed``; a regularized method gets the calibrated lambda of that network times its scale."""
+        m = methods()[method]
+        fields = {**m.fields, "model": model, "seed": seed}
+        if not m.dense:
+            fields["flops_ratio"] = flops_ratio
+        if fields.get("reg", "none") != "none":
+            fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(
+                model, m.format, fields["reg"], fields["reg_on"], fields.get("reg_per_rank", False), flops_ratio=flops_ratio)
+        return self.base_config(**fields)
+
+    @property
+    def uses_validation(self) -> bool:
+        return bool(self.train.get("val_split"))
+
+    def describe(self) -> str:
+        """Short description for captions: profile, epochs, data sizes."""
+        t = self.train
+        val = t.get("val_split") or 0
+        if t.get("subset"):
+            data = f"{t['subset']:,}-image training subset"
+        else:
+            data = f"{50_000 - val:,} training images"
+        if val:
+            data += f", {val:,} held out for validation"
+        test = f"{t['test_subset']:,} test images" if t.get("test_subset") else "full 10,000-image test set"
+        return f"profile '{self.name}': {t['epochs']} epochs, {data}, {test}"
+
+    @property
+    def label(self) -> str:
+        """:meth:`describe`."""
+        return self.describe()
+
+
+def _raw() -> dict[str, Any]:
+    raw = yaml.safe_load(PROFILES_FILE.read_text())
+    _take(raw, "the file", ("methods", "comparisons", "profiles"))
+    return raw
+
+
+@cache
+def methods() -> dict[str, Method]:
+    """Every method of ``profiles.yaml`` by key (validated: its fields make a valid config)."""
+    out = {}
+    for key, spec in _raw()["methods"].items():
+        spec = dict(spec)
+        label = spec.pop("label", None)
+        scale = spec.pop("reg_weight_scale", 1.0)
+        _require(isinstance(label, str) and label, f"method {key!r} needs a label")
+        _require(isinstance(scale, (int, float)) and scale > 0, f"method {key!r}: reg_weight_scale must be > 0, got {scale!r}")
+        probe = {**spec, "reg_weight": 1.0} if spec.get("reg", "none") != "none" else dict(spec)
+        if probe.get("format", "dense") != "dense":
+            probe["flops_ratio"] = 2.0
+        try:
+            TrainConfig.from_dict(probe)
+        except ConfigError as e:
+            raise ConfigError(f"{PROFILES_FILE.name}: method {key!r}: {e}") from None
+        out[key] = Method(key, label, spec, float(scale))
+    return out
+
+
+def names() -> list[str]:
+    """The profile names, in file order."""
+    return list(_raw()["profiles"])
+
+
+def _comparison(key: str, spec: Any) -> Comparison:
+    s = _take(spec, f"comparison {key!r}", ("reference",), ("treatment", "methods", "model", "flops_ratio", "headline"))
+    chosen = tuple(s.get("methods", ())) + ((s["treatment"],) if "treatment" in s else ())
+    known = methods()
+    for m in (s["reference"], *chosen, *([s["headline"]] if "headline" in s else [])):
+        _require(m in known, f"comparison {key!r} names unknown method {m!r}; known: {', '.join(known)}")
+    ratio = s.get("flops_ratio")
+    return Comparison(s["reference"], chosen, s.get("model"), None if ratio is None else float(ratio), s.get("headline"),
+                      s.get("treatment"))
+
+
+def _group(name: str, i: int, spec: Any) -> RunGroup:
+    s = _take(spec, f"profile {name!r} runs[{i}]", ("priority", "model", "flops_ratio", "methods", "seeds"))
+    unknown = [m for m in s["methods"] if m not in methods()]
+    _require(not unknown, f"profile {name!r} runs[{i}] names unknown methods {unknown}; known: {', '.join(methods())}")
+    _require(isinstance(s["priority"], int) and s["priority"] >= 1, f"profile {name!r} runs[{i}]: priority must be an integer >= 1")
+    _require(s["seeds"] and all(isinstance(x, int) and x >= 0 for x in s["seeds"]), f"profile {name!r} runs[{i}]: seeds must be integers >= 0")
+    return RunGroup(s["priority"], s["model"], float(s["flops_ratio"]), tuple(s["methods"]), tuple(s["seeds"]))
+
+
+@cache
+def load(name: str) -> Profile:
+    """The profile ``name``, validated; ``ConfigError`` naming the allowed profiles if unknown."""
+    raw = _raw()["profiles"]
+    if name not in raw:
+        raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(raw)}")
+    s = _take(raw[name], f"profile {name!r}", ("description", "train", "runs", "approximation", "comparisons"))
+    a = _take(s["approximation"], f"profile {name!r} approximation", ("model", "ratios", "formats"))
+    profile = Profile(
+        name=name,
+        description=s["description"],
+        train=dict(s["train"]),
+        runs=tuple(_group(name, i, g) for i, g in enumerate(s["runs"])),
+        approximation=Approximation(a["model"], tuple(float(r) for r in a["ratios"]), tuple(a["formats"])),
+        comparisons={k: _comparison(k, v) for k, v in s["comparisons"].items()},
+    )
+    for group in profile.runs:  # every run must make a valid config (lambda included)
+        for method in group.methods:
+            profile.config(method, group.model, group.flops_ratio, group.seeds[0])
+    return profile

@@ -1,0 +1,171 @@
+"""Orthogonality regularizers for low-rank factor matrices.
+
+Reference: N. Bansal, X. Chen, Z. Wang, "Can We Gain More from Orthogonality Regularizations in
+Training Deep CNNs?", NeurIPS 2018 (SO, DSO, MC, SRIP); ELRT (Sui et al. 2024) applies them to the
+factor matrices of low-tensor-rank convolutions.
+
+Conventions used by every function here (each returns a scalar tensor **without** the strength
+lambda; :func:`penalty` applies lambda):
+
+* ``A`` is a factor of shape ``(m, n)``, or a stack of equal-shape factors ``(b, m, n)``, for which
+  the value of each is returned (shape ``(b,)``). Its **thin side** is ``t = min(m, n)``. The Gram matrix
+  of the thin side is ``G = A A^T`` (``t x t``) when ``m <= n`` (a wide matrix, e.g. the output factor
+  ``U2`` of shape ``(R2, C_out)``) and ``G = A^T A`` when ``m > n`` (a tall matrix). ``G = I`` exactly
+  when the rows (wide) or columns (tall) of ``A`` are orthonormal, so SO, MC and SRIP are 0 then.
+* ``per_rank=True`` divides the value by ``t`` (the rank): the 1/rank scaling that ELRT uses so
+  that layers of different rank weigh alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["so", "dso", "mc", "srip", "penalty", "REGULARIZERS", "gram_thin"]
+
+
+def _check_matrix(a: torch.Tensor) -> None:
+    if a.dim() not in (2, 3):
+        raise ValueError(f"a factor must be a matrix (m, n) or a stack (b, m, n), got shape {tuple(a.shape)}")
+
+
+def _mT(a: torch.Tensor) -> torch.Tensor:
+    return a.transpose(-2, -1)
+
+
+def _is_wide(a: torch.Tensor) -> bool:
+    return a.shape[-2] <= a.shape[-1]
+
+
+def gram_thin(a: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of the thin side of ``a``: shape ``(..., t, t)``, ``t = min(m, n)``."""
+    _check_matrix(a)
+    return a @ _mT(a) if _is_wide(a) else _mT(a) @ a
+
+
+def _eye_like(g: torch.Tensor) -> torch.Tensor:
+    return torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+
+
+def _sq_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of squares over the last two dims: ``(..., p, q) -> (...)``."""
+    return (x**2).sum(dim=(-2, -1))
+
+
+def _scale(value: torch.Tensor, a: torch.Tensor, per_rank: bool) -> torch.Tensor:
+    return value / min(a.shape[-2:]) if per_rank else value
+
+
+def so(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
+    """Soft orthogonality: ``||G - I||_F^2`` with ``G`` the Gram matrix of the thin side of ``a``.
+
+    Bansal et al. (2018), eq. (SO); 0 iff the thin side of ``a`` is orthonormal.
+    """
+    g = gram_thin(a)
+    return _scale(_sq_sum(g - _eye_like(g)), a, per_rank)
+
+
+def dso(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
+    """Double soft orthogonality: ``||A^T A - I||_F^2 + ||A A^T - I||_F^2``.
+
+    Bansal et al. (2018), eq. (DSO). Both Gram matrices are used, so for a non-square ``a`` with
+    orthonormal thin side the value is ``max(m, n) - min(m, n)`` (the thick-side Gram is a
+    projection, not the identity); it is 0 only for square orthogonal matrices.
+    """
+    _check_matrix(a)
+    g1, g2 = _mT(a) @ a, a @ _mT(a)
+    value = _sq_sum(g1 - _eye_like(g1)) + _sq_sum(g2 - _eye_like(g2))
+    return _scale(value, a, per_rank)
+
+
+def mc(a: torch.Tensor, *, normalize: bool = True, per_rank: bool = False, eps: float = 1e-12) -> torch.Tensor:
+    """Mutual coherence: ``max_ij |G - I|_ij`` on the thin side of ``a``.
+
+    Bansal et al. (2018), eq. (MC), which states the loss ``||W^T W - I||_inf`` for a matrix with
+    normalized columns. With ``normalize=True`` (default) the rows (wide ``a``) or columns (tall
+    ``a``) are scaled to unit norm first, so the value is the largest absolute cosine between two of
+    them (the mutual coherence; the diagonal of ``G - I`` is then 0). With ``normalize=False`` the
+    raw ``max |G - I|`` is returned, which also penalizes vector norms.
+    """
+    _check_matrix(a)
+    if normalize:
+        a = a / a.norm(dim=-1 if _is_wide(a) else -2, keepdim=True).clamp_min(eps)
+    g = gram_thin(a)
+    return _scale((g - _eye_like(g)).abs().amax(dim=(-2, -1)), a, per_rank)
+
+
+def srip(
+    a: torch.Tensor, *, n_iter: int = 2, generator: torch.Generator | None = None, per_rank: bool = False
+) -> torch.Tensor:
+    """Spectral restricted isometry: ``sigma_max(G - I)`` estimated by power iteration.
+
+    Bansal et al. (2018), eq. (SRIP) and their implementation: starting from a random vector ``v``
+    (drawn from ``generator``, so the value is deterministic under a seed), iterate
+    ``v <- (G - I) v / ||(G - I) v||`` ``n_iter`` times and return ``||(G - I) v||``. The gradient
+    flows through every iteration (no ``detach``), as in the reference. Because ``G - I`` is
+    symmetric, its spectral norm is its largest absolute eigenvalue, which the iteration converges
+    to as ``n_iter`` grows.
+    """
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    g = gram_thin(a)
+    d = g - _eye_like(g)
+    v = torch.randn(*d.shape[:-1], 1, generator=generator, dtype=torch.float32).to(device=d.device, dtype=d.dtype)
+    for _ in range(n_iter):
+        v = d @ v
+        v = v / torch.linalg.vector_norm(v, dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    return _scale(torch.linalg.vector_norm(d @ v, dim=(-2, -1)), a, per_rank)
+
+
+REGULARIZERS: dict[str, Callable[..., torch.Tensor]] = {"so": so, "dso": dso, "mc": mc, "srip": srip}
+
+
+def penalty(
+    model: nn.Module,
+    kind: str,
+    lam: float,
+    on: Iterable[str] = ("U2",),
+    *,
+    per_rank: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``lam * sum`` of regularizer ``kind`` over the named factors of every low-rank layer.
+
+    A low-rank layer is any module with a ``factors()`` method returning ``{name: 2-D tensor}``
+    (see :mod:`elrt_core.lowrank`); ``on`` selects which factors (``"U1"``: input side,
+    ``"U2"``: output side). ``kind="none"`` or ``lam == 0`` gives a zero tensor. ``generator`` is
+    used by SRIP only (one start vector per factor, drawn group by group).
+    """
+    on = tuple(on)
+    if kind != "none" and kind not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {kind!r}; allowed: none, {', '.join(REGULARIZERS)}")
+    if lam < 0:
+        raise ValueError(f"regularization weight must be >= 0, got {lam}")
+    param = next(model.parameters(), None)
+    zero = torch.zeros((), device=param.device if param is not None else None)
+    if kind == "none" or lam == 0:
+        return zero
+    fn = REGULARIZERS[kind]
+    extra = {"generator": generator} if kind == "srip" else {}
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for module in model.modules():
+        factors = getattr(module, "factors", None)
+        if not callable(factors):
+            continue
+        named = factors()
+        unknown = [f for f in on if f not in named]
+        if unknown:
+            raise ValueError(f"{type(module).__name__} has factors {sorted(named)}, not {unknown}")
+        for f in on:
+            a = named[f]
+            groups.setdefault((tuple(a.shape), a.dtype, a.device), []).append(a)
+    # Factors of equal shape are stacked and regularized in one batched call: the same sum, with one
+    # set of kernel launches per shape instead of per layer (ResNet-20: 7 shapes for 18 layers; the
+    # penalty's forward+backward took 10-15% less time on the 2-core CPU).
+    total = zero
+    for stack in groups.values():
+        values = fn(torch.stack(stack) if len(stack) > 1 else stack[0], per_rank=per_rank, **extra)
+        total = total + values.sum()
+    return lam * total

@@ -1,0 +1,226 @@
+"""Tables and figures of the efficiency chapter, read from ``elrt bench`` records (JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from ..bench import PARTS
+
+__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "verdict", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
+
+BENCH_FOLDER = "bench"
+
+BASIS = "bench records made by `elrt bench`, not training runs; each row names its device"
+"""What the efficiency tables and figures rest on, for their captions (see :meth:`Session.caption`)."""
+
+SPEED_TARGETS = {("resnet56", "tucker2", 2.0): 1.5, ("resnet56", "tucker2", 3.0): 2.0}
+"""Training-speedup targets of the speed issue: (model, format, MAC reduction) -> minimum speedup."""
+
+OVERHEAD_TARGET_PCT = {"so": 5.0, "dso": 5.0, "mc": 5.0}
+"""Largest allowed time of a regularizer's penalty, in % of the unregularized training step."""
+
+
+def load(root: Path, kind: str) -> list[dict]:
+    """Every bench record of ``kind`` (``"speedup"`` or ``"regularizer_overhead"``) under ``root/bench``."""
+    out = []
+    for path in sorted((Path(root) / BENCH_FOLDER).rglob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("kind") == kind:
+            out.append({**data, "path": str(path)})
+    return out
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    """``round(value, digits)``, ``None`` for a value a record did not measure (no breakdown on CUDA)."""
+    return None if value is None else round(value, digits)
+
+
+def speedup_table(session) -> pd.DataFrame | None:
+    """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
+    ceiling. A record without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
+    rows = [
+        {
+            "device": r["provenance"]["device_name"],
+            "model": r["model"],
+            "format": r["format"],
+            "rank_rule": r.get("rank_rule", "uniform"),
+            "variant": r["variant"],
+            "batch": r["batch_size"],
+            "macs_reduction": round(r["macs_ratio"], 2),
+            "train_speedup": round(r["train_speedup"], 3),
+            "infer_speedup": round(r["infer_speedup"], 3),
+            "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
+            "conv_share_dense": _rounded((r["dense"].get("breakdown") or {}).get("conv"), 3),
+            "memory_ratio": round(r["memory_ratio"], 2) if r.get("memory_ratio") else None,
+            "dense_step_ms": round(r["dense"]["train_step_ms"], 1),
+            "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
+        }
+        for r in load(session.root, "speedup")
+    ]
+    return pd.DataFrame(rows) if rows else None
+
+
+def breakdown_table(session) -> pd.DataFrame | None:
+    """Where a training step's time goes (ms per part: the profiler's shares of :func:`elrt_core.bench.breakdown`
+    times the record's median step time), dense and low-rank, for every speedup record with a breakdown;
+    a part that an older record did not measure is left empty."""
+    rows = []
+    for r in load(session.root, "speedup"):
+        for side in ("dense", "lowrank"):
+            shares = r[side].get("breakdown")
+            if not shares:
+                continue
+            step = r[side]["train_step_ms"]
+            rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
+                         "macs_reduction": round(r["macs_ratio"], 2), "variant": r["variant"], "network": side,
+                         "step_ms": round(step, 1), **{f"{p}_ms": round(step * shares[p], 1) if p in shares else None for p in PARTS}})
+    return pd.DataFrame(rows) if rows else None
+
+
+def conv_speedups(session) -> pd.DataFrame | None:
+    """What limits the speedup, per speedup record with breakdowns: how much faster the convolutions
+    of the low-rank network run than the dense network's (``conv_speedup``, to compare with
+    ``macs_reduction``) and how the rest of the step compares (``rest_ratio`` = low-rank / dense
+    time of everything but convolutions; 1 when the rest costs the same)."""
+    rows = []
+    for r in load(session.root, "speedup"):
+        d, lr = r["dense"].get("breakdown"), r["lowrank"].get("breakdown")
+        if not d or not lr:
+            continue
+        td, tl = r["dense"]["train_step_ms"], r["lowrank"]["train_step_ms"]
+        rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
+                     "variant": r["variant"], "batch": r["batch_size"], "macs_reduction": round(r["macs_ratio"], 2),
+                     "dense_conv_ms": round(td * d["conv"], 1), "lowrank_conv_ms": round(tl * lr["conv"], 1),
+                     "conv_speedup": round(td * d["conv"] / (tl * lr["conv"]), 2),
+                     "rest_ratio": round(tl * (1 - lr["conv"]) / (td * (1 - d["conv"])), 2),
+                     "train_speedup": round(r["train_speedup"], 3)})
+    return pd.DataFrame(rows) if rows else None
+
+
+def layer_table(session) -> pd.DataFrame | None:
+    """One row per converted conv shape of every layer-times record (``elrt bench --layers``), and
+    one ``all`` row per record with the layer-count-weighted totals."""
+    rows = []
+    for r in load(session.root, "layer_times"):
+        head = {"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"], "batch": r["batch_size"]}
+        for x in r["rows"]:
+            rows.append({**head, "layer": f"{x['in_channels']}->{x['out_channels']} {x['kernel'][0]}x{x['kernel'][1]} "
+                                          f"s{x['stride'][0]} on {x['in_hw'][0]}x{x['in_hw'][1]}",
+                         "layers": x["layers"], "ranks": tuple(x["ranks"]), "macs_reduction": round(x["macs_ratio"], 2),
+                         "dense_ms": round(x["dense_ms"], 2), "lowrank_ms": round(x["lowrank_ms"], 2),
+                         "speedup": round(x["speedup"], 2), "aligned_ranks": tuple(x["aligned_ranks"]),
+                         "aligned_macs_reduction": round(x["aligned_macs_ratio"], 2), "aligned_ms": round(x["aligned_ms"], 2),
+                         "aligned_speedup": round(x["aligned_speedup"], 2)})
+        t = r["totals"]
+        rows.append({**head, "layer": "all converted layers", "layers": sum(x["layers"] for x in r["rows"]),
+                     "macs_reduction": round(t["macs_ratio"], 2), "speedup": round(t["speedup"], 2),
+                     "aligned_macs_reduction": round(t["aligned_macs_ratio"], 2), "aligned_speedup": round(t["aligned_speedup"], 2)})
+    return pd.DataFrame(rows) if rows else None
+
+
+def verdict(session) -> str:
+    """One sentence per device: the best measured Tucker-2 training speedup of each model at each
+    MAC reduction (over variants and batch sizes), then each target of :func:`targets`, met or not."""
+    best: dict[str, dict[str, dict[int, float]]] = {}
+    for r in load(session.root, "speedup"):
+        if r["format"] == "tucker2":
+            per = best.setdefault(r["provenance"]["device_name"], {}).setdefault(r["model"], {})
+            k = round(r["macs_ratio"])
+            per[k] = max(per.get(k, 0.0), r["train_speedup"])
+    goals = targets(session)
+    sentences = []
+    for device in sorted(set(best) | (set(goals["device"]) if goals is not None else set())):
+        models = best.get(device, {})
+        text = f"On {device}:"
+        if models:
+            text += " best measured training-step speedup of Tucker-2 over dense " + "; ".join(
+                f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items())) for m, ks in sorted(models.items())) + "."
+        rows = goals[goals["device"] == device].sort_values("target") if goals is not None else pd.DataFrame()
+        speed = [f"{t.target} {'met' if t.met else 'not met'} ({t.measured:.2f}x)" for t in rows.itertuples() if "speedup" in t.target]
+        regs = [t for t in rows.itertuples() if "penalty" in t.target]
+        if speed:
+            text += " Targets: " + "; ".join(speed) + "."
+        if regs:
+            worst = max(regs, key=lambda t: t.measured)
+            text += (f" Regularizer penalties (SO, DSO, MC) take at most {worst.measured:.2f}% of a step "
+                     f"(target 5%: {'met' if all(t.met for t in regs) else 'not met'}).")
+        sentences.append(text)
+    return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
+
+
+def speedup_figure(table: pd.DataFrame) -> plt.Figure:
+    """Measured training speedup against MAC reduction, one marker per format, ideal line dashed."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sns.scatterplot(table, x="macs_reduction", y="train_speedup", hue="format", style="model", s=90, ax=ax)
+    top = max(table["macs_reduction"].max(), table["train_speedup"].max()) * 1.1
+    ax.plot([1, top], [1, top], "--", color="gray", label="ideal (speedup = MAC reduction)")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("MAC reduction (dense / low-rank)")
+    ax.set_ylabel("measured training-step speedup")
+    ax.legend(fontsize="x-small", title=None)
+    fig.tight_layout()
+    return fig
+
+
+def regularizer_overhead(session) -> pd.DataFrame | None:
+    """One row per regularizer of the newest overhead record on each device."""
+    rows = []
+    for r in load(session.root, "regularizer_overhead"):
+        for row in r["rows"]:
+            rows.append({"device": r["provenance"]["device_name"], "model": r["model"], **row})
+    return pd.DataFrame(rows) if rows else None
+
+
+def targets(session) -> pd.DataFrame | None:
+    """Each speed target against the records: the best measured training speedup over the
+    variants and rank rules of each device (and that record's Amdahl ceiling, empty without a
+    breakdown), and each regularizer's penalty time
+    as a share of the step; ``met`` says whether the measurement reaches the target."""
+    rows = []
+    for r in load(session.root, "speedup"):
+        key = (r["model"], r["format"], round(r["macs_ratio"]))
+        if key in SPEED_TARGETS:
+            rows.append({"device": r["provenance"]["device_name"], "target": f"{key[0]} {key[1]} at {key[2]}x fewer MACs: "
+                         f"training speedup >= {SPEED_TARGETS[key]}x", "measured": round(r["train_speedup"], 3),
+                         "variant": r["variant"], "rank_rule": r.get("rank_rule", "uniform"),
+                         "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
+                         "met": r["train_speedup"] >= SPEED_TARGETS[key]})
+    speed = pd.DataFrame(rows)
+    if not speed.empty:  # keep the best variant per target and device
+        speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "target"])
+    rows = []
+    for r in load(session.root, "regularizer_overhead"):
+        for row in r["rows"]:
+            if row["regularizer"] in OVERHEAD_TARGET_PCT and "penalty_pct" in row:
+                limit = OVERHEAD_TARGET_PCT[row["regularizer"]]
+                rows.append({"device": r["provenance"]["device_name"],
+                             "target": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
+                             "measured": row["penalty_pct"], "variant": r["variant"], "amdahl_ceiling": None,
+                             "met": row["penalty_pct"] <= limit})
+    frames = [f for f in (speed, pd.DataFrame(rows)) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def speed_claim(session, ratio: int = 2):
+    """Claim 5 (efficient training): the best measured training-step speedup of Tucker-2 over dense at
+    ``ratio`` fewer MACs, per CIFAR model and device. *supported* if every one exceeds 1, *contradicted*
+    if none does, else *inconclusive*; bench medians, so no interval."""
+    from .verdicts import Claim
+
+    best: dict[tuple[str, str], float] = {}
+    for r in load(session.root, "speedup"):
+        if r["format"] == "tucker2" and round(r["macs_ratio"]) == ratio and r["model"].startswith("resnet") and r["batch_size"] >= 64:
+            key = (r["provenance"]["device_name"], r["model"])
+            best[key] = max(best.get(key, 0.0), r["train_speedup"])
+    if not best:
+        return Claim("no bench records yet", "inconclusive", BASIS)
+    faster = [v > 1 for v in best.values()]
+    word = "supported" if all(faster) else "contradicted" if not any(faster) else "inconclusive"
+    effect = "; ".join(f"{model} on {device}: {v:.2f}x" for (device, model), v in sorted(best.items()))
+    return Claim(f"Tucker-2 at {ratio}x fewer MACs, training step vs dense (best variant, median of timed steps): {effect}",
+                 word, f"bench records, {len(best)} model/device pair(s); medians, no interval")

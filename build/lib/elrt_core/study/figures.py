@@ -1,0 +1,177 @@
+"""Figures of the study: one seaborn style, readable labels and units, saved as PNG (200 dpi) and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["set_style", "save", "PNG_DPI", "layer_errors", "error_summary", "training_curves", "accuracy_dots", "accuracy_vs_flops",
+           "differences", "curves_by_method", "FORMAT_LABELS"]
+
+FORMAT_LABELS = {"tucker2": "Tucker-2 (tensor rank)", "matrix": "matrix rank, channel reshape",
+                 "spatial": "matrix rank, spatial reshape", "cp": "CP (tensor rank)"}
+FORMAT_ORDER = list(FORMAT_LABELS)
+PNG_DPI = 200
+"""Resolution of the saved PNG files (the book shows the SVG; the PNG is for slides and papers)."""
+
+
+def set_style() -> None:
+    """The study's one plotting style (seaborn whitegrid, colorblind palette, deterministic SVG)."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"svg.hashsalt": "elrt", "figure.dpi": 100, "savefig.dpi": PNG_DPI, "savefig.bbox": "tight", "axes.titlesize": "medium"})
+
+
+def save(fig: plt.Figure, name: str, folder: Path) -> list[Path]:
+    """Write ``fig`` as ``folder/name.png`` (:data:`PNG_DPI`) and ``.svg`` (text as paths); no timestamps,
+    so reruns are byte-stable. Returns ``[png, svg]``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=PNG_DPI, metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
+    return paths
+
+
+def layer_errors(df: pd.DataFrame) -> plt.Figure:
+    """Per-layer relative approximation error, one panel per MAC reduction, bars per format.
+
+    ``df``: rows of :func:`elrt_core.analysis.layer_errors` with a ``ratio`` column.
+    """
+    ratios = sorted(df["ratio"].unique())
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(11, 2.8 * len(ratios)), sharex=True, squeeze=False)
+    order = [f for f in FORMAT_ORDER if f in set(df["format"])]
+    for ax, ratio in zip(axes[:, 0], ratios):
+        part = df[df["ratio"] == ratio].assign(fmt=lambda d: d["format"].map(FORMAT_LABELS))
+        sns.barplot(part, x="index", y="rel_error", hue="fmt", hue_order=[FORMAT_LABELS[f] for f in order], ax=ax)
+        ax.set_title(f"{ratio:g}x fewer MACs in every layer")
+        ax.set_ylabel("relative error\n||W - Ŵ||² / ||W||²")
+        ax.set_xlabel("")
+        ax.legend_.remove()
+    axes[-1, 0].set_xlabel("conv layer (network order, first conv excluded)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def error_summary(df: pd.DataFrame) -> plt.Figure:
+    """Mean relative error over layers vs MAC reduction, per format; one panel per ``weights`` kind."""
+    kinds = list(dict.fromkeys(df["weights"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        part = df[df["weights"] == kind].assign(fmt=lambda d: d["format"].map(FORMAT_LABELS))
+        sns.lineplot(part, x="ratio", y="rel_error", hue="fmt", marker="o", errorbar=None, ax=ax,
+                     hue_order=[FORMAT_LABELS[f] for f in FORMAT_ORDER if f in set(df["format"])])
+        ax.set_title(kind)
+        ax.set_xlabel("MAC reduction per layer (dense / low-rank)")
+        ax.set_ylabel("mean relative error over layers")
+        ax.legend(title=None, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(df: pd.DataFrame, hue: str = "label", metric: str = "test_top1") -> plt.Figure:
+    """Training loss (left) and ``metric`` (right) per epoch: mean over seeds, band = ±1 sd over seeds.
+
+    ``df``: long form with columns ``epoch, train_loss, <metric>, seed`` and ``hue``.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    band = "sd" if df.groupby(hue)["seed"].nunique().max() > 1 else None
+    sns.lineplot(df, x="epoch", y="train_loss", hue=hue, errorbar=band, marker="o", markersize=4, ax=left)
+    sns.lineplot(df, x="epoch", y=metric, hue=hue, errorbar=band, marker="o", markersize=4, ax=right)
+    left.set_ylabel("training loss (cross-entropy)")
+    right.set_ylabel(f"{'validation' if metric.startswith('val') else 'test'} top-1 accuracy (%)")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.legend(title=None, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_dots(df: pd.DataFrame, x: str = "method", y: str = "final_test_top1") -> plt.Figure:
+    """Final test top-1 per method: a bar-free dot plot (a zoomed axis would make bars lie about ratios).
+
+    Black dots are single seeds, the open red diamond the mean over seeds; the dashed line is the mean of
+    the first method (the reference, e.g. no regularizer), so each difference reads off directly.
+    """
+    order = list(dict.fromkeys(df[x]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(order)), 4))
+    means = df.groupby(x, sort=False)[y].mean().reindex(order)
+    ax.axhline(means.iloc[0], color="gray", linestyle="--", linewidth=1, label=f"{order[0]} (reference)")
+    ax.scatter(range(len(order)), means.to_numpy(), marker="D", s=110, facecolors="none", edgecolors="tab:red",
+               linewidths=1.5, zorder=3, label="mean over seeds")
+    sns.stripplot(df, x=x, y=y, order=order, ax=ax, color="black", size=4, jitter=0.08, zorder=4)
+    ax.scatter([], [], color="black", s=16, label=f"one seed ({df.groupby(x)[y].size().max()} at most per method)")
+    ax.margins(y=0.15)
+    ax.set_ylabel("final test top-1 (%)")
+    ax.set_xlabel("")
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    ax.tick_params(axis="x", rotation=20)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_flops(summary: pd.DataFrame) -> plt.Figure:
+    """Final test top-1 (mean over seeds, bar = ±1 sd) against MACs per image (log scale), one
+    panel per model, one marker per method. ``summary``: :func:`elrt_core.study.tables.summary`
+    plus a ``test_sd`` column."""
+    models = list(dict.fromkeys(summary["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 4.4), squeeze=False)
+    markers = "osD^vP*Xh<>"
+    for ax, model in zip(axes[0], models):
+        group = summary[summary["model"] == model]
+        for i, (label, part) in enumerate(group.groupby("label", sort=False)):
+            ax.errorbar(part["macs"], part["test_top1"], yerr=part["test_sd"].fillna(0), fmt=markers[i % len(markers)],
+                        capsize=3, markersize=7, label=label)
+        ax.set_xscale("log")
+        ax.set_title(model)
+        ax.set_xlabel("FLOPs (MACs per image, log scale)")
+        ax.set_ylabel("final test top-1 (%)")
+        ax.legend(fontsize="x-small", title=None)
+    fig.tight_layout()
+    return fig
+
+
+def differences(comparisons: list, names: dict[str, str], unit: str = "points") -> plt.Figure:
+    """Paired differences, one row per comparison (``stats.Paired``): a grey dot per seed, the mean
+    (black diamond) and its confidence interval (black line; the level is in each row's label), and
+    the zero line. A row whose interval misses zero shows a difference larger than the seed noise."""
+    fig, ax = plt.subplots(figsize=(8.5, 0.8 + 0.65 * len(comparisons)))
+    for y, c in enumerate(comparisons):
+        ax.scatter(c.diffs, [y] * c.n, color="0.55", s=18, zorder=2)
+        if c.n >= 2:
+            ax.plot([c.low, c.high], [y, y], color="black", linewidth=2, zorder=3)
+        ax.scatter([c.mean], [y], marker="D", color="black", s=45, zorder=4)
+    ax.axvline(0, color="tab:red", linewidth=1, linestyle="--")
+    ax.set_yticks(range(len(comparisons)))
+    ax.set_yticklabels([f"{names.get(c.treatment, c.treatment)} − {names.get(c.reference, c.reference)}\n"
+                        f"(n = {c.n}, {100 * c.confidence:.3g}% CI)" for c in comparisons], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference in final test top-1 ({unit})")
+    fig.tight_layout()
+    return fig
+
+
+def curves_by_method(df: pd.DataFrame, reference: str, metric: str = "test_top1", hue: str = "label") -> plt.Figure:
+    """Small multiples: one panel per method, its ``metric`` per epoch (mean, band ±1 sd over seeds)
+    in colour and the ``reference`` method's in grey in every panel."""
+    others = [m for m in dict.fromkeys(df[hue]) if m != reference]
+    cols = min(3, max(1, len(others)))
+    rows = -(-len(others) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), sharex=True, sharey=True, squeeze=False)
+    ref = df[df[hue] == reference]
+    for ax, method in zip(axes.flat, others):
+        sns.lineplot(ref, x="epoch", y=metric, errorbar="sd", color="0.6", ax=ax, label=reference)
+        sns.lineplot(df[df[hue] == method], x="epoch", y=metric, errorbar="sd", color="tab:blue", ax=ax, label=method)
+        ax.set_title(method, fontsize="small")
+        ax.set_ylabel("test top-1 (%)" if metric == "test_top1" else metric)
+        ax.legend(fontsize="x-small", title=None)
+    for ax in list(axes.flat)[len(others):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig

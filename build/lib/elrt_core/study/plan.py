@@ -1,0 +1,83 @@
+"""Which runs a profile trains, in which order, and which of them each chapter compares.
+
+The single source of run configs: :func:`plan` expands the profile's run groups into
+:class:`PlannedRun` s, ordered by (priority, seed, group, method) so that a budget of compute spent
+from the top gives every comparison of a priority the same number of seeds. Chapters pick their
+runs with :func:`select` and :func:`comparison`; nothing else builds a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import TrainConfig
+from ..profiles import Profile, methods
+
+__all__ = ["PlannedRun", "plan", "select", "comparison", "approximation_run", "networks"]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of a profile: its ``priority``, ``method`` key, the method's readable ``label``, and its config."""
+
+    priority: int
+    method: str
+    label: str
+    config: TrainConfig
+
+    @property
+    def network(self) -> tuple[str, float | None]:
+        """``(model, flops_ratio)``; the ratio is ``None`` for dense runs."""
+        return self.config.model, self.config.flops_ratio
+
+
+def plan(p: Profile, max_priority: int | None = None) -> list[PlannedRun]:
+    """Every run of ``p`` (up to ``max_priority``) in training order, each config once."""
+    labels = {k: m.label for k, m in methods().items()}
+    keyed = []
+    for gi, group in enumerate(p.runs):
+        if max_priority is not None and group.priority > max_priority:
+            continue
+        for seed in group.seeds:
+            for mi, method in enumerate(group.methods):
+                config = p.config(method, group.model, group.flops_ratio, seed)
+                keyed.append(((group.priority, seed, gi, mi), PlannedRun(group.priority, method, labels[method], config)))
+    seen, out = set(), []
+    for _, run in sorted(keyed, key=lambda kv: kv[0]):
+        if run.config.hash not in seen:
+            seen.add(run.config.hash)
+            out.append(run)
+    return out
+
+
+def select(runs: list[PlannedRun], *, model: str | None = None, flops_ratio: float | None = None,
+           methods: tuple[str, ...] | list[str] | None = None) -> list[PlannedRun]:
+    """The runs of ``model`` at ``flops_ratio`` (dense runs match any ratio) among ``methods``, in
+    the order of ``methods`` (then seed)."""
+    chosen = [r for r in runs
+              if (model is None or r.config.model == model)
+              and (flops_ratio is None or r.config.flops_ratio in (None, flops_ratio))
+              and (methods is None or r.method in methods)]
+    if methods is not None:
+        order = {m: i for i, m in enumerate(methods)}
+        chosen.sort(key=lambda r: (order[r.method], r.config.seed))
+    return chosen
+
+
+def comparison(p: Profile, key: str) -> list[PlannedRun]:
+    """The planned runs of comparison ``key`` of ``p`` (reference first), on its network."""
+    c = p.comparisons[key]
+    return select(plan(p), model=c.model, flops_ratio=c.flops_ratio, methods=(c.reference, *c.methods))
+
+
+def networks(p: Profile) -> list[tuple[str, float]]:
+    """``(model, flops_ratio)`` of every low-rank network the profile trains, in plan order."""
+    return list(dict.fromkeys(r.network for r in plan(p) if r.config.flops_ratio is not None))
+
+
+def approximation_run(p: Profile) -> PlannedRun:
+    """The dense run whose trained kernels Figure 3 analyses: the lowest seed of the approximation model."""
+    dense = sorted(select(plan(p), model=p.approximation.model, methods=("dense",)), key=lambda r: r.config.seed)
+    if not dense:
+        raise ValueError(f"profile {p.name!r} trains no dense {p.approximation.model} for the approximation analysis")
+    return dense[0]

@@ -1,0 +1,115 @@
+"""``elrt reproduce``: train the missing runs of a profile, then execute the notebooks with papermill."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..paths import project_root
+from ..profiles import Profile
+from . import batch
+from . import plan as plan_lib
+
+__all__ = ["run", "selected", "chapter_runs", "NOTEBOOKS", "notebook_dir", "output_dir", "execute_notebook"]
+
+NOTEBOOKS = {
+    "01_approximation_error": ("approximation",),
+    "02_orthogonality_on_off": ("orthogonality",),
+    "03_regularizer_comparison": ("regularizers", "sensitivity", "controls"),
+    "04_main_results": ("main",),
+    "05_provenance": (),
+    "06_efficiency": (),
+}
+"""Notebook name -> the comparisons (of the profile's ``comparisons``) whose runs it reads."""
+
+
+def notebook_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def output_dir() -> Path:
+    """Executed notebooks go to ``book/generated`` (git-ignored; the book's chapters)."""
+    return project_root() / "book" / "generated"
+
+
+def chapter_runs(profile: Profile, names: list[str]) -> list[plan_lib.PlannedRun]:
+    """The planned runs the notebooks ``names`` read, in plan order."""
+    wanted: set[str] = set()
+    everything = plan_lib.plan(profile)
+    for name in names:
+        for key in NOTEBOOKS[name]:
+            if key == "approximation":
+                wanted.add(plan_lib.approximation_run(profile).config.hash)
+            elif key == "main":
+                main = profile.comparisons["main"]
+                wanted |= {r.config.hash for r in plan_lib.select(everything, methods=(main.reference, *main.methods))}
+            else:
+                wanted |= {r.config.hash for r in plan_lib.comparison(profile, key)}
+    return [r for r in everything if r.config.hash in wanted]
+
+
+def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
+    """Run ``notebooks/<name>.ipynb`` with papermill, writing the executed copy to ``out_dir``."""
+    import papermill as pm
+
+    target = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(
+        str(notebook_dir() / f"{name}.ipynb"), str(target), parameters=parameters, kernel_name="python3",
+        progress_bar=False, cwd=str(notebook_dir()),
+    )
+    return target
+
+
+def selected(only: list[str] | None) -> list[str]:
+    if not only:
+        return list(NOTEBOOKS)
+    names = [n for n in NOTEBOOKS if n in only or n.split("_", 1)[0] in only]
+    unknown = [o for o in only if not any(o in (n, n.split("_", 1)[0]) for n in NOTEBOOKS)]
+    if unknown:
+        raise ValueError(f"unknown notebook {unknown}; allowed: {', '.join(NOTEBOOKS)} (or their numbers)")
+    return names
+
+
+def run(profile: Profile, *, only: list[str] | None = None, jobs: int = 1, reuse_only: bool = False,
+        train_only: bool = False, device: str = "auto", data_dir: str | None = None, out: Path | None = None) -> int:
+    """Exit status 0 when every selected notebook ran; 1 naming the ones that failed.
+
+    Executed notebooks are written to ``out`` (default :func:`output_dir`, the book's chapters),
+    which is emptied first so that no chapter of an earlier build is published as current.
+    """
+    names = selected(only)
+    if not reuse_only:
+        report = batch.run(profile, runs=chapter_runs(profile, names), jobs=1, device=device, data_dir=data_dir)
+        if not report.ok:
+            return 1
+    if train_only:
+        return 0
+    params = {"profile": profile.name, "train_missing": False, "device": device, "data_dir": data_dir or ""}
+    out_dir = Path(out) if out else output_dir()
+    if out_dir.exists() and not only:
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    try:
+        pending = {name: pool.submit(execute_notebook, name, params, out_dir) if pool else None for name in names}
+        for name, fut in tqdm(pending.items(), desc="notebooks", disable=not sys.stderr.isatty()):
+            try:
+                fut.result() if fut else execute_notebook(name, params, out_dir)
+                print(f"ok      {name} -> {out_dir / (name + '.ipynb')}")
+            except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+                (out_dir / f"{name}.ipynb").unlink(missing_ok=True)  # a failed chapter is never published
+                first = str(e).strip().splitlines()
+                failures[name] = first[-1] if first else type(e).__name__
+                print(f"FAILED  {name}: {failures[name]}", file=sys.stderr)
+    finally:
+        if pool:
+            pool.shutdown()
+    if failures:
+        print(f"elrt reproduce: {len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0

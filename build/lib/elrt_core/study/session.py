@@ -1,0 +1,163 @@
+"""What a notebook holds on to: the profile, where records live, and how results are shown.
+
+A notebook creates one :class:`Session` from its papermill parameters, asks it for the runs of a
+plan part (reusing finished records by config hash, training only what is missing and allowed),
+and shows every figure and table through it, so each one carries what it rests on and the command
+that regenerates it: for training runs, the profile's label (epochs, data size, and the seed count
+of the runs shown); for anything else (bench records, published values), a ``basis`` in words.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import analysis, profiles, records
+from ..records import Record
+from ..train.checkpoint import WEIGHTS_FILE
+from ..train.loop import build_model
+from . import display as display_tables
+from . import figures
+from .plan import PlannedRun
+from .runs import get_or_run, results_root
+
+__all__ = ["Session", "load_model", "approximation_errors", "figure_bundle"]
+
+
+def figure_bundle(png: Path, svg: Path) -> dict[str, str]:
+    """A display bundle of a saved figure: ``image/svg+xml`` (text) and ``image/png`` (base64)."""
+    return {"image/svg+xml": Path(svg).read_text(), "image/png": base64.b64encode(Path(png).read_bytes()).decode("ascii")}
+
+
+def _png_width(png: Path) -> int:
+    """Pixel width of a PNG file, read from its IHDR chunk."""
+    head = Path(png).read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big")
+
+
+def load_model(record: Record) -> nn.Module:
+    """The trained model of ``record`` (architecture rebuilt from its config, weights from ``weights.pt``)."""
+    model = build_model(record.config)
+    model.load_state_dict(torch.load(record.path / WEIGHTS_FILE, map_location="cpu"))
+    return model.eval()
+
+
+def approximation_errors(model: nn.Module, formats: list[str], ratios: list[float], weights: str) -> pd.DataFrame:
+    """:func:`elrt_core.analysis.layer_errors` for every ratio, with ``ratio`` and ``weights`` columns."""
+    frames = [analysis.layer_errors(model, formats, r).assign(ratio=float(r), budget=float(r), weights=weights) for r in ratios]
+    return pd.concat(frames, ignore_index=True)
+
+
+class Session:
+    """Papermill parameters of a notebook, resolved: profile, results folder, training policy."""
+
+    def __init__(self, profile: str, results: str | None = None, train_missing: bool = True, device: str = "auto",
+                 data_dir: str | None = None, notebook: str = "") -> None:
+        self.profile = profiles.load(profile)
+        self.root = results_root(results or None)
+        self.train_missing = train_missing
+        self.device = device
+        self.data_dir = data_dir or os.environ.get("ELRT_DATA_DIR") or None
+        self.notebook = notebook
+        self.figure_dir = self.root / self.profile.name / "figures"
+        self._figures = 0
+        self._tables = 0
+        self.missing: list[PlannedRun] = []
+        figures.set_style()
+
+    @property
+    def command(self) -> str:
+        """The command that regenerates this notebook's figures and tables."""
+        return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
+
+    def runs(self, planned: list[PlannedRun]) -> list[tuple[PlannedRun, Record]]:
+        """The finished record of each planned run: trained first if missing and ``train_missing``,
+        else only the runs that exist (a chapter shows what is finished, with its true n; the runs
+        still missing are counted in :attr:`missing`)."""
+        out = []
+        for run in planned:
+            found = records.find(run.config, self.root / self.profile.name)
+            if found is None and self.train_missing:
+                found = get_or_run(run.config, self.profile.name, root=self.root, device=self.device, data_dir=self.data_dir)
+            if found is None:
+                self.missing.append(run)
+            else:
+                out.append((run, found))
+        return out
+
+    @staticmethod
+    def verdict_box(title: str, text: str, verdict: str | None = None) -> None:
+        """Display a MyST admonition (the chapter's verdict): green for *supported*, red for
+        *contradicted*, neutral otherwise."""
+        from IPython.display import Markdown, display
+
+        style = {"supported": "tip", "contradicted": "error"}.get(verdict or "", "note")
+        display(Markdown(f":::{{admonition}} {title}\n:class: {style}\n{text}\n:::"))
+
+    def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None) -> str:
+        """What results rest on: the profile's label and the number of seeds per method among ``runs``
+        (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when ``runs`` is empty)."""
+        text = self.profile.describe()
+        if runs is None:
+            return text
+        counts: dict[str, set[int]] = {}
+        for run, _ in runs:
+            counts.setdefault(run.method, set()).add(run.config.seed)
+        if not counts:
+            return f"{text}; no finished runs yet"
+        lo, hi = min(map(len, counts.values())), max(map(len, counts.values()))
+        n = f"{lo}" if lo == hi else f"{lo}–{hi}"
+        return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "")
+
+    def caption(self, text: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None) -> str:
+        """``text`` and what it rests on: ``basis`` if given, else :meth:`scale` of ``runs``."""
+        return f"{text} [{basis or self.scale(runs)}]"
+
+    def reproduce(self) -> None:
+        """Display the "reproduce this chapter" snippet: the commands that regenerate it."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"## Reproduce this chapter\n\n```bash\nelrt batch --profile {self.profile.name}   "
+                         f"# train what is missing\n{self.command}\n```"))
+
+    def figure(self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
+               basis: str | None = None) -> None:
+        """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption
+        (see :meth:`caption` for ``runs`` and ``basis``).
+
+        The output holds the saved SVG (what the book shows: sharp at any zoom) and the saved 200-dpi
+        PNG, displayed at half its pixel width so that it has the same size as the SVG in Jupyter."""
+        from IPython.display import Markdown, display
+
+        png, svg = figures.save(fig, name, self.figure_dir)
+        self._figures += 1
+        display(figure_bundle(png, svg), raw=True, metadata={"image/png": {"width": _png_width(png) // 2}})
+        display(Markdown(f"**Figure {self._figures}.** {self.caption(caption, runs, basis)}"))
+        figures.plt.close(fig)
+
+    def table(self, df: pd.DataFrame, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
+              basis: str | None = None, columns=None, *, name: str | None = None, result: str | None = None,
+              max_columns: int = display_tables.MAX_COLUMNS, max_rows: int = display_tables.MAX_ROWS) -> None:
+        """Display ``df`` with its caption (see :meth:`caption` for ``runs`` and ``basis``) as a readable
+        table (:func:`elrt_core.study.display.table`: ``columns`` with headers, units and formats, the
+        result column first, no index, long or wide tables collapsed, a CSV download). ``name`` names the
+        CSV file (default ``<notebook>_table<N>``)."""
+        from IPython.display import Markdown, display
+
+        self._tables += 1
+        shown = display_tables.table(df, columns, name=name or f"{self.notebook or 'table'}_table{self._tables}",
+                                     result=result, max_columns=max_columns, max_rows=max_rows)
+        display(Markdown(f"**Table {self._tables}.** {self.caption(caption, runs, basis)}"))
+        display(shown)
+
+    @staticmethod
+    def glue(key: str, value) -> None:
+        """Make ``value`` available to the book's pages (myst-nb glue), without displaying it here."""
+        from myst_nb import glue
+
+        glue(key, value, display=False)

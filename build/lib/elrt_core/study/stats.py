@@ -1,0 +1,190 @@
+"""Paired statistics for every comparison the book makes, and the verdict words they lead to.
+
+Runs of two methods that share a seed share the data order, the augmentation and (for equal
+architectures) the initialization, so a comparison is **paired by seed**: for the seeds both
+methods have, the differences ``d_i = treatment_i - reference_i`` (in accuracy points) give
+
+* the mean difference and its 95% confidence interval ``mean ± t_{0.975, n-1} · sd / sqrt(n)``
+  (Student's t; needs n >= 2);
+* an exact two-sided sign-flip permutation p-value: under "no difference" each ``d_i`` is as likely
+  ``+|d_i|`` as ``-|d_i|``; p is the share of the ``2^n`` sign patterns whose mean is at least as far
+  from 0 as the observed one (Fisher 1935; Good 2005). With n = 5 the smallest possible p is
+  2/32 = 0.0625, which is why the verdict rests on the interval, as the study's rules say.
+
+Verdict words (:func:`verdict`): *supported* when the interval excludes 0 in the claimed direction,
+*contradicted* when it excludes 0 the other way, *inconclusive* otherwise (and always for n < 2).
+
+More than two methods (:func:`against_reference`, :func:`omnibus`): each method is compared with a
+reference with Bonferroni-corrected intervals (confidence ``1 - 0.05 / k`` for k comparisons), and
+an omnibus within-seed permutation test says whether the methods differ at all; no "best" method
+is named unless its interval against every other excludes 0 (:func:`leader`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+__all__ = ["Paired", "paired", "verdict", "sign_flip_p", "t_interval", "against_reference", "omnibus", "leader",
+           "mean_sd_n", "frame", "CONFIDENCE", "VERDICTS"]
+
+CONFIDENCE = 0.95
+VERDICTS = ("supported", "contradicted", "inconclusive")
+_EXACT_LIMIT = 16  # enumerate all 2^n sign patterns up to this n; beyond, a seeded Monte Carlo sample
+_MONTE_CARLO = 100_000
+
+
+def t_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided Student-t interval of the mean of ``diffs``; ``(nan, nan)`` for fewer than 2 values."""
+    d = np.asarray(diffs, dtype=float)
+    if len(d) < 2:
+        return math.nan, math.nan
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def sign_flip_p(diffs: Sequence[float], seed: int = 0) -> float:
+    """Exact two-sided sign-flip permutation p-value of the mean of ``diffs`` (1.0 for no values).
+
+    For n <= 16 all ``2^n`` sign patterns are enumerated; above, ``100,000`` patterns are drawn
+    with ``seed`` (the observed pattern counted once, so p > 0).
+    """
+    d = np.abs(np.asarray(diffs, dtype=float))
+    if len(d) == 0:
+        return 1.0
+    observed = abs(float(np.mean(diffs))) - 1e-12  # tolerance: equal means count as "at least as far"
+    if len(d) <= _EXACT_LIMIT:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+        return float(np.mean(np.abs(signs @ d) / len(d) >= observed))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice((1.0, -1.0), size=(_MONTE_CARLO, len(d)))
+    return float((1 + np.sum(np.abs(signs @ d) / len(d) >= observed)) / (_MONTE_CARLO + 1))
+
+
+def verdict(low: float, high: float, direction: int = 1) -> str:
+    """*supported* if ``[low, high]`` excludes 0 on the side of ``direction`` (+1: the treatment is
+    claimed higher, -1: lower), *contradicted* if it excludes 0 on the other side, else *inconclusive*."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction!r}")
+    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
+        return "inconclusive"
+    return "supported" if (low > 0) == (direction > 0) else "contradicted"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison: ``treatment - reference`` over the ``seeds`` both have (points)."""
+
+    reference: str
+    treatment: str
+    seeds: tuple[int, ...]
+    diffs: tuple[float, ...]
+    mean: float
+    low: float
+    high: float
+    p_value: float
+    confidence: float
+    verdict: str
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    def effect(self, unit: str = "points", digits: int = 2) -> str:
+        """E.g. ``"+1.23 points (95% CI +0.41 to +2.05, n = 5)"``; without an interval when n < 2.
+        A Bonferroni-corrected interval shows its level (e.g. ``98.3% CI``)."""
+        unit = f" {unit}" if unit else ""
+        if self.n == 0:
+            return "no paired runs yet"
+        if self.n < 2:
+            return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
+        level = f"{100 * self.confidence:.3g}%"
+        return (f"{self.mean:+.{digits}f}{unit} ({level} CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, "
+                f"n = {self.n})")
+
+
+def paired(reference: Mapping[int, float], treatment: Mapping[int, float], *, names: tuple[str, str] = ("reference", "treatment"),
+           direction: int = 1, confidence: float = CONFIDENCE) -> Paired:
+    """Compare ``treatment`` with ``reference`` (``{seed: value}``) over their common seeds.
+
+    ``direction``: the sign the claim predicts for ``treatment - reference`` (see :func:`verdict`).
+    """
+    seeds = tuple(sorted(set(reference) & set(treatment)))
+    diffs = tuple(float(treatment[s]) - float(reference[s]) for s in seeds)
+    low, high = t_interval(diffs, confidence)
+    mean = float(np.mean(diffs)) if diffs else math.nan
+    return Paired(names[0], names[1], seeds, diffs, mean, low, high, sign_flip_p(diffs), confidence,
+                  verdict(low, high, direction))
+
+
+def against_reference(values: Mapping[str, Mapping[int, float]], reference: str, *, direction: int = 1,
+                      confidence: float = CONFIDENCE) -> list[Paired]:
+    """Every other method of ``values`` (``{method: {seed: value}}``) against ``reference``, with
+    Bonferroni-corrected intervals: each at ``1 - (1 - confidence) / k`` for ``k`` comparisons."""
+    others = [m for m in values if m != reference]
+    level = 1 - (1 - confidence) / max(1, len(others))
+    return [paired(values[reference], values[m], names=(reference, m), direction=direction, confidence=level) for m in others]
+
+
+def _spread(table: np.ndarray) -> float:
+    """Variance of the method means of a (seeds x methods) table after removing each seed's mean."""
+    centred = table - table.mean(axis=1, keepdims=True)
+    return float(np.var(centred.mean(axis=0)))
+
+
+def omnibus(values: Mapping[str, Mapping[int, float]], *, permutations: int = 20_000, seed: int = 0) -> tuple[float, int]:
+    """``(p, n)``: do the methods differ at all? A within-seed permutation test on the seeds every
+    method has (``n`` of them): the method labels are shuffled within each seed, and p is the share
+    of shufflings whose spread of method means (after removing seed effects) is at least the
+    observed one. Exact when ``(k!)^n`` is at most ``permutations``, else a seeded sample."""
+    methods = list(values)
+    seeds = sorted(set.intersection(*(set(v) for v in values.values()))) if methods else []
+    if len(methods) < 2 or len(seeds) < 2:
+        return 1.0, len(seeds)
+    table = np.array([[values[m][s] for m in methods] for s in seeds], dtype=float)
+    observed = _spread(table) - 1e-12
+    k, n = len(methods), len(seeds)
+    if math.factorial(k) ** n <= permutations:
+        orders = list(itertools.permutations(range(k)))
+        hits = [_spread(np.array([row[list(o)] for row, o in zip(table, combo)])) >= observed
+                for combo in itertools.product(orders, repeat=n)]
+        return float(np.mean(hits)), n
+    rng = np.random.default_rng(seed)
+    hits = sum(_spread(np.array([rng.permutation(row) for row in table])) >= observed for _ in range(permutations))
+    return float((1 + hits) / (permutations + 1)), n
+
+
+def leader(values: Mapping[str, Mapping[int, float]], confidence: float = CONFIDENCE) -> str | None:
+    """The method whose paired difference to every other method has a (Bonferroni-corrected)
+    interval above 0, or ``None``: a winner is named only outside the noise."""
+    k = len(values)
+    level = 1 - (1 - confidence) / max(1, k * (k - 1) // 2)
+    for m in values:
+        others = [paired(values[o], values[m], confidence=level) for o in values if o != m]
+        if others and all(c.n >= 2 and c.low > 0 for c in others):
+            return m
+    return None
+
+
+def mean_sd_n(values: Sequence[float], digits: int = 2) -> str:
+    """``"m ± sd (n)"`` (sample sd); ``"m (1)"`` for one value; an em dash for none."""
+    v = [float(x) for x in values]
+    if not v:
+        return "—"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f} (1)"
+    return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f} ({len(v)})"
+
+
+def frame(comparisons: Sequence[Paired], unit: str = "points") -> pd.DataFrame:
+    """One row per comparison: reference, treatment, n, mean difference, interval, p, verdict."""
+    return pd.DataFrame([{
+        "reference": c.reference, "treatment": c.treatment, "n": c.n, f"mean difference ({unit})": c.mean,
+        "CI low": c.low, "CI high": c.high, "confidence": c.confidence, "sign-flip p": c.p_value, "verdict": c.verdict,
+    } for c in comparisons])

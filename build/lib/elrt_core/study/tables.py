@@ -1,0 +1,76 @@
+"""Tables built from run records (and the published baselines file)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import mean, stdev
+
+import pandas as pd
+import yaml
+
+from ..records import Record
+from .plan import PlannedRun
+from .stats import mean_sd_n
+
+__all__ = ["history_frame", "summary", "finals_frame", "published", "PUBLISHED_FILE", "PUBLISHED_BASIS"]
+
+PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "published.yaml"
+
+PUBLISHED_BASIS = "values published by other work (elrt_core/published.yaml), each row with its source; not runs of this project"
+"""What a table of published values rests on, for its caption."""
+
+Runs = Sequence[tuple[PlannedRun, Record]]
+
+
+def history_frame(runs: Runs) -> pd.DataFrame:
+    """Per-epoch metrics of every run, long form, with ``method`` (key), ``label`` and ``seed`` columns."""
+    rows = [
+        {"method": run.method, "label": run.label, "seed": run.config.seed, "model": run.config.model, **h}
+        for run, rec in runs
+        for h in rec.history
+    ]
+    return pd.DataFrame(rows)
+
+
+def finals_frame(runs: Runs) -> pd.DataFrame:
+    """One row per run: method key, label, seed, final test and validation top-1 (%)."""
+    return pd.DataFrame([{"method": run.method, "label": run.label, "seed": run.config.seed,
+                          "final_test_top1": rec.metrics["final_test_top1"],
+                          "final_val_top1": rec.metrics.get("final_val_top1")} for run, rec in runs])
+
+
+def summary(runs: Runs) -> pd.DataFrame:
+    """One row per (model, FLOPs reduction, method) over seeds.
+
+    Columns: ``model``, ``flops_ratio`` (requested; ``None`` for dense), ``method`` (key), ``label``,
+    ``test_top1`` (mean), ``test_sd`` (sample sd; None for one seed), ``test_text`` (``"mean ± sd (n)"``), ``val_text``, ``n``, ``macs`` and
+    ``params`` per image, measured ``macs_reduction`` and ``params_reduction`` (dense / low-rank),
+    ``train_minutes`` (mean wall minutes per run) and ``device``.
+    """
+    groups: dict[tuple, list[tuple[PlannedRun, Record]]] = {}
+    for run, rec in runs:
+        groups.setdefault((run.config.model, run.config.flops_ratio, run.method), []).append((run, rec))
+    rows = []
+    for (model, ratio, method), members in groups.items():
+        recs = [r for _, r in members]
+        tests = [r.metrics["final_test_top1"] for r in recs]
+        vals = [r.metrics["final_val_top1"] for r in recs if r.metrics.get("final_val_top1") is not None]
+        cost = recs[0].cost
+        rows.append({
+            "model": model, "flops_ratio": ratio, "method": method, "label": members[0][0].label,
+            "test_top1": mean(tests), "test_sd": stdev(tests) if len(tests) > 1 else None, "test_text": mean_sd_n(tests), "val_text": mean_sd_n(vals), "n": len(recs),
+            "macs": cost["macs"], "params": cost["params"], "macs_reduction": cost["macs_ratio"],
+            "params_reduction": cost["params_ratio"],
+            "train_minutes": mean(r.provenance["train_wall_seconds"] for r in recs) / 60,
+            "device": recs[0].provenance["device_name"],
+        })
+    return pd.DataFrame(rows)
+
+
+def published(section: str = "baselines") -> pd.DataFrame:
+    """A section of ``published.yaml`` (``baselines``, ``speedups`` or ``elrt_paper``) as a table."""
+    data = yaml.safe_load(PUBLISHED_FILE.read_text())
+    if section not in data:
+        raise ValueError(f"unknown section {section!r}; allowed: {', '.join(data)}")
+    return pd.DataFrame(data[section])

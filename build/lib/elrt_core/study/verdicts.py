@@ -1,0 +1,106 @@
+"""Verdicts computed from run records with :mod:`.stats` (never typed): effects, intervals, words.
+
+Each chapter's claim gets a :class:`Claim`: the effect in words with its interval and n, the
+verdict word, and the scale of the evidence (profile, epochs, data) — the cells of the
+introduction's table, glued from the chapter that computes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..records import Record
+from . import stats
+from .plan import PlannedRun
+
+__all__ = ["Claim", "values", "labels", "combine", "paired_claim", "beats_claim", "format_claim", "layer_values"]
+
+Runs = Sequence[tuple[PlannedRun, Record]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the study finds for one claim: ``effect`` (numbers with interval and n), ``verdict``
+    (one of :data:`stats.VERDICTS`) and ``scale`` (what the evidence rests on)."""
+
+    effect: str
+    verdict: str
+    scale: str
+
+    def glue(self, session, key: str) -> None:
+        """Glue ``<key>_effect``, ``<key>_verdict`` and ``<key>_scale`` for the book's pages."""
+        for part in ("effect", "verdict", "scale"):
+            session.glue(f"{key}_{part}", getattr(self, part))
+
+
+def values(runs: Runs, metric: str = "final_test_top1") -> dict[str, dict[int, float]]:
+    """``{method key: {seed: metric}}`` of finished runs (``metric`` from each record's ``metrics``)."""
+    out: dict[str, dict[int, float]] = {}
+    for run, rec in runs:
+        value = rec.metrics.get(metric)
+        if value is not None:
+            out.setdefault(run.method, {})[run.config.seed] = float(value)
+    return out
+
+
+def labels(runs: Runs) -> dict[str, str]:
+    """``{method key: readable label}`` in the order the runs come."""
+    return {run.method: run.label for run, _ in runs}
+
+
+def combine(words: Sequence[str]) -> str:
+    """One word for a claim made of several comparisons: *supported* if all are, *contradicted* if
+    any is, else *inconclusive*."""
+    if words and all(w == "supported" for w in words):
+        return "supported"
+    return "contradicted" if "contradicted" in words else "inconclusive"
+
+
+def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) -> Claim:
+    """A claim resting on one paired comparison: "<treatment> − <reference>: effect"."""
+    effect = f"{names.get(comparison.treatment, comparison.treatment)} − {names.get(comparison.reference, comparison.reference)}: " \
+             f"{comparison.effect()}"
+    return Claim(effect, comparison.verdict, scale)
+
+
+def beats_claim(values: dict[str, dict[int, float]], subject: str, opponents: Sequence[str], scale: str,
+                names: dict[str, str]) -> tuple[Claim, list[stats.Paired]]:
+    """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed,
+    Bonferroni-corrected over the opponents present): one effect per opponent and the combined word."""
+    present = [o for o in opponents if o in values and o != subject]
+    level = 1 - (1 - stats.CONFIDENCE) / max(1, len(present))
+    comparisons = [stats.paired(values[o], values.get(subject, {}), names=(o, subject), confidence=level) for o in present]
+    parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
+    return Claim(f"{names.get(subject, subject)} − each: " + "; ".join(parts), combine([c.verdict for c in comparisons]),
+                 scale), comparisons
+
+
+def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error") -> dict[str, dict[int, float]]:
+    """``{format: {layer index: value}}`` of one budget of an approximation table with columns
+    ``format``, ``layer`` (names), ``budget`` and ``value``: layers play the role of seeds, so
+    :func:`stats.paired` compares two formats layer by layer."""
+    part = errors[errors["budget"] == budget]
+    order = {name: i for i, name in enumerate(dict.fromkeys(part["layer"]))}
+    out: dict[str, dict[int, float]] = {}
+    for row in part.itertuples():
+        out.setdefault(row.format, {})[order[row.layer]] = float(getattr(row, value))
+    return out
+
+
+def format_claim(errors: pd.DataFrame, budget: float, scale: str, names: dict[str, str], fmt: str = "tucker2",
+                 opponents: Sequence[str] = ("matrix", "spatial")) -> Claim:
+    """Claim 1: ``fmt`` approximates the kernels with less relative error than each opponent at the
+    same per-layer cost; paired over layers (effect = opponent error − ``fmt`` error, so positive
+    favours ``fmt``), with its win count."""
+    per = layer_values(errors, budget)
+    comparisons = [stats.paired(per[fmt], per[o], names=(fmt, o), direction=1) for o in opponents]
+    parts = []
+    for c in comparisons:
+        wins = sum(d > 0 for d in c.diffs)
+        parts.append(f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean error difference "
+                     f"{c.effect('', digits=3)}")
+    return Claim(f"{names.get(fmt, fmt)} at {budget:g}x fewer MACs per layer: " + "; ".join(parts),
+                 combine([c.verdict for c in comparisons]), scale)
