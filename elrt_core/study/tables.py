@@ -13,7 +13,7 @@ from ..records import Record
 from .plan import PlannedRun
 from .stats import mean_sd_n
 
-__all__ = ["history_frame", "summary", "finals_frame", "published", "PUBLISHED_FILE", "PUBLISHED_BASIS"]
+__all__ = ["history_frame", "summary", "finals_frame", "published", "columns", "COLUMNS", "PUBLISHED_FILE", "PUBLISHED_BASIS"]
 
 PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "published.yaml"
 
@@ -74,3 +74,35 @@ def published(section: str = "baselines") -> pd.DataFrame:
     if section not in data:
         raise ValueError(f"unknown section {section!r}; allowed: {', '.join(data)}")
     return pd.DataFrame(data[section])
+
+
+COLUMNS: dict[str, tuple[str, str | None]] = {
+    "label": ("method", None),
+    "test_text": ("test top-1 (%): mean ± sd (n)", None),
+    "val_text": ("validation top-1 (%): mean ± sd (n)", None),
+    "macs": ("MACs per image", ",d"),
+    "params": ("parameters", ",d"),
+    "macs_reduction": ("MAC reduction (dense / low-rank)", ".2f"),
+    "params_reduction": ("parameter reduction (dense / low-rank)", ".2f"),
+    "train_minutes": ("training time per run (min)", ".0f"),
+    "top1": ("top-1 (%)", ".2f"),
+    "model": ("model", None),
+    "dataset": ("data set", None),
+    "method": ("method", None),
+    "flops_reduction": ("FLOPs reduction (×)", ".2f"),
+    "source": ("source", None),
+    "final_top1": ("test top-1 (%)", ".2f"),
+    "folder": ("folder", None),
+    "run": ("run", None),
+    "status": ("status", None),
+    "commit": ("code (git commit)", None),
+    "device": ("device", None),
+    "regularizer": ("regularizer", None),
+    "penalty_pct": ("penalty time (% of a training step)", ".2f"),
+}
+"""Readable header (with unit) and number format of every column the chapters show, by key."""
+
+
+def columns(*keys: str) -> dict[str, tuple[str, str | None]]:
+    """The :data:`COLUMNS` specs of ``keys``, in that order (for :meth:`Session.table`)."""
+    return {k: COLUMNS[k] for k in keys}
