@@ -47,7 +47,8 @@ from .paths import project_root
 from .regularizers import REGULARIZERS, penalty
 
 __all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "aligned_ranks", "activation_bytes", "breakdown",
-           "rank_table", "rank_tables", "load_rank_table", "resolve_rank_rule", "amdahl_ceiling", "record_name", "VARIANTS",
+           "rank_table", "rank_tables", "load_rank_table", "resolve_rank_rule", "amdahl_ceiling", "record_name",
+           "reference_speedup", "tltorch_model", "VARIANTS",
            "PARTS", "RANK_SIZES"]
 
 RANK_SIZES = 8
@@ -367,14 +368,15 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
 def record_name(s: BenchSettings, measure: str = "speedup") -> str:
     """File name of a bench record: ``<model>-<what>-b<batch>-<variant>.json``, where ``what`` is
     ``<format>-ranktable`` (``measure="rank_table"``), ``regularizers`` or ``<format>-<ratio>x``
-    (``-layers`` added for ``measure="layers"``), with ``-hw-<table id>`` for the hardware-aware ranks."""
+    (``-layers`` or ``-reference`` added for those measures), with ``-hw-<table id>`` for the
+    hardware-aware ranks."""
     hw = "" if s.rank_rule == "uniform" else f"-hw-{s.rank_rule.removeprefix('hw:')}"
     if measure == "rank_table":
         kind = f"{s.format}-ranktable"
     elif measure == "regularizers":
         kind = f"regularizers{hw}"
     else:
-        kind = f"{s.format}-{s.flops_ratio:g}x{hw}" + ("-layers" if measure == "layers" else "")
+        kind = f"{s.format}-{s.flops_ratio:g}x{hw}" + ({"layers": "-layers", "reference": "-reference"}.get(measure, ""))
     return f"{s.model}-{kind}-b{s.batch_size}-{s.variant}.json"
 
 
@@ -588,6 +590,12 @@ def resolve_rank_rule(rule: str, device: torch.device, fmt: str, model: str, bat
 
 def summary(result: dict[str, Any]) -> str:
     """What a bench record measured, in a few readable lines (``elrt bench`` prints this)."""
+    if result["kind"] == "reference":
+        t = result["train_step_ms"]
+        return (f"{result['model']} tucker2 {result['macs_ratio']:.2f}x fewer MACs, {result['variant']}: training step dense "
+                f"{t['dense']:.1f} ms, ours {t['ours']:.1f} ms ({result['ours_vs_dense']:.2f}x of dense speed), "
+                f"{result['reference']} {t['reference']:.1f} ms ({result['reference_vs_dense']:.2f}x); ours is "
+                f"{result['ours_vs_reference']:.2f}x the reference's speed")
     if result["kind"] == "layer_times":
         lines = [
             f"{r['in_channels']}->{r['out_channels']} {r['kernel'][0]}x{r['kernel'][1]} stride {r['stride'][0]} "
@@ -620,3 +628,56 @@ def summary(result: dict[str, Any]) -> str:
         f"(speedup {result['train_speedup']:.2f}x), inference {result['infer_speedup']:.2f}x, activation memory "
         f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl ceiling {ceiling}"
     )
+
+
+def tltorch_model(low: nn.Module) -> nn.Module:
+    """A copy of the Tucker-2 network ``low`` whose low-rank layers are TensorLy-Torch's Tucker
+    ``FactorizedConv`` (``implementation="factorized"``) at the same ranks ``(R2, R1)`` with the
+    spatial modes at full rank (Kossaifi et al., TensorLy-Torch 0.5): the same network run by a
+    reference library, for timing. Needs the optional dependency ``tensorly-torch``."""
+    try:
+        import tltorch
+    except ImportError:
+        raise ValueError("the reference measurement needs TensorLy-Torch: pip install -c constraints.txt -e '.[bench]'") from None
+    import copy
+
+    ref = copy.deepcopy(low)
+    for name, layer in list(ref.named_modules()):
+        if isinstance(layer, lowrank.Tucker2Conv2d):
+            r1, r2 = layer.ranks
+            dense = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                              padding=layer.padding, dilation=layer.dilation, bias=layer.last.bias is not None)
+            fact = tltorch.FactorizedConv.from_conv(dense, rank=(r2, r1, *layer.kernel_size), factorization="tucker",
+                                                    implementation="factorized", decompose_weights=False)
+            parent, _, attr = name.rpartition(".")
+            setattr(ref.get_submodule(parent) if parent else ref, attr, fact)
+    return ref
+
+
+def reference_speedup(s: BenchSettings) -> dict[str, Any]:
+    """Training-step times of dense, this project's Tucker-2 network and the same network built from
+    TensorLy-Torch layers (:func:`tltorch_model`), timed in turns in one process (medians): the
+    ratios ``ours_vs_dense``, ``reference_vs_dense`` and ``ours_vs_reference`` (> 1: ours faster)."""
+    s.validate()
+    if s.format != "tucker2":
+        raise ValueError(f"the TensorLy-Torch reference exists for tucker2 only, got format {s.format!r}")
+    device = torch.device(s.device)
+    started = time.time()
+    dense, low, shape = _models(s, device)
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    ref = tltorch_model(low).to(device, memory_format=fmt)
+    x, y = _batch(s, shape, device)
+    steppers = [_Stepper(m, x, y, **s.stepper_options) for m in (dense, low, ref)]
+    train = _alternate(steppers, "train", s.steps, s.warmup)
+    return {"kind": "reference", **asdict(s), "macs_ratio": lowrank.report(low, shape).macs_ratio,
+            "reference": f"tensorly-torch {_package_version('tensorly-torch')} FactorizedConv (tucker, factorized)",
+            "train_step_ms": {"dense": 1000 * train[0], "ours": 1000 * train[1], "reference": 1000 * train[2]},
+            "ours_vs_dense": train[0] / train[1], "reference_vs_dense": train[0] / train[2],
+            "ours_vs_reference": train[2] / train[1],
+            "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)

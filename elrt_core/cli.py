@@ -322,12 +322,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     settings.validate()
     modes = [flag for flag, on in (("--reg-overhead", args.reg_overhead), ("--layers", args.layers),
-                                   ("--rank-table", args.rank_table)) if on]
+                                   ("--rank-table", args.rank_table), ("--reference", args.reference)) if on]
     if len(modes) > 1:
         raise UsageError(f"{' and '.join(modes)} measure different things; give one of them")
     if (args.layers or args.rank_table) and args.variant not in ("factored", "channels_last"):
         raise UsageError(f"{modes[0]} supports --variant factored or channels_last, got {args.variant!r}")
-    measure = "rank_table" if args.rank_table else "regularizers" if args.reg_overhead else "layers" if args.layers else "speedup"
+    measure = ("rank_table" if args.rank_table else "regularizers" if args.reg_overhead else "layers" if args.layers
+               else "reference" if args.reference else "speedup")
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / bench.record_name(settings, measure)
     _check_output(out, "--json", folder=False)
     if args.threads is not None:
@@ -337,8 +338,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.rank_table:
         result = bench.rank_table(settings)
     else:
-        measure = bench.regularizer_overhead if args.reg_overhead else bench.layer_times if args.layers else bench.speedup
-        result = measure(settings)
+        run = {"regularizers": bench.regularizer_overhead, "layers": bench.layer_times, "reference": bench.reference_speedup,
+               "speedup": bench.speedup}[measure]
+        result = run(settings)
         result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
     write_json(out, result)
     print(bench.summary(result))
@@ -622,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank-table", action="store_true",
                    help="time each converted conv shape dense and at every register-friendly rank candidate: the timing "
                         "table of the hardware-aware rank rule (--flops-ratio, --reg, --rank-rule play no part)")
+    p.add_argument("--reference", action="store_true",
+                   help="time dense, this project's Tucker-2 network and the same network in TensorLy-Torch layers, in "
+                        "turns (needs the bench extra: tensorly-torch)")
     p.add_argument("--rank-rule", default="uniform",
                    help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) "
                         "or hw:<table id>")

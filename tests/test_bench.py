@@ -303,3 +303,27 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     assert "On NVIDIA H100 80GB HBM3:" in bench_records.verdict(s)
     bench_records.speedup_figure(bench_records.speedup_table(s))
     assert "Amdahl ceiling not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))
+
+
+def test_the_tensorly_torch_reference_runs_the_same_network(tmp_path):
+    """Same ranks, same outputs shape; the ratios are consistent with the step times in the record."""
+    import torch
+
+    s = bench.BenchSettings(model="resnet20", format="tucker2", flops_ratio=2.0, device="cpu", batch_size=2, steps=1, warmup=0)
+    torch.manual_seed(0)
+    from elrt_core import lowrank, models
+
+    low = lowrank.convert(models.get("resnet20"), "tucker2", flops_ratio=2.0, init="scratch")
+    ref = bench.tltorch_model(low)
+    ours = {n: m.ranks for n, m in low.named_modules() if isinstance(m, lowrank.Tucker2Conv2d)}
+    import tltorch
+
+    theirs = {n: m for n, m in ref.named_modules() if isinstance(m, tltorch.FactorizedConv)}
+    assert set(ours) == set(theirs)
+    for name, (r1, r2) in ours.items():
+        assert tuple(theirs[name].rank[:2]) == (r2, r1)
+    assert ref(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    r = bench.reference_speedup(s)
+    t = r["train_step_ms"]
+    assert r["ours_vs_reference"] == pytest.approx(t["reference"] / t["ours"])
+    assert r["ours_vs_dense"] == pytest.approx(t["dense"] / t["ours"]) and "tensorly-torch" in r["reference"]

@@ -52,4 +52,4 @@ def test_spdx_license_with_its_file_and_packaged_data():
     packaged = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["elrt_core"])
     assert packaged == {p.name for p in (ROOT / "elrt_core").glob("*.yaml")}
     assert "constraints.txt" in (ROOT / "Makefile").read_text()
-    assert re.search(r"pip install -q -c constraints.txt -e '\.\[dev\]'", (ROOT / "Makefile").read_text())
+    assert re.search(r"pip install -q -c constraints.txt -e '\.\[dev,bench\]'", (ROOT / "Makefile").read_text())

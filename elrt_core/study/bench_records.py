@@ -224,3 +224,15 @@ def speed_claim(session, ratio: int = 2):
     effect = "; ".join(f"{model} on {device}: {v:.2f}x" for (device, model), v in sorted(best.items()))
     return Claim(f"Tucker-2 at {ratio}x fewer MACs, training step vs dense (best variant, median of timed steps): {effect}",
                  word, f"bench records, {len(best)} model/device pair(s); medians, no interval")
+
+
+def reference_table(session) -> pd.DataFrame | None:
+    """One row per reference record (``elrt bench --reference``): training-step times of dense, this
+    project's Tucker-2 network and the TensorLy-Torch one, measured in turns in one run, and the ratios."""
+    rows = [{"device": r["provenance"]["device_name"], "model": r["model"], "macs_reduction": r["macs_ratio"],
+             "variant": r["variant"], "batch": r["batch_size"], "dense_ms": r["train_step_ms"]["dense"],
+             "ours_ms": r["train_step_ms"]["ours"], "reference_ms": r["train_step_ms"]["reference"],
+             "ours_vs_dense": r["ours_vs_dense"], "reference_vs_dense": r["reference_vs_dense"],
+             "ours_vs_reference": r["ours_vs_reference"], "reference": r["reference"]}
+            for r in load(session.root, "reference")]
+    return pd.DataFrame(rows) if rows else None
