@@ -134,7 +134,7 @@ def test_bad_arguments(argv, needle, capsys):
     assert err.count("\n") == 1 and needle in err
 
 
-def test_targets_table_judges_each_target_from_the_records(tmp_path):
+def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
     from types import SimpleNamespace
 
     from elrt_core.records import write_json
@@ -144,15 +144,16 @@ def test_targets_table_judges_each_target_from_the_records(tmp_path):
     for variant, speedup in (("factored", 0.7), ("autotuned", 1.6)):
         write_json(tmp_path / "bench" / f"{variant}.json", {
             "kind": "speedup", "model": "resnet56", "format": "tucker2", "macs_ratio": 2.001, "variant": variant,
-            "train_speedup": speedup, "amdahl_ceiling": 1.8, "provenance": prov})
+            "batch_size": 128, "train_speedup": speedup, "amdahl_ceiling": 1.8, "provenance": prov})
     write_json(tmp_path / "bench" / "reg.json", {"kind": "regularizer_overhead", "model": "resnet20", "variant": "channels_last",
                "provenance": prov, "rows": [{"regularizer": "none", "penalty_pct": 0.0},
                                             {"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5},
                                             {"regularizer": "srip", "penalty_pct": 9.0}]})
-    table = bench_records.targets(SimpleNamespace(root=tmp_path))
-    speed = table[table["target"].str.contains("speedup")]
+    table = bench_records.thresholds(SimpleNamespace(root=tmp_path))
+    speed = table[table["threshold"].str.contains("speedup")]
     assert len(speed) == 1 and speed["variant"].item() == "autotuned" and bool(speed["met"].item())
-    regs = dict(zip(table["target"], table["met"]))
+    assert "resnet56 tucker2 at 2x fewer MACs, batch 128: training speedup >= 1.25x" in speed["threshold"].item()
+    regs = dict(zip(table["threshold"], table["met"]))
     assert regs["resnet20 SO penalty <= 5% of the step"] and not regs["resnet20 MC penalty <= 5% of the step"]
     assert not any("SRIP" in t for t in regs)  # SRIP has no target; its time is only reported
 
@@ -173,7 +174,7 @@ def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):
     assert row["conv_speedup"] == 1.0 and row["rest_ratio"] == 1.5
 
 
-def test_verdict_names_the_best_speedups_and_the_targets(tmp_path):
+def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
     from types import SimpleNamespace
 
     from elrt_core.records import write_json
@@ -185,14 +186,16 @@ def test_verdict_names_the_best_speedups_and_the_targets(tmp_path):
     for name, model, ratio, speedup in (("a", "resnet56", 2.0, 0.9), ("b", "resnet56", 2.0, 1.2), ("c", "resnet56", 3.01, 2.1),
                                         ("d", "resnet50", 2.0, 1.6)):
         write_json(tmp_path / "bench" / f"{name}.json", {"kind": "speedup", "model": model, "format": "tucker2", "macs_ratio": ratio,
-                                                         "variant": name, "train_speedup": speedup, "amdahl_ceiling": 1.5, "provenance": prov})
+                                                         "variant": name, "train_speedup": speedup, "amdahl_ceiling": 1.5,
+                                                         "batch_size": 16 if model == "resnet50" else 128, "provenance": prov})
     write_json(tmp_path / "bench" / "reg.json", {"kind": "regularizer_overhead", "model": "resnet20", "variant": "channels_last",
                "provenance": prov, "rows": [{"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5}]})
     text = bench_records.verdict(session)
     assert text.startswith("On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
     assert "resnet56: 1.20x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
-    assert "training speedup >= 1.5x not met (1.20x)" in text and "training speedup >= 2.0x met (2.10x)" in text
-    assert "at most 7.50% of a step (target 5%: not met)" in text
+    assert "training speedup >= 1.25x not reached (1.20x)" in text and "training speedup >= 1.6x reached (2.10x)" in text
+    assert "batch 16: training speedup >= 1.8x not reached (1.60x)" in text
+    assert "at most 7.50% of a step (threshold 5%: not reached)" in text
 
 
 # ---- rank rules, timing tables, CUDA records -----------------------------------------------------------
@@ -296,7 +299,7 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     assert pd.isna(gpu["amdahl_ceiling"]) and pd.isna(gpu["conv_share_dense"]) and gpu["train_speedup"] == 1.3  # empty cells
     assert speed.loc["cpu-x", "amdahl_ceiling"] == 1.25 and speed.loc["cpu-x", "conv_share_dense"] == 0.4
     assert speed.loc["NVIDIA H100 80GB HBM3", "rank_rule"] == "hw:0123456789ab"
-    goals = bench_records.targets(s).set_index("device")
+    goals = bench_records.thresholds(s).set_index("device")
     assert pd.isna(goals.loc["NVIDIA H100 80GB HBM3", "amdahl_ceiling"]) and goals.loc["NVIDIA H100 80GB HBM3", "measured"] == 1.3
     assert set(bench_records.breakdown_table(s)["device"]) == {"cpu-x"}
     assert set(bench_records.conv_speedups(s)["device"]) == {"cpu-x"}

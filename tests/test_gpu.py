@@ -233,7 +233,7 @@ def test_bench_tables_read_records_without_a_cpu_breakdown(tmp_path):
     from elrt_core import bench
     from elrt_core.study import bench_records
 
-    assert bench.amdahl_ceiling(None, 2.0) is None and bench.amdahl_ceiling(0.5, 2.0) == pytest.approx(4 / 3)
+    assert bench.amdahl_ceiling(None, 2.0) is None and bench.amdahl_ceiling({"conv": 0.5}, 2.0) == pytest.approx(4 / 3)
     entry = {"train_step_ms": 10.0, "infer_ms": 3.0, "activation_bytes": 100}
     records.write_json(tmp_path / "bench" / "cuda" / "h" / "r.json", {
         "kind": "speedup", "model": "resnet20", "format": "tucker2", "variant": "channels_last", "batch_size": 128,
@@ -241,7 +241,7 @@ def test_bench_tables_read_records_without_a_cpu_breakdown(tmp_path):
         "dense": entry, "lowrank": entry, "provenance": {"device_name": "NVIDIA H100"}})
     table = bench_records.speedup_table(SimpleNamespace(root=tmp_path))
     assert table["conv_share_dense"].isna().all() and table["amdahl_ceiling"].isna().all()
-    assert bench_records.targets(SimpleNamespace(root=tmp_path)) is None  # resnet20 has no speed target
+    assert bench_records.thresholds(SimpleNamespace(root=tmp_path))["amdahl_ceiling"].isna().all()
 
 
 def test_seed_records_copies_what_the_tree_holds_and_keeps_the_rest(tmp_path):

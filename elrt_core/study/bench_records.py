@@ -8,21 +8,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+import yaml
 
 from ..bench import PARTS
 
-__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "verdict", "speedup_figure", "regularizer_overhead", "targets", "SPEED_TARGETS", "OVERHEAD_TARGET_PCT", "BENCH_FOLDER", "BASIS"]
+__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "verdict", "speedup_figure",
+           "regularizer_overhead", "thresholds", "speed_claim", "reference_table", "THRESHOLDS_FILE", "BENCH_FOLDER", "BASIS"]
 
 BENCH_FOLDER = "bench"
 
 BASIS = "bench records made by `elrt bench`, not training runs; each row names its device"
 """What the efficiency tables and figures rest on, for their captions (see :meth:`Session.caption`)."""
 
-SPEED_TARGETS = {("resnet56", "tucker2", 2.0): 1.5, ("resnet56", "tucker2", 3.0): 2.0}
-"""Training-speedup targets of the speed issue: (model, format, MAC reduction) -> minimum speedup."""
-
-OVERHEAD_TARGET_PCT = {"so": 5.0, "dso": 5.0, "mc": 5.0}
-"""Largest allowed time of a regularizer's penalty, in % of the unregularized training step."""
+THRESHOLDS_FILE = Path(__file__).resolve().parents[1] / "speed_thresholds.yaml"
+"""The speedups and penalty times the study set in advance (one data file, read by :func:`thresholds`)."""
 
 
 def load(root: Path, kind: str) -> list[dict]:
@@ -125,14 +124,15 @@ def layer_table(session) -> pd.DataFrame | None:
 
 def verdict(session) -> str:
     """One sentence per device: the best measured Tucker-2 training speedup of each model at each
-    MAC reduction (over variants and batch sizes), then each target of :func:`targets`, met or not."""
+    MAC reduction (over variants, rank rules and batch sizes), then each threshold of
+    :func:`thresholds`, reached or not."""
     best: dict[str, dict[str, dict[int, float]]] = {}
     for r in load(session.root, "speedup"):
         if r["format"] == "tucker2":
             per = best.setdefault(r["provenance"]["device_name"], {}).setdefault(r["model"], {})
             k = round(r["macs_ratio"])
             per[k] = max(per.get(k, 0.0), r["train_speedup"])
-    goals = targets(session)
+    goals = thresholds(session)
     sentences = []
     for device in sorted(set(best) | (set(goals["device"]) if goals is not None else set())):
         models = best.get(device, {})
@@ -140,15 +140,16 @@ def verdict(session) -> str:
         if models:
             text += " best measured training-step speedup of Tucker-2 over dense " + "; ".join(
                 f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items())) for m, ks in sorted(models.items())) + "."
-        rows = goals[goals["device"] == device].sort_values("target") if goals is not None else pd.DataFrame()
-        speed = [f"{t.target} {'met' if t.met else 'not met'} ({t.measured:.2f}x)" for t in rows.itertuples() if "speedup" in t.target]
-        regs = [t for t in rows.itertuples() if "penalty" in t.target]
+        rows = goals[goals["device"] == device].sort_values("threshold") if goals is not None else pd.DataFrame()
+        speed = [f"{t.threshold} {'reached' if t.met else 'not reached'} ({t.measured:.2f}x)" for t in rows.itertuples() if "speedup" in t.threshold]
+        regs = [t for t in rows.itertuples() if "penalty" in t.threshold]
         if speed:
-            text += " Targets: " + "; ".join(speed) + "."
+            text += " Thresholds set in advance: " + "; ".join(speed) + "."
         if regs:
             worst = max(regs, key=lambda t: t.measured)
-            text += (f" Regularizer penalties (SO, DSO, MC) take at most {worst.measured:.2f}% of a step "
-                     f"(target 5%: {'met' if all(t.met for t in regs) else 'not met'}).")
+            limit = max(_thresholds()["penalty_pct"].values())
+            text += (f" Regularizer penalties ({', '.join(k.upper() for k in _thresholds()['penalty_pct'])}) take at most "
+                     f"{worst.measured:.2f}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'}).")
         sentences.append(text)
     return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
 
@@ -176,30 +177,36 @@ def regularizer_overhead(session) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def targets(session) -> pd.DataFrame | None:
-    """Each speed target against the records: the best measured training speedup over the
-    variants and rank rules of each device (and that record's Amdahl ceiling, empty without a
-    breakdown), and each regularizer's penalty time
-    as a share of the step; ``met`` says whether the measurement reaches the target."""
+def _thresholds() -> dict:
+    return yaml.safe_load(THRESHOLDS_FILE.read_text())
+
+
+def thresholds(session) -> pd.DataFrame | None:
+    """Each threshold of ``speed_thresholds.yaml`` against the records: the best measured training
+    speedup over the variants and rank rules of each device for that model, MAC reduction and batch
+    size (and that record's Amdahl ceiling, empty without a breakdown), and each regularizer's
+    penalty time as a share of the step; ``met`` says whether the measurement reaches it."""
+    limits = _thresholds()
     rows = []
     for r in load(session.root, "speedup"):
-        key = (r["model"], r["format"], round(r["macs_ratio"]))
-        if key in SPEED_TARGETS:
-            rows.append({"device": r["provenance"]["device_name"], "target": f"{key[0]} {key[1]} at {key[2]}x fewer MACs: "
-                         f"training speedup >= {SPEED_TARGETS[key]}x", "measured": round(r["train_speedup"], 3),
-                         "variant": r["variant"], "rank_rule": r.get("rank_rule", "uniform"),
-                         "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
-                         "met": r["train_speedup"] >= SPEED_TARGETS[key]})
+        for t in limits["speedup"]:
+            if (r["model"], r["format"], round(r["macs_ratio"]), r["batch_size"]) == (t["model"], t["format"], t["macs_reduction"], t["batch"]):
+                rows.append({"device": r["provenance"]["device_name"],
+                             "threshold": f"{t['model']} {t['format']} at {t['macs_reduction']}x fewer MACs, batch {t['batch']}: "
+                                          f"training speedup >= {t['min_speedup']:g}x",
+                             "measured": round(r["train_speedup"], 3), "variant": r["variant"],
+                             "rank_rule": r.get("rank_rule", "uniform"), "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
+                             "met": r["train_speedup"] >= t["min_speedup"]})
     speed = pd.DataFrame(rows)
-    if not speed.empty:  # keep the best variant per target and device
-        speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "target"])
+    if not speed.empty:  # keep the best variant per threshold and device
+        speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "threshold"])
     rows = []
     for r in load(session.root, "regularizer_overhead"):
         for row in r["rows"]:
-            if row["regularizer"] in OVERHEAD_TARGET_PCT and "penalty_pct" in row:
-                limit = OVERHEAD_TARGET_PCT[row["regularizer"]]
+            if row["regularizer"] in limits["penalty_pct"] and "penalty_pct" in row:
+                limit = limits["penalty_pct"][row["regularizer"]]
                 rows.append({"device": r["provenance"]["device_name"],
-                             "target": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
+                             "threshold": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
                              "measured": row["penalty_pct"], "variant": r["variant"], "amdahl_ceiling": None,
                              "met": row["penalty_pct"] <= limit})
     frames = [f for f in (speed, pd.DataFrame(rows)) if not f.empty]

@@ -91,6 +91,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "method": ("method", None),
     "flops_reduction": ("FLOPs reduction (×)", ".2f"),
     "source": ("source", None),
+    "claim": ("published result", None),
     "final_top1": ("test top-1 (%)", ".2f"),
     "folder": ("folder", None),
     "run": ("run", None),
