@@ -205,6 +205,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     prof = profiles.load(args.profile)
     runs = plan_lib.plan(prof, args.max_priority)
+    print(f"{prof.name}: {prof.description}")
     counts: dict[str, int] = {}
     for run in runs:
         rec = records.lookup(run.config, records.results_root(args.results) / prof.name)

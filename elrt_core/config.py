@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import models
+from .data.layouts import DATASETS
 from .lowrank import FORMATS
 from .regularizers import REGULARIZERS
 
@@ -30,7 +31,6 @@ __all__ = ["TrainConfig", "RunOptions", "ConfigError", "SCHEDULES", "REG_SCHEDUL
 SCHEDULES = ("cosine", "step", "onecycle")
 REG_SCHEDULES = ("constant", "bansal")
 FACTOR_NAMES = ("U1", "U2")
-DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 """Images in the official training and test sets of each data set."""

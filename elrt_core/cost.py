@@ -12,7 +12,7 @@ Per-layer formulas (``k = kh * kw``, input ``H x W``, output ``H' x W'``):
 * ``nn.Linear``: MACs ``in_features * out_features`` per input row.
 
 Low-rank formats are sequences of such convolutions, so their cost follows from these formulas
-(see :mod:`elrt_core.lowrank.formats` for the closed forms of each format).
+(see the ``cost`` method of each format class in :mod:`elrt_core.lowrank.layers` for their closed forms).
 """
 
 from __future__ import annotations
@@ -118,10 +118,6 @@ class Cost:
     macs: int
     params: int
     layers: tuple[LayerCost, ...] = field(default=(), compare=False, repr=False)
-
-    def ratio_to(self, other: "Cost") -> tuple[float, float]:
-        """``(other.macs / self.macs, other.params / self.params)``: reduction ratios against ``other``."""
-        return other.macs / self.macs, other.params / self.params
 
 
 def _run_hooked(model: nn.Module, input_shape: tuple[int, ...], modules: dict[str, nn.Module], hook) -> None:

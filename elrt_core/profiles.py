@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from . import calibration
-from .config import ConfigError, TrainConfig
+from .config import SPLIT_SIZES, ConfigError, TrainConfig
 
 __all__ = ["Method", "RunGroup", "Approximation", "Comparison", "Profile", "load", "names", "methods", "PROFILES_FILE"]
 
@@ -125,16 +125,13 @@ class Profile:
 
     def describe(self) -> str:
         """Short description for captions: profile, epochs, data sizes."""
-        t = self.train
-        val = t.get("val_split") or 0
-        if t.get("subset"):
-            data = f"{t['subset']:,}-image training subset"
-        else:
-            data = f"{50_000 - val:,} training images"
-        if val:
-            data += f", {val:,} held out for validation"
-        test = f"{t['test_subset']:,} test images" if t.get("test_subset") else "full 10,000-image test set"
-        return f"profile '{self.name}': {t['epochs']} epochs, {data}, {test}"
+        t = self.base_config()
+        n_train, n_test = SPLIT_SIZES[t.dataset]
+        data = f"{t.subset:,}-image training subset" if t.subset else f"{n_train - t.val_split:,} training images"
+        if t.val_split:
+            data += f", {t.val_split:,} held out for validation"
+        test = f"{t.test_subset:,} test images" if t.test_subset else f"full {n_test:,}-image test set"
+        return f"profile '{self.name}': {t.epochs} epochs, {data}, {test}"
 
     @property
     def label(self) -> str:

@@ -14,6 +14,7 @@ lambda; :func:`penalty` applies lambda):
   when the rows (wide) or columns (tall) of ``A`` are orthonormal, so SO, MC and SRIP are 0 then.
 * ``per_rank=True`` divides the value by ``t`` (the rank): the 1/rank scaling that ELRT uses so
   that layers of different rank weigh alike.
+* Every regularizer takes ``(a, *, per_rank, generator)``; only SRIP draws from ``generator``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _scale(value: torch.Tensor, a: torch.Tensor, per_rank: bool) -> torch.Tensor
     return value / min(a.shape[-2:]) if per_rank else value
 
 
-def so(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
+def so(a: torch.Tensor, *, per_rank: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
     """Soft orthogonality: ``||G - I||_F^2`` with ``G`` the Gram matrix of the thin side of ``a``.
 
     Bansal et al. (2018), eq. (SO); 0 iff the thin side of ``a`` is orthonormal.
@@ -67,7 +68,7 @@ def so(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
     return _scale(_sq_sum(g - _eye_like(g)), a, per_rank)
 
 
-def dso(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
+def dso(a: torch.Tensor, *, per_rank: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
     """Double soft orthogonality: ``||A^T A - I||_F^2 + ||A A^T - I||_F^2``.
 
     Bansal et al. (2018), eq. (DSO). Both Gram matrices are used, so for a non-square ``a`` with
@@ -80,7 +81,9 @@ def dso(a: torch.Tensor, *, per_rank: bool = False) -> torch.Tensor:
     return _scale(value, a, per_rank)
 
 
-def mc(a: torch.Tensor, *, normalize: bool = True, per_rank: bool = False, eps: float = 1e-12) -> torch.Tensor:
+def mc(
+    a: torch.Tensor, *, normalize: bool = True, per_rank: bool = False, eps: float = 1e-12, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Mutual coherence: ``max_ij |G - I|_ij`` on the thin side of ``a``.
 
     Bansal et al. (2018), eq. (MC), which states the loss ``||W^T W - I||_inf`` for a matrix with
@@ -124,31 +127,31 @@ REGULARIZERS: dict[str, Callable[..., torch.Tensor]] = {"so": so, "dso": dso, "m
 
 def penalty(
     model: nn.Module,
-    kind: str,
-    lam: float,
+    reg: str,
+    reg_weight: float,
     on: Iterable[str] = ("U2",),
     *,
     per_rank: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``lam * sum`` of regularizer ``kind`` over the named factors of every low-rank layer.
+    """``reg_weight * sum`` of regularizer ``reg`` over the named factors of every low-rank layer.
 
     A low-rank layer is any module with a ``factors()`` method returning ``{name: 2-D tensor}``
     (see :mod:`elrt_core.lowrank`); ``on`` selects which factors (``"U1"``: input side,
-    ``"U2"``: output side). ``kind="none"`` or ``lam == 0`` gives a zero tensor. ``generator`` is
-    used by SRIP only (one start vector per factor, drawn group by group).
+    ``"U2"``: output side). ``reg="none"`` or ``reg_weight == 0`` gives a zero tensor. Every
+    regularizer takes the same keywords; ``generator`` feeds SRIP's start vectors (one per factor,
+    drawn group by group) and is unused by the others.
     """
     on = tuple(on)
-    if kind != "none" and kind not in REGULARIZERS:
-        raise ValueError(f"unknown regularizer {kind!r}; allowed: none, {', '.join(REGULARIZERS)}")
-    if lam < 0:
-        raise ValueError(f"regularization weight must be >= 0, got {lam}")
+    if reg != "none" and reg not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {reg!r}; allowed: none, {', '.join(REGULARIZERS)}")
+    if reg_weight < 0:
+        raise ValueError(f"regularization weight must be >= 0, got {reg_weight}")
     param = next(model.parameters(), None)
     zero = torch.zeros((), device=param.device if param is not None else None)
-    if kind == "none" or lam == 0:
+    if reg == "none" or reg_weight == 0:
         return zero
-    fn = REGULARIZERS[kind]
-    extra = {"generator": generator} if kind == "srip" else {}
+    fn = REGULARIZERS[reg]
     groups: dict[tuple, list[torch.Tensor]] = {}
     for module in model.modules():
         factors = getattr(module, "factors", None)
@@ -162,10 +165,9 @@ def penalty(
             a = named[f]
             groups.setdefault((tuple(a.shape), a.dtype, a.device), []).append(a)
     # Factors of equal shape are stacked and regularized in one batched call: the same sum, with one
-    # set of kernel launches per shape instead of per layer (ResNet-20: 7 shapes for 18 layers; the
-    # penalty's forward+backward took 10-15% less time on the 2-core CPU).
+    # set of kernel launches per shape instead of per layer.
     total = zero
     for stack in groups.values():
-        values = fn(torch.stack(stack) if len(stack) > 1 else stack[0], per_rank=per_rank, **extra)
+        values = fn(torch.stack(stack) if len(stack) > 1 else stack[0], per_rank=per_rank, generator=generator)
         total = total + values.sum()
-    return lam * total
+    return reg_weight * total

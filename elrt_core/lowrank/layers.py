@@ -189,8 +189,7 @@ class LowRankConv2d(nn.Module, ABC):
         """:meth:`decompose` with single-threaded BLAS, which is what callers should use.
 
         Conv kernels are small matrices, for which threaded BLAS adds only synchronization, and its
-        threads oversubscribe the cores when training runs beside it: CP-ALS of every ResNet-20 layer
-        took 16 s single-threaded and 140 s with 2 BLAS threads next to a training process (2 cores).
+        threads oversubscribe the cores when training runs beside it.
         """
         with threadpool_limits(limits=1, user_api="blas"):
             return cls.decompose(weight, ranks, **kw)
