@@ -548,17 +548,9 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import bench, profiles
-
-    parser = _Parser(prog="elrt", description="ELRT study: low-rank training of compact CNNs")
-    parser.add_argument("--version", action="version", version=f"elrt {_version()}")
-    parser.add_argument("--root", help="the study's folder (default: found from the working directory; $ELRT_ROOT)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("train", help="train one dense or low-rank model and write its run record")
-    _add_train_args(p)
-    p.set_defaults(func=cmd_train)
+def _add_study_parsers(sub) -> None:
+    """``batch``, ``plan``, ``reproduce`` and ``calibrate``: commands that act on a profile."""
+    from . import profiles
 
     p = sub.add_parser("batch", help="train the missing runs of a profile, several processes side by side")
     p.add_argument("--profile", default="cpu-full", choices=profiles.names())
@@ -593,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true", help="store missing or differing values in reg_weights.yaml")
     p.set_defaults(func=cmd_calibrate)
 
+
+def _add_tool_parsers(sub) -> None:
+    """``info`` and ``data``: a model's cost and the data set."""
     p = sub.add_parser("info", help="per-layer ranks and cost of a converted model (no training)")
     p.add_argument("model", choices=models.MODELS)
     p.add_argument("--format", default="tucker2", choices=("dense", *FORMATS))
@@ -606,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--dataset", default="cifar10", choices=DATASETS)
     p.set_defaults(func=cmd_data)
+
+
+def _add_bench_parser(sub) -> None:
+    from . import bench
 
     p = sub.add_parser("bench", help="measure dense vs low-rank training/inference speed and memory")
     p.add_argument("--model", default="resnet20", choices=models.MODELS)
@@ -635,6 +634,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="elrt", description="ELRT study: low-rank training of compact CNNs")
+    parser.add_argument("--version", action="version", version=f"elrt {_version()}")
+    parser.add_argument("--root", help="the study's folder (default: found from the working directory; $ELRT_ROOT)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("train", help="train one dense or low-rank model and write its run record")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+    _add_study_parsers(sub)
+    _add_tool_parsers(sub)
+    _add_bench_parser(sub)
     _add_gpu_parser(sub)
     return parser
 

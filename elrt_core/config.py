@@ -122,8 +122,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for the first invalid setting."""
+        self._validate_network()
+        self._validate_regularizer()
+        self._validate_optimization()
+        self._validate_data()
+
+    def _validate_network(self) -> None:
         _require(self.model in models.MODELS, f"unknown model {self.model!r}; allowed: {', '.join(models.MODELS)}")
-        _require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
         formats = ("dense", *FORMATS)
         _require(self.format in formats, f"unknown format {self.format!r}; allowed: {', '.join(formats)}")
         ratios = {k: v for k, v in (("flops_ratio", self.flops_ratio), ("params_ratio", self.params_ratio)) if v is not None}
@@ -134,6 +139,18 @@ class TrainConfig:
             _require(not ratios, f"a dense model takes no reduction ratio, got {ratios}")
         else:
             _require(len(ratios) == 1, f"format {self.format!r} needs exactly one of flops_ratio, params_ratio")
+        _require(self.rank_rule == "uniform" or self.format != "dense",
+                 f"rank_rule {self.rank_rule!r} chooses low-rank ranks: choose a low-rank format")
+        _require(isinstance(self.rank_rule, str) and RANK_RULE_PATTERN.fullmatch(self.rank_rule) is not None,
+                 f"rank_rule must be 'uniform' or 'hw:<12 hex digits of a timing table id>', got {self.rank_rule!r} "
+                 "('hw' alone is resolved to this device's table by `elrt train --rank-rule hw`)")
+        for name in ("orth_init", "no_decay_on"):
+            value = getattr(self, name)
+            bad = [f for f in value if f not in FACTOR_NAMES]
+            _require(not bad and len(set(value)) == len(value), f"{name} must name distinct factors among {FACTOR_NAMES}, got {value!r}")
+            _require(not value or self.format == "tucker2", f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}")
+
+    def _validate_regularizer(self) -> None:
         regs = ("none", *REGULARIZERS)
         _require(self.reg in regs, f"unknown regularizer {self.reg!r}; allowed: {', '.join(regs)}")
         _number("reg_weight", self.reg_weight)
@@ -143,12 +160,9 @@ class TrainConfig:
             _require(self.reg_weight > 0, f"regularizer {self.reg!r} needs reg_weight > 0")
         bad = [f for f in self.reg_on if f not in FACTOR_NAMES]
         _require(not bad and self.reg_on, f"reg_on must name factors among {FACTOR_NAMES}, got {self.reg_on!r}")
-        for name in ("orth_init", "no_decay_on"):
-            value = getattr(self, name)
-            bad = [f for f in value if f not in FACTOR_NAMES]
-            _require(not bad and len(set(value)) == len(value), f"{name} must name distinct factors among {FACTOR_NAMES}, got {value!r}")
-            _require(not value or self.format == "tucker2", f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}")
         _require(self.reg_schedule in REG_SCHEDULES, f"unknown reg_schedule {self.reg_schedule!r}; allowed: {', '.join(REG_SCHEDULES)}")
+
+    def _validate_optimization(self) -> None:
         for name in ("epochs", "batch_size", "seed"):
             v = getattr(self, name)
             _require(isinstance(v, int) and not isinstance(v, bool), f"{name} must be an integer, got {v!r}")
@@ -163,12 +177,13 @@ class TrainConfig:
         _require(0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         _require(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _require(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+
+    def _validate_data(self) -> None:
+        _require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
         for name in ("subset", "test_subset"):
             v = getattr(self, name)
-            _require(
-                v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-                f"{name} must be a positive integer or None, got {v!r}",
-            )
+            _require(v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+                     f"{name} must be a positive integer or None, got {v!r}")
         v = self.val_split
         _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"val_split must be an integer >= 0, got {v!r}")
         n_train, n_test = SPLIT_SIZES[self.dataset]
@@ -177,11 +192,6 @@ class TrainConfig:
                  f"subset {self.subset} is larger than the {n_train - v} training images left after holding out {v}")
         _require(self.test_subset is None or self.test_subset <= n_test,
                  f"test_subset {self.test_subset} is larger than the {n_test} test images")
-        _require(self.rank_rule == "uniform" or self.format != "dense",
-                 f"rank_rule {self.rank_rule!r} chooses low-rank ranks: choose a low-rank format")
-        _require(isinstance(self.rank_rule, str) and RANK_RULE_PATTERN.fullmatch(self.rank_rule) is not None,
-                 f"rank_rule must be 'uniform' or 'hw:<12 hex digits of a timing table id>', got {self.rank_rule!r} "
-                 "('hw' alone is resolved to this device's table by `elrt train --rank-rule hw`)")
 
     @property
     def num_classes(self) -> int:

@@ -235,35 +235,48 @@ def convert(
     if ranks is not None:
         chosen: Mapping[str, tuple[int, ...] | None] = _explicit_ranks(ranks, geoms, cls)
     else:
+        chosen = _budget_ranks(model, geoms, fmt, flops_ratio, params_ratio, input_shape, timing)
+    new = _replace_layers(model, chosen, cls, init, progress)
+    if ranks is None:
         by, ratio = ("macs", flops_ratio) if flops_ratio is not None else ("params", params_ratio)
-        dense_cost = count(model, input_shape)
-        dense_total = dense_cost.macs if by == "macs" else dense_cost.params
-        converted = sum((g.macs if by == "macs" else g.params) for g in geoms.values())
-        if timing is None:
-            chosen = select_ranks(geoms, fmt, dense_total / ratio, dense_total - converted, by=by)
-        else:
-            chosen = select_ranks_hw(geoms, cls, dense_total / ratio, dense_total - converted, by, timing,
-                                     tolerance=RATIO_TOLERANCE)
+        achieved = report(new, input_shape)
+        got = achieved.macs_ratio if by == "macs" else achieved.params_ratio
+        if abs(got / ratio - 1) > RATIO_TOLERANCE:
+            raise ValueError(
+                f"rank granularity: {fmt} reaches a {by} ratio of {got:.3f}, not {ratio} within "
+                f"{RATIO_TOLERANCE:.0%}; the layers are too small for this target"
+            )
+    return new
 
+
+def _budget_ranks(model: nn.Module, geoms: Mapping[str, ConvGeometry], fmt: str, flops_ratio: float | None,
+                  params_ratio: float | None, input_shape: tuple[int, int, int],
+                  timing: TimingTable | None) -> Mapping[str, tuple[int, ...] | None]:
+    """Ranks per layer for the whole-network budget: the uniform rule, or the hardware-aware one with ``timing``."""
+    by, ratio = ("macs", flops_ratio) if flops_ratio is not None else ("params", params_ratio)
+    dense_cost = count(model, input_shape)
+    dense_total = dense_cost.macs if by == "macs" else dense_cost.params
+    converted = sum((g.macs if by == "macs" else g.params) for g in geoms.values())
+    if timing is None:
+        return select_ranks(geoms, fmt, dense_total / ratio, dense_total - converted, by=by)
+    return select_ranks_hw(geoms, format_class(fmt), dense_total / ratio, dense_total - converted, by, timing,
+                           tolerance=RATIO_TOLERANCE)
+
+
+def _replace_layers(model: nn.Module, chosen: Mapping[str, tuple[int, ...] | None], cls: type[LowRankConv2d],
+                    init: str, progress: bool | None) -> nn.Module:
+    """A copy of ``model`` with each layer of ``chosen`` (``None``: kept dense) in format ``cls``,
+    decomposed from its kernel or drawn from scratch (``init``), with one BLAS thread."""
     new = copy.deepcopy(model)
     todo = {n: r for n, r in chosen.items() if r is not None}
     show = init == "decompose" and progress is not False
-    bar = tqdm(todo.items(), desc=f"{fmt} decomposition", unit="layer", delay=PROGRESS_DELAY_S, leave=False,
+    bar = tqdm(todo.items(), desc=f"{cls.fmt} decomposition", unit="layer", delay=PROGRESS_DELAY_S, leave=False,
                disable=(None if progress is None else False) if show else True)
     with threadpool_limits(limits=1, user_api="blas"):
         for name, r in bar:
             dense_conv = new.get_submodule(name)
             layer = cls.from_dense(dense_conv, r) if init == "decompose" else cls.like(dense_conv, r)
             _set_module(new, name, layer)
-
-    if ranks is None:
-        achieved = report(new, input_shape)
-        got = achieved.macs_ratio if flops_ratio is not None else achieved.params_ratio
-        if abs(got / ratio - 1) > RATIO_TOLERANCE:
-            raise ValueError(
-                f"rank granularity: {fmt} reaches a {by} ratio of {got:.3f}, not {ratio} within "
-                f"{RATIO_TOLERANCE:.0%}; the layers are too small for this target"
-            )
     return new
 
 

@@ -67,6 +67,63 @@ def _command(run: plan_lib.PlannedRun, profile: Profile, out: Path, device: str,
     return cmd
 
 
+@dataclass
+class _Pool:
+    """The training processes of one batch: starting, finishing and stopping them, with the report."""
+
+    profile: Profile
+    command: Callable[[plan_lib.PlannedRun, Path], list[str]]
+    env: dict[str, str]
+    root: Path | str | None
+    log: Callable[[str], None]
+    report: BatchReport = field(default_factory=BatchReport)
+    active: dict[subprocess.Popen, tuple[plan_lib.PlannedRun, Path, float]] = field(default_factory=dict)
+
+    def start(self, run_: plan_lib.PlannedRun, position: str) -> None:
+        out = run_dir(run_.config, self.profile.name, self.root)
+        if records.lookup(run_.config, out.parent) is not None:  # finished meanwhile elsewhere
+            self.report.skipped.append(run_.config.name)
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(yaml.safe_dump(run_.config.to_dict(), sort_keys=True))
+        with open(out / LOG_FILE, "a") as logfile:
+            proc = subprocess.Popen(self.command(run_, out), stdout=logfile, stderr=subprocess.STDOUT, env=self.env,
+                                    start_new_session=True)
+        self.active[proc] = (run_, out, time.time())
+        self.log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; {position})")
+
+    def reap(self) -> None:
+        """Record the outcome of every process that has ended."""
+        for proc in [p for p in self.active if p.poll() is not None]:
+            run_, out, t0 = self.active.pop(proc)
+            rec = records.lookup(run_.config, out.parent)
+            if rec is not None and rec.finished:
+                self.report.finished.append(run_.config.name)
+                val = rec.metrics.get("final_val_top1")
+                self.log(f"[done]     {run_.config.name}: test {rec.metrics['final_test_top1']:.2f}%"
+                         + (f", val {val:.2f}%" if val is not None else "") + f" ({(time.time() - t0) / 60:.1f} min)")
+            elif rec is not None:
+                self.report.diverged.append(run_.config.name)
+                self.log(f"[diverged] {run_.config.name}: {rec.metrics.get('divergence', {}).get('reason', '')}")
+            else:
+                self.report.failed.append(run_.config.name)
+                self.log(f"[failed]   {run_.config.name}: exit {proc.returncode}; see {out / LOG_FILE}")
+
+    def stop_all(self, why: str) -> None:
+        """SIGTERM every running process (SIGKILL after 60 s); each keeps its last checkpoint."""
+        for proc in list(self.active):
+            proc.send_signal(signal.SIGTERM)
+        for proc in list(self.active):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            run_, _, _ = self.active.pop(proc)
+            self.report.stopped.append(run_.config.name)
+            self.log(f"[stopped]  {run_.config.name} ({why}); its checkpoint resumes in the next batch")
+
+
 def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes: float | None = None,
         device: str = "auto", data_dir: str | None = None, root: Path | str | None = None,
         max_priority: int | None = None, runs: list[plan_lib.PlannedRun] | None = None,
@@ -82,68 +139,25 @@ def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes:
         keep = {r.config.hash for r in runs}
         queue = [r for r in queue if r.config.hash in keep]
     total = len(queue)
-    report = BatchReport()
-    active: dict[subprocess.Popen, tuple[plan_lib.PlannedRun, Path, float]] = {}
-    env = {**os.environ, "ELRT_RESULTS": str(records.results_root(root))}
+    pool = _Pool(profile, lambda r, out: [*_command(r, profile, out, device, threads, data_dir), *extra],
+                 {**os.environ, "ELRT_RESULTS": str(records.results_root(root))}, root, log)
     log(f"batch {profile.name}: {total} run(s) to train, {jobs} process(es) x {threads or 'default'} thread(s)"
         + (f", stop after {minutes:g} min" if minutes is not None else ""))
-
-    def finish(proc: subprocess.Popen, code: int) -> None:
-        run_, out, t0 = active.pop(proc)
-        minutes_ = (time.time() - t0) / 60
-        rec = records.lookup(run_.config, out.parent)
-        if rec is not None and rec.finished:
-            report.finished.append(run_.config.name)
-            val = rec.metrics.get("final_val_top1")
-            log(f"[done]     {run_.config.name}: test {rec.metrics['final_test_top1']:.2f}%"
-                + (f", val {val:.2f}%" if val is not None else "") + f" ({minutes_:.1f} min)")
-        elif rec is not None:
-            report.diverged.append(run_.config.name)
-            log(f"[diverged] {run_.config.name}: {rec.metrics.get('divergence', {}).get('reason', '')}")
-        else:
-            report.failed.append(run_.config.name)
-            log(f"[failed]   {run_.config.name}: exit {code}; see {out / LOG_FILE}")
-
-    def stop_all(why: str) -> None:
-        for proc in list(active):
-            proc.send_signal(signal.SIGTERM)
-        for proc in list(active):
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            run_, out, _ = active.pop(proc)
-            report.stopped.append(run_.config.name)
-            log(f"[stopped]  {run_.config.name} ({why}); its checkpoint resumes in the next batch")
-
     try:
-        while queue or active:
-            for proc in [p for p in active if p.poll() is not None]:
-                finish(proc, proc.returncode)
+        while queue or pool.active:
+            pool.reap()
             if deadline is not None and time.time() >= deadline:
-                stop_all("deadline")
+                pool.stop_all("deadline")
                 break
-            while queue and len(active) < jobs:
-                run_ = queue.pop(0)
-                out = run_dir(run_.config, profile.name, root)
-                if records.lookup(run_.config, out.parent) is not None:  # finished meanwhile elsewhere
-                    report.skipped.append(run_.config.name)
-                    continue
-                out.mkdir(parents=True, exist_ok=True)
-                (out / CONFIG_FILE).write_text(yaml.safe_dump(run_.config.to_dict(), sort_keys=True))
-                with open(out / LOG_FILE, "a") as logfile:
-                    proc = subprocess.Popen([*_command(run_, profile, out, device, threads, data_dir), *extra], stdout=logfile,
-                                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-                active[proc] = (run_, out, time.time())
-                done = total - len(queue)
-                log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; {done}/{total})")
+            while queue and len(pool.active) < jobs:
+                pool.start(queue.pop(0), f"{total - len(queue)}/{total}")
             time.sleep(_POLL_SECONDS)
     except KeyboardInterrupt:
-        stop_all("interrupted")
+        pool.stop_all("interrupted")
         raise
     finally:
-        report.seconds = time.time() - started
-    log(f"batch {profile.name}: {len(report.finished)} finished, {len(report.diverged)} diverged, {len(report.failed)} failed, "
-        f"{len(report.stopped)} stopped, {len(queue)} not started, in {report.seconds / 60:.1f} min")
-    return report
+        pool.report.seconds = time.time() - started
+    r = pool.report
+    log(f"batch {profile.name}: {len(r.finished)} finished, {len(r.diverged)} diverged, {len(r.failed)} failed, "
+        f"{len(r.stopped)} stopped, {len(queue)} not started, in {r.seconds / 60:.1f} min")
+    return r
