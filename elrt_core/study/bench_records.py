@@ -207,8 +207,8 @@ def thresholds(session) -> pd.DataFrame | None:
                 limit = limits["penalty_pct"][row["regularizer"]]
                 rows.append({"device": r["provenance"]["device_name"],
                              "threshold": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
-                             "measured": row["penalty_pct"], "variant": r["variant"], "amdahl_ceiling": None,
-                             "met": row["penalty_pct"] <= limit})
+                             "measured": row["penalty_pct"], "variant": r["variant"], "rank_rule": r.get("rank_rule", "uniform"),
+                             "amdahl_ceiling": None, "met": row["penalty_pct"] <= limit})
     frames = [f for f in (speed, pd.DataFrame(rows)) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else None
 
