@@ -92,15 +92,23 @@ def _version(package: str) -> str | None:
         return None
 
 
+_VECTOR_UNITS = ("avx512f", "avx2", "avx", "sse4_2", "asimd")
+"""CPU flags naming the widest vector unit, widest first (x86 and Arm)."""
+
+
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name from ``cpuinfo`` (Linux), else what ``platform`` knows (often just the architecture)."""
+    """The CPU's model name from ``cpuinfo`` (Linux) with its widest vector unit, e.g. ``"AMD EPYC
+    (avx2)"`` (virtual machines often hide the model number, and speed depends on the vector width);
+    else what ``platform`` knows (often just the architecture)."""
     try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
+        text = cpuinfo.read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name") and ":" in line),
+                platform.processor() or platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith(("flags", "Features"))), []))
+    unit = next((u for u in _VECTOR_UNITS if u in flags), None)
+    return f"{name} ({unit})" if unit else name
 
 
 def provenance(device: torch.device, *, seed: int, profile: str, started: float, ended: float, extra: dict | None = None) -> dict[str, Any]:
