@@ -634,12 +634,20 @@ def tltorch_model(low: nn.Module) -> nn.Module:
     """A copy of the Tucker-2 network ``low`` whose low-rank layers are TensorLy-Torch's Tucker
     ``FactorizedConv`` (``implementation="factorized"``) at the same ranks ``(R2, R1)`` with the
     spatial modes at full rank (Kossaifi et al., TensorLy-Torch 0.5): the same network run by a
-    reference library, for timing. Needs the optional dependency ``tensorly-torch``."""
+    reference library, for timing. Needs the optional dependency ``tensorly-torch``. Its layers compute
+    with tensorly's pytorch backend: run them inside ``tensorly.backend_context("pytorch")``; the
+    global backend is left as it was (importing tltorch would switch it)."""
+    import copy
+
+    import tensorly as tl
+
+    backend = tl.get_backend()
     try:
         import tltorch
     except ImportError:
         raise ValueError("the reference measurement needs TensorLy-Torch: pip install -c constraints.txt -e '.[bench]'") from None
-    import copy
+    finally:
+        tl.set_backend(backend)  # importing tltorch sets tensorly's global backend to pytorch
 
     ref = copy.deepcopy(low)
     for name, layer in list(ref.named_modules()):
@@ -661,14 +669,17 @@ def reference_speedup(s: BenchSettings) -> dict[str, Any]:
     s.validate()
     if s.format != "tucker2":
         raise ValueError(f"the TensorLy-Torch reference exists for tucker2 only, got format {s.format!r}")
+    import tensorly as tl
+
     device = torch.device(s.device)
     started = time.time()
     dense, low, shape = _models(s, device)
     fmt = torch.channels_last if s.channels_last else torch.contiguous_format
-    ref = tltorch_model(low).to(device, memory_format=fmt)
-    x, y = _batch(s, shape, device)
-    steppers = [_Stepper(m, x, y, **s.stepper_options) for m in (dense, low, ref)]
-    train = _alternate(steppers, "train", s.steps, s.warmup)
+    with tl.backend_context("pytorch"):
+        ref = tltorch_model(low).to(device, memory_format=fmt)
+        x, y = _batch(s, shape, device)
+        steppers = [_Stepper(m, x, y, **s.stepper_options) for m in (dense, low, ref)]
+        train = _alternate(steppers, "train", s.steps, s.warmup)
     return {"kind": "reference", **asdict(s), "macs_ratio": lowrank.report(low, shape).macs_ratio,
             "reference": f"tensorly-torch {_package_version('tensorly-torch')} FactorizedConv (tucker, factorized)",
             "train_step_ms": {"dense": 1000 * train[0], "ours": 1000 * train[1], "reference": 1000 * train[2]},

@@ -53,7 +53,7 @@ def test_version_and_help_with_choices_and_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "{factored,channels_last,autotuned,bf16,compiled}" in text and "(default: channels_last)" in text
+    assert "{factored,channels_last,autotuned,bf16,compiled,folded_bn}" in text and "(default: channels_last)" in text
 
 
 def test_missing_data_is_a_usage_error_and_never_a_download(tmp_path, capsys, monkeypatch):

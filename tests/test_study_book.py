@@ -69,9 +69,9 @@ def test_every_notebook_executes_and_every_figure_and_table_states_its_basis(smo
         assert not [o for o in outputs if o.output_type == "error"], name
         texts = [o.get("data", {}).get("text/markdown", "") for o in outputs]
         figures = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
-        tables = [i for i, o in enumerate(outputs) if "<table" in o.get("data", {}).get("text/html", "")]
-        assert figures or tables, f"{name} shows nothing"
-        captions = [texts[i + 1] for i in figures] + [texts[i - 1] for i in tables]  # figure: caption after; table: before
+        shown_tables = [i for i, o in enumerate(outputs) if "<table" in o.get("data", {}).get("text/html", "")]
+        assert figures or shown_tables, f"{name} shows nothing"
+        captions = [texts[i + 1] for i in figures] + [texts[i - 1] for i in shown_tables]  # figure: caption after; table: before
         assert all(c.startswith(("**Figure", "**Table")) for c in captions), (name, captions)
         assert f"elrt reproduce --profile smoke --only {name}" in texts[-1], name  # the reproduce snippet ends the chapter
         for caption in captions:  # each states what it rests on: the training profile, or another basis

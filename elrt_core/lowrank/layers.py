@@ -507,10 +507,11 @@ class CPConv2d(LowRankConv2d):
         minute and changes the relative error by about 0.01 against 200 iterations.
         Where the rank exceeds a mode size, tensorly completes the SVD initialization randomly.
         """
+        import tensorly as tl
         from tensorly.decomposition import parafac
 
         (r,) = ranks
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), tl.backend_context("numpy"):  # tensorly-torch switches the global backend
             warnings.filterwarnings("ignore", message="Trying to compute SVD with n_eigenvecs")
             cp = parafac(_as_float64(weight), rank=r, init="svd", n_iter_max=n_iter_max, random_state=seed, tol=1e-8)
         weights, (u_out, u_in, v, h) = cp
