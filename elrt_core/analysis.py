@@ -1,8 +1,8 @@
 """Approximation analysis (ELRT Figure 3): each low-rank format's best fit of a conv kernel at equal cost.
 
 A kernel ``W`` (``C_out x C_in x k_h x k_w``) of a conv layer with geometry ``geom`` and a budget
-(a per-layer reduction ``ratio > 1`` of its MACs, or of its parameters) admit, in each format, every
-rank configuration whose cost is at most ``dense cost / ratio``. The format's error at that budget is
+(a per-layer reduction ``budget > 1`` of its MACs, or of its parameters) admit, in each format, every
+rank configuration whose cost is at most ``dense cost / budget``. The format's error at that budget is
 the smallest error over those configurations, each fitted by the format's best fit
 (:meth:`LowRankConv2d.best_fit`). Only the **budget frontier** needs fitting (:func:`frontier`: the
 configurations where no single rank can grow and still fit), since a larger rank never fits worse.
@@ -43,19 +43,22 @@ from .lowrank.layers import FORMATS, LowRankConv2d
 
 __all__ = [
     "Approximation", "KernelFits", "approximation_error", "best_approximation", "frontier", "hosvd_errors",
-    "layer_errors", "reconstruct", "svd_errors", "CURVE_RATIOS", "TUCKER_CANDIDATES", "COLUMNS",
+    "layer_errors", "reconstruct", "svd_errors", "CURVE_BUDGETS", "TUCKER_CANDIDATES", "COLUMNS", "COST_NAMES",
 ]
 
 Ranks = tuple[int, ...]
 
-CURVE_RATIOS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
+COST_NAMES = {"macs": "MACs", "params": "parameters"}
+"""The two kinds of budget (``by``) and their names in figures and sentences."""
+
+CURVE_BUDGETS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
 """Per-layer reductions of the error-versus-cost curves (dense cost / low-rank cost)."""
 
 TUCKER_CANDIDATES = 4
 """Frontier pairs of lowest HOSVD error that are fitted by HOOI (see the module docstring)."""
 
 COLUMNS = [
-    "layer", "index", "format", "by", "ratio", "ranks", "dense_macs", "dense_params", "macs", "params",
+    "layer", "index", "format", "by", "budget", "ranks", "dense_macs", "dense_params", "macs", "params",
     "macs_ratio", "params_ratio", "mse", "rel_error", "frontier", "fitted",
 ]
 """Columns of :func:`layer_errors`."""
@@ -98,13 +101,13 @@ def _cost(cls: type[LowRankConv2d], geom: ConvGeometry, ranks: Ranks, by: str) -
     return macs if by == "macs" else params
 
 
-def _cap(geom: ConvGeometry, ratio: float, by: str) -> float:
-    """The budget ``dense cost / ratio`` of one layer, after checking ``by`` and ``ratio``."""
-    if by not in ("macs", "params"):
+def _cap(geom: ConvGeometry, budget: float, by: str) -> float:
+    """The largest cost ``dense cost / budget`` of one layer, after checking ``by`` and ``budget``."""
+    if by not in COST_NAMES:
         raise ValueError(f"by must be 'macs' or 'params', got {by!r}")
-    if not ratio > 1:
-        raise ValueError(f"a reduction ratio must be > 1 (dense / low-rank), got {ratio}")
-    return (geom.macs if by == "macs" else geom.params) / ratio
+    if not budget > 1:
+        raise ValueError(f"a budget (reduction, dense / low-rank) must be > 1, got {budget}")
+    return (geom.macs if by == "macs" else geom.params) / budget
 
 
 def frontier(cls: type[LowRankConv2d], geom: ConvGeometry, cap: float, by: str = "macs") -> list[Ranks]:
@@ -234,7 +237,7 @@ def approximation_error(weight: torch.Tensor, fmt: str, ranks: int | Ranks, geom
 def best_approximation(
     weight: torch.Tensor,
     fmt: str,
-    ratio: float,
+    budget: float,
     by: str = "macs",
     geometry: ConvGeometry | None = None,
     candidates: int = TUCKER_CANDIDATES,
@@ -242,7 +245,7 @@ def best_approximation(
 ) -> Approximation | None:
     """The best fit of ``weight`` (``C_out x C_in x k_h x k_w``) in format ``fmt`` within a budget.
 
-    The budget is the layer's dense ``by`` cost (``"macs"`` or ``"params"``) divided by ``ratio``
+    The budget is the layer's dense ``by`` cost (``"macs"`` or ``"params"``) divided by ``budget``
     (> 1); every configuration on its :func:`frontier` is a candidate (see the module docstring for
     which are fitted; ``candidates``: how many Tucker-2 pairs get HOOI). ``geometry``: as in
     :func:`approximation_error`. ``fits``: a :class:`KernelFits` of this kernel and format to reuse
@@ -250,7 +253,7 @@ def best_approximation(
     """
     cls = format_class(fmt)
     geom = geometry or _default_geometry(weight)
-    configs = frontier(cls, geom, _cap(geom, ratio, by), by)
+    configs = frontier(cls, geom, _cap(geom, budget, by), by)
     if not configs:
         return None
     fits = fits or KernelFits(weight, cls)
@@ -268,8 +271,8 @@ def best_approximation(
 def layer_errors(
     model: nn.Module,
     formats: Iterable[str] | None = None,
-    macs_ratios: Iterable[float] = (2.0,),
-    params_ratios: Iterable[float] = (),
+    macs_budgets: Iterable[float] = (2.0,),
+    params_budgets: Iterable[float] = (),
     *,
     input_shape: tuple[int, int, int] = (3, 32, 32),
     skip_first: bool = True,
@@ -279,31 +282,31 @@ def layer_errors(
     """The best approximation of every (non-grouped) conv layer of ``model`` in each format and budget.
 
     ``formats``: default every format of :data:`elrt_core.lowrank.FORMATS`. Budgets: a per-layer
-    reduction of MACs for each of ``macs_ratios`` and of parameters for each of ``params_ratios``.
-    One row per layer, format and budget (columns :data:`COLUMNS`): ``by`` and ``ratio`` name the
-    budget; ``macs_ratio`` and ``params_ratio`` are the achieved per-layer reductions
-    (dense / low-rank, ``>= ratio`` for the budget's cost); ``index`` is the layer's position. A
+    reduction of MACs for each of ``macs_budgets`` and of parameters for each of ``params_budgets``.
+    One row per layer, format and budget (columns :data:`COLUMNS`): ``by`` and ``budget`` (the
+    target reduction) name the budget; ``macs_ratio`` and ``params_ratio`` are the achieved per-layer reductions
+    (dense / low-rank, ``>= budget`` for the budget's cost); ``index`` is the layer's position. A
     format with no configuration within a budget has no row. The first conv (3 input channels) is
     left out by default, as in :func:`elrt_core.lowrank.convert`. Single-threaded BLAS throughout.
     """
     formats = list(FORMATS) if formats is None else list(formats)
     classes = {f: format_class(f) for f in formats}
-    budgets = [("macs", float(r)) for r in macs_ratios] + [("params", float(r)) for r in params_ratios]
+    budgets = [("macs", float(r)) for r in macs_budgets] + [("params", float(r)) for r in params_budgets]
     geoms = trace_convs(model, input_shape)
     names = [n for n, g in geoms.items() if g.groups == 1][1 if skip_first else 0 :]
     if not names:
         raise ValueError(f"{type(model).__name__} has no conv layer to analyse")
-    for by, ratio in budgets:
-        _cap(geoms[names[0]], ratio, by)
+    for by, budget in budgets:
+        _cap(geoms[names[0]], budget, by)
     rows = []
     jobs = [(i, n, f) for i, n in enumerate(names) for f in formats]
     with threadpool_limits(limits=1, user_api="blas"):
         for i, name, fmt in tqdm(jobs, desc="approximation", disable=not progress):
             weight = model.get_submodule(name).weight
             fits = KernelFits(weight, classes[fmt])
-            for by, ratio in budgets:
-                a = best_approximation(weight, fmt, ratio, by, geoms[name], candidates, fits)
+            for by, budget in budgets:
+                a = best_approximation(weight, fmt, budget, by, geoms[name], candidates, fits)
                 if a is not None:
-                    rows.append({"layer": name, "index": i, "by": by, "ratio": ratio, **asdict(a),
+                    rows.append({"layer": name, "index": i, "by": by, "budget": budget, **asdict(a),
                                  "macs_ratio": a.dense_macs / a.macs, "params_ratio": a.dense_params / a.params})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -157,24 +157,24 @@ def test_hooi_optimum_is_among_the_screened_candidates_wide_layer():
 
 def test_layer_errors_frame_reports_achieved_ratios():
     torch.manual_seed(6)
-    df = analysis.layer_errors(_small_net(), macs_ratios=(2.0, 16.0), params_ratios=(3.0,), input_shape=(3, 16, 16))
+    df = analysis.layer_errors(_small_net(), macs_budgets=(2.0, 16.0), params_budgets=(3.0,), input_shape=(3, 16, 16))
     assert list(df.columns) == analysis.COLUMNS
     assert set(df["layer"]) == {"1", "2"} and set(df["format"]) == set(FORMATS)
     macs, params = df[df["by"] == "macs"], df[df["by"] == "params"]
-    assert (macs["macs_ratio"] >= macs["ratio"]).all() and (params["params_ratio"] >= params["ratio"]).all()
+    assert (macs["macs_ratio"] >= macs["budget"]).all() and (params["params_ratio"] >= params["budget"]).all()
     assert (df["rel_error"] > 0).all() and (df["fitted"] <= df["frontier"]).all()
     # a format has a row exactly where some configuration fits; matrix rank 1 of the 8 -> 12 stride-2
     # conv costs 84/864 of its MACs, so 16x is out of its reach
     geom = trace_convs(_small_net(), (3, 16, 16))["1"]
     reachable = [f for f in FORMATS if analysis.frontier(FORMATS[f], geom, geom.macs / 16)]
     assert "matrix" not in reachable and "tucker2" in reachable
-    assert df[(df["layer"] == "1") & (df["ratio"] == 16.0)]["format"].tolist() == reachable
+    assert df[(df["layer"] == "1") & (df["budget"] == 16.0)]["format"].tolist() == reachable
 
 
 def test_curves_of_svd_formats_fall_as_cost_grows():
     torch.manual_seed(7)
-    df = analysis.layer_errors(_small_net(), ["matrix", "spatial"], macs_ratios=analysis.CURVE_RATIOS,
-                               params_ratios=analysis.CURVE_RATIOS, input_shape=(3, 16, 16))
+    df = analysis.layer_errors(_small_net(), ["matrix", "spatial"], macs_budgets=analysis.CURVE_BUDGETS,
+                               params_budgets=analysis.CURVE_BUDGETS, input_shape=(3, 16, 16))
     for (_, _, by), curve in df.groupby(["layer", "format", "by"]):
         errors = curve.sort_values(by)["rel_error"].to_numpy()
         assert len(errors) >= 6 and (np.diff(errors) <= 1e-12).all(), errors
