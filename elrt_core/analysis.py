@@ -15,8 +15,9 @@ configurations where no single rank can grow and still fit), since a larger rank
   De Lathauwer, De Moor and Vandewalle 2000, SIAM J. Matrix Anal. Appl. 21(4)), which costs one
   eigendecomposition per mode for all pairs together; the ``candidates`` pairs with the lowest
   HOSVD error are then fitted by HOOI (tensorly ``partial_tucker``, started from the HOSVD, so its
-  error is at most the HOSVD error) and the best fit is kept. The tests check on trained ResNet-20
-  kernels that the pair HOOI finds best over the whole frontier is among these candidates.
+  error is at most the HOSVD error) and the best fit is kept. The tests check on trained and on
+  freshly initialized ResNet-20 kernels that the pair HOOI finds best over the whole frontier is
+  among these candidates.
 * Any other format (CP: ALS, tensorly ``parafac``, a local optimum) fits every frontier configuration;
   for one-rank formats the frontier is the single largest rank that fits.
 
@@ -27,6 +28,7 @@ layers) and ``mse = mean((W - W_hat)^2)`` (the quantity plotted in the paper).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -54,7 +56,7 @@ COST_NAMES = {"macs": "MACs", "params": "parameters"}
 CURVE_BUDGETS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
 """Per-layer reductions of the error-versus-cost curves (dense cost / low-rank cost)."""
 
-TUCKER_CANDIDATES = 4
+TUCKER_CANDIDATES = 6
 """Frontier pairs of lowest HOSVD error that are fitted by HOOI (see the module docstring)."""
 
 COLUMNS = [
@@ -203,25 +205,43 @@ class KernelFits:
         self.screen = hosvd_errors(w, cls.tucker_modes) if cls.tucker_modes is not None else None
         self._fitted: dict[Ranks, float] = {}
 
+    def useful_ranks(self, ranks: Ranks) -> Ranks:
+        """``ranks`` with each Tucker rank cut to the product of the other modes' sizes (other Tucker
+        modes at their rank), above which it adds nothing: the unfolding of the fitted tensor along
+        a mode has at most that rank, so the best fit, and its error, are those of the cut ranks
+        (e.g. Tucker-2 ``(R1, R2)`` with ``R2 > R1 k_h k_w``). Unchanged for other formats."""
+        if self.cls.tucker_modes is None:
+            return ranks
+        sizes = list(self.weight.shape)
+        for r, mode in zip(ranks, self.cls.tucker_modes):
+            sizes[mode] = r
+        others = [math.prod(s for i, s in enumerate(sizes) if i != mode) for mode in self.cls.tucker_modes]
+        return tuple(min(r, bound) for r, bound in zip(ranks, others))
+
     def error(self, ranks: Ranks) -> float:
-        """Relative squared error of the best fit at ``ranks``: Eckart-Young where exact, else a fit."""
+        """Relative squared error of the best fit at ``ranks``: Eckart-Young where exact, else a fit
+        (at :meth:`useful_ranks`)."""
         if self.exact is not None:
             return float(self.exact[ranks[0]])
+        ranks = self.useful_ranks(ranks)
         if ranks not in self._fitted:
             w = _as_float64(self.weight)
-            self._fitted[ranks] = float(((w - reconstruct(self.weight, self.cls.fmt, ranks)) ** 2).sum()) / self.norm2
+            diff2 = float(((w - reconstruct(self.weight, self.cls.fmt, ranks)) ** 2).sum())
+            self._fitted[ranks] = diff2 / self.norm2
         return self._fitted[ranks]
 
     def candidates(self, configs: list[Ranks], keep: int) -> list[Ranks]:
         """The configurations worth fitting: the ``keep`` of lowest HOSVD error where the format has
-        ``tucker_modes`` (ties in network order), else all of them."""
+        ``tucker_modes`` and no exact errors (ties kept in frontier order), else all of them."""
         if self.screen is None or self.exact is not None:
             return configs
         order = sorted(range(len(configs)), key=lambda i: (self.screen[configs[i]], i))
         return [configs[i] for i in order[:keep]]
 
 
-def approximation_error(weight: torch.Tensor, fmt: str, ranks: int | Ranks, geometry: ConvGeometry | None = None) -> Approximation:
+def approximation_error(
+    weight: torch.Tensor, fmt: str, ranks: int | Ranks, geometry: ConvGeometry | None = None
+) -> Approximation:
     """The best fit of ``weight`` (``C_out x C_in x k_h x k_w``) in format ``fmt`` at the given ``ranks``,
     by direct reconstruction. ``geometry``: the layer's stride and feature-map size for MAC counting
     (default: stride 1, same padding, 32x32)."""
