@@ -11,13 +11,14 @@ configurations where no single rank can grow and still fit), since a larger rank
   error at rank ``r`` is the energy of the discarded singular values (Eckart and Young 1936,
   Psychometrika 1(3)): exact, no fit needed (:func:`svd_errors`).
 * Tucker-2 (``tucker_modes``): the frontier holds one pair ``(R1, R2)`` per input rank ``R1`` (the
-  largest ``R2`` that fits). Every pair gets the error of its truncated HOSVD (:func:`hosvd_errors`,
-  De Lathauwer, De Moor and Vandewalle 2000, SIAM J. Matrix Anal. Appl. 21(4)), which costs one
-  eigendecomposition per mode for all pairs together; the ``candidates`` pairs with the lowest
-  HOSVD error are then fitted by HOOI (tensorly ``partial_tucker``, started from the HOSVD, so its
-  error is at most the HOSVD error) and the best fit is kept. The tests check on trained and on
-  freshly initialized ResNet-20 kernels that the pair HOOI finds best over the whole frontier is
-  among these candidates.
+  largest ``R2`` that fits), and every pair is fitted by the format's best fit (HOOI started from
+  the truncated HOSVD, :func:`elrt_core.lowrank.tucker.tucker2`). To save time over many budgets,
+  ``candidates=k`` fits only the ``k`` pairs of lowest truncated-HOSVD error (:func:`hosvd_errors`,
+  De Lathauwer, De Moor and Vandewalle 2000, SIAM J. Matrix Anal. Appl. 21(4); one
+  eigendecomposition per mode gives it for all pairs). HOOI only lowers the HOSVD error, but not by
+  the same amount for every pair, so this is a heuristic: the tests pin trained and initial
+  ResNet-20 kernels where the best pair is found with :data:`TUCKER_CANDIDATES` though it is fourth
+  or fifth in HOSVD order, and one where it is ninth and the screened error stays within 0.001.
 * Any other format (CP: ALS, tensorly ``parafac``, a local optimum) fits every frontier configuration;
   for one-rank formats the frontier is the single largest rank that fits.
 
@@ -28,7 +29,6 @@ layers) and ``mse = mean((W - W_hat)^2)`` (the quantity plotted in the paper).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -42,6 +42,7 @@ from tqdm import tqdm
 from .cost import ConvGeometry, trace_convs
 from .lowrank.convert import format_class
 from .lowrank.layers import FORMATS, LowRankConv2d
+from .lowrank.tucker import leading_subspace
 
 __all__ = [
     "Approximation", "KernelFits", "approximation_error", "best_approximation", "frontier", "hosvd_errors",
@@ -57,7 +58,7 @@ CURVE_BUDGETS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
 """Per-layer reductions of the error-versus-cost curves (dense cost / low-rank cost)."""
 
 TUCKER_CANDIDATES = 6
-"""Frontier pairs of lowest HOSVD error that are fitted by HOOI (see the module docstring)."""
+"""A screening size for ``candidates``: Tucker-2 pairs of lowest HOSVD error to fit (see the module docstring)."""
 
 COLUMNS = [
     "layer", "index", "format", "by", "budget", "ranks", "dense_macs", "dense_params", "macs", "params",
@@ -147,14 +148,6 @@ def svd_errors(matrix: np.ndarray) -> np.ndarray:
     return tail / tail[0]
 
 
-def _mode_basis(weight: np.ndarray, mode: int) -> np.ndarray:
-    """Left singular vectors (``n x n``, decreasing singular value) of the mode-``mode`` unfolding
-    (``n x rest``), from the eigendecomposition of its ``n x n`` Gram matrix."""
-    unfolded = np.moveaxis(weight, mode, 0).reshape(weight.shape[mode], -1)
-    _, vectors = np.linalg.eigh(unfolded @ unfolded.T)
-    return vectors[:, ::-1]
-
-
 def hosvd_errors(weight: np.ndarray, modes: tuple[int, int]) -> np.ndarray:
     """Relative squared error of the truncated HOSVD of ``weight`` on two ``modes``, for all rank pairs.
 
@@ -165,7 +158,8 @@ def hosvd_errors(weight: np.ndarray, modes: tuple[int, int]) -> np.ndarray:
     Returns ``E`` of shape ``(n_0 + 1, n_1 + 1)``, ``E[r0, r1]`` for ranks ``r0`` on ``modes[0]``
     and ``r1`` on ``modes[1]`` (row and column 0: rank 0, error 1).
     """
-    bases = [_mode_basis(weight, m) for m in modes]
+    unfoldings = [np.moveaxis(weight, m, 0).reshape(weight.shape[m], -1) for m in modes]
+    bases = [leading_subspace(u, u.shape[0]) for u in unfoldings]
     moved = np.moveaxis(weight, modes, (0, 1))
     core = np.einsum("ab...,ai,bj->ij...", moved, *bases)
     energy = (core**2).reshape(core.shape[0], core.shape[1], -1).sum(-1)
@@ -205,35 +199,20 @@ class KernelFits:
         self.screen = hosvd_errors(w, cls.tucker_modes) if cls.tucker_modes is not None else None
         self._fitted: dict[Ranks, float] = {}
 
-    def useful_ranks(self, ranks: Ranks) -> Ranks:
-        """``ranks`` with each Tucker rank cut to the product of the other modes' sizes (other Tucker
-        modes at their rank), above which it adds nothing: the unfolding of the fitted tensor along
-        a mode has at most that rank, so the best fit, and its error, are those of the cut ranks
-        (e.g. Tucker-2 ``(R1, R2)`` with ``R2 > R1 k_h k_w``). Unchanged for other formats."""
-        if self.cls.tucker_modes is None:
-            return ranks
-        sizes = list(self.weight.shape)
-        for r, mode in zip(ranks, self.cls.tucker_modes):
-            sizes[mode] = r
-        others = [math.prod(s for i, s in enumerate(sizes) if i != mode) for mode in self.cls.tucker_modes]
-        return tuple(min(r, bound) for r, bound in zip(ranks, others))
-
     def error(self, ranks: Ranks) -> float:
-        """Relative squared error of the best fit at ``ranks``: Eckart-Young where exact, else a fit
-        (at :meth:`useful_ranks`)."""
+        """Relative squared error of the best fit at ``ranks``: Eckart-Young where exact, else a fit."""
         if self.exact is not None:
             return float(self.exact[ranks[0]])
-        ranks = self.useful_ranks(ranks)
         if ranks not in self._fitted:
             w = _as_float64(self.weight)
             diff2 = float(((w - reconstruct(self.weight, self.cls.fmt, ranks)) ** 2).sum())
             self._fitted[ranks] = diff2 / self.norm2
         return self._fitted[ranks]
 
-    def candidates(self, configs: list[Ranks], keep: int) -> list[Ranks]:
-        """The configurations worth fitting: the ``keep`` of lowest HOSVD error where the format has
-        ``tucker_modes`` and no exact errors (ties kept in frontier order), else all of them."""
-        if self.screen is None or self.exact is not None:
+    def candidates(self, configs: list[Ranks], keep: int | None = None) -> list[Ranks]:
+        """The configurations to fit: all of them, or with ``keep`` and a format with ``tucker_modes``
+        and no exact errors, the ``keep`` of lowest HOSVD error (ties kept in frontier order)."""
+        if keep is None or self.screen is None or self.exact is not None:
             return configs
         order = sorted(range(len(configs)), key=lambda i: (self.screen[configs[i]], i))
         return [configs[i] for i in order[:keep]]
@@ -260,14 +239,15 @@ def best_approximation(
     budget: float,
     by: str = "macs",
     geometry: ConvGeometry | None = None,
-    candidates: int = TUCKER_CANDIDATES,
+    candidates: int | None = None,
     fits: KernelFits | None = None,
 ) -> Approximation | None:
     """The best fit of ``weight`` (``C_out x C_in x k_h x k_w``) in format ``fmt`` within a budget.
 
     The budget is the layer's dense ``by`` cost (``"macs"`` or ``"params"``) divided by ``budget``
     (> 1); every configuration on its :func:`frontier` is a candidate (see the module docstring for
-    which are fitted; ``candidates``: how many Tucker-2 pairs get HOOI). ``geometry``: as in
+    which are fitted; ``candidates``: None fits every Tucker-2 pair, ``k`` only ``k`` screened
+    ones). ``geometry``: as in
     :func:`approximation_error`. ``fits``: a :class:`KernelFits` of this kernel and format to reuse
     across budgets. None when no configuration of the format fits the budget.
     """
@@ -296,7 +276,7 @@ def layer_errors(
     *,
     input_shape: tuple[int, int, int] = (3, 32, 32),
     skip_first: bool = True,
-    candidates: int = TUCKER_CANDIDATES,
+    candidates: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """The best approximation of every (non-grouped) conv layer of ``model`` in each format and budget.
@@ -304,10 +284,11 @@ def layer_errors(
     ``formats``: default every format of :data:`elrt_core.lowrank.FORMATS`. Budgets: a per-layer
     reduction of MACs for each of ``macs_budgets`` and of parameters for each of ``params_budgets``.
     One row per layer, format and budget (columns :data:`COLUMNS`): ``by`` and ``budget`` (the
-    target reduction) name the budget; ``macs_ratio`` and ``params_ratio`` are the achieved per-layer reductions
-    (dense / low-rank, ``>= budget`` for the budget's cost); ``index`` is the layer's position. A
-    format with no configuration within a budget has no row. The first conv (3 input channels) is
-    left out by default, as in :func:`elrt_core.lowrank.convert`. Single-threaded BLAS throughout.
+    target reduction) name the budget; ``macs_ratio`` and ``params_ratio`` are the achieved
+    per-layer reductions (dense / low-rank, ``>= budget`` for the budget's cost); ``index`` is the
+    layer's position. A format with no configuration within a budget has no row. ``candidates``: see
+    :func:`best_approximation`. The first conv (3 input channels) is left out by default, as in
+    :func:`elrt_core.lowrank.convert`. Single-threaded BLAS throughout.
     """
     formats = list(FORMATS) if formats is None else list(formats)
     classes = {f: format_class(f) for f in formats}

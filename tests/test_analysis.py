@@ -1,7 +1,6 @@
 """Approximation analysis: exact errors, exact equal-cost budgets, the Tucker-2 frontier search."""
 
 import itertools
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,17 +84,6 @@ def test_hosvd_errors_match_a_projection_and_bound_hooi():
         assert hooi <= table[r_in, r_out] + 1e-12
 
 
-def test_tucker_ranks_above_the_other_modes_are_cut_without_changing_the_error():
-    torch.manual_seed(8)
-    w = torch.randn(30, 8, 3, 3)
-    fits = analysis.KernelFits(w, FORMATS["tucker2"])
-    assert fits.useful_ranks((2, 30)) == (2, 18) and fits.useful_ranks((8, 5)) == (8, 5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # tensorly warns (and completes factors at random) above the cut
-        assert fits.error((2, 30)) == fits.error((2, 18))
-    assert fits.error((2, 18)) == pytest.approx(analysis.approximation_error(w, "tucker2", (2, 18)).rel_error)
-
-
 def _brute_frontier(cls, geom, cap, by):
     """Every maximal fitting configuration, by enumerating all rank tuples."""
     full = cls.max_ranks(geom.in_channels, geom.out_channels, geom.kernel_size)
@@ -148,32 +136,36 @@ def test_tucker2_frontier_search_beats_the_fixed_proportion_pair(layer):
         ladder = analysis.approximation_error(w, "tucker2", cls.rank_at(c_in, c_out, (3, 3), max(steps)), geom)
         best = analysis.best_approximation(w, "tucker2", ratio, "macs", geom)
         assert best.rel_error <= ladder.rel_error and best.macs <= cap
-        assert best.fitted == analysis.TUCKER_CANDIDATES < best.frontier
+        assert best.fitted == best.frontier > 1
 
 
-def _hooi_optimum_is_a_candidate(w: torch.Tensor, ratio: float) -> None:
-    """HOOI on every frontier pair finds no lower error than HOOI on the screened candidates."""
-    geom = _geometry(w.shape[1], w.shape[0])
+def _screened_and_best(w: torch.Tensor, layer: str, ratio: float, by: str = "macs") -> tuple[float, float]:
+    """Best-fit error with the HOSVD screening (:data:`analysis.TUCKER_CANDIDATES` pairs) and with
+    every frontier pair fitted."""
+    geom = trace_convs(models.get("resnet20"), (3, 32, 32))[layer]
     fits = analysis.KernelFits(w, FORMATS["tucker2"])
-    best = analysis.best_approximation(w, "tucker2", ratio, "macs", geom, fits=fits)
-    every = analysis.frontier(FORMATS["tucker2"], geom, analysis._cap(geom, ratio, "macs"))
-    assert best.fitted == analysis.TUCKER_CANDIDATES < len(every)
-    assert min(fits.error(r) for r in every) == best.rel_error
+    screened = analysis.best_approximation(w, "tucker2", ratio, by, geom, analysis.TUCKER_CANDIDATES, fits)
+    best = analysis.best_approximation(w, "tucker2", ratio, by, geom, None, fits)
+    assert screened.fitted == analysis.TUCKER_CANDIDATES < screened.frontier == best.fitted == best.frontier
+    return screened.rel_error, best.rel_error
 
 
-# the hardest cases found by HOOI on every frontier pair of every layer (trained and initial weights,
-# MAC reductions 1.5x to 8x): the best pair is third or fourth in HOSVD order
-@pytest.mark.parametrize("kernel, layer, ratio", [
-    (_trained_kernel, "layer2.1.conv2", 4.0), (_trained_kernel, "layer2.2.conv1", 4.0),
-    (_initial_kernel, "layer1.1.conv1", 1.5), (_initial_kernel, "layer2.2.conv1", 2.0),
+# the hardest cases found by fitting every frontier pair of every layer at 1.25x-16x (trained and initial
+# weights, MAC and parameter budgets): the best pair is fourth or fifth in HOSVD order, and still found
+@pytest.mark.parametrize("kernel, layer, ratio, by", [
+    (_initial_kernel, "layer2.2.conv1", 2.0, "macs"), (_initial_kernel, "layer2.2.conv1", 4.0, "macs"),
+    (_initial_kernel, "layer3.2.conv2", 16.0, "macs"), (_initial_kernel, "layer2.0.conv1", 5.0, "params"),
+    (_trained_kernel, "layer3.0.conv1", 2.5, "params"),
 ])
-def test_hooi_optimum_is_among_the_screened_candidates(kernel, layer, ratio):
-    _hooi_optimum_is_a_candidate(kernel(layer), ratio)
+def test_screening_finds_the_best_tucker2_pair(kernel, layer, ratio, by):
+    screened, best = _screened_and_best(kernel(layer), layer, ratio, by)
+    assert screened == best
 
 
-@pytest.mark.slow
-def test_hooi_optimum_is_among_the_screened_candidates_wide_layer():
-    _hooi_optimum_is_a_candidate(_initial_kernel("layer3.0.conv2"), 4.0)
+def test_screening_can_miss_the_best_pair_by_little():
+    """The one case of that search where the best pair is ninth in HOSVD order."""
+    screened, best = _screened_and_best(_trained_kernel("layer3.0.conv1"), "layer3.0.conv1", 3.0, by="params")
+    assert best <= screened <= best + 1e-3
 
 
 def test_layer_errors_frame_reports_achieved_ratios():

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib import ticker
+from matplotlib.lines import Line2D
 
 from ..analysis import COST_NAMES
 from ..lowrank.convert import format_class
@@ -72,7 +73,7 @@ def layer_errors(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
         ax.set_title(f"{budget:g}x fewer {COST_NAMES[by]} per layer")
         ax.set_xlabel(ERROR_LABEL)
         ax.set_ylabel("")
-        ax.set_xlim(0, None)
+    axes[0, 0].set_xlim(0, 1.05 * part["rel_error"].max())
     axes[0, 0].set_ylabel("conv layer (network order)")
     handles, names = axes[0, 0].get_legend_handles_labels()
     axes[0, 0].legend_.remove()
@@ -82,36 +83,40 @@ def layer_errors(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
 
 
 def error_curves(df: pd.DataFrame, by: str = "macs", ncols: int = 6) -> plt.Figure:
-    """Best relative error against the layer's cost, one panel per layer (titled with its name), a line
-    per format (and a line style per kind of ``weights`` where the frame has several); log cost axis.
+    """Best relative error against the layer's cost, one panel per layer (titled with its name), a
+    colour per format and a line style per kind of ``weights`` (solid for the first); log cost axis.
 
-    ``df``: rows of :func:`elrt_core.analysis.layer_errors` over many budgets of kind ``by``; each point
-    sits at the cost the format achieves (``macs`` or ``params`` column), not at the target.
+    ``df``: rows of :func:`elrt_core.analysis.layer_errors` over many budgets of kind ``by``, with a
+    ``weights`` column where it holds several networks; each point sits at the cost the format
+    achieves (``macs`` or ``params`` column), not at the budget's target.
     """
     part = _budget_part(df, by).assign(cost=lambda d: d[by] / 1e6)
+    if "weights" not in part.columns:
+        part = part.assign(weights="")
+    kinds = list(dict.fromkeys(part["weights"]))
+    labels = format_labels(part)
+    colours = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+    styles = dict(zip(kinds, ["-", "--", ":", "-."]))
     layers = list(part.sort_values("index")["layer"].unique())
-    style = "weights" if "weights" in part.columns and part["weights"].nunique() > 1 else None
     nrows = math.ceil(len(layers) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(14, 0.9 + 2.3 * nrows), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(14, 1.0 + 2.3 * nrows), sharex=True, sharey=True, squeeze=False)
     for ax, layer in zip(axes.flat, layers):
-        sns.lineplot(part[part["layer"] == layer], x="cost", y="rel_error", hue="label", style=style,
-                     hue_order=list(format_labels(part).values()), marker="o", markersize=3, ax=ax,
-                     legend=ax is axes[0, 0])
+        for (fmt, kind), line in part[part["layer"] == layer].sort_values("cost").groupby(["format", "weights"]):
+            ax.plot(line["cost"], line["rel_error"], styles[kind], color=colours[fmt], marker=".", markersize=4)
         ax.set_title(layer)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_xlabel("")
-        ax.set_ylabel("")
     for ax in axes.flat[len(layers):]:
         ax.set_visible(False)
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    axes[0, 0].legend_.remove()
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6), frameon=False, fontsize="small")
+    handles = [Line2D([], [], color=colours[f], label=label) for f, label in labels.items()]
+    if len(kinds) > 1:
+        handles += [Line2D([], [], color="0.3", linestyle=styles[k], label=f"{k} weights") for k in kinds]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize="small")
     fig.supxlabel(f"{COST_NAMES[by]} of the layer per image (millions, log scale)")
     fig.supylabel(ERROR_LABEL)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     return fig
 
 
