@@ -245,11 +245,10 @@ def best_approximation(
     """The best fit of ``weight`` (``C_out x C_in x k_h x k_w``) in format ``fmt`` within a budget.
 
     The budget is the layer's dense ``by`` cost (``"macs"`` or ``"params"``) divided by ``budget``
-    (> 1); every configuration on its :func:`frontier` is a candidate (see the module docstring for
-    which are fitted; ``candidates``: None fits every Tucker-2 pair, ``k`` only ``k`` screened
-    ones). ``geometry``: as in
-    :func:`approximation_error`. ``fits``: a :class:`KernelFits` of this kernel and format to reuse
-    across budgets. None when no configuration of the format fits the budget.
+    (> 1); every configuration on its :func:`frontier` is a candidate, and all are fitted unless
+    ``candidates=k`` screens Tucker-2 pairs down to ``k`` (see the module docstring). ``geometry``:
+    as in :func:`approximation_error`. ``fits``: a :class:`KernelFits` of this kernel and format to
+    reuse across budgets. None when no configuration of the format fits the budget.
     """
     cls = format_class(fmt)
     geom = geometry or _default_geometry(weight)
