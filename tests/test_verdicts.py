@@ -24,6 +24,49 @@ def test_format_claim_pairs_formats_layer_by_layer_and_counts_wins():
     assert only_matrix.verdict == "supported" and "n = 6" in only_matrix.effect
 
 
+def test_format_claim_reads_labels_from_the_format_classes_and_names_the_budget_kind():
+    rows = [(f"l{i}", f, e) for i in range(3) for f, e in (("tucker2", 0.1), ("matrix", 0.2))]
+    macs = _errors(rows).assign(by="macs")
+    params = _errors([(layer, f, 0.3 - e) for layer, f, e in rows]).assign(by="params")
+    claim = verdicts.format_claim(pd.concat([macs, params]), 2.0, "scale", opponents=("matrix",), by="params")
+    assert claim.effect.startswith("Tucker-2 (tensor rank) at 2x fewer parameters per layer: vs matrix rank, channel "
+                                   "reshape: lower in 0 of 3 layers")
+
+
+def _budgets(rows):
+    """rows: (weights, by, budget, layer, format, rel_error)."""
+    return pd.DataFrame([dict(zip(["weights", "by", "budget", "layer", "format", "rel_error"], r)) for r in rows])
+
+
+def test_win_counts_per_opponent_budget_and_weights():
+    df = _budgets([
+        ("trained", "macs", 2.0, "a", "tucker2", 0.1), ("trained", "macs", 2.0, "a", "matrix", 0.2),
+        ("trained", "macs", 2.0, "a", "spatial", 0.1),
+        ("trained", "macs", 2.0, "b", "tucker2", 0.3), ("trained", "macs", 2.0, "b", "matrix", 0.2),
+        ("trained", "macs", 2.0, "b", "spatial", 0.4),
+        ("trained", "macs", 4.0, "a", "tucker2", 0.5), ("trained", "macs", 4.0, "a", "spatial", 0.6),
+        ("trained", "macs", 4.0, "b", "tucker2", 0.5), ("trained", "macs", 4.0, "b", "spatial", 0.6),
+        ("random", "params", 2.0, "a", "tucker2", 0.7), ("random", "params", 2.0, "a", "matrix", 0.6),
+    ])
+    counts = verdicts.win_counts(df)
+    assert list(counts.columns) == ["weights", "by", "budget", "opponent", "wins", "losses", "ties", "layers"]
+    got = {(r.weights, r.by, r.budget, r.opponent): (r.wins, r.losses, r.ties, r.layers) for r in counts.itertuples()}
+    assert got == {
+        ("trained", "macs", 2.0, "matrix"): (1, 1, 0, 2),
+        ("trained", "macs", 2.0, "spatial"): (1, 0, 1, 2),
+        ("trained", "macs", 4.0, "matrix"): (0, 0, 0, 0),  # no matrix row within 4x: nothing compared
+        ("trained", "macs", 4.0, "spatial"): (2, 0, 0, 2),
+        ("random", "params", 2.0, "matrix"): (0, 1, 0, 1),
+        ("random", "params", 2.0, "spatial"): (0, 0, 0, 0),
+    }
+    only = verdicts.win_counts(df, fmt="spatial", against=["tucker2"])
+    assert only[only["budget"] == 4.0][["wins", "losses"]].values.tolist() == [[0, 2]]
+    with pytest.raises(ValueError):  # one row per comparison, layer and format
+        verdicts.win_counts(pd.concat([df, df.head(1)]))
+    with pytest.raises(ValueError, match="budget"):
+        verdicts.win_counts(df.drop(columns="budget"))
+
+
 def test_combine():
     assert verdicts.combine(["supported", "supported"]) == "supported"
     assert verdicts.combine(["supported", "inconclusive"]) == "inconclusive"

@@ -53,7 +53,12 @@ def _as_float64(t: torch.Tensor) -> np.ndarray:
 class LowRankConv2d(nn.Module, ABC):
     """Base class: a conv layer stored as factors. Subclasses define the chain and its math.
 
-    Class attributes: ``fmt`` (the format's name) and ``rank_names`` (names of the rank entries).
+    Class attributes: ``fmt`` (the format's name, the key of :data:`FORMATS`), ``label`` (its name
+    in figures and sentences), ``rank_names`` (names of the rank entries) and ``tucker_modes``. The
+    approximation analysis (:mod:`elrt_core.analysis`) reads two optional descriptions of the best
+    fit: :meth:`matricize` (the format's best fit is a truncated SVD of this matrix) and
+    ``tucker_modes`` (rank entry ``j`` is the Tucker rank of kernel mode ``tucker_modes[j]``).
+    The cost :meth:`cost` must grow with every rank entry.
 
     ``impl`` selects how the forward pass is computed, with the same parameters and the same
     function: ``"factored"`` runs the chain of small convs; ``"dense"`` reconstructs the kernel
@@ -63,7 +68,9 @@ class LowRankConv2d(nn.Module, ABC):
     """
 
     fmt: str = ""
+    label: str = ""
     rank_names: tuple[str, ...] = ()
+    tucker_modes: tuple[int, ...] | None = None
     IMPLS = ("factored", "dense")
 
     def __init__(
@@ -101,6 +108,13 @@ class LowRankConv2d(nn.Module, ABC):
     @abstractmethod
     def cost(cls, geom: ConvGeometry, ranks: Ranks) -> tuple[int, int]:
         """``(MACs, params)`` of the chain for the dense layer ``geom`` at ``ranks``; matches :func:`cost.count`."""
+
+    @classmethod
+    def matricize(cls, weight: np.ndarray) -> np.ndarray | None:
+        """The matrix (a reshape of ``weight``, ``C_out x C_in x k_h x k_w``) whose rank-``r``
+        truncated SVD is this format's best fit at rank ``r``; None (the default) where the best fit
+        is not a truncated SVD."""
+        return None
 
     @classmethod
     def n_steps(cls, c_in: int, c_out: int, kernel_size: tuple[int, int]) -> int:
@@ -266,7 +280,9 @@ class Tucker2Conv2d(LowRankConv2d):
     """
 
     fmt = "tucker2"
+    label = "Tucker-2 (tensor rank)"
     rank_names = ("r_in", "r_out")
+    tucker_modes = (1, 0)
 
     @classmethod
     def max_ranks(cls, c_in, c_out, kernel_size):
@@ -343,7 +359,13 @@ class MatrixConv2d(LowRankConv2d):
     """
 
     fmt = "matrix"
+    label = "matrix rank, channel reshape"
     rank_names = ("rank",)
+
+    @classmethod
+    def matricize(cls, weight):
+        """The ``C_out x (C_in k_h k_w)`` reshape."""
+        return weight.reshape(weight.shape[0], -1)
 
     @classmethod
     def max_ranks(cls, c_in, c_out, kernel_size):
@@ -399,7 +421,13 @@ class SpatialConv2d(LowRankConv2d):
     """
 
     fmt = "spatial"
+    label = "matrix rank, spatial reshape"
     rank_names = ("rank",)
+
+    @classmethod
+    def matricize(cls, weight):
+        """The ``(C_out k_w) x (C_in k_h)`` reshape."""
+        return cls._to_matrix(weight)
 
     @classmethod
     def max_ranks(cls, c_in, c_out, kernel_size):
@@ -467,6 +495,7 @@ class CPConv2d(LowRankConv2d):
     """
 
     fmt = "cp"
+    label = "CP (tensor rank)"
     rank_names = ("rank",)
 
     @classmethod

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib import ticker
+from matplotlib.lines import Line2D
 
-__all__ = ["set_style", "save", "PNG_DPI", "layer_errors", "error_summary", "training_curves", "accuracy_dots", "accuracy_vs_flops",
-           "differences", "curves_by_method", "FORMAT_LABELS"]
+from ..analysis import COST_NAMES
+from ..lowrank.convert import format_class
+from ..lowrank.layers import FORMATS
 
-FORMAT_LABELS = {"tucker2": "Tucker-2 (tensor rank)", "matrix": "matrix rank, channel reshape",
-                 "spatial": "matrix rank, spatial reshape", "cp": "CP (tensor rank)"}
-FORMAT_ORDER = list(FORMAT_LABELS)
+__all__ = ["set_style", "save", "PNG_DPI", "format_labels", "layer_errors", "error_curves", "error_summary",
+           "training_curves", "accuracy_dots", "accuracy_vs_flops", "differences", "curves_by_method"]
+
+ERROR_LABEL = "relative error ||W - Ŵ||² / ||W||²"
 PNG_DPI = 200
 """Resolution of the saved PNG files (the book shows the SVG; the PNG is for slides and papers)."""
 
@@ -35,38 +40,96 @@ def save(fig: plt.Figure, name: str, folder: Path) -> list[Path]:
     return paths
 
 
-def layer_errors(df: pd.DataFrame) -> plt.Figure:
-    """Per-layer relative approximation error, one panel per MAC reduction, bars per format.
+def format_labels(df: pd.DataFrame) -> dict[str, str]:
+    """Display label of every format in ``df["format"]`` (read from its layer class), in the order of
+    :data:`elrt_core.lowrank.FORMATS`."""
+    present = set(df["format"])
+    return {f: format_class(f).label for f in FORMATS if f in present} | {
+        f: format_class(f).label for f in sorted(present - set(FORMATS))
+    }
 
-    ``df``: rows of :func:`elrt_core.analysis.layer_errors` with a ``ratio`` column.
-    """
-    ratios = sorted(df["ratio"].unique())
-    fig, axes = plt.subplots(len(ratios), 1, figsize=(11, 2.8 * len(ratios)), sharex=True, squeeze=False)
-    order = [f for f in FORMAT_ORDER if f in set(df["format"])]
-    for ax, ratio in zip(axes[:, 0], ratios):
-        part = df[df["ratio"] == ratio].assign(fmt=lambda d: d["format"].map(FORMAT_LABELS))
-        sns.barplot(part, x="index", y="rel_error", hue="fmt", hue_order=[FORMAT_LABELS[f] for f in order], ax=ax)
-        ax.set_title(f"{ratio:g}x fewer MACs in every layer")
-        ax.set_ylabel("relative error\n||W - Ŵ||² / ||W||²")
-        ax.set_xlabel("")
-        ax.legend_.remove()
-    axes[-1, 0].set_xlabel("conv layer (network order, first conv excluded)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+
+def _budget_part(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Rows of budget kind ``by`` (all rows of a frame without a ``by`` column), with a ``label`` column."""
+    part = df[df["by"] == by] if "by" in df.columns else df
+    if part.empty:
+        raise ValueError(f"no rows with by == {by!r}")
+    return part.assign(label=part["format"].map(format_labels(part)))
+
+
+def layer_errors(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
+    """Relative approximation error of every layer (named, network order), one panel per budget, a dot
+    per format. ``df``: rows of :func:`elrt_core.analysis.layer_errors` for one kind of weights; the
+    budgets of kind ``by`` (``"macs"`` or ``"params"``) are shown."""
+    part = _budget_part(df, by)
+    budgets = sorted(part["budget"].unique())
+    layers = list(part.sort_values("index")["layer"].unique())
+    labels = list(format_labels(part).values())
+    fig, axes = plt.subplots(1, len(budgets), figsize=(2.0 + 3.6 * len(budgets), 1.6 + 0.3 * len(layers)),
+                             sharey=True, sharex=True, squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        sns.stripplot(part[part["budget"] == budget], x="rel_error", y="layer", hue="label", order=layers,
+                      hue_order=labels, jitter=False, dodge=True, size=5, ax=ax, legend=ax is axes[0, 0])
+        ax.set_title(f"{budget:g}x fewer {COST_NAMES[by]} per layer")
+        ax.set_xlabel(ERROR_LABEL)
+        ax.set_ylabel("")
+    axes[0, 0].set_xlim(0, 1.05 * part["rel_error"].max())
+    axes[0, 0].set_ylabel("conv layer (network order)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    axes[0, 0].legend_.remove()
+    fig.legend(handles, names, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     return fig
 
 
-def error_summary(df: pd.DataFrame) -> plt.Figure:
-    """Mean relative error over layers vs MAC reduction, per format; one panel per ``weights`` kind."""
-    kinds = list(dict.fromkeys(df["weights"]))
+def error_curves(df: pd.DataFrame, by: str = "macs", ncols: int = 6) -> plt.Figure:
+    """Best relative error against the layer's cost, one panel per layer (titled with its name), a
+    colour per format and a line style per kind of ``weights`` (solid for the first); log cost axis.
+
+    ``df``: rows of :func:`elrt_core.analysis.layer_errors` over many budgets of kind ``by``, with a
+    ``weights`` column where it holds several networks; each point sits at the cost the format
+    achieves (``macs`` or ``params`` column), not at the budget's target.
+    """
+    part = _budget_part(df, by).assign(cost=lambda d: d[by] / 1e6)
+    if "weights" not in part.columns:
+        part = part.assign(weights="")
+    kinds = list(dict.fromkeys(part["weights"]))
+    labels = format_labels(part)
+    colours = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+    styles = dict(zip(kinds, ["-", "--", ":", "-."]))
+    layers = list(part.sort_values("index")["layer"].unique())
+    nrows = math.ceil(len(layers) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(14, 1.0 + 2.3 * nrows), sharex=True, sharey=True, squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        for (fmt, kind), line in part[part["layer"] == layer].sort_values("cost").groupby(["format", "weights"]):
+            ax.plot(line["cost"], line["rel_error"], styles[kind], color=colours[fmt], marker=".", markersize=4)
+        ax.set_title(layer)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    for ax in axes.flat[len(layers):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=colours[f], label=label) for f, label in labels.items()]
+    if len(kinds) > 1:
+        handles += [Line2D([], [], color="0.3", linestyle=styles[k], label=f"{k} weights") for k in kinds]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize="small")
+    fig.supxlabel(f"{COST_NAMES[by]} of the layer per image (millions, log scale)")
+    fig.supylabel(ERROR_LABEL)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    return fig
+
+
+def error_summary(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
+    """Mean relative error over layers vs per-layer reduction of ``by``, per format; one panel per ``weights`` kind."""
+    part = _budget_part(df, by)
+    kinds = list(dict.fromkeys(part["weights"]))
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), sharey=True, squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        part = df[df["weights"] == kind].assign(fmt=lambda d: d["format"].map(FORMAT_LABELS))
-        sns.lineplot(part, x="ratio", y="rel_error", hue="fmt", marker="o", errorbar=None, ax=ax,
-                     hue_order=[FORMAT_LABELS[f] for f in FORMAT_ORDER if f in set(df["format"])])
+        sns.lineplot(part[part["weights"] == kind], x="budget", y="rel_error", hue="label", marker="o", errorbar=None,
+                     ax=ax, hue_order=list(format_labels(part).values()))
         ax.set_title(kind)
-        ax.set_xlabel("MAC reduction per layer (dense / low-rank)")
+        ax.set_xlabel(f"{COST_NAMES[by]} reduction per layer (dense / low-rank)")
         ax.set_ylabel("mean relative error over layers")
         ax.legend(title=None, fontsize="small")
     fig.tight_layout()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -47,10 +48,11 @@ def load_model(record: Record) -> nn.Module:
     return model.eval()
 
 
-def approximation_errors(model: nn.Module, formats: list[str], ratios: list[float], weights: str) -> pd.DataFrame:
-    """:func:`elrt_core.analysis.layer_errors` for every ratio, with ``ratio`` and ``weights`` columns."""
-    frames = [analysis.layer_errors(model, formats, r).assign(ratio=float(r), budget=float(r), weights=weights) for r in ratios]
-    return pd.concat(frames, ignore_index=True)
+def approximation_errors(model: nn.Module, formats: Iterable[str] | None, budgets: Iterable[float], weights: str,
+                         params_budgets: Iterable[float] = (), progress: bool = False) -> pd.DataFrame:
+    """:func:`elrt_core.analysis.layer_errors` at every per-layer MAC reduction of ``budgets`` (and
+    parameter reduction of ``params_budgets``), with a ``weights`` column naming the weights."""
+    return analysis.layer_errors(model, formats, budgets, params_budgets, progress=progress).assign(weights=weights)
 
 
 class Session:

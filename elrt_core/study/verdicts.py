@@ -7,18 +7,24 @@ introduction's table, glued from the chapter that computes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
+from ..analysis import COST_NAMES
+from ..lowrank.convert import format_class
 from ..records import Record
 from . import stats
 from .plan import PlannedRun
 
-__all__ = ["Claim", "values", "labels", "combine", "paired_claim", "beats_claim", "format_claim", "layer_values"]
+__all__ = ["Claim", "values", "labels", "combine", "paired_claim", "beats_claim", "format_claim", "layer_values",
+           "win_counts", "COMPARISON_KEYS"]
 
 Runs = Sequence[tuple[PlannedRun, Record]]
+
+COMPARISON_KEYS = ("weights", "by", "budget")
+"""Columns of an approximation table that name one comparison of formats (those present are used)."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,12 @@ def beats_claim(values: dict[str, dict[int, float]], subject: str, opponents: Se
                  scale), comparisons
 
 
-def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error") -> dict[str, dict[int, float]]:
+def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error", by: str = "macs") -> dict[str, dict[int, float]]:
     """``{format: {layer index: value}}`` of one budget of an approximation table with columns
-    ``format``, ``layer`` (names), ``budget`` and ``value``: layers play the role of seeds, so
-    :func:`stats.paired` compares two formats layer by layer."""
-    part = errors[errors["budget"] == budget]
+    ``format``, ``layer`` (names), ``budget``, ``value`` and, where present, ``by`` (the budget's cost,
+    ``"macs"`` or ``"params"``): layers play the role of seeds, so :func:`stats.paired` compares two
+    formats layer by layer."""
+    part = errors[(errors["budget"] == budget) & ((errors["by"] == by) if "by" in errors.columns else True)]
     order = {name: i for i, name in enumerate(dict.fromkeys(part["layer"]))}
     out: dict[str, dict[int, float]] = {}
     for row in part.itertuples():
@@ -90,17 +97,45 @@ def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error") 
     return out
 
 
-def format_claim(errors: pd.DataFrame, budget: float, scale: str, names: dict[str, str], fmt: str = "tucker2",
-                 opponents: Sequence[str] = ("matrix", "spatial")) -> Claim:
+def format_claim(errors: pd.DataFrame, budget: float, scale: str, names: dict[str, str] | None = None,
+                 fmt: str = "tucker2", opponents: Sequence[str] = ("matrix", "spatial"), by: str = "macs") -> Claim:
     """Claim 1: ``fmt`` approximates the kernels with less relative error than each opponent at the
-    same per-layer cost; paired over layers (effect = opponent error − ``fmt`` error, so positive
-    favours ``fmt``), with its win count."""
-    per = layer_values(errors, budget)
+    same per-layer cost (``budget`` times fewer ``by``); paired over layers (effect = opponent error −
+    ``fmt`` error, so positive favours ``fmt``), with its win count. ``names``: default the formats'
+    labels (:attr:`LowRankConv2d.label`)."""
+    names = names if names is not None else {f: format_class(f).label for f in (fmt, *opponents)}
+    per = layer_values(errors, budget, by=by)
     comparisons = [stats.paired(per[fmt], per[o], names=(fmt, o), direction=1) for o in opponents]
     parts = []
     for c in comparisons:
         wins = sum(d > 0 for d in c.diffs)
         parts.append(f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean error difference "
                      f"{c.effect('', digits=3)}")
-    return Claim(f"{names.get(fmt, fmt)} at {budget:g}x fewer MACs per layer: " + "; ".join(parts),
+    return Claim(f"{names.get(fmt, fmt)} at {budget:g}x fewer {COST_NAMES[by]} per layer: " + "; ".join(parts),
                  combine([c.verdict for c in comparisons]), scale)
+
+
+def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str] | None = None) -> pd.DataFrame:
+    """How often ``fmt`` has a lower relative error than each opponent format, per comparison.
+
+    ``errors``: rows of :func:`elrt_core.analysis.layer_errors` (``layer, format, rel_error, budget``,
+    and ``by`` and ``weights`` where present); ``against``: default every other format in ``errors``.
+    One row per comparison (:data:`COMPARISON_KEYS` present) and opponent, with ``wins``, ``losses``
+    and ``ties`` (equal errors) of ``fmt`` and ``layers``, the layers where both formats have a row (0
+    where none has). Each (comparison, layer, format) must occur once.
+    """
+    keys = [k for k in COMPARISON_KEYS if k in errors.columns]
+    if "budget" not in keys:
+        raise ValueError(f"an approximation table needs a 'budget' column; it has {list(errors.columns)}")
+    table = errors.set_index([*keys, "layer", "format"])["rel_error"].unstack("format")
+    opponents = [f for f in table.columns if f != fmt] if against is None else list(against)
+    comparisons = table.index.droplevel("layer").unique().sort_values()
+    frames = []
+    for opponent in opponents:
+        both = table[[fmt, opponent]].dropna()
+        ours, theirs = both[fmt], both[opponent]
+        outcome = pd.DataFrame({"wins": ours < theirs, "losses": ours > theirs, "ties": ours == theirs})
+        counts = outcome.groupby(level=keys).sum().reindex(comparisons, fill_value=0).astype(int)
+        frames.append(counts.assign(layers=counts.sum(axis=1), opponent=opponent).reset_index())
+    columns = [*keys, "opponent", "wins", "losses", "ties", "layers"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
