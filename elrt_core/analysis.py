@@ -46,16 +46,13 @@ from .lowrank.tucker import leading_subspace
 
 __all__ = [
     "Approximation", "KernelFits", "approximation_error", "best_approximation", "frontier", "hosvd_errors",
-    "layer_errors", "reconstruct", "svd_errors", "CURVE_BUDGETS", "TUCKER_CANDIDATES", "COLUMNS", "COST_NAMES",
+    "layer_errors", "reconstruct", "svd_errors", "TUCKER_CANDIDATES", "COLUMNS", "COST_NAMES",
 ]
 
 Ranks = tuple[int, ...]
 
 COST_NAMES = {"macs": "MACs", "params": "parameters"}
 """The two kinds of budget (``by``) and their names in figures and sentences."""
-
-CURVE_BUDGETS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
-"""Per-layer reductions of the error-versus-cost curves (dense cost / low-rank cost)."""
 
 TUCKER_CANDIDATES = 6
 """A screening size for ``candidates``: Tucker-2 pairs of lowest HOSVD error to fit (see the module docstring)."""

@@ -71,11 +71,14 @@ class RunGroup:
 
 @dataclass(frozen=True)
 class Approximation:
-    """Figure 3: the trained dense ``model`` whose kernels are approximated at each MAC ``ratio`` in each format."""
+    """Figure 3: the trained dense ``model`` whose kernels are approximated in each format at each
+    per-layer reduction of ``ratios`` (of MACs, and of parameters), and at each MAC reduction of
+    ``curve_ratios`` for the error-versus-MACs curves (empty: no curves)."""
 
     model: str
     ratios: tuple[float, ...]
     formats: tuple[str, ...]
+    curve_ratios: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,13 +201,16 @@ def load(name: str) -> Profile:
     if name not in raw:
         raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(raw)}")
     s = _take(raw[name], f"profile {name!r}", ("description", "train", "runs", "approximation", "comparisons"))
-    a = _take(s["approximation"], f"profile {name!r} approximation", ("model", "ratios", "formats"))
+    a = _take(s["approximation"], f"profile {name!r} approximation", ("model", "ratios", "formats"), ("curve_ratios",))
+    _require(all(float(r) > 1 for r in [*a["ratios"], *a.get("curve_ratios", [])]),
+             f"profile {name!r} approximation: ratios and curve_ratios are reductions (dense / low-rank), each > 1")
     profile = Profile(
         name=name,
         description=s["description"],
         train=dict(s["train"]),
         runs=tuple(_group(name, i, g) for i, g in enumerate(s["runs"])),
-        approximation=Approximation(a["model"], tuple(float(r) for r in a["ratios"]), tuple(a["formats"])),
+        approximation=Approximation(a["model"], tuple(float(r) for r in a["ratios"]), tuple(a["formats"]),
+                                    tuple(float(r) for r in a.get("curve_ratios", ()))),
         comparisons={k: _comparison(k, v) for k, v in s["comparisons"].items()},
     )
     for group in profile.runs:  # every run must make a valid config (lambda included)

@@ -184,10 +184,13 @@ def test_layer_errors_frame_reports_achieved_ratios():
     assert df[(df["layer"] == "1") & (df["budget"] == 16.0)]["format"].tolist() == reachable
 
 
+CURVE = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
+
+
 def test_curves_of_svd_formats_fall_as_cost_grows():
     torch.manual_seed(7)
-    df = analysis.layer_errors(_small_net(), ["matrix", "spatial"], macs_budgets=analysis.CURVE_BUDGETS,
-                               params_budgets=analysis.CURVE_BUDGETS, input_shape=(3, 16, 16))
+    df = analysis.layer_errors(_small_net(), ["matrix", "spatial"], macs_budgets=CURVE,
+                               params_budgets=CURVE, input_shape=(3, 16, 16))
     for (_, _, by), curve in df.groupby(["layer", "format", "by"]):
         errors = curve.sort_values(by)["rel_error"].to_numpy()
         assert len(errors) >= 6 and (np.diff(errors) <= 1e-12).all(), errors

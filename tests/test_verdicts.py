@@ -5,6 +5,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from elrt_core.lowrank.convert import format_class
+
 from elrt_core.study import stats, verdicts
 
 
@@ -59,6 +61,13 @@ def test_win_counts_per_opponent_budget_and_weights():
         ("random", "params", 2.0, "matrix"): (0, 1, 0, 1),
         ("random", "params", 2.0, "spatial"): (0, 0, 0, 0),
     }
+    assert list(counts["weights"].unique()) == ["trained", "random"]  # in the order of the rows
+    wide = verdicts.win_table(df.replace({"matrix": "cp"}), budgets=[2.0])  # CP as a second labelled format
+    label = {f: format_class(f).label for f in ("tucker2", "cp", "spatial")}
+    assert list(wide.columns) == ["weights", "per-layer budget", f"{label['tucker2']} lower than {label['cp']}",
+                                  f"{label['tucker2']} lower than {label['spatial']}"]
+    assert wide.values.tolist() == [["trained", "2× fewer MACs", "1 of 2", "1 of 2 (1 tied)"],
+                                    ["random", "2× fewer parameters", "0 of 1", "0 of 0"]]
     only = verdicts.win_counts(df, fmt="spatial", against=["tucker2"])
     assert only[only["budget"] == 4.0][["wins", "losses"]].values.tolist() == [[0, 2]]
     with pytest.raises(ValueError):  # one row per comparison, layer and format

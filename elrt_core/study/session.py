@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import analysis, profiles, records
+from ..profiles import Approximation
 from ..records import Record
 from ..train.checkpoint import WEIGHTS_FILE
 from ..train.loop import build_model
@@ -48,11 +48,12 @@ def load_model(record: Record) -> nn.Module:
     return model.eval()
 
 
-def approximation_errors(model: nn.Module, formats: Iterable[str] | None, budgets: Iterable[float], weights: str,
-                         params_budgets: Iterable[float] = (), progress: bool = False) -> pd.DataFrame:
-    """:func:`elrt_core.analysis.layer_errors` at every per-layer MAC reduction of ``budgets`` (and
-    parameter reduction of ``params_budgets``), with a ``weights`` column naming the weights."""
-    return analysis.layer_errors(model, formats, budgets, params_budgets, progress=progress).assign(weights=weights)
+def approximation_errors(model: nn.Module, spec: Approximation, weights: str, progress: bool = False) -> pd.DataFrame:
+    """:func:`elrt_core.analysis.layer_errors` of ``model`` in every format of ``spec`` at each
+    per-layer MAC reduction of ``spec.ratios`` and ``spec.curve_ratios`` and each parameter reduction
+    of ``spec.ratios``, with a ``weights`` column naming the weights (``"trained"``, ``"initialization"``)."""
+    macs = sorted({*spec.ratios, *spec.curve_ratios})
+    return analysis.layer_errors(model, spec.formats, macs, spec.ratios, progress=progress).assign(weights=weights)
 
 
 class Session:

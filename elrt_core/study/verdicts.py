@@ -19,7 +19,7 @@ from . import stats
 from .plan import PlannedRun
 
 __all__ = ["Claim", "values", "labels", "combine", "paired_claim", "beats_claim", "format_claim", "layer_values",
-           "win_counts", "COMPARISON_KEYS"]
+           "win_counts", "win_table", "COMPARISON_KEYS"]
 
 Runs = Sequence[tuple[PlannedRun, Record]]
 
@@ -120,7 +120,7 @@ def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str
 
     ``errors``: rows of :func:`elrt_core.analysis.layer_errors` (``layer, format, rel_error, budget``,
     and ``by`` and ``weights`` where present); ``against``: default every other format in ``errors``.
-    One row per comparison (:data:`COMPARISON_KEYS` present) and opponent, with ``wins``, ``losses``
+    One row per comparison (:data:`COMPARISON_KEYS` present, in order of first occurrence) and opponent, with ``wins``, ``losses``
     and ``ties`` (equal errors) of ``fmt`` and ``layers``, the layers where both formats have a row (0
     where none has). Each (comparison, layer, format) must occur once.
     """
@@ -129,7 +129,8 @@ def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str
         raise ValueError(f"an approximation table needs a 'budget' column; it has {list(errors.columns)}")
     table = errors.set_index([*keys, "layer", "format"])["rel_error"].unstack("format")
     opponents = [f for f in table.columns if f != fmt] if against is None else list(against)
-    comparisons = table.index.droplevel("layer").unique().sort_values()
+    firsts = errors[keys].drop_duplicates()  # comparisons in the order they first occur
+    comparisons = pd.MultiIndex.from_frame(firsts) if len(keys) > 1 else pd.Index(firsts[keys[0]], name=keys[0])
     frames = []
     for opponent in opponents:
         both = table[[fmt, opponent]].dropna()
@@ -139,3 +140,22 @@ def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str
         frames.append(counts.assign(layers=counts.sum(axis=1), opponent=opponent).reset_index())
     columns = [*keys, "opponent", "wins", "losses", "ties", "layers"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def win_table(errors: pd.DataFrame, fmt: str = "tucker2", budgets: Iterable[float] | None = None) -> pd.DataFrame:
+    """:func:`win_counts` of ``fmt`` for reading: one row per kind of weights and per-layer budget
+    (``"2× fewer MACs"``; only ``budgets``, default all), one column per opponent holding
+    ``"<wins> of <layers compared>"`` (ties named where there are any); headers use the formats' labels."""
+    part = errors if budgets is None else errors[errors["budget"].isin(list(budgets))]
+    counts = win_counts(part, fmt)
+    label = {f: format_class(f).label for f in {fmt, *counts["opponent"]}}
+    budget = [f"{r.budget:g}× fewer {COST_NAMES[r.by]}" for r in counts.itertuples()] if "by" in counts.columns \
+        else [f"{b:g}×" for b in counts["budget"]]
+    text = [f"{r.wins} of {r.layers}" + (f" ({r.ties} tied)" if r.ties else "") for r in counts.itertuples()]
+    header = [f"{label[fmt]} lower than {label[o]}" for o in counts["opponent"]]
+    rows = [k for k in ("weights",) if k in counts.columns] + ["per-layer budget"]
+    wide = counts.assign(**{"per-layer budget": budget, "text": text, "header": header})
+    table = wide.pivot(index=rows, columns="header", values="text")
+    order = wide[rows].drop_duplicates()
+    table = table.reindex(pd.MultiIndex.from_frame(order) if len(rows) > 1 else order[rows[0]])
+    return table[list(dict.fromkeys(header))].reset_index().rename_axis(columns=None)
