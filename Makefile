@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml constraints.txt
 # runs wherever Chromium is found; where it is not, this says so in one line (CI installs Chromium).
 test: $(STAMP)
 	@$(BIN)/python -c "import sys; sys.path.insert(0, 'tests'); import book_browser as b; why = b.missing_requirement(); why and print('make test: the browser check of the book is SKIPPED:', why)"
+	$(BIN)/ruff check elrt_core tests
+	$(BIN)/ruff format --check elrt_core tests
 	$(BIN)/pytest
 
 book: $(STAMP)

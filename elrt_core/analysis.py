@@ -45,8 +45,18 @@ from .lowrank.layers import FORMATS, LowRankConv2d
 from .lowrank.tucker import leading_subspace
 
 __all__ = [
-    "Approximation", "KernelFits", "approximation_error", "best_approximation", "frontier", "hosvd_errors",
-    "layer_errors", "reconstruct", "svd_errors", "TUCKER_CANDIDATES", "COLUMNS", "COST_NAMES",
+    "Approximation",
+    "KernelFits",
+    "approximation_error",
+    "best_approximation",
+    "frontier",
+    "hosvd_errors",
+    "layer_errors",
+    "reconstruct",
+    "svd_errors",
+    "TUCKER_CANDIDATES",
+    "COLUMNS",
+    "COST_NAMES",
 ]
 
 Ranks = tuple[int, ...]
@@ -58,8 +68,22 @@ TUCKER_CANDIDATES = 6
 """A screening size for ``candidates``: Tucker-2 pairs of lowest HOSVD error to fit (see the module docstring)."""
 
 COLUMNS = [
-    "layer", "index", "format", "by", "budget", "ranks", "dense_macs", "dense_params", "macs", "params",
-    "macs_ratio", "params_ratio", "mse", "rel_error", "frontier", "fitted",
+    "layer",
+    "index",
+    "format",
+    "by",
+    "budget",
+    "ranks",
+    "dense_macs",
+    "dense_params",
+    "macs",
+    "params",
+    "macs_ratio",
+    "params_ratio",
+    "mse",
+    "rel_error",
+    "frontier",
+    "fitted",
 ]
 """Columns of :func:`layer_errors`."""
 
@@ -304,6 +328,15 @@ def layer_errors(
             for by, budget in budgets:
                 a = best_approximation(weight, fmt, budget, by, geoms[name], candidates, fits)
                 if a is not None:
-                    rows.append({"layer": name, "index": i, "by": by, "budget": budget, **asdict(a),
-                                 "macs_ratio": a.dense_macs / a.macs, "params_ratio": a.dense_params / a.params})
+                    rows.append(
+                        {
+                            "layer": name,
+                            "index": i,
+                            "by": by,
+                            "budget": budget,
+                            **asdict(a),
+                            "macs_ratio": a.dense_macs / a.macs,
+                            "params_ratio": a.dense_params / a.params,
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS)

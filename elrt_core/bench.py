@@ -46,10 +46,26 @@ from .lowrank.hw_ranks import TimingTable, candidate_ranks, shape_key, table_id
 from .paths import project_root
 from .regularizers import REGULARIZERS, penalty
 
-__all__ = ["BenchSettings", "speedup", "regularizer_overhead", "layer_times", "aligned_ranks", "activation_bytes", "breakdown",
-           "rank_table", "rank_tables", "load_rank_table", "resolve_rank_rule", "amdahl_ceiling", "record_name",
-           "reference_speedup", "tltorch_model", "VARIANTS",
-           "PARTS", "RANK_SIZES"]
+__all__ = [
+    "BenchSettings",
+    "speedup",
+    "regularizer_overhead",
+    "layer_times",
+    "aligned_ranks",
+    "activation_bytes",
+    "breakdown",
+    "rank_table",
+    "rank_tables",
+    "load_rank_table",
+    "resolve_rank_rule",
+    "amdahl_ceiling",
+    "record_name",
+    "reference_speedup",
+    "tltorch_model",
+    "VARIANTS",
+    "PARTS",
+    "RANK_SIZES",
+]
 
 RANK_SIZES = 8
 """Rank sizes per rank entry that :func:`rank_table` times (see :func:`elrt_core.lowrank.hw_ranks.register_sizes`)."""
@@ -111,8 +127,9 @@ class BenchSettings:
         if self.reg != "none" and self.reg not in REGULARIZERS:
             raise ValueError(f"unknown regularizer {self.reg!r}; allowed: none, {', '.join(REGULARIZERS)}")
         if RANK_RULE_PATTERN.fullmatch(self.rank_rule) is None:
-            raise ValueError(f"rank_rule must be 'uniform' or 'hw:<table id>', got {self.rank_rule!r} "
-                             "(resolve 'hw' with resolve_rank_rule)")
+            raise ValueError(
+                f"rank_rule must be 'uniform' or 'hw:<table id>', got {self.rank_rule!r} (resolve 'hw' with resolve_rank_rule)"
+            )
 
 
 def _sync(device: torch.device) -> None:
@@ -126,8 +143,17 @@ class _Stepper:
     ``autocast``: run forward passes under bfloat16 autocast; ``compiled``: call the model through
     ``torch.compile`` (parameters, optimizer and penalty stay those of ``model``)."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reg: str = "none", reg_weight: float = 1e-3,
-                 *, autocast: bool = False, compiled: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        reg: str = "none",
+        reg_weight: float = 1e-3,
+        *,
+        autocast: bool = False,
+        compiled: bool = False,
+    ):
         self.model, self.x, self.y, self.reg, self.reg_weight = model, x, y, reg, reg_weight
         self.forward = torch.compile(model) if compiled else model
         self.autocast = autocast
@@ -209,12 +235,19 @@ PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "relu", "add", "
 """The parts of a training step in a breakdown (``conv`` is added as the sum of the three conv parts)."""
 
 _PART_OF_OP = {
-    "aten::conv2d": "conv", "aten::convolution": "conv", "aten::convolution_backward": "conv",
-    "aten::batch_norm": "batchnorm", "aten::native_batch_norm": "batchnorm",
+    "aten::conv2d": "conv",
+    "aten::convolution": "conv",
+    "aten::convolution_backward": "conv",
+    "aten::batch_norm": "batchnorm",
+    "aten::native_batch_norm": "batchnorm",
     "aten::native_batch_norm_backward": "batchnorm",
-    "aten::relu": "relu", "aten::relu_": "relu", "aten::threshold_backward": "relu",
-    "aten::add": "add", "aten::add_": "add",
-    "Optimizer.step#SGD.step": "optimizer", "Optimizer.zero_grad#SGD.zero_grad": "optimizer",
+    "aten::relu": "relu",
+    "aten::relu_": "relu",
+    "aten::threshold_backward": "relu",
+    "aten::add": "add",
+    "aten::add_": "add",
+    "Optimizer.step#SGD.step": "optimizer",
+    "Optimizer.zero_grad#SGD.zero_grad": "optimizer",
 }
 """Profiler event name -> part. Only the outermost matching event of a call stack is counted."""
 
@@ -339,8 +372,13 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     infer = _alternate(infer_steppers, "infer", s.steps, s.warmup)
     if s.variant == "autotuned":
         lowrank.set_impl(low, choices["train"])
-    result: dict[str, Any] = {"kind": "speedup", **asdict(s), "macs_ratio": rep.macs_ratio,
-                              "params_ratio": rep.params_ratio, "impl_choices": choices}
+    result: dict[str, Any] = {
+        "kind": "speedup",
+        **asdict(s),
+        "macs_ratio": rep.macs_ratio,
+        "params_ratio": rep.params_ratio,
+        "impl_choices": choices,
+    }
     for name, model, t_train, t_infer in (("dense", dense, train[0], infer[0]), ("lowrank", low, train[1], infer[1])):
         entry = {
             "train_step_ms": 1000 * t_train,
@@ -397,11 +435,23 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
     times = _alternate(steppers, "train", s.steps, s.warmup)
     own = _alternate(steppers, "regularize", s.steps, s.warmup)
     base = times[0]
-    rows = [{"regularizer": n, "on": "+".join(on), "step_ms": round(1000 * t, 2), "overhead_pct": round(100 * (t / base - 1), 2),
-             "penalty_ms": round(1000 * r, 3), "penalty_pct": round(100 * r / base, 2)}
-            for n, t, r in zip(names, times, own)]
-    return {"kind": "regularizer_overhead", **asdict(s), "rows": rows,
-            "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+    rows = [
+        {
+            "regularizer": n,
+            "on": "+".join(on),
+            "step_ms": round(1000 * t, 2),
+            "overhead_pct": round(100 * (t / base - 1), 2),
+            "penalty_ms": round(1000 * r, 3),
+            "penalty_pct": round(100 * r / base, 2),
+        }
+        for n, t, r in zip(names, times, own)
+    ]
+    return {
+        "kind": "regularizer_overhead",
+        **asdict(s),
+        "rows": rows,
+        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+    }
 
 
 class _LayerStepper:
@@ -422,6 +472,7 @@ class _LayerStepper:
 def aligned_ranks(ranks: tuple[int, ...], full: tuple[int, ...]) -> tuple[int, ...]:
     """Each rank moved to the nearest of 8, 16, 32, 48, ... (multiples of 16, the fp32 lanes of an
     AVX-512 register, and 8 below 16; ties go down), at most its ``full`` rank; ranks below 6 stay."""
+
     def nearest(r: int, f: int) -> int:
         if r < 6:
             return r
@@ -463,17 +514,32 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
         aligned = aligned_ranks(ranks, type(layer).max_ranks(c_in, c_out, kernel))
         twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=fmt)
         x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=fmt)
-        t_dense, t_low, t_aligned = _alternate([_LayerStepper(m, x) for m in (grp["dense"], layer, twin)],
-                                                "train", s.steps, s.warmup)
+        t_dense, t_low, t_aligned = _alternate(
+            [_LayerStepper(m, x) for m in (grp["dense"], layer, twin)], "train", s.steps, s.warmup
+        )
         low_macs, aligned_macs = type(layer).cost(g, ranks)[0], type(layer).cost(g, aligned)[0]
-        rows.append({
-            "in_channels": c_in, "out_channels": c_out, "kernel": list(kernel), "stride": list(stride), "in_hw": list(in_hw),
-            "layers": grp["layers"], "ranks": list(ranks), "dense_macs": g.macs, "lowrank_macs": low_macs,
-            "aligned_macs": aligned_macs, "macs_ratio": g.macs / low_macs,
-            "dense_ms": 1000 * t_dense, "lowrank_ms": 1000 * t_low, "speedup": t_dense / t_low,
-            "aligned_ranks": list(aligned), "aligned_macs_ratio": g.macs / aligned_macs,
-            "aligned_ms": 1000 * t_aligned, "aligned_speedup": t_dense / t_aligned,
-        })
+        rows.append(
+            {
+                "in_channels": c_in,
+                "out_channels": c_out,
+                "kernel": list(kernel),
+                "stride": list(stride),
+                "in_hw": list(in_hw),
+                "layers": grp["layers"],
+                "ranks": list(ranks),
+                "dense_macs": g.macs,
+                "lowrank_macs": low_macs,
+                "aligned_macs": aligned_macs,
+                "macs_ratio": g.macs / low_macs,
+                "dense_ms": 1000 * t_dense,
+                "lowrank_ms": 1000 * t_low,
+                "speedup": t_dense / t_low,
+                "aligned_ranks": list(aligned),
+                "aligned_macs_ratio": g.macs / aligned_macs,
+                "aligned_ms": 1000 * t_aligned,
+                "aligned_speedup": t_dense / t_aligned,
+            }
+        )
 
     def total(key: str) -> float:
         return sum(r[key] * r["layers"] for r in rows)
@@ -484,8 +550,13 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
         "aligned_macs_ratio": total("dense_macs") / total("aligned_macs"),
         "aligned_speedup": total("dense_ms") / total("aligned_ms"),
     }
-    return {"kind": "layer_times", **asdict(s), "rows": rows, "totals": totals,
-            "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+    return {
+        "kind": "layer_times",
+        **asdict(s),
+        "rows": rows,
+        "totals": totals,
+        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+    }
 
 
 def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
@@ -518,16 +589,33 @@ def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
         layers = [conv, *(cls.like(conv, r).to(device, memory_format=fmt) for r in cands)]
         x = torch.randn(s.batch_size, g.in_channels, *g.in_hw, device=device).contiguous(memory_format=fmt)
         times = _alternate([_LayerStepper(m, x) for m in layers], "train", s.steps, s.warmup)
-        shapes.append({
-            "in_channels": g.in_channels, "out_channels": g.out_channels, "kernel": list(g.kernel_size),
-            "stride": list(g.stride), "padding": list(g.padding), "dilation": list(g.dilation), "in_hw": list(g.in_hw),
-            "layers": n, "dense_macs": g.macs, "dense_params": g.params, "dense_ms": 1000 * times[0],
-            "candidates": [{"ranks": list(r), "macs": cls.cost(g, r)[0], "params": cls.cost(g, r)[1], "ms": 1000 * t}
-                           for r, t in zip(cands, times[1:])],
-        })
+        shapes.append(
+            {
+                "in_channels": g.in_channels,
+                "out_channels": g.out_channels,
+                "kernel": list(g.kernel_size),
+                "stride": list(g.stride),
+                "padding": list(g.padding),
+                "dilation": list(g.dilation),
+                "in_hw": list(g.in_hw),
+                "layers": n,
+                "dense_macs": g.macs,
+                "dense_params": g.params,
+                "dense_ms": 1000 * times[0],
+                "candidates": [
+                    {"ranks": list(r), "macs": cls.cost(g, r)[0], "params": cls.cost(g, r)[1], "ms": 1000 * t}
+                    for r, t in zip(cands, times[1:])
+                ],
+            }
+        )
     settings = {k: v for k, v in asdict(s).items() if k not in ("flops_ratio", "reg", "rank_rule")}
-    record = {"kind": "rank_table", **settings, "rank_sizes": max_sizes, "shapes": shapes,
-              "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+    record = {
+        "kind": "rank_table",
+        **settings,
+        "rank_sizes": max_sizes,
+        "shapes": shapes,
+        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+    }
     return {"kind": "rank_table", "table_id": table_id(record), **record}
 
 
@@ -561,16 +649,19 @@ def load_rank_table(rule: str, root: str | Path | None = None) -> TimingTable:
     for data in rank_tables(root):
         if data["table_id"] == wanted:
             return TimingTable.from_record(data)
-    raise FileNotFoundError(f"no timing table with id {wanted} under {', '.join(map(str, _bench_folders(root)))}: "
-                            "it is a committed `elrt bench --rank-table` record; restore it, or use rank_rule 'uniform'")
+    raise FileNotFoundError(
+        f"no timing table with id {wanted} under {', '.join(map(str, _bench_folders(root)))}: "
+        "it is a committed `elrt bench --rank-table` record; restore it, or use rank_rule 'uniform'"
+    )
 
 
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else records.cpu_name()
 
 
-def resolve_rank_rule(rule: str, device: torch.device, fmt: str, model: str, batch_size: int | None = None,
-                      root: str | Path | None = None) -> tuple[str, str | None]:
+def resolve_rank_rule(
+    rule: str, device: torch.device, fmt: str, model: str, batch_size: int | None = None, root: str | Path | None = None
+) -> tuple[str, str | None]:
     """``(stored rule, note)`` for a requested rank rule: ``"uniform"`` and ``"hw:<id>"`` stay as they
     are; ``"hw"`` becomes ``"hw:<id>"`` of the newest timing table measured on this device (same device
     name) for ``fmt`` that covers every converted layer shape of ``model`` (one of batch
@@ -579,11 +670,16 @@ def resolve_rank_rule(rule: str, device: torch.device, fmt: str, model: str, bat
         return rule, None
     name = _device_name(device)
     geoms = lowrank.convertible(models.get(model), models.input_shape(model))
-    usable = [d for d in rank_tables(root) if d["provenance"]["device_name"] == name and d["format"] == fmt
-              and TimingTable.from_record(d).covers(geoms)]
+    usable = [
+        d
+        for d in rank_tables(root)
+        if d["provenance"]["device_name"] == name and d["format"] == fmt and TimingTable.from_record(d).covers(geoms)
+    ]
     if not usable:
-        return "uniform", (f"rank rule hw: no timing table for {fmt} {model} layers measured on {name}; "
-                           "falling back to the uniform rank rule (`elrt bench --rank-table` measures one)")
+        return "uniform", (
+            f"rank rule hw: no timing table for {fmt} {model} layers measured on {name}; "
+            "falling back to the uniform rank rule (`elrt bench --rank-table` measures one)"
+        )
     best = max(usable, key=lambda d: (d["batch_size"] == batch_size, d["provenance"]["ended"]))
     return f"hw:{best['table_id']}", f"rank rule hw: timing table {best['table_id']} ({best['path']}, batch {best['batch_size']})"
 
@@ -592,10 +688,12 @@ def summary(result: dict[str, Any]) -> str:
     """What a bench record measured, in a few readable lines (``elrt bench`` prints this)."""
     if result["kind"] == "reference":
         t = result["train_step_ms"]
-        return (f"{result['model']} tucker2 {result['macs_ratio']:.2f}x fewer MACs, {result['variant']}: training step dense "
-                f"{t['dense']:.1f} ms, ours {t['ours']:.1f} ms ({result['ours_vs_dense']:.2f}x of dense speed), "
-                f"{result['reference']} {t['reference']:.1f} ms ({result['reference_vs_dense']:.2f}x); ours is "
-                f"{result['ours_vs_reference']:.2f}x the reference's speed")
+        return (
+            f"{result['model']} tucker2 {result['macs_ratio']:.2f}x fewer MACs, {result['variant']}: training step dense "
+            f"{t['dense']:.1f} ms, ours {t['ours']:.1f} ms ({result['ours_vs_dense']:.2f}x of dense speed), "
+            f"{result['reference']} {t['reference']:.1f} ms ({result['reference_vs_dense']:.2f}x); ours is "
+            f"{result['ours_vs_reference']:.2f}x the reference's speed"
+        )
     if result["kind"] == "layer_times":
         lines = [
             f"{r['in_channels']}->{r['out_channels']} {r['kernel'][0]}x{r['kernel'][1]} stride {r['stride'][0]} "
@@ -605,14 +703,18 @@ def summary(result: dict[str, Any]) -> str:
             for r in result["rows"]
         ]
         t = result["totals"]
-        lines.append(f"all converted layers: {t['macs_ratio']:.2f}x fewer MACs, {t['speedup']:.2f}x faster; "
-                     f"aligned ranks: {t['aligned_macs_ratio']:.2f}x fewer MACs, {t['aligned_speedup']:.2f}x faster")
+        lines.append(
+            f"all converted layers: {t['macs_ratio']:.2f}x fewer MACs, {t['speedup']:.2f}x faster; "
+            f"aligned ranks: {t['aligned_macs_ratio']:.2f}x fewer MACs, {t['aligned_speedup']:.2f}x faster"
+        )
         return "\n".join(lines)
     if result["kind"] == "rank_table":
         n = sum(len(x["candidates"]) for x in result["shapes"])
-        return (f"timing table {result['table_id']}: {len(result['shapes'])} layer shapes of {result['model']}, "
-                f"{n} {result['format']} rank candidates, on {result['provenance']['device_name']}; "
-                f"use it with rank_rule 'hw:{result['table_id']}'")
+        return (
+            f"timing table {result['table_id']}: {len(result['shapes'])} layer shapes of {result['model']}, "
+            f"{n} {result['format']} rank candidates, on {result['provenance']['device_name']}; "
+            f"use it with rank_rule 'hw:{result['table_id']}'"
+        )
     if result["kind"] == "regularizer_overhead":
         return "\n".join(
             f"{row['regularizer']:>5} on {row['on']}: {row['step_ms']:.1f} ms/step ({row['overhead_pct']:+.1f}%); "
@@ -653,10 +755,22 @@ def tltorch_model(low: nn.Module) -> nn.Module:
     for name, layer in list(ref.named_modules()):
         if isinstance(layer, lowrank.Tucker2Conv2d):
             r1, r2 = layer.ranks
-            dense = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                              padding=layer.padding, dilation=layer.dilation, bias=layer.last.bias is not None)
-            fact = tltorch.FactorizedConv.from_conv(dense, rank=(r2, r1, *layer.kernel_size), factorization="tucker",
-                                                    implementation="factorized", decompose_weights=False)
+            dense = nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                stride=layer.stride,
+                padding=layer.padding,
+                dilation=layer.dilation,
+                bias=layer.last.bias is not None,
+            )
+            fact = tltorch.FactorizedConv.from_conv(
+                dense,
+                rank=(r2, r1, *layer.kernel_size),
+                factorization="tucker",
+                implementation="factorized",
+                decompose_weights=False,
+            )
             parent, _, attr = name.rpartition(".")
             setattr(ref.get_submodule(parent) if parent else ref, attr, fact)
     return ref
@@ -680,12 +794,17 @@ def reference_speedup(s: BenchSettings) -> dict[str, Any]:
         x, y = _batch(s, shape, device)
         steppers = [_Stepper(m, x, y, **s.stepper_options) for m in (dense, low, ref)]
         train = _alternate(steppers, "train", s.steps, s.warmup)
-    return {"kind": "reference", **asdict(s), "macs_ratio": lowrank.report(low, shape).macs_ratio,
-            "reference": f"tensorly-torch {_package_version('tensorly-torch')} FactorizedConv (tucker, factorized)",
-            "train_step_ms": {"dense": 1000 * train[0], "ours": 1000 * train[1], "reference": 1000 * train[2]},
-            "ours_vs_dense": train[0] / train[1], "reference_vs_dense": train[0] / train[2],
-            "ours_vs_reference": train[2] / train[1],
-            "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())}
+    return {
+        "kind": "reference",
+        **asdict(s),
+        "macs_ratio": lowrank.report(low, shape).macs_ratio,
+        "reference": f"tensorly-torch {_package_version('tensorly-torch')} FactorizedConv (tucker, factorized)",
+        "train_step_ms": {"dense": 1000 * train[0], "ours": 1000 * train[1], "reference": 1000 * train[2]},
+        "ours_vs_dense": train[0] / train[1],
+        "reference_vs_dense": train[0] / train[2],
+        "ours_vs_reference": train[2] / train[1],
+        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+    }
 
 
 def _package_version(name: str) -> str:

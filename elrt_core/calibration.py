@@ -30,8 +30,10 @@ __all__ = ["calibrate", "reg_weight", "network_key", "setting_key", "table", "wr
 
 WEIGHTS_FILE = Path(__file__).with_name("reg_weights.yaml")
 CALIBRATION_SEED = 0
-_HEADER = ("# Lambda of each orthogonality regularizer per network: 1 / (penalty at initialization), one significant\n"
-           "# digit (the rule: elrt_core/calibration.py). Written by `elrt calibrate`; checked by tests/test_calibration.py.\n")
+_HEADER = (
+    "# Lambda of each orthogonality regularizer per network: 1 / (penalty at initialization), one significant\n"
+    "# digit (the rule: elrt_core/calibration.py). Written by `elrt calibrate`; checked by tests/test_calibration.py.\n"
+)
 
 
 def network_key(model: str, fmt: str, flops_ratio: float | None = None, params_ratio: float | None = None) -> str:
@@ -45,16 +47,29 @@ def setting_key(reg: str, on: Iterable[str], per_rank: bool) -> str:
     return f"{reg}-{'+'.join(on)}" + ("-per_rank" if per_rank else "")
 
 
-def calibrate(model: str, fmt: str, reg: str, on: Iterable[str], per_rank: bool, *,
-              flops_ratio: float | None = None, params_ratio: float | None = None) -> tuple[float, float]:
+def calibrate(
+    model: str,
+    fmt: str,
+    reg: str,
+    on: Iterable[str],
+    per_rank: bool,
+    *,
+    flops_ratio: float | None = None,
+    params_ratio: float | None = None,
+) -> tuple[float, float]:
     """``(lambda, P)``: the penalty ``P`` at initialization (lambda = 1) and the rule's lambda ``1 / P``
     rounded to one significant digit."""
     torch.manual_seed(CALIBRATION_SEED)
-    net = lowrank.convert(models.get(model), fmt, flops_ratio=flops_ratio, params_ratio=params_ratio,
-                          input_shape=models.input_shape(model), init="scratch")
+    net = lowrank.convert(
+        models.get(model),
+        fmt,
+        flops_ratio=flops_ratio,
+        params_ratio=params_ratio,
+        input_shape=models.input_shape(model),
+        init="scratch",
+    )
     with torch.no_grad():
-        p = penalty(net, reg, 1.0, tuple(on), per_rank=per_rank,
-                    generator=torch.Generator().manual_seed(CALIBRATION_SEED)).item()
+        p = penalty(net, reg, 1.0, tuple(on), per_rank=per_rank, generator=torch.Generator().manual_seed(CALIBRATION_SEED)).item()
     return float(f"{1.0 / p:.0e}"), p
 
 
@@ -65,15 +80,25 @@ def table(path: Path = WEIGHTS_FILE) -> dict[str, dict[str, float]]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def reg_weight(model: str, fmt: str, reg: str, on: Iterable[str], per_rank: bool, *,
-               flops_ratio: float | None = None, params_ratio: float | None = None) -> float:
+def reg_weight(
+    model: str,
+    fmt: str,
+    reg: str,
+    on: Iterable[str],
+    per_rank: bool,
+    *,
+    flops_ratio: float | None = None,
+    params_ratio: float | None = None,
+) -> float:
     """The stored lambda of a regularizer setting on a network; ``ConfigError`` saying how to add it."""
     net, setting = network_key(model, fmt, flops_ratio, params_ratio), setting_key(reg, on, per_rank)
     try:
         return float(table()[net][setting])
     except KeyError:
-        raise ConfigError(f"no calibrated lambda for {setting} on {net} in {WEIGHTS_FILE.name}: pass --reg-weight, "
-                          "or add it with `elrt calibrate` (see elrt_core/calibration.py)") from None
+        raise ConfigError(
+            f"no calibrated lambda for {setting} on {net} in {WEIGHTS_FILE.name}: pass --reg-weight, "
+            "or add it with `elrt calibrate` (see elrt_core/calibration.py)"
+        ) from None
 
 
 def write(entries: dict[str, dict[str, float]], path: Path = WEIGHTS_FILE) -> None:

@@ -54,6 +54,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _number(kind: type, minimum: float | None = None, strict: bool = False):
     """An argparse type: ``kind`` (int or float), checked against ``minimum`` (``strict``: must exceed it)."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -62,6 +63,7 @@ def _number(kind: type, minimum: float | None = None, strict: bool = False):
         if minimum is not None and (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
         return value
+
     parse.__name__ = kind.__name__
     return parse
 
@@ -97,12 +99,30 @@ def _check_data(dataset: str, data_dir: str | None, download: bool) -> None:
 
 
 # ---- train -----------------------------------------------------------------------------------------
-_CHOICES = {"model": models.MODELS, "dataset": DATASETS, "format": ("dense", *FORMATS), "reg": ("none", *REGULARIZERS),
-            "reg_schedule": REG_SCHEDULES, "schedule": SCHEDULES}
-_TYPES = {"flops_ratio": _RATIO, "params_ratio": _RATIO, "reg_weight": _NON_NEGATIVE, "epochs": _POSITIVE_INT,
-          "batch_size": _POSITIVE_INT, "lr": _POSITIVE, "momentum": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
-          "warmup_epochs": _NON_NEGATIVE, "label_smoothing": _NON_NEGATIVE, "subset": _POSITIVE_INT,
-          "test_subset": _POSITIVE_INT, "val_split": _COUNT, "seed": _COUNT}
+_CHOICES = {
+    "model": models.MODELS,
+    "dataset": DATASETS,
+    "format": ("dense", *FORMATS),
+    "reg": ("none", *REGULARIZERS),
+    "reg_schedule": REG_SCHEDULES,
+    "schedule": SCHEDULES,
+}
+_TYPES = {
+    "flops_ratio": _RATIO,
+    "params_ratio": _RATIO,
+    "reg_weight": _NON_NEGATIVE,
+    "epochs": _POSITIVE_INT,
+    "batch_size": _POSITIVE_INT,
+    "lr": _POSITIVE,
+    "momentum": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+    "label_smoothing": _NON_NEGATIVE,
+    "subset": _POSITIVE_INT,
+    "test_subset": _POSITIVE_INT,
+    "val_split": _COUNT,
+    "seed": _COUNT,
+}
 _FACTOR_LISTS = ("reg_on", "orth_init", "no_decay_on")
 _SWITCHES = ("reg_per_rank", "nesterov")
 
@@ -150,11 +170,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     if fields.get("reg", "none") != "none" and fields.get("reg_weight") is None:  # the calibrated lambda of this network
         on = fields.get("reg_on", ["U2"])
         fields["reg_weight"] = calibration.reg_weight(
-            fields.get("model", "resnet20"), fields.get("format", "dense"), fields["reg"], [on] if isinstance(on, str) else on,
-            bool(fields.get("reg_per_rank")), flops_ratio=fields.get("flops_ratio"), params_ratio=fields.get("params_ratio"))
+            fields.get("model", "resnet20"),
+            fields.get("format", "dense"),
+            fields["reg"],
+            [on] if isinstance(on, str) else on,
+            bool(fields.get("reg_per_rank")),
+            flops_ratio=fields.get("flops_ratio"),
+            params_ratio=fields.get("params_ratio"),
+        )
     if fields.get("rank_rule") == "hw":  # stored as the table it resolves to on this device, or as the uniform fallback
-        fields["rank_rule"], note = _rank_rule("hw", args.device, fields.get("format", "dense"), fields.get("model", "resnet20"),
-                                               fields.get("batch_size"))
+        fields["rank_rule"], note = _rank_rule(
+            "hw", args.device, fields.get("format", "dense"), fields.get("model", "resnet20"), fields.get("batch_size")
+        )
         args.notes = (note,) if note else ()
     return TrainConfig.from_dict(fields)
 
@@ -171,11 +198,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_output(out, "--out")
     run_folder.check(out, config, resume=args.resume, force=args.force)
     _check_data(config.dataset, args.data_dir, args.download)
-    record = fit(config, RunOptions(
-        out=out, device=args.device, data_dir=Path(args.data_dir) if args.data_dir else None, resume=args.resume,
-        force=args.force, quiet=args.quiet, amp=args.amp, compile=args.compile, profile=profile, threads=args.threads,
-        notes=getattr(args, "notes", ()),
-    ))
+    record = fit(
+        config,
+        RunOptions(
+            out=out,
+            device=args.device,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            resume=args.resume,
+            force=args.force,
+            quiet=args.quiet,
+            amp=args.amp,
+            compile=args.compile,
+            profile=profile,
+            threads=args.threads,
+            notes=getattr(args, "notes", ()),
+        ),
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         m = record["metrics"]
         val = f", validation {m['final_val_top1']:.2f}%" if m.get("final_val_top1") is not None else ""
@@ -192,8 +230,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.results:
         _check_output(Path(args.results), "--results")
     _check_data("cifar10", args.data_dir, download=False)
-    report = batch.run(prof, jobs=args.jobs, threads=args.threads, minutes=args.minutes, device=args.device,
-                       data_dir=args.data_dir, root=args.results, max_priority=args.max_priority)
+    report = batch.run(
+        prof,
+        jobs=args.jobs,
+        threads=args.threads,
+        minutes=args.minutes,
+        device=args.device,
+        data_dir=args.data_dir,
+        root=args.results,
+        max_priority=args.max_priority,
+    )
     return 0 if report.ok else 1
 
 
@@ -234,8 +280,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         _check_output(Path(args.out), "--out")
     if not args.reuse_only:
         _check_data("cifar10", args.data_dir, download=False)
-    return reproduce.run(prof, only=args.only, jobs=args.jobs, reuse_only=args.reuse_only, train_only=args.train_only,
-                         device=args.device, data_dir=args.data_dir, out=Path(args.out) if args.out else None)
+    return reproduce.run(
+        prof,
+        only=args.only,
+        jobs=args.jobs,
+        reuse_only=args.reuse_only,
+        train_only=args.train_only,
+        device=args.device,
+        data_dir=args.data_dir,
+        out=Path(args.out) if args.out else None,
+    )
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -243,8 +297,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .study import plan as plan_lib
 
     prof = profiles.load(args.profile)
-    settings = {(r.config.model, r.config.format, r.config.flops_ratio, r.config.reg, r.config.reg_on, r.config.reg_per_rank)
-                for r in plan_lib.plan(prof) if r.config.reg != "none"}
+    settings = {
+        (r.config.model, r.config.format, r.config.flops_ratio, r.config.reg, r.config.reg_on, r.config.reg_per_rank)
+        for r in plan_lib.plan(prof)
+        if r.config.reg != "none"
+    }
     stored, new = calibration.table(), {}
     for model, fmt, ratio, reg, on, per_rank in sorted(settings):
         lam, p = calibration.calibrate(model, fmt, reg, on, per_rank, flops_ratio=ratio)
@@ -272,8 +329,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     rule, _ = _rank_rule(args.rank_rule, "cpu", args.format, args.model, None)
     if args.format != "dense":
         timing = None if rule == "uniform" else load_rank_table(rule)
-        model = lowrank.convert(model, args.format, flops_ratio=args.flops_ratio, params_ratio=args.params_ratio,
-                                input_shape=shape, init="scratch", timing=timing)
+        model = lowrank.convert(
+            model,
+            args.format,
+            flops_ratio=args.flops_ratio,
+            params_ratio=args.params_ratio,
+            input_shape=shape,
+            init="scratch",
+            timing=timing,
+        )
     elif args.flops_ratio or args.params_ratio or args.rank_rule != "uniform":
         raise UsageError("a dense model takes no --flops-ratio/--params-ratio/--rank-rule")
     print(f"{args.model} ({args.format}), input {shape}; FLOPs are MACs of conv and linear layers per image")
@@ -317,19 +381,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     rule, note = _rank_rule(args.rank_rule, args.device, args.format, args.model, args.batch_size)
     settings = bench.BenchSettings(
-        model=args.model, format=args.format, flops_ratio=args.flops_ratio, device=args.device,
-        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, variant=args.variant, reg=args.reg,
+        model=args.model,
+        format=args.format,
+        flops_ratio=args.flops_ratio,
+        device=args.device,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        variant=args.variant,
+        reg=args.reg,
         rank_rule=rule,
     )
     settings.validate()
-    modes = [flag for flag, on in (("--reg-overhead", args.reg_overhead), ("--layers", args.layers),
-                                   ("--rank-table", args.rank_table), ("--reference", args.reference)) if on]
+    modes = [
+        flag
+        for flag, on in (
+            ("--reg-overhead", args.reg_overhead),
+            ("--layers", args.layers),
+            ("--rank-table", args.rank_table),
+            ("--reference", args.reference),
+        )
+        if on
+    ]
     if len(modes) > 1:
         raise UsageError(f"{' and '.join(modes)} measure different things; give one of them")
     if (args.layers or args.rank_table) and args.variant not in ("factored", "channels_last"):
         raise UsageError(f"{modes[0]} supports --variant factored or channels_last, got {args.variant!r}")
-    measure = ("rank_table" if args.rank_table else "regularizers" if args.reg_overhead else "layers" if args.layers
-               else "reference" if args.reference else "speedup")
+    measure = (
+        "rank_table"
+        if args.rank_table
+        else "regularizers"
+        if args.reg_overhead
+        else "layers"
+        if args.layers
+        else "reference"
+        if args.reference
+        else "speedup"
+    )
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / bench.record_name(settings, measure)
     _check_output(out, "--json", folder=False)
     if args.threads is not None:
@@ -339,8 +427,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.rank_table:
         result = bench.rank_table(settings)
     else:
-        run = {"regularizers": bench.regularizer_overhead, "layers": bench.layer_times, "reference": bench.reference_speedup,
-               "speedup": bench.speedup}[measure]
+        run = {
+            "regularizers": bench.regularizer_overhead,
+            "layers": bench.layer_times,
+            "reference": bench.reference_speedup,
+            "speedup": bench.speedup,
+        }[measure]
         result = run(settings)
         result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
     write_json(out, result)
@@ -376,25 +468,41 @@ def cmd_gpu_pack(args: argparse.Namespace) -> int:
     root = project_root()
     prof = profiles.load(args.profile)
     if args.minutes * 60 + calls.FINISH_S > calls.CALL_LIMIT_S:
-        raise UsageError(f"--minutes {args.minutes:g} leaves no room in a {calls.CALL_LIMIT_S} s device call; "
-                         f"at most {(calls.CALL_LIMIT_S - calls.FINISH_S) / 60:g}")
+        raise UsageError(
+            f"--minutes {args.minutes:g} leaves no room in a {calls.CALL_LIMIT_S} s device call; "
+            f"at most {(calls.CALL_LIMIT_S - calls.FINISH_S) / 60:g}"
+        )
     out = _in_project(args.out, pack.PACK_DIR)
     _check_output(out, "--out")
-    if out.resolve().is_relative_to(root.resolve()) and subprocess.run(
-            ["git", "check-ignore", "-q", str(out / pack.MANIFEST)], cwd=root).returncode != 0:
+    if (
+        out.resolve().is_relative_to(root.resolve())
+        and subprocess.run(["git", "check-ignore", "-q", str(out / pack.MANIFEST)], cwd=root).returncode != 0
+    ):
         raise UsageError(f"--out {str(out)!r} is not git-ignored: the pieces would travel in every device call; use .device/")
     _check_data("cifar10", args.data_dir, download=False)
     limit = round(args.group_mib * pack.MIB) if args.group_mib else None
-    manifest = pack.pack(root, data_dir=args.data_dir, profile=prof, results=results_root(args.results), pack_dir=out, limit=limit)
+    manifest = pack.pack(
+        root, data_dir=args.data_dir, profile=prof, results=results_root(args.results), pack_dir=out, limit=limit
+    )
     mib = lambda n: f"{n / pack.MIB:.1f} MiB"  # noqa: E731
     kinds = {k: sum(1 for e in manifest["pieces"] if e["kind"] == k) for k in ("images", "labels", "resume")}
-    print(f"pack {out}: {kinds['images']} image pieces, {kinds['resume']} checkpoint pieces, "
-          f"{mib(sum(e['bytes'] for e in manifest['pieces']))} in {len(manifest['groups'])} group(s) of at most "
-          f"{mib(manifest['group_limit_bytes'])}; the tree that travels is {mib(manifest['tree_bytes'])}")
+    print(
+        f"pack {out}: {kinds['images']} image pieces, {kinds['resume']} checkpoint pieces, "
+        f"{mib(sum(e['bytes'] for e in manifest['pieces']))} in {len(manifest['groups'])} group(s) of at most "
+        f"{mib(manifest['group_limit_bytes'])}; the tree that travels is {mib(manifest['tree_bytes'])}"
+    )
     src = manifest["source"]
-    print(f"source: commit {src['commit'][:12]}" + (" with UNCOMMITTED changes: commit them and pack again, so the "
-                                                    "device's records name the code they ran" if src["dirty"] else ""))
-    for i, call in enumerate(calls.device_calls(manifest, Path(_carry_path(out, root)), profile=prof.name, minutes=args.minutes), 1):
+    print(
+        f"source: commit {src['commit'][:12]}"
+        + (
+            " with UNCOMMITTED changes: commit them and pack again, so the device's records name the code they ran"
+            if src["dirty"]
+            else ""
+        )
+    )
+    for i, call in enumerate(
+        calls.device_calls(manifest, Path(_carry_path(out, root)), profile=prof.name, minutes=args.minutes), 1
+    ):
         print(f"device call {i}: {json.dumps(call.as_dict())}")
     return 0
 
@@ -438,9 +546,20 @@ def cmd_gpu_batch(args: argparse.Namespace) -> int:
     _check_output(results, "--results")
     resolve_device(args.device)
     _check_data("cifar10", str(data_dir), download=False)
-    report = jobs.train(prof, root=root, minutes=args.minutes, jobs=args.jobs, threads=args.threads, device=args.device,
-                        data_dir=data_dir, results=results, max_priority=args.max_priority, compile=args.compile,
-                        bench_first=not args.no_bench, bench_timeout_s=args.bench_timeout)
+    report = jobs.train(
+        prof,
+        root=root,
+        minutes=args.minutes,
+        jobs=args.jobs,
+        threads=args.threads,
+        device=args.device,
+        data_dir=data_dir,
+        results=results,
+        max_priority=args.max_priority,
+        compile=args.compile,
+        bench_first=not args.no_bench,
+        bench_timeout_s=args.bench_timeout,
+    )
     return 0 if not report["outcome"]["failed"] and not report.get("interrupted") else 1
 
 
@@ -457,8 +576,10 @@ def cmd_gpu_collect(args: argparse.Namespace) -> int:
     limit = round(args.limit_mib * collect.MIB) if args.limit_mib else None
     manifest = collect.collect(results, out, name=args.name, tree_results=project_root() / "results", limit_bytes=limit)
     size = sum(v["bytes"] for v in manifest["volumes"])
-    print(f"collected {len(manifest['members'])} file(s) into {len(manifest['volumes'])} volume(s), {size / collect.MIB:.1f} MiB: "
-          f"{out / (manifest['name'] + '.json')}")
+    print(
+        f"collected {len(manifest['members'])} file(s) into {len(manifest['volumes'])} volume(s), {size / collect.MIB:.1f} MiB: "
+        f"{out / (manifest['name'] + '.json')}"
+    )
     for item in manifest["left_out"]:
         print(f"left out (no room): {item['path']} ({item['bytes'] / collect.MIB:.1f} MiB)")
     return 0
@@ -493,7 +614,9 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--results", help="results folder with the checkpoints (default: $ELRT_RESULTS, else <study>/results)")
     g.add_argument("--out", help="pack folder, git-ignored (default: <study>/.device/pack)")
     g.add_argument("--group-mib", type=_POSITIVE, help="MiB of pieces per device call (default: 64 MiB less the tree less 4 MiB)")
-    g.add_argument("--minutes", type=_POSITIVE, default=8.0, help="training minutes of the last device call, in the printed calls")
+    g.add_argument(
+        "--minutes", type=_POSITIVE, default=8.0, help="training minutes of the last device call, in the printed calls"
+    )
     g.set_defaults(func=cmd_gpu_pack)
 
     g = gsub.add_parser("unpack", help="(device) check the pack and write the data and checkpoints")
@@ -614,22 +737,37 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--batch-size", type=_POSITIVE_INT, default=128)
     p.add_argument("--steps", type=_POSITIVE_INT, default=10, help="timed steps per model (medians are reported)")
     p.add_argument("--warmup", type=_COUNT, default=3)
-    p.add_argument("--variant", default="channels_last", choices=bench.VARIANTS,
-                   help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile; "
-                        "folded_bn: inference with batch norm folded into the convs")
+    p.add_argument(
+        "--variant",
+        default="channels_last",
+        choices=bench.VARIANTS,
+        help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile; "
+        "folded_bn: inference with batch norm folded into the convs",
+    )
     p.add_argument("--reg", default="none", choices=("none", *REGULARIZERS), help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")
-    p.add_argument("--layers", action="store_true",
-                   help="time each converted conv shape alone: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...")
-    p.add_argument("--rank-table", action="store_true",
-                   help="time each converted conv shape dense and at every register-friendly rank candidate: the timing "
-                        "table of the hardware-aware rank rule (--flops-ratio, --reg, --rank-rule play no part)")
-    p.add_argument("--reference", action="store_true",
-                   help="time dense, this project's Tucker-2 network and the same network in TensorLy-Torch layers, in "
-                        "turns (needs the bench extra: tensorly-torch)")
-    p.add_argument("--rank-rule", default="uniform",
-                   help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) "
-                        "or hw:<table id>")
+    p.add_argument(
+        "--layers",
+        action="store_true",
+        help="time each converted conv shape alone: dense vs low-rank vs the nearest ranks in 8, 16, 32, ...",
+    )
+    p.add_argument(
+        "--rank-table",
+        action="store_true",
+        help="time each converted conv shape dense and at every register-friendly rank candidate: the timing "
+        "table of the hardware-aware rank rule (--flops-ratio, --reg, --rank-rule play no part)",
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="time dense, this project's Tucker-2 network and the same network in TensorLy-Torch layers, in "
+        "turns (needs the bench extra: tensorly-torch)",
+    )
+    p.add_argument(
+        "--rank-rule",
+        default="uniform",
+        help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) or hw:<table id>",
+    )
     p.add_argument("--threads", type=_POSITIVE_INT)
     p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
     p.set_defaults(func=cmd_bench)

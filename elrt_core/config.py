@@ -25,8 +25,17 @@ from .data.layouts import DATASETS
 from .lowrank import FORMATS
 from .regularizers import REGULARIZERS
 
-__all__ = ["TrainConfig", "RunOptions", "ConfigError", "SCHEDULES", "REG_SCHEDULES", "FACTOR_NAMES", "DATASETS", "ADDED_FIELDS",
-           "RANK_RULE_PATTERN"]
+__all__ = [
+    "TrainConfig",
+    "RunOptions",
+    "ConfigError",
+    "SCHEDULES",
+    "REG_SCHEDULES",
+    "FACTOR_NAMES",
+    "DATASETS",
+    "ADDED_FIELDS",
+    "RANK_RULE_PATTERN",
+]
 
 SCHEDULES = ("cosine", "step", "onecycle")
 REG_SCHEDULES = ("constant", "bansal")
@@ -139,16 +148,26 @@ class TrainConfig:
             _require(not ratios, f"a dense model takes no reduction ratio, got {ratios}")
         else:
             _require(len(ratios) == 1, f"format {self.format!r} needs exactly one of flops_ratio, params_ratio")
-        _require(self.rank_rule == "uniform" or self.format != "dense",
-                 f"rank_rule {self.rank_rule!r} chooses low-rank ranks: choose a low-rank format")
-        _require(isinstance(self.rank_rule, str) and RANK_RULE_PATTERN.fullmatch(self.rank_rule) is not None,
-                 f"rank_rule must be 'uniform' or 'hw:<12 hex digits of a timing table id>', got {self.rank_rule!r} "
-                 "('hw' alone is resolved to this device's table by `elrt train --rank-rule hw`)")
+        _require(
+            self.rank_rule == "uniform" or self.format != "dense",
+            f"rank_rule {self.rank_rule!r} chooses low-rank ranks: choose a low-rank format",
+        )
+        _require(
+            isinstance(self.rank_rule, str) and RANK_RULE_PATTERN.fullmatch(self.rank_rule) is not None,
+            f"rank_rule must be 'uniform' or 'hw:<12 hex digits of a timing table id>', got {self.rank_rule!r} "
+            "('hw' alone is resolved to this device's table by `elrt train --rank-rule hw`)",
+        )
         for name in ("orth_init", "no_decay_on"):
             value = getattr(self, name)
             bad = [f for f in value if f not in FACTOR_NAMES]
-            _require(not bad and len(set(value)) == len(value), f"{name} must name distinct factors among {FACTOR_NAMES}, got {value!r}")
-            _require(not value or self.format == "tucker2", f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}")
+            _require(
+                not bad and len(set(value)) == len(value),
+                f"{name} must name distinct factors among {FACTOR_NAMES}, got {value!r}",
+            )
+            _require(
+                not value or self.format == "tucker2",
+                f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}",
+            )
 
     def _validate_regularizer(self) -> None:
         regs = ("none", *REGULARIZERS)
@@ -160,7 +179,9 @@ class TrainConfig:
             _require(self.reg_weight > 0, f"regularizer {self.reg!r} needs reg_weight > 0")
         bad = [f for f in self.reg_on if f not in FACTOR_NAMES]
         _require(not bad and self.reg_on, f"reg_on must name factors among {FACTOR_NAMES}, got {self.reg_on!r}")
-        _require(self.reg_schedule in REG_SCHEDULES, f"unknown reg_schedule {self.reg_schedule!r}; allowed: {', '.join(REG_SCHEDULES)}")
+        _require(
+            self.reg_schedule in REG_SCHEDULES, f"unknown reg_schedule {self.reg_schedule!r}; allowed: {', '.join(REG_SCHEDULES)}"
+        )
 
     def _validate_optimization(self) -> None:
         for name in ("epochs", "batch_size", "seed"):
@@ -182,16 +203,22 @@ class TrainConfig:
         _require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
         for name in ("subset", "test_subset"):
             v = getattr(self, name)
-            _require(v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-                     f"{name} must be a positive integer or None, got {v!r}")
+            _require(
+                v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+                f"{name} must be a positive integer or None, got {v!r}",
+            )
         v = self.val_split
         _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"val_split must be an integer >= 0, got {v!r}")
         n_train, n_test = SPLIT_SIZES[self.dataset]
         _require(v < n_train, f"val_split {v} must be smaller than the {n_train} training images")
-        _require(self.subset is None or self.subset <= n_train - v,
-                 f"subset {self.subset} is larger than the {n_train - v} training images left after holding out {v}")
-        _require(self.test_subset is None or self.test_subset <= n_test,
-                 f"test_subset {self.test_subset} is larger than the {n_test} test images")
+        _require(
+            self.subset is None or self.subset <= n_train - v,
+            f"subset {self.subset} is larger than the {n_train - v} training images left after holding out {v}",
+        )
+        _require(
+            self.test_subset is None or self.test_subset <= n_test,
+            f"test_subset {self.test_subset} is larger than the {n_test} test images",
+        )
 
     @property
     def num_classes(self) -> int:
@@ -236,7 +263,7 @@ class TrainConfig:
         return "-".join(parts)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Strict parse: unknown keys are an error (a record written by another version is reported)."""
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
@@ -250,7 +277,7 @@ class TrainConfig:
         except TypeError as e:  # pragma: no cover - dataclass signature errors
             raise ConfigError(str(e)) from None
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated)."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 

@@ -44,7 +44,7 @@ class ConvGeometry:
     out_hw: tuple[int, int]
 
     @classmethod
-    def of(cls, conv: nn.Conv2d, in_hw: tuple[int, int], out_hw: tuple[int, int] | None = None) -> "ConvGeometry":
+    def of(cls, conv: nn.Conv2d, in_hw: tuple[int, int], out_hw: tuple[int, int] | None = None) -> ConvGeometry:
         """Geometry of ``conv`` for an input of spatial size ``in_hw``; ``out_hw`` is derived if omitted."""
         if isinstance(conv.padding, str):
             raise ValueError(f"string padding {conv.padding!r} is not supported; use explicit integers")

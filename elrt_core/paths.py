@@ -34,8 +34,9 @@ def project_root() -> Path:
             return folder
     if is_project(_PACKAGE_PARENT):
         return _PACKAGE_PARENT
-    raise FileNotFoundError(f"no ELRT study at or above {here}: run elrt inside a clone of the study, or pass --root "
-                            "(or set $ELRT_ROOT)")
+    raise FileNotFoundError(
+        f"no ELRT study at or above {here}: run elrt inside a clone of the study, or pass --root (or set $ELRT_ROOT)"
+    )
 
 
 def results_root(root: str | os.PathLike | None = None) -> Path:

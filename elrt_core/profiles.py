@@ -119,7 +119,8 @@ class Profile:
             fields["flops_ratio"] = flops_ratio
         if fields.get("reg", "none") != "none":
             fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(
-                model, m.format, fields["reg"], fields["reg_on"], fields.get("reg_per_rank", False), flops_ratio=flops_ratio)
+                model, m.format, fields["reg"], fields["reg_on"], fields.get("reg_per_rank", False), flops_ratio=flops_ratio
+            )
         return self.base_config(**fields)
 
     @property
@@ -181,16 +182,22 @@ def _comparison(key: str, spec: Any) -> Comparison:
     for m in (s["reference"], *chosen, *([s["headline"]] if "headline" in s else [])):
         _require(m in known, f"comparison {key!r} names unknown method {m!r}; known: {', '.join(known)}")
     ratio = s.get("flops_ratio")
-    return Comparison(s["reference"], chosen, s.get("model"), None if ratio is None else float(ratio), s.get("headline"),
-                      s.get("treatment"))
+    return Comparison(
+        s["reference"], chosen, s.get("model"), None if ratio is None else float(ratio), s.get("headline"), s.get("treatment")
+    )
 
 
 def _group(name: str, i: int, spec: Any) -> RunGroup:
     s = _take(spec, f"profile {name!r} runs[{i}]", ("priority", "model", "flops_ratio", "methods", "seeds"))
     unknown = [m for m in s["methods"] if m not in methods()]
     _require(not unknown, f"profile {name!r} runs[{i}] names unknown methods {unknown}; known: {', '.join(methods())}")
-    _require(isinstance(s["priority"], int) and s["priority"] >= 1, f"profile {name!r} runs[{i}]: priority must be an integer >= 1")
-    _require(s["seeds"] and all(isinstance(x, int) and x >= 0 for x in s["seeds"]), f"profile {name!r} runs[{i}]: seeds must be integers >= 0")
+    _require(
+        isinstance(s["priority"], int) and s["priority"] >= 1, f"profile {name!r} runs[{i}]: priority must be an integer >= 1"
+    )
+    _require(
+        s["seeds"] and all(isinstance(x, int) and x >= 0 for x in s["seeds"]),
+        f"profile {name!r} runs[{i}]: seeds must be integers >= 0",
+    )
     return RunGroup(s["priority"], s["model"], float(s["flops_ratio"]), tuple(s["methods"]), tuple(s["seeds"]))
 
 
@@ -202,15 +209,21 @@ def load(name: str) -> Profile:
         raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(raw)}")
     s = _take(raw[name], f"profile {name!r}", ("description", "train", "runs", "approximation", "comparisons"))
     a = _take(s["approximation"], f"profile {name!r} approximation", ("model", "ratios", "formats"), ("curve_ratios",))
-    _require(all(float(r) > 1 for r in [*a["ratios"], *a.get("curve_ratios", [])]),
-             f"profile {name!r} approximation: ratios and curve_ratios are reductions (dense / low-rank), each > 1")
+    _require(
+        all(float(r) > 1 for r in [*a["ratios"], *a.get("curve_ratios", [])]),
+        f"profile {name!r} approximation: ratios and curve_ratios are reductions (dense / low-rank), each > 1",
+    )
     profile = Profile(
         name=name,
         description=s["description"],
         train=dict(s["train"]),
         runs=tuple(_group(name, i, g) for i, g in enumerate(s["runs"])),
-        approximation=Approximation(a["model"], tuple(float(r) for r in a["ratios"]), tuple(a["formats"]),
-                                    tuple(float(r) for r in a.get("curve_ratios", ()))),
+        approximation=Approximation(
+            a["model"],
+            tuple(float(r) for r in a["ratios"]),
+            tuple(a["formats"]),
+            tuple(float(r) for r in a.get("curve_ratios", ())),
+        ),
         comparisons={k: _comparison(k, v) for k, v in s["comparisons"].items()},
     )
     for group in profile.runs:  # every run must make a valid config (lambda included)

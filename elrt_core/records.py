@@ -33,8 +33,23 @@ from .config import ConfigError, TrainConfig
 from .paths import results_root
 
 __all__ = [
-    "Record", "write_json", "read", "scan", "find", "lookup", "build", "validate", "provenance", "git_state",
-    "results_root", "SCHEMA_VERSION", "READABLE_SCHEMAS", "STATUSES", "RECORD_FILE", "InvalidRecord", "DuplicateRecords",
+    "Record",
+    "write_json",
+    "read",
+    "scan",
+    "find",
+    "lookup",
+    "build",
+    "validate",
+    "provenance",
+    "git_state",
+    "results_root",
+    "SCHEMA_VERSION",
+    "READABLE_SCHEMAS",
+    "STATUSES",
+    "RECORD_FILE",
+    "InvalidRecord",
+    "DuplicateRecords",
 ]
 
 SCHEMA_VERSION = 2
@@ -69,6 +84,7 @@ def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
     (tracked files); ``None`` for both outside a checkout (an installed package), unless
     ``$ELRT_SOURCE_COMMIT`` (and ``$ELRT_SOURCE_DIRTY``, ``0`` or ``1``) say which commit a copy of
     the tree without ``.git`` is (set by ``elrt gpu batch`` on a lent GPU, see :mod:`elrt_core.gpu.source`)."""
+
     def run(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
@@ -104,15 +120,20 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
         text = cpuinfo.read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name") and ":" in line),
-                platform.processor() or platform.machine())
+    name = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name") and ":" in line),
+        platform.processor() or platform.machine(),
+    )
     flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith(("flags", "Features"))), []))
     unit = next((u for u in _VECTOR_UNITS if u in flags), None)
     return f"{name} ({unit})" if unit else name
 
 
-def provenance(device: torch.device, *, seed: int, profile: str, started: float, ended: float, extra: dict | None = None) -> dict[str, Any]:
+def provenance(
+    device: torch.device, *, seed: int, profile: str, started: float, ended: float, extra: dict | None = None
+) -> dict[str, Any]:
     """Provenance block of a record; ``started``/``ended`` are Unix times in seconds."""
+
     def iso(t: float) -> str:
         return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -161,17 +182,31 @@ def build(
     metrics: dict[str, Any] = {**sizes}
     if history:
         last = history[-1]
-        metrics |= {"final_test_top1": last["test_top1"], "final_train_loss": last["train_loss"],
-                    "best_test_top1": max((h["test_top1"] for h in history if h["test_top1"] is not None), default=None)}
+        metrics |= {
+            "final_test_top1": last["test_top1"],
+            "final_train_loss": last["train_loss"],
+            "best_test_top1": max((h["test_top1"] for h in history if h["test_top1"] is not None), default=None),
+        }
         if "val_top1" in last:
             best = max((h for h in history if h["val_top1"] is not None), key=lambda h: h["val_top1"], default=None)
-            metrics |= {"final_val_top1": last["val_top1"], "best_val_top1": best and best["val_top1"],
-                        "best_val_epoch": best and best["epoch"]}
+            metrics |= {
+                "final_val_top1": last["val_top1"],
+                "best_val_top1": best and best["val_top1"],
+                "best_val_epoch": best and best["epoch"],
+            }
     if divergence is not None:
         metrics["divergence"] = divergence
     metrics["history"] = history
-    return {"schema_version": SCHEMA_VERSION, "status": status, "name": config.name, "config_hash": config.hash,
-            "config": config.to_dict(), "metrics": metrics, "cost": cost, "provenance": provenance}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "name": config.name,
+        "config_hash": config.hash,
+        "config": config.to_dict(),
+        "metrics": metrics,
+        "cost": cost,
+        "provenance": provenance,
+    }
 
 
 @dataclass(frozen=True)
@@ -221,7 +256,13 @@ class DuplicateRecords(LookupError):
 
 
 _SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "schema_version": int, "status": str, "config_hash": str, "config": dict, "metrics": dict, "cost": dict, "provenance": dict,
+    "schema_version": int,
+    "status": str,
+    "config_hash": str,
+    "config": dict,
+    "metrics": dict,
+    "cost": dict,
+    "provenance": dict,
 }
 _NUMBER = (int, float)
 
@@ -229,6 +270,7 @@ _NUMBER = (int, float)
 def validate(data: Any, path: Path | str = "record") -> None:
     """Raise :class:`InvalidRecord` naming ``path`` and the first key of ``data`` that is missing or
     of the wrong type (top level; ``metrics.history`` rows; ``final_test_top1`` of a finished run)."""
+
     def bad(what: str) -> InvalidRecord:
         return InvalidRecord(f"{path}: {what}")
 

@@ -82,7 +82,12 @@ def dso(a: torch.Tensor, *, per_rank: bool = False, generator: torch.Generator |
 
 
 def mc(
-    a: torch.Tensor, *, normalize: bool = True, per_rank: bool = False, eps: float = 1e-12, generator: torch.Generator | None = None
+    a: torch.Tensor,
+    *,
+    normalize: bool = True,
+    per_rank: bool = False,
+    eps: float = 1e-12,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Mutual coherence: ``max_ij |G - I|_ij`` on the thin side of ``a``.
 
@@ -99,9 +104,7 @@ def mc(
     return _scale((g - _eye_like(g)).abs().amax(dim=(-2, -1)), a, per_rank)
 
 
-def srip(
-    a: torch.Tensor, *, n_iter: int = 2, generator: torch.Generator | None = None, per_rank: bool = False
-) -> torch.Tensor:
+def srip(a: torch.Tensor, *, n_iter: int = 2, generator: torch.Generator | None = None, per_rank: bool = False) -> torch.Tensor:
     """Spectral restricted isometry: ``sigma_max(G - I)`` estimated by power iteration.
 
     Bansal et al. (2018), eq. (SRIP) and their implementation: starting from a random vector ``v``

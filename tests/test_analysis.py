@@ -131,8 +131,11 @@ def test_tucker2_frontier_search_beats_the_fixed_proportion_pair(layer):
     cls = FORMATS["tucker2"]
     for ratio in (2.0, 3.0):
         cap = analysis._cap(geom, ratio, "macs")
-        steps = [s for s in range(1, cls.n_steps(c_in, c_out, (3, 3)) + 1)
-                 if cls.cost(geom, cls.rank_at(c_in, c_out, (3, 3), s))[0] <= cap]
+        steps = [
+            s
+            for s in range(1, cls.n_steps(c_in, c_out, (3, 3)) + 1)
+            if cls.cost(geom, cls.rank_at(c_in, c_out, (3, 3), s))[0] <= cap
+        ]
         ladder = analysis.approximation_error(w, "tucker2", cls.rank_at(c_in, c_out, (3, 3), max(steps)), geom)
         best = analysis.best_approximation(w, "tucker2", ratio, "macs", geom)
         assert best.rel_error <= ladder.rel_error and best.macs <= cap
@@ -152,11 +155,16 @@ def _screened_and_best(w: torch.Tensor, layer: str, ratio: float, by: str = "mac
 
 # the hardest cases found by fitting every frontier pair of every layer at 1.25x-16x (trained and initial
 # weights, MAC and parameter budgets): the best pair is fourth or fifth in HOSVD order, and still found
-@pytest.mark.parametrize("kernel, layer, ratio, by", [
-    (_initial_kernel, "layer2.2.conv1", 2.0, "macs"), (_initial_kernel, "layer2.2.conv1", 4.0, "macs"),
-    (_initial_kernel, "layer3.2.conv2", 16.0, "macs"), (_initial_kernel, "layer2.0.conv1", 5.0, "params"),
-    (_trained_kernel, "layer3.0.conv1", 2.5, "params"),
-])
+@pytest.mark.parametrize(
+    "kernel, layer, ratio, by",
+    [
+        (_initial_kernel, "layer2.2.conv1", 2.0, "macs"),
+        (_initial_kernel, "layer2.2.conv1", 4.0, "macs"),
+        (_initial_kernel, "layer3.2.conv2", 16.0, "macs"),
+        (_initial_kernel, "layer2.0.conv1", 5.0, "params"),
+        (_trained_kernel, "layer3.0.conv1", 2.5, "params"),
+    ],
+)
 def test_screening_finds_the_best_tucker2_pair(kernel, layer, ratio, by):
     screened, best = _screened_and_best(kernel(layer), layer, ratio, by)
     assert screened == best
@@ -189,8 +197,9 @@ CURVE = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0)
 
 def test_curves_of_svd_formats_fall_as_cost_grows():
     torch.manual_seed(7)
-    df = analysis.layer_errors(_small_net(), ["matrix", "spatial"], macs_budgets=CURVE,
-                               params_budgets=CURVE, input_shape=(3, 16, 16))
+    df = analysis.layer_errors(
+        _small_net(), ["matrix", "spatial"], macs_budgets=CURVE, params_budgets=CURVE, input_shape=(3, 16, 16)
+    )
     for (_, _, by), curve in df.groupby(["layer", "format", "by"]):
         errors = curve.sort_values(by)["rel_error"].to_numpy()
         assert len(errors) >= 6 and (np.diff(errors) <= 1e-12).all(), errors

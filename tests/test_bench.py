@@ -13,8 +13,23 @@ def test_speedup_record_schema(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert main(["bench", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
     rec = json.loads(out.read_text())
-    for key in ("kind", "model", "format", "flops_ratio", "device", "batch_size", "macs_ratio", "params_ratio",
-                "train_speedup", "infer_speedup", "memory_ratio", "amdahl_ceiling", "dense", "lowrank", "provenance"):
+    for key in (
+        "kind",
+        "model",
+        "format",
+        "flops_ratio",
+        "device",
+        "batch_size",
+        "macs_ratio",
+        "params_ratio",
+        "train_speedup",
+        "infer_speedup",
+        "memory_ratio",
+        "amdahl_ceiling",
+        "dense",
+        "lowrank",
+        "provenance",
+    ):
         assert key in rec, key
     assert rec["kind"] == "speedup" and abs(rec["macs_ratio"] / 2 - 1) <= 0.02
     for side in ("dense", "lowrank"):
@@ -32,7 +47,9 @@ def test_speedup_record_schema(tmp_path, capsys):
 
 def test_autotuned_variant_records_its_choices(tmp_path):
     out = tmp_path / "a.json"
-    assert main(["bench", "--variant", "autotuned", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    assert (
+        main(["bench", "--variant", "autotuned", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    )
     rec = json.loads(out.read_text())
     assert rec["variant"] == "autotuned" and len(rec["impl_choices"]["train"]) == 18
     assert set(rec["impl_choices"]["inference"].values()) <= {"factored", "dense", "fold_first", "fold_last"}
@@ -42,7 +59,9 @@ def test_bf16_variant_saves_half_precision_activations(tmp_path):
     recs = {}
     for variant in ("channels_last", "bf16"):
         out = tmp_path / f"{variant}.json"
-        assert main(["bench", "--variant", variant, "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+        assert (
+            main(["bench", "--variant", variant, "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+        )
         recs[variant] = json.loads(out.read_text())
     for side in ("dense", "lowrank"):
         assert recs["bf16"][side]["activation_bytes"] < 0.75 * recs["channels_last"][side]["activation_bytes"]
@@ -142,13 +161,35 @@ def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
 
     prov = {"device_name": "cpu-x"}
     for variant, speedup in (("factored", 0.7), ("autotuned", 1.6)):
-        write_json(tmp_path / "bench" / f"{variant}.json", {
-            "kind": "speedup", "model": "resnet56", "format": "tucker2", "macs_ratio": 2.001, "variant": variant,
-            "batch_size": 128, "train_speedup": speedup, "amdahl_ceiling": 1.8, "provenance": prov})
-    write_json(tmp_path / "bench" / "reg.json", {"kind": "regularizer_overhead", "model": "resnet20", "variant": "channels_last",
-               "provenance": prov, "rows": [{"regularizer": "none", "penalty_pct": 0.0},
-                                            {"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5},
-                                            {"regularizer": "srip", "penalty_pct": 9.0}]})
+        write_json(
+            tmp_path / "bench" / f"{variant}.json",
+            {
+                "kind": "speedup",
+                "model": "resnet56",
+                "format": "tucker2",
+                "macs_ratio": 2.001,
+                "variant": variant,
+                "batch_size": 128,
+                "train_speedup": speedup,
+                "amdahl_ceiling": 1.8,
+                "provenance": prov,
+            },
+        )
+    write_json(
+        tmp_path / "bench" / "reg.json",
+        {
+            "kind": "regularizer_overhead",
+            "model": "resnet20",
+            "variant": "channels_last",
+            "provenance": prov,
+            "rows": [
+                {"regularizer": "none", "penalty_pct": 0.0},
+                {"regularizer": "so", "penalty_pct": 1.2},
+                {"regularizer": "mc", "penalty_pct": 7.5},
+                {"regularizer": "srip", "penalty_pct": 9.0},
+            ],
+        },
+    )
     table = bench_records.thresholds(SimpleNamespace(root=tmp_path))
     speed = table[table["threshold"].str.contains("speedup")]
     assert len(speed) == 1 and speed["variant"].item() == "autotuned" and bool(speed["met"].item())
@@ -164,11 +205,21 @@ def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):
     from elrt_core.records import write_json
     from elrt_core.study import bench_records
 
-    write_json(tmp_path / "bench" / "r.json", {
-        "kind": "speedup", "model": "resnet56", "format": "tucker2", "variant": "channels_last", "batch_size": 128,
-        "macs_ratio": 2.0, "train_speedup": 0.8, "provenance": {"device_name": "cpu-x"},
-        "dense": {"train_step_ms": 400.0, "breakdown": {"conv": 0.5}},  # conv 200 ms, rest 200 ms
-        "lowrank": {"train_step_ms": 500.0, "breakdown": {"conv": 0.4}}})  # conv 200 ms, rest 300 ms
+    write_json(
+        tmp_path / "bench" / "r.json",
+        {
+            "kind": "speedup",
+            "model": "resnet56",
+            "format": "tucker2",
+            "variant": "channels_last",
+            "batch_size": 128,
+            "macs_ratio": 2.0,
+            "train_speedup": 0.8,
+            "provenance": {"device_name": "cpu-x"},
+            "dense": {"train_step_ms": 400.0, "breakdown": {"conv": 0.5}},  # conv 200 ms, rest 200 ms
+            "lowrank": {"train_step_ms": 500.0, "breakdown": {"conv": 0.4}},
+        },
+    )  # conv 200 ms, rest 300 ms
     row = bench_records.conv_speedups(SimpleNamespace(root=tmp_path)).iloc[0]
     assert row["dense_conv_ms"] == 200 and row["lowrank_conv_ms"] == 200
     assert row["conv_speedup"] == 1.0 and row["rest_ratio"] == 1.5
@@ -183,13 +234,36 @@ def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
     session = SimpleNamespace(root=tmp_path)
     assert bench_records.verdict(session).startswith("No bench records yet")
     prov = {"device_name": "cpu-x"}
-    for name, model, ratio, speedup in (("a", "resnet56", 2.0, 0.9), ("b", "resnet56", 2.0, 1.2), ("c", "resnet56", 3.01, 2.1),
-                                        ("d", "resnet50", 2.0, 1.6)):
-        write_json(tmp_path / "bench" / f"{name}.json", {"kind": "speedup", "model": model, "format": "tucker2", "macs_ratio": ratio,
-                                                         "variant": name, "train_speedup": speedup, "amdahl_ceiling": 1.5,
-                                                         "batch_size": 16 if model == "resnet50" else 128, "provenance": prov})
-    write_json(tmp_path / "bench" / "reg.json", {"kind": "regularizer_overhead", "model": "resnet20", "variant": "channels_last",
-               "provenance": prov, "rows": [{"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5}]})
+    for name, model, ratio, speedup in (
+        ("a", "resnet56", 2.0, 0.9),
+        ("b", "resnet56", 2.0, 1.2),
+        ("c", "resnet56", 3.01, 2.1),
+        ("d", "resnet50", 2.0, 1.6),
+    ):
+        write_json(
+            tmp_path / "bench" / f"{name}.json",
+            {
+                "kind": "speedup",
+                "model": model,
+                "format": "tucker2",
+                "macs_ratio": ratio,
+                "variant": name,
+                "train_speedup": speedup,
+                "amdahl_ceiling": 1.5,
+                "batch_size": 16 if model == "resnet50" else 128,
+                "provenance": prov,
+            },
+        )
+    write_json(
+        tmp_path / "bench" / "reg.json",
+        {
+            "kind": "regularizer_overhead",
+            "model": "resnet20",
+            "variant": "channels_last",
+            "provenance": prov,
+            "rows": [{"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5}],
+        },
+    )
     text = bench_records.verdict(session)
     assert text.startswith("On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
     assert "resnet56: 1.20x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
@@ -217,8 +291,24 @@ def test_rank_table_record_and_a_bench_of_its_hw_rule(tmp_path, monkeypatch, cap
     assert TimingTable.from_record(rec).table_id == rec["table_id"]
     assert f"hw:{rec['table_id']}" in capsys.readouterr().out
     low = tmp_path / "hw.json"
-    assert main(["bench", "--rank-rule", f"hw:{rec['table_id']}", "--batch-size", "4", "--steps", "1", "--warmup", "0",
-                 "--json", str(low)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--rank-rule",
+                f"hw:{rec['table_id']}",
+                "--batch-size",
+                "4",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--json",
+                str(low),
+            ]
+        )
+        == 0
+    )
     hw = json.loads(low.read_text())
     assert hw["rank_rule"] == f"hw:{rec['table_id']}" and 2 <= hw["macs_ratio"] <= 2.04 and hw["amdahl_ceiling"] > 1
     assert f"(hw:{rec['table_id']} ranks)" in capsys.readouterr().out
@@ -228,8 +318,10 @@ def test_hw_rule_without_a_table_for_this_device_falls_back_and_says_so(tmp_path
     monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
     monkeypatch.setattr(bench, "_device_name", lambda device: "a-device-with-no-table")
     out = tmp_path / "b.json"
-    assert main(["bench", "--rank-rule", "hw", "--layers", "--batch-size", "2", "--steps", "1", "--warmup", "0",
-                 "--json", str(out)]) == 0
+    assert (
+        main(["bench", "--rank-rule", "hw", "--layers", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)])
+        == 0
+    )
     rec = json.loads(out.read_text())
     assert rec["rank_rule"] == "uniform" and rec["rank_rule_requested"] == "hw"
     assert "falling back to the uniform rank rule" in rec["rank_rule_note"]
@@ -260,7 +352,9 @@ def test_folded_bn_variant_times_inference_without_batch_norms(tmp_path, monkeyp
     real = lowrank.fold_batchnorm
     monkeypatch.setattr(lowrank, "fold_batchnorm", lambda m: folded.append(real(m)) or folded[-1])
     out = tmp_path / "f.json"
-    assert main(["bench", "--variant", "folded_bn", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    assert (
+        main(["bench", "--variant", "folded_bn", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    )
     rec = json.loads(out.read_text())
     assert rec["variant"] == "folded_bn" and rec["dense"]["infer_ms"] > 0 and rec["lowrank"]["infer_ms"] > 0
     assert len(folded) == 2 and not any(isinstance(m, torch.nn.BatchNorm2d) for f in folded for m in f.modules())
@@ -283,12 +377,24 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
 
     def record(device, breakdown, ceiling, rule="uniform"):
         side = {"train_step_ms": 10.0, "infer_ms": 3.0, "train_images_per_s": 12800.0, "macs": 1, "activation_bytes": 100}
-        return {"kind": "speedup", "model": "resnet56", "format": "tucker2", "variant": "channels_last", "batch_size": 128,
-                "flops_ratio": 2.0, "rank_rule": rule, "macs_ratio": 2.01, "params_ratio": 2.0, "train_speedup": 1.3,
-                "infer_speedup": 1.1, "memory_ratio": 1.5, "amdahl_ceiling": ceiling,
-                "dense": {**side, **({"breakdown": breakdown} if breakdown else {"peak_memory_bytes": 10})},
-                "lowrank": {**side, "train_step_ms": 7.7, **({"breakdown": breakdown} if breakdown else {})},
-                "provenance": {"device_name": device}}
+        return {
+            "kind": "speedup",
+            "model": "resnet56",
+            "format": "tucker2",
+            "variant": "channels_last",
+            "batch_size": 128,
+            "flops_ratio": 2.0,
+            "rank_rule": rule,
+            "macs_ratio": 2.01,
+            "params_ratio": 2.0,
+            "train_speedup": 1.3,
+            "infer_speedup": 1.1,
+            "memory_ratio": 1.5,
+            "amdahl_ceiling": ceiling,
+            "dense": {**side, **({"breakdown": breakdown} if breakdown else {"peak_memory_bytes": 10})},
+            "lowrank": {**side, "train_step_ms": 7.7, **({"breakdown": breakdown} if breakdown else {})},
+            "provenance": {"device_name": device},
+        }
 
     shares = {**dict.fromkeys(bench.PARTS, 0.1), "conv": 0.4}
     write_json(tmp_path / "bench" / "cuda" / "r.json", record("NVIDIA H100 80GB HBM3", None, None, "hw:0123456789ab"))
@@ -314,9 +420,9 @@ def test_the_tensorly_torch_reference_runs_the_same_network(tmp_path):
 
     s = bench.BenchSettings(model="resnet20", format="tucker2", flops_ratio=2.0, device="cpu", batch_size=2, steps=1, warmup=0)
     torch.manual_seed(0)
-    from elrt_core import lowrank, models
-
     import tensorly
+
+    from elrt_core import lowrank, models
 
     low = lowrank.convert(models.get("resnet20"), "tucker2", flops_ratio=2.0, init="scratch")
     backend = tensorly.get_backend()

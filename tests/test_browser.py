@@ -9,9 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 import book_browser
+import pytest
 
 browser = pytest.mark.usefixtures("browser_ready")
 
@@ -43,9 +42,13 @@ def _mathjax_copy(folder: Path) -> str:
 
 @browser
 def test_a_clean_page_passes_and_is_measured(tmp_path):
-    page = _write(tmp_path, "clean", "<table><tr><th>test top-1 (%)</th></tr><tr><td>85.12</td></tr></table>"
-                                      "<p>It costs $5 and $10, see results/cpu/figures and ../shared/data; "
-                                      "<code>\\frac</code> in code is not math.</p>")
+    page = _write(
+        tmp_path,
+        "clean",
+        "<table><tr><th>test top-1 (%)</th></tr><tr><td>85.12</td></tr></table>"
+        "<p>It costs $5 and $10, see results/cpu/figures and ../shared/data; "
+        "<code>\\frac</code> in code is not math.</p>",
+    )
     report = _check(tmp_path, page)["clean.html"]
     assert report.problems == []
     assert report.heading == "clean" and report.first_text == "First paragraph of clean."
@@ -70,8 +73,12 @@ def test_a_planted_wide_table_is_reported(tmp_path):
 @browser
 def test_a_long_code_line_is_reported_once(tmp_path):
     line = "make reproduce PROFILE=cpu   # " + "retrain every run of the profile " * 6
-    page = _write(tmp_path, "code", f'<div class="highlight"><pre style="overflow:auto"><span class="c1">{line}</span>\n'
-                                    f'<span class="c1">{line}</span></pre></div>')
+    page = _write(
+        tmp_path,
+        "code",
+        f'<div class="highlight"><pre style="overflow:auto"><span class="c1">{line}</span>\n'
+        f'<span class="c1">{line}</span></pre></div>',
+    )
     problems = _check(tmp_path, page)["code.html"].problems
     assert len(problems) == 1 and problems[0].startswith("too wide: <pre>") and "scrolls sideways" in problems[0]
 
@@ -80,8 +87,12 @@ def test_a_long_code_line_is_reported_once(tmp_path):
 def test_planted_raw_tex_is_reported_and_offline_mathjax_renders_it(tmp_path):
     inline = _write(tmp_path, "dollars", r"<p>The error $\lVert W - \hat W \rVert_F^2$ per layer.</p>")
     sphinx_style = r'<p>The penalty <span class="math notranslate nohighlight">\(\lambda \sum_l R(U_l)\)</span>.</p>'
-    cdn = _write(tmp_path, "cdn", sphinx_style,
-                 head='<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>')
+    cdn = _write(
+        tmp_path,
+        "cdn",
+        sphinx_style,
+        head='<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>',
+    )
     local = _write(tmp_path, "local", sphinx_style, head=f'<script defer src="{_mathjax_copy(tmp_path)}"></script>')
     reports = _check(tmp_path, inline, cdn, local)
     assert any("raw TeX" in p and "lVert" in p for p in reports["dollars.html"].problems)
@@ -91,13 +102,19 @@ def test_planted_raw_tex_is_reported_and_offline_mathjax_renders_it(tmp_path):
 
 
 @browser
-@pytest.mark.parametrize("body, expected", [
-    ('<img src="missing.png" alt="a figure">', "image did not load: missing.png"),
-    ('<div class="cell_output"><div class="output stderr"><pre>UserWarning: x</pre></div></div>', "error output shown"),
-    ("<pre>Traceback (most recent call last):\n  File \"x.py\"</pre>", "a Python traceback"),
-    ('<div class="cell_input"><pre>data_dir = "/work/shared/data/cifar10"</pre></div>', "absolute path '/work/shared/data/cifar10'"),
-    (r"<p>copied to C:\Users\me\book</p>", "absolute path"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ('<img src="missing.png" alt="a figure">', "image did not load: missing.png"),
+        ('<div class="cell_output"><div class="output stderr"><pre>UserWarning: x</pre></div></div>', "error output shown"),
+        ('<pre>Traceback (most recent call last):\n  File "x.py"</pre>', "a Python traceback"),
+        (
+            '<div class="cell_input"><pre>data_dir = "/work/shared/data/cifar10"</pre></div>',
+            "absolute path '/work/shared/data/cifar10'",
+        ),
+        (r"<p>copied to C:\Users\me\book</p>", "absolute path"),
+    ],
+)
 def test_each_other_planted_defect_is_reported(tmp_path, body, expected):
     report = _check(tmp_path, _write(tmp_path, "defect", body))["defect.html"]
     assert any(expected in p for p in report.problems), report.problems
@@ -106,8 +123,7 @@ def test_each_other_planted_defect_is_reported(tmp_path, body, expected):
 @browser
 def test_a_given_build_path_is_forbidden_in_the_text(tmp_path):
     page = _write(tmp_path, "build", "<p>results under some/where/else</p>")
-    assert _check(tmp_path, page, forbidden=("some/where",))["build.html"].problems == [
-        "the path 'some/where' in the page text"]
+    assert _check(tmp_path, page, forbidden=("some/where",))["build.html"].problems == ["the path 'some/where' in the page text"]
 
 
 def test_pages_of_a_book_leave_out_theme_and_source_folders(tmp_path):
@@ -128,8 +144,9 @@ def test_a_long_wide_table_fits_the_column_and_downloads_as_csv(tmp_path):
 
     df = pd.DataFrame({f"a_fairly_long_column_name_{i}": [1234567.0 * (i + 1) + r for r in range(40)] for i in range(12)})
     df["method"] = [f"Tucker-2 + a regularizer with a long name, run {r}" for r in range(40)]
-    t = display.table(df, {"method": "method", **{c: (c.replace("_", " ") + " (MACs)", ",.0f") for c in df.columns[:12]}},
-                      name="wide_table")
+    t = display.table(
+        df, {"method": "method", **{c: (c.replace("_", " ") + " (MACs)", ",.0f") for c in df.columns[:12]}}, name="wide_table"
+    )
     page = _write(tmp_path, "table", t.to_html())
     report = _check(tmp_path, page)["table.html"]
     assert report.problems == [], report.problems  # 7 columns fit, and the 13-column table is hidden until opened

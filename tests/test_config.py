@@ -53,17 +53,25 @@ def test_from_dict_rejects_unknown_keys():
 
 def test_added_fields_leave_old_hashes_alone_and_change_new_ones():
     base = TrainConfig(format="tucker2", flops_ratio=2)
-    assert TrainConfig.from_dict({k: v for k, v in base.to_dict().items() if k not in ("val_split", "orth_init", "no_decay_on")}).hash == base.hash
+    assert (
+        TrainConfig.from_dict(
+            {k: v for k, v in base.to_dict().items() if k not in ("val_split", "orth_init", "no_decay_on")}
+        ).hash
+        == base.hash
+    )
     assert base.replace(val_split=5000).hash != base.hash
     assert base.replace(orth_init=["U2"]).hash != base.replace(no_decay_on=["U2"]).hash != base.hash
     assert "orthinit-U2" in base.replace(orth_init=["U2"]).name
 
 
-@pytest.mark.parametrize("fields,match", [
-    ({"val_split": -1}, "val_split must be an integer >= 0"),
-    ({"format": "tucker2", "flops_ratio": 2, "orth_init": ["U3"]}, "orth_init must name distinct factors"),
-    ({"format": "matrix", "flops_ratio": 2, "no_decay_on": ["U2"]}, "format must be tucker2"),
-])
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"val_split": -1}, "val_split must be an integer >= 0"),
+        ({"format": "tucker2", "flops_ratio": 2, "orth_init": ["U3"]}, "orth_init must name distinct factors"),
+        ({"format": "matrix", "flops_ratio": 2, "no_decay_on": ["U2"]}, "format must be tucker2"),
+    ],
+)
 def test_new_fields_are_validated(fields, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**fields)
@@ -73,7 +81,10 @@ def test_rank_rule_default_keeps_every_old_hash_and_a_table_makes_a_new_config()
     """Hashes computed before ``rank_rule`` existed (commit 715e83a) are unchanged at its default."""
     assert TrainConfig().hash == "9b71b81724d8cbf5"
     assert TrainConfig(format="tucker2", flops_ratio=2).hash == "ba4e181118a83f9e"
-    assert TrainConfig(model="resnet56", format="tucker2", flops_ratio=3, reg="so", reg_weight=0.01, seed=2).hash == "e0592f8710981a4f"
+    assert (
+        TrainConfig(model="resnet56", format="tucker2", flops_ratio=3, reg="so", reg_weight=0.01, seed=2).hash
+        == "e0592f8710981a4f"
+    )
     hw = TrainConfig(format="tucker2", flops_ratio=2, rank_rule="hw:0123456789ab")
     assert hw.hash != "ba4e181118a83f9e" and "-hwranks-" in hw.name
     assert TrainConfig.from_dict(hw.to_dict()) == hw and hw.to_dict()["rank_rule"] == "hw:0123456789ab"

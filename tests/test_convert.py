@@ -66,7 +66,8 @@ def test_explicit_ranks(dense):
 
 def test_grouped_convs_stay_dense_and_are_reported():
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
         torch.nn.Conv2d(16, 32, 3, padding=1),
     )
     lr = convert(net, "tucker2", ranks=(4, 8))
@@ -160,8 +161,12 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(dense, monkeypatch, capsy
 
     monkeypatch.setattr(importlib.import_module("elrt_core.lowrank.convert"), "PROGRESS_DELAY_S", 0.0)
     net = dense["resnet20"]
-    for progress, init, shown in ((True, "decompose", True), (None, "decompose", False), (False, "decompose", False),
-                                  (True, "scratch", False)):
+    for progress, init, shown in (
+        (True, "decompose", True),
+        (None, "decompose", False),
+        (False, "decompose", False),
+        (True, "scratch", False),
+    ):
         convert(net, "tucker2", ranks=0.5, init=init, progress=progress)
         err = capsys.readouterr().err
         assert ("tucker2 decomposition" in err) == shown, (progress, init)

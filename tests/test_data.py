@@ -22,12 +22,13 @@ from elrt_core.data import (
     DataNotFoundError,
     DataSet,
     check,
+    checksums,
     class_balanced_subset,
     load,
     normalize,
     random_crop_flip,
+    sources,
 )
-from elrt_core.data import checksums, sources
 from elrt_core.data import download as fetching
 
 # Values stated in shared/data/cifar10/README.md (written out here, independently of the module).
@@ -126,8 +127,10 @@ def test_binary_layout_rebuilt_matches_official_md5(cifar10: DataSet, tmp_path: 
     folder = tmp_path / "cifar-10-batches-bin"
     folder.mkdir()
     # Per image: one label byte, then the 3072 CHW pixel bytes; train batch k = images 10000(k-1)..
-    splits = [(f"data_batch_{k}.bin", cifar10.x_train[10000 * (k - 1) : 10000 * k],
-               cifar10.y_train[10000 * (k - 1) : 10000 * k]) for k in range(1, 6)]
+    splits = [
+        (f"data_batch_{k}.bin", cifar10.x_train[10000 * (k - 1) : 10000 * k], cifar10.y_train[10000 * (k - 1) : 10000 * k])
+        for k in range(1, 6)
+    ]
     splits.append(("test_batch.bin", cifar10.x_test, cifar10.y_test))
     for name, x, y in splits:
         records = np.concatenate([y.numpy().astype(np.uint8)[:, None], x.reshape(-1, 3072).numpy()], axis=1)
@@ -341,8 +344,7 @@ def test_random_crop_flip_outputs_are_windows_of_padded_input() -> None:
     offsets = set()
     for i in range(len(x)):
         windows = [padded[i, :, dy : dy + 8, dx : dx + 8] for dy in range(2 * p + 1) for dx in range(2 * p + 1)]
-        matches = [(j, f) for j, w in enumerate(windows) for f in (False, True)
-                   if torch.equal(out[i], w.flip(-1) if f else w)]
+        matches = [(j, f) for j, w in enumerate(windows) for f in (False, True) if torch.equal(out[i], w.flip(-1) if f else w)]
         assert len(matches) == 1, i
         offsets.add(matches[0])
     assert len(offsets) > 5  # offsets really vary
@@ -452,8 +454,7 @@ def test_loader_two_ranks_truncate_with_drop_last() -> None:
 
 
 def test_loader_on_real_test_set_in_order(cifar10: DataSet) -> None:
-    loader = BatchLoader(cifar10.x_test, cifar10.y_test, 1000, mean=cifar10.mean, std=cifar10.std,
-                         shuffle=False, augment=False)
+    loader = BatchLoader(cifar10.x_test, cifar10.y_test, 1000, mean=cifar10.mean, std=cifar10.std, shuffle=False, augment=False)
     x, y = next(iter(loader))
     assert len(loader) == 10 and y[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert torch.equal(x, normalize(cifar10.x_test[:1000], cifar10.mean, cifar10.std))

@@ -21,20 +21,26 @@ from elrt_core.study.session import figure_bundle
 
 
 def _summary(rows=3, extra=0):
-    df = pd.DataFrame({
-        "model": ["resnet20"] * rows,
-        "method": [f"method {i}" for i in range(rows)],
-        "macs": [40551040 - i for i in range(rows)],
-        "final_top1": [85.1234 + i for i in range(rows)],
-        "params_reduction": [np.nan] + [2.0] * (rows - 1),
-    })
+    df = pd.DataFrame(
+        {
+            "model": ["resnet20"] * rows,
+            "method": [f"method {i}" for i in range(rows)],
+            "macs": [40551040 - i for i in range(rows)],
+            "final_top1": [85.1234 + i for i in range(rows)],
+            "params_reduction": [np.nan] + [2.0] * (rows - 1),
+        }
+    )
     for i in range(extra):
         df[f"extra_{i}"] = range(rows)
     return df
 
 
-COLUMNS = {"method": "method", "final_top1": ("test top-1 (%)", ".2f"), "macs": ("MACs per image", None),
-           "params_reduction": ("parameter reduction (x)", ".2f")}
+COLUMNS = {
+    "method": "method",
+    "final_top1": ("test top-1 (%)", ".2f"),
+    "macs": ("MACs per image", None),
+    "params_reduction": ("parameter reduction (x)", ".2f"),
+}
 
 
 def _cells(html):
@@ -149,10 +155,17 @@ def test_the_sphinx_extension_drops_the_parameter_cells(tmp_path):
 
     sources = tmp_path / "_sources" / "book" / "generated"
     sources.mkdir(parents=True)
-    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": t}, "source": str(t)}
-                    for t in (["parameters"], ["injected-parameters"], [])], "nbformat": 4,
-          "metadata": {"kernelspec": {"name": "python3"},
-                       "papermill": {"input_path": "/home/u/notebooks/01_x.ipynb", "parameters": {"data_dir": "/data"}}}}
+    nb = {
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": t}, "source": str(t)}
+            for t in (["parameters"], ["injected-parameters"], [])
+        ],
+        "nbformat": 4,
+        "metadata": {
+            "kernelspec": {"name": "python3"},
+            "papermill": {"input_path": "/home/u/notebooks/01_x.ipynb", "parameters": {"data_dir": "/data"}},
+        },
+    }
     (sources / "01_x.ipynb").write_text(json.dumps(nb))
     sphinx_ext.clean_notebook_sources(SimpleNamespace(outdir=str(tmp_path)), None)
     cleaned = json.loads((sources / "01_x.ipynb").read_text())

@@ -2,9 +2,9 @@
 environment.yml (the same pins), an SPDX license with its file, and every data file packaged."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -41,7 +41,9 @@ def test_the_library_declares_ranges_that_admit_the_pinned_versions():
         req = Requirement(text)
         assert not any(spec.operator == "==" for spec in req.specifier), f"{text}: the library pins nothing exactly"
         assert req.name.lower() in constraints, f"{req.name} has no pin in constraints.txt"
-        assert req.specifier.contains(constraints[req.name.lower()]), f"{text} excludes the pinned {constraints[req.name.lower()]}"
+        assert req.specifier.contains(constraints[req.name.lower()]), (
+            f"{text} excludes the pinned {constraints[req.name.lower()]}"
+        )
     assert set(constraints) == {Requirement(t).name.lower() for t in declared}
 
 

@@ -28,15 +28,17 @@ class InputRankConv2d(LowRankConv2d):
     def cost(cls, geom, ranks):
         (r,) = ranks
         macs = cost.conv_macs(geom.in_channels, r, (1, 1), geom.in_hw) + cost.conv_macs(
-            r, geom.out_channels, geom.kernel_size, geom.out_hw)
+            r, geom.out_channels, geom.kernel_size, geom.out_hw
+        )
         params = geom.in_channels * r + cost.conv_params(r, geom.out_channels, geom.kernel_size, bias=geom.bias)
         return macs, params
 
     def _build(self, bias):
         (r,) = self.ranks
         self.first = nn.Conv2d(self.in_channels, r, 1, bias=False)
-        self.last = nn.Conv2d(r, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding,
-                              dilation=self.dilation, bias=bias)
+        self.last = nn.Conv2d(
+            r, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation, bias=bias
+        )
 
     def _convs(self):
         return [self.first, self.last]

@@ -18,7 +18,7 @@ import pytest
 
 from elrt_core import profiles, records
 from elrt_core.cli import main
-from elrt_core.data import check, load
+from elrt_core.data import load
 from elrt_core.data.checksums import BINARY_MD5
 from elrt_core.gpu import calls, collect, jobs, pack, source
 from elrt_core.profiles import RunGroup
@@ -30,14 +30,16 @@ MIB = 1 << 20
 
 def test_the_tracked_tree_stays_below_20_mib():
     size = pack.tracked_bytes(REPO)
-    assert 0 < size < pack.TREE_LIMIT_BYTES, f"git tracks {size / MIB:.1f} MiB; keep it under 20 MiB (weights only where the book reads them)"
+    assert 0 < size < pack.TREE_LIMIT_BYTES, (
+        f"git tracks {size / MIB:.1f} MiB; keep it under 20 MiB (weights only where the book reads them)"
+    )
 
 
 # ---- pack / unpack ----------------------------------------------------------------------------------
 def test_webp_tiles_round_trip_exactly_with_a_partial_last_row():
     x = np.random.default_rng(0).integers(0, 256, (250, 3, 32, 32), dtype=np.uint8)
     picture = pack._tile(x)
-    assert picture.shape == (3 * 32, 100 * 32, 3) and not picture[64:, 50 * 32:].any()  # padding is black
+    assert picture.shape == (3 * 32, 100 * 32, 3) and not picture[64:, 50 * 32 :].any()  # padding is black
     assert np.array_equal(picture[32:64, 32:64].transpose(2, 0, 1), x[101])  # image 101: row 1, column 1
     assert np.array_equal(pack._decode(pack._encode(x), len(x)), x)
 
@@ -125,8 +127,21 @@ def test_a_corrupted_or_missing_piece_stops_unpack_before_anything_is_written(pa
     with pytest.raises(pack.PackError, match=rf"{victim['group']}/images-07.webp is corrupted"):
         pack.unpack(damaged, tmp_path / "data", tmp_path / "results")
     shutil.rmtree(damaged / "g4")
-    assert main(["gpu", "unpack", "--pack", str(damaged), "--data-out", str(tmp_path / "data"),
-                 "--results", str(tmp_path / "results")]) == 2
+    assert (
+        main(
+            [
+                "gpu",
+                "unpack",
+                "--pack",
+                str(damaged),
+                "--data-out",
+                str(tmp_path / "data"),
+                "--results",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
 
 
@@ -151,7 +166,11 @@ def test_device_calls_carry_one_group_each_and_fit_the_tool(packed):
     assert all(len(c.command) <= calls.COMMAND_LIMIT and c.timeout_s <= calls.CALL_LIMIT_S for c in calls_)
     assert "setsid" in calls_[0].command and "gpu bench" in calls_[0].command and "gpu unpack" not in calls_[0].command
     last = calls_[-1].command
-    assert last.index("gpu unpack") < last.index("gpu batch --profile paper --minutes 8 --no-bench") < last.index('gpu collect --out "$OUT"')
+    assert (
+        last.index("gpu unpack")
+        < last.index("gpu batch --profile paper --minutes 8 --no-bench")
+        < last.index('gpu collect --out "$OUT"')
+    )
     single = calls.device_calls({"groups": [{"folder": "g1"}]}, minutes=8)
     assert len(single) == 1 and "--no-bench" not in single[0].command and "setsid" not in single[0].command
     with pytest.raises(ValueError, match="no room"):
@@ -195,9 +214,8 @@ def test_bench_waits_for_the_gpu_lock(tmp_path):
     fd = os.open(tmp_path / jobs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.raises(TimeoutError, match="still held"):
-            with jobs.gpu_lock(tmp_path, wait_s=0.5, log=lambda s: None):
-                pass
+        with pytest.raises(TimeoutError, match="still held"), jobs.gpu_lock(tmp_path, wait_s=0.5, log=lambda s: None):
+            pass
     finally:
         os.close(fd)
     with jobs.gpu_lock(tmp_path, wait_s=0.0) as waited:
@@ -206,8 +224,19 @@ def test_bench_waits_for_the_gpu_lock(tmp_path):
 
 def test_batch_waits_for_a_bench_at_most_its_time_limit(tmp_path, cifar10_dir):
     empty = dataclasses.replace(profiles.load("smoke"), runs=())
-    kwargs = dict(root=REPO, minutes=1, jobs=1, threads=1, device="cpu", data_dir=cifar10_dir, results=tmp_path,
-                  bench_first=False, bench_timeout_s=0.5, pack_dir=tmp_path / "no-pack", log=lambda s: None)
+    kwargs = dict(
+        root=REPO,
+        minutes=1,
+        jobs=1,
+        threads=1,
+        device="cpu",
+        data_dir=cifar10_dir,
+        results=tmp_path,
+        bench_first=False,
+        bench_timeout_s=0.5,
+        pack_dir=tmp_path / "no-pack",
+        log=lambda s: None,
+    )
     fd = os.open(tmp_path / jobs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # a bench still running
     try:
@@ -220,8 +249,24 @@ def test_batch_waits_for_a_bench_at_most_its_time_limit(tmp_path, cifar10_dir):
 
 
 def test_bench_set_on_the_cpu_writes_records_per_device(tmp_path):
-    argv = ["gpu", "bench", "--device", "cpu", "--models", "resnet20", "--ratios", "2", "--steps", "1", "--warmup", "0",
-            "--batch-size", "4", "--results", str(tmp_path)]
+    argv = [
+        "gpu",
+        "bench",
+        "--device",
+        "cpu",
+        "--models",
+        "resnet20",
+        "--ratios",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--batch-size",
+        "4",
+        "--results",
+        str(tmp_path),
+    ]
     assert main(argv) == 0
     (path,) = (tmp_path / "bench" / "cpu").glob("*/resnet20-tucker2-2x-b4-channels_last.json")
     rec = json.loads(path.read_text())
@@ -235,10 +280,24 @@ def test_bench_tables_read_records_without_a_cpu_breakdown(tmp_path):
 
     assert bench.amdahl_ceiling(None, 2.0) is None and bench.amdahl_ceiling({"conv": 0.5}, 2.0) == pytest.approx(4 / 3)
     entry = {"train_step_ms": 10.0, "infer_ms": 3.0, "activation_bytes": 100}
-    records.write_json(tmp_path / "bench" / "cuda" / "h" / "r.json", {
-        "kind": "speedup", "model": "resnet20", "format": "tucker2", "variant": "channels_last", "batch_size": 128,
-        "macs_ratio": 2.0, "train_speedup": 1.1, "infer_speedup": 1.2, "memory_ratio": 1.5, "amdahl_ceiling": None,
-        "dense": entry, "lowrank": entry, "provenance": {"device_name": "NVIDIA H100"}})
+    records.write_json(
+        tmp_path / "bench" / "cuda" / "h" / "r.json",
+        {
+            "kind": "speedup",
+            "model": "resnet20",
+            "format": "tucker2",
+            "variant": "channels_last",
+            "batch_size": 128,
+            "macs_ratio": 2.0,
+            "train_speedup": 1.1,
+            "infer_speedup": 1.2,
+            "memory_ratio": 1.5,
+            "amdahl_ceiling": None,
+            "dense": entry,
+            "lowrank": entry,
+            "provenance": {"device_name": "NVIDIA H100"},
+        },
+    )
     table = bench_records.speedup_table(SimpleNamespace(root=tmp_path))
     assert table["conv_share_dense"].isna().all() and table["amdahl_ceiling"].isna().all()
     assert bench_records.thresholds(SimpleNamespace(root=tmp_path))["amdahl_ceiling"].isna().all()
@@ -264,8 +323,19 @@ def trained(tmp_path_factory, packed, cifar10_dir):
     prof = dataclasses.replace(smoke, runs=(RunGroup(1, "resnet20", 2.0, ("dense", "tucker2"), (0,)),))
     results = tmp_path_factory.mktemp("device-results")
     said = []
-    report = jobs.train(prof, root=REPO, minutes=10, jobs=2, threads=1, device="cpu", data_dir=cifar10_dir, results=results,
-                        bench_first=False, pack_dir=packed[0], log=said.append)
+    report = jobs.train(
+        prof,
+        root=REPO,
+        minutes=10,
+        jobs=2,
+        threads=1,
+        device="cpu",
+        data_dir=cifar10_dir,
+        results=results,
+        bench_first=False,
+        pack_dir=packed[0],
+        log=said.append,
+    )
     return prof, results, report, said
 
 

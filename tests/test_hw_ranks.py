@@ -40,8 +40,11 @@ def _brute_force(options, budget, fixed, tolerance=0.02):
 def test_allocation_is_the_exact_optimum_on_small_tables(seed):
     """With one budget unit per cost unit the DP is exact: it matches enumeration of every allocation."""
     rng = random.Random(seed)
-    options = {f"l{i}": [Option(None, 1000, rng.uniform(5, 10))] +
-               [Option((r,), rng.randint(100, 900), rng.uniform(1, 10)) for r in range(4)] for i in range(4)}
+    options = {
+        f"l{i}": [Option(None, 1000, rng.uniform(5, 10))]
+        + [Option((r,), rng.randint(100, 900), rng.uniform(1, 10)) for r in range(4)]
+        for i in range(4)
+    }
     budget, fixed = 2600, 200
     chosen = allocate(options, budget, fixed, bins=budget - fixed)
     total = fixed + sum(o.cost for o in chosen.values())
@@ -52,8 +55,11 @@ def test_allocation_is_the_exact_optimum_on_small_tables(seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_budget_is_met_within_two_percent_and_never_exceeded(seed):
     rng = random.Random(seed)
-    options = {f"l{i}": [Option(None, 10_000 * (i + 1), 3.0)] +
-               [Option((r,), rng.randint(500, 9_000) * (i + 1), rng.uniform(0.5, 4)) for r in range(12)] for i in range(30)}
+    options = {
+        f"l{i}": [Option(None, 10_000 * (i + 1), 3.0)]
+        + [Option((r,), rng.randint(500, 9_000) * (i + 1), rng.uniform(0.5, 4)) for r in range(12)]
+        for i in range(30)
+    }
     dense = sum(10_000 * (i + 1) for i in range(30))
     for ratio in (1.5, 2.0, 3.0):
         chosen = allocate(options, dense / ratio)
@@ -62,8 +68,10 @@ def test_budget_is_met_within_two_percent_and_never_exceeded(seed):
 
 
 def test_picks_the_faster_of_two_equal_cost_options():
-    options = {"a": [Option(None, 100, 9.0), Option((8,), 50, 4.0), Option((16,), 50, 2.5)],
-               "b": [Option(None, 100, 9.0), Option((8,), 50, 3.0), Option((16,), 50, 3.5)]}
+    options = {
+        "a": [Option(None, 100, 9.0), Option((8,), 50, 4.0), Option((16,), 50, 2.5)],
+        "b": [Option(None, 100, 9.0), Option((8,), 50, 3.0), Option((16,), 50, 3.5)],
+    }
     chosen = allocate(options, 100)
     assert chosen["a"].ranks == (16,) and chosen["b"].ranks == (8,)
 
@@ -71,8 +79,10 @@ def test_picks_the_faster_of_two_equal_cost_options():
 def test_keeps_a_layer_dense_when_that_is_the_only_way_to_be_fastest():
     """Layer 'slow' is faster dense than at any rank; 'wide' can take the whole saving, so the
     fastest allocation under the budget keeps 'slow' dense."""
-    options = {"slow": [Option(None, 100, 1.0), Option((8,), 40, 1.5), Option((16,), 60, 1.8)],
-               "wide": [Option(None, 1000, 10.0), Option((8,), 300, 3.0), Option((16,), 500, 5.0)]}
+    options = {
+        "slow": [Option(None, 100, 1.0), Option((8,), 40, 1.5), Option((16,), 60, 1.8)],
+        "wide": [Option(None, 1000, 10.0), Option((8,), 300, 3.0), Option((16,), 500, 5.0)],
+    }
     chosen = allocate(options, 600)
     assert chosen["slow"].ranks is None and chosen["wide"].ranks == (16,)
     assert sum(o.cost for o in chosen.values()) == 600
@@ -99,12 +109,31 @@ def _synthetic_table(model="resnet20", fmt="tucker2", slow_stage=16):
         slow = g.in_channels == g.out_channels == slow_stage
         cands = hw_ranks.candidate_ranks(cls, g)
         ms = {r: cls.cost(g, r)[0] / 1e6 * (1.5 if any(x % 16 for x in r) else 1.0) + (10.0 if slow else 0.0) for r in cands}
-        shapes.append({"in_channels": g.in_channels, "out_channels": g.out_channels, "kernel": list(g.kernel_size),
-                       "stride": list(g.stride), "padding": list(g.padding), "dilation": list(g.dilation),
-                       "in_hw": list(g.in_hw), "layers": n, "dense_macs": g.macs, "dense_params": g.params,
-                       "dense_ms": g.macs / 1e6, "candidates": [{"ranks": list(r), "ms": t} for r, t in ms.items()]})
-    record = {"kind": "rank_table", "model": model, "format": fmt, "batch_size": 128, "variant": "channels_last",
-              "shapes": shapes, "provenance": {"device_name": "test-cpu", "ended": "2000-01-01T00:00:00+00:00"}}
+        shapes.append(
+            {
+                "in_channels": g.in_channels,
+                "out_channels": g.out_channels,
+                "kernel": list(g.kernel_size),
+                "stride": list(g.stride),
+                "padding": list(g.padding),
+                "dilation": list(g.dilation),
+                "in_hw": list(g.in_hw),
+                "layers": n,
+                "dense_macs": g.macs,
+                "dense_params": g.params,
+                "dense_ms": g.macs / 1e6,
+                "candidates": [{"ranks": list(r), "ms": t} for r, t in ms.items()],
+            }
+        )
+    record = {
+        "kind": "rank_table",
+        "model": model,
+        "format": fmt,
+        "batch_size": 128,
+        "variant": "channels_last",
+        "shapes": shapes,
+        "provenance": {"device_name": "test-cpu", "ended": "2000-01-01T00:00:00+00:00"},
+    }
     return {**record, "table_id": hw_ranks.table_id(record)}
 
 
@@ -160,12 +189,16 @@ def test_build_model_uses_the_named_table_and_refuses_a_missing_one(table_in_res
 
     rule = f"hw:{table_in_results['table_id']}"
     model = build_model(TrainConfig(format="tucker2", flops_ratio=2, rank_rule=rule))
-    expected = lowrank.convert(models.get("resnet20"), "tucker2", flops_ratio=2, init="scratch",
-                               timing=lowrank.TimingTable.from_record(table_in_results))
+    expected = lowrank.convert(
+        models.get("resnet20"), "tucker2", flops_ratio=2, init="scratch", timing=lowrank.TimingTable.from_record(table_in_results)
+    )
     got = {n: m.ranks for n, m in model.named_modules() if isinstance(m, lowrank.LowRankConv2d)}
     assert got == {n: m.ranks for n, m in expected.named_modules() if isinstance(m, lowrank.LowRankConv2d)}
-    assert got != {n: m.ranks for n, m in build_model(TrainConfig(format="tucker2", flops_ratio=2)).named_modules()
-                   if isinstance(m, lowrank.LowRankConv2d)}
+    assert got != {
+        n: m.ranks
+        for n, m in build_model(TrainConfig(format="tucker2", flops_ratio=2)).named_modules()
+        if isinstance(m, lowrank.LowRankConv2d)
+    }
     with pytest.raises(FileNotFoundError, match="no timing table with id 0123456789ab"):
         build_model(TrainConfig(format="tucker2", flops_ratio=2, rank_rule="hw:0123456789ab"))
 
@@ -203,11 +236,19 @@ def test_train_stores_hw_as_the_resolved_table_or_the_uniform_fallback(table_in_
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["train", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", "hw:xyz"], "rank_rule must be 'uniform' or 'hw:<12 hex"),
+        (
+            ["train", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", "hw:xyz"],
+            "rank_rule must be 'uniform' or 'hw:<12 hex",
+        ),
         (["train", "--rank-rule", "hw:0123456789ab"], "choose a low-rank format"),
-        (["info", "resnet20", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", "hw:0123456789ab"],
-         "no timing table with id 0123456789ab"),
-        (["info", "resnet20", "--format", "dense", "--rank-rule", "hw"], "a dense model takes no --flops-ratio/--params-ratio/--rank-rule"),
+        (
+            ["info", "resnet20", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", "hw:0123456789ab"],
+            "no timing table with id 0123456789ab",
+        ),
+        (
+            ["info", "resnet20", "--format", "dense", "--rank-rule", "hw"],
+            "a dense model takes no --flops-ratio/--params-ratio/--rank-rule",
+        ),
     ],
 )
 def test_bad_rank_rules_on_the_command_line(argv, needle, capsys, tmp_path, monkeypatch):
@@ -223,6 +264,11 @@ def test_bad_rank_rules_on_the_command_line(argv, needle, capsys, tmp_path, monk
 def test_info_shows_the_ranks_of_the_hw_rule(table_in_results, capsys):
     from elrt_core.cli import main
 
-    assert main(["info", "resnet20", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", f"hw:{table_in_results['table_id']}"]) == 0
+    assert (
+        main(
+            ["info", "resnet20", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", f"hw:{table_in_results['table_id']}"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "kept dense" in out and "whole network" in out

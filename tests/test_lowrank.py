@@ -148,8 +148,16 @@ def test_from_dense_ranks_order_is_input_then_output():
 
 @pytest.mark.parametrize(
     "cls,ranks",
-    [(Tucker2Conv2d, (0, 4)), (Tucker2Conv2d, (4, 33)), (Tucker2Conv2d, 4), (MatrixConv2d, 0),
-     (MatrixConv2d, 33), (SpatialConv2d, 97), (CPConv2d, -1), (MatrixConv2d, 2.5)],
+    [
+        (Tucker2Conv2d, (0, 4)),
+        (Tucker2Conv2d, (4, 33)),
+        (Tucker2Conv2d, 4),
+        (MatrixConv2d, 0),
+        (MatrixConv2d, 33),
+        (SpatialConv2d, 97),
+        (CPConv2d, -1),
+        (MatrixConv2d, 2.5),
+    ],
 )
 def test_bad_ranks_raise_value_error_naming_allowed_range(cls, ranks):
     with pytest.raises(ValueError) as e:
@@ -269,7 +277,9 @@ def test_tucker2_fit_is_within_a_thousandth_of_full_hooi(shape, ranks):
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):  # threads only slow small matrices
         warnings.simplefilter("ignore")
         fit = tucker2(w, ranks)
-        (core, (u_out, u_in)), _ = partial_tucker(w, rank=[ranks[1], ranks[0]], modes=[0, 1], init="svd", n_iter_max=100, tol=1e-10)
+        (core, (u_out, u_in)), _ = partial_tucker(
+            w, rank=[ranks[1], ranks[0]], modes=[0, 1], init="svd", n_iter_max=100, tol=1e-10
+        )
     full = np.linalg.norm(w - np.einsum("srhw,os,ir->oihw", core, u_out, u_in)) / np.linalg.norm(w)
     direct = np.linalg.norm(w - fit.reconstruct()) / np.linalg.norm(w)
     assert direct == pytest.approx(fit.errors[-1], abs=1e-9)
@@ -297,8 +307,15 @@ def test_tucker2_fit_runs_no_sweep_where_hosvd_is_optimal():
     assert fit.sweeps == 0 and fit.errors[0] == pytest.approx(svd_error(w.reshape(24, -1), 7), abs=1e-10)
 
 
-@pytest.mark.parametrize("conv,ranks", [(nn.Conv2d(8, 32, 1), (6, 30)), (nn.Conv2d(8, 32, 1), (8, 32)),
-                                        (nn.Conv2d(16, 8, 3, padding=1), (16, 3)), (nn.Conv2d(4, 40, 3), (4, 39))])
+@pytest.mark.parametrize(
+    "conv,ranks",
+    [
+        (nn.Conv2d(8, 32, 1), (6, 30)),
+        (nn.Conv2d(8, 32, 1), (8, 32)),
+        (nn.Conv2d(16, 8, 3, padding=1), (16, 3)),
+        (nn.Conv2d(4, 40, 3), (4, 39)),
+    ],
+)
 def test_tucker2_from_dense_warns_nothing_for_1x1_and_full_rank_modes(conv, ranks):
     """Ranks above an unfolding's column count (1x1 kernels) or full ranks: a complete basis, no warning
     (tensorly's HOOI warned about n_eigenvecs here and completed the factors randomly)."""
@@ -356,7 +373,12 @@ def test_fold_batchnorm_leaves_a_batch_norm_whose_conv_output_is_shared():
     class Fork(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.bn, self.conv2, self.bn2 = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+            self.conv, self.bn, self.conv2, self.bn2 = (
+                nn.Conv2d(3, 4, 3),
+                nn.BatchNorm2d(4),
+                nn.Conv2d(4, 4, 1),
+                nn.BatchNorm2d(4),
+            )
 
         def forward(self, x):
             y = self.conv(x)

@@ -10,8 +10,9 @@ from elrt_core.study import Session, plan
 def test_profiles_load_and_describe_their_data():
     assert profiles.names() == ["smoke", "cpu-full", "cpu-quick", "paper"]
     full = profiles.load("cpu-full")
-    assert full.label == ("profile 'cpu-full': 15 epochs, 45,000 training images, 5,000 held out for validation, "
-                          "full 10,000-image test set")
+    assert full.label == (
+        "profile 'cpu-full': 15 epochs, 45,000 training images, 5,000 held out for validation, full 10,000-image test set"
+    )
     assert full.uses_validation and not profiles.load("cpu-quick").uses_validation
     assert "10,000-image training subset" in profiles.load("cpu-quick").label
     with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-quick, paper"):
@@ -22,7 +23,13 @@ def test_elrt_recipe_is_fixed_in_advance_not_chosen_by_a_result():
     elrt = profiles.methods()["elrt"]
     assert elrt.fields == {"format": "tucker2", "reg": "so", "reg_on": ["U1", "U2"], "reg_per_rank": True}
     config = profiles.load("cpu-full").config("elrt", "resnet20", 2.0, seed=3)
-    assert (config.format, config.reg, config.reg_on, config.reg_per_rank, config.seed) == ("tucker2", "so", ("U1", "U2"), True, 3)
+    assert (config.format, config.reg, config.reg_on, config.reg_per_rank, config.seed) == (
+        "tucker2",
+        "so",
+        ("U1", "U2"),
+        True,
+        3,
+    )
     assert config.val_split == 5000 and config.flops_ratio == 2.0
 
 
@@ -41,8 +48,16 @@ def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
     assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6
     assert [r.priority for r in runs] == sorted(r.priority for r in runs)
     first = [(r.method, r.config.seed) for r in runs[:8]]
-    assert first == [("dense", 0), ("tucker2", 0), ("tucker2+so", 0), ("elrt", 0),
-                     ("dense", 1), ("tucker2", 1), ("tucker2+so", 1), ("elrt", 1)]
+    assert first == [
+        ("dense", 0),
+        ("tucker2", 0),
+        ("tucker2+so", 0),
+        ("elrt", 0),
+        ("dense", 1),
+        ("tucker2", 1),
+        ("tucker2+so", 1),
+        ("elrt", 1),
+    ]
     assert len(plan.plan(profiles.load("cpu-full"), max_priority=1)) == 20
     orth = plan.comparison(profiles.load("cpu-full"), "orthogonality")
     assert [r.method for r in orth] == ["tucker2"] * 5 + ["tucker2+so"] * 5
@@ -67,9 +82,17 @@ def test_committed_records_keep_their_identity():
 
 
 def _fake_record(root, profile, run, acc):
-    records.write_json(root / profile / run.config.name / "record.json", records.build(
-        run.config, status="finished", history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
-        sizes={"train_images": 1, "val_images": 0, "test_images": 1}, cost={}, provenance={}))
+    records.write_json(
+        root / profile / run.config.name / "record.json",
+        records.build(
+            run.config,
+            status="finished",
+            history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
+            sizes={"train_images": 1, "val_images": 0, "test_images": 1},
+            cost={},
+            provenance={},
+        ),
+    )
 
 
 def test_sessions_show_the_runs_that_exist_with_their_true_n(tmp_path):

@@ -12,9 +12,15 @@ from elrt_core.config import TrainConfig
 
 
 def _record(config, status="finished", acc=50.0):
-    return records.build(config, status=status, history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
-                         sizes={"train_images": 1, "val_images": 0, "test_images": 1}, cost={}, provenance={},
-                         divergence={"epoch": 1, "step": 3, "reason": "loss became nan"} if status == "diverged" else None)
+    return records.build(
+        config,
+        status=status,
+        history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
+        sizes={"train_images": 1, "val_images": 0, "test_images": 1},
+        cost={},
+        provenance={},
+        divergence={"epoch": 1, "step": 3, "reason": "loss became nan"} if status == "diverged" else None,
+    )
 
 
 def test_write_json_is_atomic_strict_and_readable_by_others(tmp_path, monkeypatch):
@@ -35,12 +41,24 @@ def test_write_json_is_atomic_strict_and_readable_by_others(tmp_path, monkeypatc
 
 
 def test_build_replaces_non_finite_values_and_keeps_validation_metrics():
-    history = [{"epoch": 1, "train_loss": float("inf"), "val_top1": 40.0, "test_top1": 41.0},
-               {"epoch": 2, "train_loss": 1.0, "val_top1": 45.0, "test_top1": 44.0}]
-    rec = records.build(TrainConfig(epochs=2), status="finished", history=history,
-                        sizes={"train_images": 9, "val_images": 1, "test_images": 1}, cost={}, provenance={})
+    history = [
+        {"epoch": 1, "train_loss": float("inf"), "val_top1": 40.0, "test_top1": 41.0},
+        {"epoch": 2, "train_loss": 1.0, "val_top1": 45.0, "test_top1": 44.0},
+    ]
+    rec = records.build(
+        TrainConfig(epochs=2),
+        status="finished",
+        history=history,
+        sizes={"train_images": 9, "val_images": 1, "test_images": 1},
+        cost={},
+        provenance={},
+    )
     assert rec["metrics"]["history"][0]["train_loss"] is None
-    assert (rec["metrics"]["final_val_top1"], rec["metrics"]["best_val_epoch"], rec["metrics"]["final_test_top1"]) == (45.0, 2, 44.0)
+    assert (rec["metrics"]["final_val_top1"], rec["metrics"]["best_val_epoch"], rec["metrics"]["final_test_top1"]) == (
+        45.0,
+        2,
+        44.0,
+    )
     json.dumps(rec, allow_nan=False)
 
 
@@ -54,14 +72,17 @@ def test_find_by_config_hash_and_diverged_runs(tmp_path):
     assert records.find(TrainConfig(epochs=5), tmp_path) is None
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda d: d.pop("metrics"), "missing key 'metrics'"),
-    (lambda d: d.update(metrics=[1, 2]), "'metrics' must be dict, got list"),
-    (lambda d: d.update(status="running"), "status 'running' is not one of"),
-    (lambda d: d["metrics"].update(history={}), "'metrics.history' must be a list"),
-    (lambda d: d["metrics"].pop("final_test_top1"), "a finished record needs a finite number"),
-    (lambda d: d.update(schema_version=9), "schema_version 9"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda d: d.pop("metrics"), "missing key 'metrics'"),
+        (lambda d: d.update(metrics=[1, 2]), "'metrics' must be dict, got list"),
+        (lambda d: d.update(status="running"), "status 'running' is not one of"),
+        (lambda d: d["metrics"].update(history={}), "'metrics.history' must be a list"),
+        (lambda d: d["metrics"].pop("final_test_top1"), "a finished record needs a finite number"),
+        (lambda d: d.update(schema_version=9), "schema_version 9"),
+    ],
+)
 def test_a_malformed_record_is_a_named_error(tmp_path, mutate, needle):
     data = _record(TrainConfig(epochs=3))
     mutate(data)

@@ -37,7 +37,9 @@ def test_match_naive_references(shape):
     eye = np.eye(g.shape[0])
     an = a.numpy()
     assert so(a).item() == pytest.approx(np.sum((g - eye) ** 2))
-    assert dso(a).item() == pytest.approx(np.sum((an.T @ an - np.eye(shape[1])) ** 2) + np.sum((an @ an.T - np.eye(shape[0])) ** 2))
+    assert dso(a).item() == pytest.approx(
+        np.sum((an.T @ an - np.eye(shape[1])) ** 2) + np.sum((an @ an.T - np.eye(shape[0])) ** 2)
+    )
     assert mc(a, normalize=False).item() == pytest.approx(np.max(np.abs(g - eye)))
     axis = 1 if shape[0] <= shape[1] else 0
     an_n = an / np.linalg.norm(an, axis=axis, keepdims=True)

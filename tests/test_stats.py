@@ -20,16 +20,24 @@ def test_sign_flip_p_is_exact():
     assert stats.sign_flip_p([1.0] * 5) == pytest.approx(2 / 32)  # only all-plus and all-minus are as extreme
     assert stats.sign_flip_p([1.0, -1.0]) == 1.0
     d = [0.3, -0.1, 0.8, 0.5]
-    brute = np.mean([abs(np.mean(np.array(s) * np.abs(d))) >= abs(np.mean(d)) - 1e-12
-                     for s in itertools.product((1, -1), repeat=4)])
+    brute = np.mean(
+        [abs(np.mean(np.array(s) * np.abs(d))) >= abs(np.mean(d)) - 1e-12 for s in itertools.product((1, -1), repeat=4)]
+    )
     assert stats.sign_flip_p(d) == pytest.approx(brute)
     assert 0 < stats.sign_flip_p([1.0] * 20) < 1e-3  # Monte Carlo branch: tiny but never 0
 
 
-@pytest.mark.parametrize("low,high,direction,word", [
-    (0.2, 1.0, 1, "supported"), (-1.0, -0.2, 1, "contradicted"), (-0.2, 1.0, 1, "inconclusive"),
-    (-1.0, -0.2, -1, "supported"), (0.0, 1.0, 1, "inconclusive"), (math.nan, math.nan, 1, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "low,high,direction,word",
+    [
+        (0.2, 1.0, 1, "supported"),
+        (-1.0, -0.2, 1, "contradicted"),
+        (-0.2, 1.0, 1, "inconclusive"),
+        (-1.0, -0.2, -1, "supported"),
+        (0.0, 1.0, 1, "inconclusive"),
+        (math.nan, math.nan, 1, "inconclusive"),
+    ],
+)
 def test_verdict_words_come_from_the_interval(low, high, direction, word):
     assert stats.verdict(low, high, direction) == word
 
@@ -55,8 +63,12 @@ def test_noise_is_inconclusive_and_a_consistent_loss_is_contradicted():
 
 
 def test_against_reference_corrects_for_the_number_of_comparisons():
-    values = {"none": {0: 1.0, 1: 2.0, 2: 3.0}, "a": {0: 2.0, 1: 2.5, 2: 4.5}, "b": {0: 1.0, 1: 2.0, 2: 3.1},
-              "c": {0: 0.0, 1: 2.0, 2: 3.0}}
+    values = {
+        "none": {0: 1.0, 1: 2.0, 2: 3.0},
+        "a": {0: 2.0, 1: 2.5, 2: 4.5},
+        "b": {0: 1.0, 1: 2.0, 2: 3.1},
+        "c": {0: 0.0, 1: 2.0, 2: 3.0},
+    }
     out = stats.against_reference(values, "none")
     assert [c.treatment for c in out] == ["a", "b", "c"]
     assert all(c.confidence == pytest.approx(1 - 0.05 / 3) for c in out)
@@ -76,8 +88,11 @@ def test_omnibus_exact_and_sampled():
 
 
 def test_leader_only_outside_the_noise():
-    clear = {"a": {s: 80.0 + 0.1 * s for s in range(5)}, "b": {s: 82.0 + 0.1 * s + 0.01 * (s % 2) for s in range(5)},
-             "c": {s: 79.0 + 0.1 * s for s in range(5)}}
+    clear = {
+        "a": {s: 80.0 + 0.1 * s for s in range(5)},
+        "b": {s: 82.0 + 0.1 * s + 0.01 * (s % 2) for s in range(5)},
+        "c": {s: 79.0 + 0.1 * s for s in range(5)},
+    }
     assert stats.leader(clear) == "b"
     rng = np.random.default_rng(2)
     noise = {m: {s: 80 + rng.normal() for s in range(5)} for m in "abc"}

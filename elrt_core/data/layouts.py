@@ -19,12 +19,33 @@ from PIL import Image
 
 from .checksums import BINARY_MD5, CIFAR10_PYTHON_MD5, CIFAR100_PYTHON_MD5, PNG_MD5
 
-__all__ = ["DATASETS", "CIFAR10_CLASSES", "DataSet", "Layout", "Spec", "PNG", "BINARY", "CIFAR10_PYTHON",
-           "CIFAR100_PYTHON", "SPECS", "spec_of", "channel_stats"]
+__all__ = [
+    "DATASETS",
+    "CIFAR10_CLASSES",
+    "DataSet",
+    "Layout",
+    "Spec",
+    "PNG",
+    "BINARY",
+    "CIFAR10_PYTHON",
+    "CIFAR100_PYTHON",
+    "SPECS",
+    "spec_of",
+    "channel_stats",
+]
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100")
 CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 
@@ -156,9 +177,7 @@ CIFAR10_PYTHON = Layout(
     "python",
     "cifar-10-batches-py",
     CIFAR10_PYTHON_MD5,
-    python_decoder(
-        tuple(f"data_batch_{k}" for k in range(1, 6)), "test_batch", "batches.meta", "labels", "label_names"
-    ),
+    python_decoder(tuple(f"data_batch_{k}" for k in range(1, 6)), "test_batch", "batches.meta", "labels", "label_names"),
 )
 CIFAR100_PYTHON = Layout(
     "python",

@@ -199,9 +199,7 @@ def check(data_dir: str | os.PathLike | None = None, *, dataset: str = "cifar10"
     return _first_verified(dataset, data_dir, False, False, _describe_md5_verified)
 
 
-def fetch(
-    data_dir: str | os.PathLike | None = None, *, dataset: str = "cifar10", progress: bool = True
-) -> str:
+def fetch(data_dir: str | os.PathLike | None = None, *, dataset: str = "cifar10", progress: bool = True) -> str:
     """Make sure a verified copy exists in the data directory, downloading if needed; describe it.
 
     Raises:

@@ -31,9 +31,11 @@ STOP_S = 30
 """Seconds after the deadline at which the batch is interrupted (it then stops its runs, each keeping its checkpoint)."""
 
 _ENV = "export PYTHONPATH=. PYTHONUNBUFFERED=1; E='python3 -m elrt_core.cli'"
-_CHECK = ("nvidia-smi -L; python3 -c \"import torch, torchvision, PIL.features as f; print('torch', torch.__version__, "
-          "'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available(), "
-          "torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'webp', f.check('webp'))\"")
+_CHECK = (
+    "nvidia-smi -L; python3 -c \"import torch, torchvision, PIL.features as f; print('torch', torch.__version__, "
+    "'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available(), "
+    "torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'webp', f.check('webp'))\""
+)
 _BENCH_BG = "mkdir -p .device; setsid nohup $E gpu bench > .device/bench.log 2>&1 < /dev/null & sleep 1; echo bench started"
 
 
@@ -51,17 +53,22 @@ class DeviceCall:
 
 def _last(profile: str, minutes: float, bench_inline: bool) -> str:
     bench = "" if bench_inline else " --no-bench"
-    return (f"$E gpu unpack || exit 3; timeout -s INT -k 30 {round(minutes * 60) + STOP_S} $E gpu batch --profile {profile} "
-            f"--minutes {minutes:g}{bench}"
-            f" 2>&1 | tee \"$OUT/batch.log\"; cp .device/bench.log \"$OUT/\" 2>/dev/null; $E gpu collect --out \"$OUT\"")
+    return (
+        f"$E gpu unpack || exit 3; timeout -s INT -k 30 {round(minutes * 60) + STOP_S} $E gpu batch --profile {profile} "
+        f"--minutes {minutes:g}{bench}"
+        f' 2>&1 | tee "$OUT/batch.log"; cp .device/bench.log "$OUT/" 2>/dev/null; $E gpu collect --out "$OUT"'
+    )
 
 
-def device_calls(manifest: dict[str, Any], pack_dir: Path = pack_lib.PACK_DIR, *, profile: str = "paper",
-                 minutes: float = 8.0) -> list[DeviceCall]:
+def device_calls(
+    manifest: dict[str, Any], pack_dir: Path = pack_lib.PACK_DIR, *, profile: str = "paper", minutes: float = 8.0
+) -> list[DeviceCall]:
     """The calls that carry the pack of ``manifest`` (folder ``pack_dir``, relative to the repository
     root) and train ``profile`` for ``minutes`` in the last one; each command fits the tool's limits."""
     if minutes * 60 + FINISH_S > CALL_LIMIT_S:
-        raise ValueError(f"--minutes {minutes:g} leaves no room in a {CALL_LIMIT_S} s call: at most {(CALL_LIMIT_S - FINISH_S) / 60:g}")
+        raise ValueError(
+            f"--minutes {minutes:g} leaves no room in a {CALL_LIMIT_S} s call: at most {(CALL_LIMIT_S - FINISH_S) / 60:g}"
+        )
     carries = pack_lib.carry_plan(manifest, pack_dir)
     calls = []
     for i, carry in enumerate(carries):

@@ -42,8 +42,10 @@ VOLUME_BYTES = 15 * MIB
 MANIFEST_ROOM = 1 * MIB
 FORMAT = "elrt-gpu-collect"
 _SEGMENT = r"[A-Za-z0-9_.+=-]+"
-_ALLOWED = re.compile(rf"gpu/{_SEGMENT}\.json|bench/(?:{_SEGMENT}/)*{_SEGMENT}\.json"
-                      rf"|{_SEGMENT}/{_SEGMENT}/(?:record\.json|checkpoint\.pt|weights\.pt|train\.log)")
+_ALLOWED = re.compile(
+    rf"gpu/{_SEGMENT}\.json|bench/(?:{_SEGMENT}/)*{_SEGMENT}\.json"
+    rf"|{_SEGMENT}/{_SEGMENT}/(?:record\.json|checkpoint\.pt|weights\.pt|train\.log)"
+)
 _RANKS = {"report": 0, "record": 1, "bench": 2, "log": 3, "weights": 4, "checkpoint": 5}
 
 
@@ -142,8 +144,15 @@ def _room(out: Path) -> tuple[int, int]:
     return files, size
 
 
-def collect(results: Path, out: Path, *, name: str | None = None, tree_results: Path | None = None,
-            limit_bytes: int | None = None, volume_bytes: int = VOLUME_BYTES) -> dict[str, Any]:
+def collect(
+    results: Path,
+    out: Path,
+    *,
+    name: str | None = None,
+    tree_results: Path | None = None,
+    limit_bytes: int | None = None,
+    volume_bytes: int = VOLUME_BYTES,
+) -> dict[str, Any]:
     """Write the archive of :func:`gather` into ``out`` as ``<name>.tgz.NNN`` volumes and ``<name>.json``;
     return the manifest. ``limit_bytes`` caps the archive below what ``out`` still has room for."""
     out.mkdir(parents=True, exist_ok=True)
@@ -168,14 +177,19 @@ def collect(results: Path, out: Path, *, name: str | None = None, tree_results: 
         blob = _tgz(chosen)
     volumes = []
     for i, start in enumerate(range(0, max(len(blob), 1), volume_bytes)):
-        part = blob[start:start + volume_bytes]
+        part = blob[start : start + volume_bytes]
         path = out / f"{name}.tgz.{i:03d}"
         path.write_bytes(part)
         volumes.append({"file": path.name, "bytes": len(part), "sha256": hashlib.sha256(part).hexdigest()})
-    manifest = {"format": FORMAT, "version": 1, "name": name, "volumes": volumes,
-                "members": [{"path": i.rel, "kind": i.kind, "bytes": i.path.stat().st_size} for i in chosen],
-                "left_out": [{"path": i.rel, "kind": i.kind, "bytes": i.path.stat().st_size} for i in left_out],
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "name": name,
+        "volumes": volumes,
+        "members": [{"path": i.rel, "kind": i.kind, "bytes": i.path.stat().st_size} for i in chosen],
+        "left_out": [{"path": i.rel, "kind": i.kind, "bytes": i.path.stat().st_size} for i in left_out],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     (out / f"{name}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 

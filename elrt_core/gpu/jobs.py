@@ -36,8 +36,18 @@ from ..study import batch as study_batch
 from . import pack as pack_lib
 from . import source
 
-__all__ = ["BENCH_MODELS", "BENCH_RATIOS", "bench_settings", "bench", "train", "progress", "seed_records", "gpu_lock", "device_slug",
-           "LOCK_FILE"]
+__all__ = [
+    "BENCH_MODELS",
+    "BENCH_RATIOS",
+    "bench_settings",
+    "bench",
+    "train",
+    "progress",
+    "seed_records",
+    "gpu_lock",
+    "device_slug",
+    "LOCK_FILE",
+]
 
 BENCH_MODELS: dict[str, int] = {"resnet20": 128, "resnet56": 128, "resnet50": 64}
 """Bench models and their batch sizes: the CIFAR ResNets at the training batch, ResNet-50 at ImageNet shapes."""
@@ -75,13 +85,31 @@ def gpu_lock(results: Path, wait_s: float, log: _Log = print) -> Iterator[float]
         os.close(fd)
 
 
-def bench_settings(models: Sequence[str] = tuple(BENCH_MODELS), ratios: Sequence[float] = BENCH_RATIOS,
-                   variants: Sequence[str] = ("channels_last",), device: str = "cuda", steps: int = 10, warmup: int = 3,
-                   batch_size: int | None = None) -> list[BenchSettings]:
+def bench_settings(
+    models: Sequence[str] = tuple(BENCH_MODELS),
+    ratios: Sequence[float] = BENCH_RATIOS,
+    variants: Sequence[str] = ("channels_last",),
+    device: str = "cuda",
+    steps: int = 10,
+    warmup: int = 3,
+    batch_size: int | None = None,
+) -> list[BenchSettings]:
     """One Tucker-2 speedup setting per (model, ratio, variant), with the model's batch size unless ``batch_size`` is given."""
-    return [BenchSettings(model=m, format="tucker2", flops_ratio=float(r), device=device, batch_size=batch_size or BENCH_MODELS.get(m, 128),
-                          steps=steps, warmup=warmup, variant=v)
-            for m in models for r in ratios for v in variants]
+    return [
+        BenchSettings(
+            model=m,
+            format="tucker2",
+            flops_ratio=float(r),
+            device=device,
+            batch_size=batch_size or BENCH_MODELS.get(m, 128),
+            steps=steps,
+            warmup=warmup,
+            variant=v,
+        )
+        for m in models
+        for r in ratios
+        for v in variants
+    ]
 
 
 def bench(settings: Sequence[BenchSettings], results: Path, *, log: _Log = print, lock_wait_s: float = 0.0) -> dict[str, Any]:
@@ -143,7 +171,9 @@ def _source_check(root: Path, pack_dir: Path, log: _Log) -> dict[str, Any] | Non
         log(f"no pack manifest in {pack_dir}: run records name the commit only if git works here")
         return None
     verified = source.verify(root, manifest["source"])
-    log(f"source: commit {verified['commit'][:12]}, {'DIFFERS from it: ' + ', '.join(verified['changed']) if verified['dirty'] else 'unchanged'}")
+    log(
+        f"source: commit {verified['commit'][:12]}, {'DIFFERS from it: ' + ', '.join(verified['changed']) if verified['dirty'] else 'unchanged'}"
+    )
     return verified
 
 
@@ -159,15 +189,36 @@ def _bench_subprocess(results: Path, timeout_s: float, device: str, log: _Log) -
     return {"exit": code, "seconds": round(time.time() - t0, 1)}
 
 
-def train(profile: Profile, *, root: Path, minutes: float, jobs: int, threads: int | None, device: str, data_dir: Path,
-          results: Path, max_priority: int | None = None, compile: bool = False, bench_first: bool = True,
-          bench_timeout_s: float = 180.0, pack_dir: Path | None = None, log: _Log = print) -> dict[str, Any]:
+def train(
+    profile: Profile,
+    *,
+    root: Path,
+    minutes: float,
+    jobs: int,
+    threads: int | None,
+    device: str,
+    data_dir: Path,
+    results: Path,
+    max_priority: int | None = None,
+    compile: bool = False,
+    bench_first: bool = True,
+    bench_timeout_s: float = 180.0,
+    pack_dir: Path | None = None,
+    log: _Log = print,
+) -> dict[str, Any]:
     """Bench (unless ``bench_first`` is false), then train the plan of ``profile`` until ``minutes``
     after the start of this call (bench and waits included); returns and writes the report."""
     started = time.time()
     deadline = started + 60 * minutes
-    report: dict[str, Any] = {"profile": profile.name, "minutes": minutes, "jobs": jobs, "threads": threads, "device": device,
-                              "compile": compile, "started": _iso(started)}
+    report: dict[str, Any] = {
+        "profile": profile.name,
+        "minutes": minutes,
+        "jobs": jobs,
+        "threads": threads,
+        "device": device,
+        "compile": compile,
+        "started": _iso(started),
+    }
     verified = _source_check(root, Path(pack_dir) if pack_dir else root / pack_lib.PACK_DIR, log)
     report["source"] = verified
     report["records_copied"] = seed_records(profile, root / "results", results)
@@ -179,8 +230,9 @@ def train(profile: Profile, *, root: Path, minutes: float, jobs: int, threads: i
                 report["bench"] = _bench_subprocess(results, min(bench_timeout_s, max(deadline - time.time(), 1.0)), device, log)
             with contextlib.ExitStack() as held:
                 try:  # a bench running in the background: wait for it, at most bench_timeout_s
-                    report["bench_wait_seconds"] = round(held.enter_context(
-                        gpu_lock(results, min(bench_timeout_s, max(deadline - time.time(), 0.0)), log)), 1)
+                    report["bench_wait_seconds"] = round(
+                        held.enter_context(gpu_lock(results, min(bench_timeout_s, max(deadline - time.time(), 0.0)), log)), 1
+                    )
                 except TimeoutError as e:
                     report["bench_wait_seconds"] = None
                     log(f"{e}; training starts beside it")
@@ -188,13 +240,29 @@ def train(profile: Profile, *, root: Path, minutes: float, jobs: int, threads: i
                 if left <= 0:
                     log("no time left for training")
                 else:
-                    outcome = study_batch.run(profile, jobs=jobs, threads=threads, minutes=left, device=device, data_dir=str(data_dir),
-                                              root=results, max_priority=max_priority, log=log, extra=("--compile",) if compile else ())
+                    outcome = study_batch.run(
+                        profile,
+                        jobs=jobs,
+                        threads=threads,
+                        minutes=left,
+                        device=device,
+                        data_dir=str(data_dir),
+                        root=results,
+                        max_priority=max_priority,
+                        log=log,
+                        extra=("--compile",) if compile else (),
+                    )
     except KeyboardInterrupt:  # `timeout -s INT` past the deadline: the scheduler has stopped its runs; keep the report
         report["interrupted"] = True
         log("interrupted: the runs were stopped and keep their checkpoints")
-    report.update({"outcome": asdict(outcome), "progress": progress(profile, results), "ended": _iso(time.time()),
-                   "seconds": round(time.time() - started, 1)})
+    report.update(
+        {
+            "outcome": asdict(outcome),
+            "progress": progress(profile, results),
+            "ended": _iso(time.time()),
+            "seconds": round(time.time() - started, 1),
+        }
+    )
     out = results / "gpu" / f"batch-{profile.name}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
     records.write_json(out, report)
     log(f"report: {out}")

@@ -40,8 +40,25 @@ from .. import data as data_lib
 from ..data.checksums import BINARY_MD5
 from . import source
 
-__all__ = ["pack", "unpack", "verify_pieces", "carry_plan", "group_limit", "tree_bytes", "tracked_bytes", "read_manifest",
-           "binary_files", "PackError", "PACK_DIR", "DEVICE_DATA", "DEVICE_RESULTS", "MANIFEST", "CALL_LIMIT_BYTES", "TREE_LIMIT_BYTES", "MIB"]
+__all__ = [
+    "pack",
+    "unpack",
+    "verify_pieces",
+    "carry_plan",
+    "group_limit",
+    "tree_bytes",
+    "tracked_bytes",
+    "read_manifest",
+    "binary_files",
+    "PackError",
+    "PACK_DIR",
+    "DEVICE_DATA",
+    "DEVICE_RESULTS",
+    "MANIFEST",
+    "CALL_LIMIT_BYTES",
+    "TREE_LIMIT_BYTES",
+    "MIB",
+]
 
 MIB = 1 << 20
 CALL_LIMIT_BYTES = 64 * MIB
@@ -120,8 +137,9 @@ def _tile(x: np.ndarray, columns: int = COLUMNS) -> np.ndarray:
     rows = -(-n // columns)
     padded = np.zeros((rows * columns, 3, TILE, TILE), np.uint8)
     padded[:n] = x
-    return np.ascontiguousarray(padded.reshape(rows, columns, 3, TILE, TILE).transpose(0, 3, 1, 4, 2)
-                                .reshape(rows * TILE, columns * TILE, 3))
+    return np.ascontiguousarray(
+        padded.reshape(rows, columns, 3, TILE, TILE).transpose(0, 3, 1, 4, 2).reshape(rows * TILE, columns * TILE, 3)
+    )
 
 
 def _untile(picture: np.ndarray, n: int, columns: int = COLUMNS) -> np.ndarray:
@@ -162,9 +180,14 @@ def _image_pieces(ds: data_lib.DataSet) -> list[_Piece]:
     pieces, index = [], 0
     for split, x in (("train", ds.x_train.numpy()), ("test", ds.x_test.numpy())):
         for start in range(0, len(x), IMAGES_PER_PIECE):
-            chunk = x[start:start + IMAGES_PER_PIECE]
-            pieces.append(_Piece(f"images-{index:02d}.webp", _encode(chunk),
-                                 {"kind": "images", "split": split, "start": start, "count": len(chunk)}))
+            chunk = x[start : start + IMAGES_PER_PIECE]
+            pieces.append(
+                _Piece(
+                    f"images-{index:02d}.webp",
+                    _encode(chunk),
+                    {"kind": "images", "split": split, "start": start, "count": len(chunk)},
+                )
+            )
             index += 1
     return pieces
 
@@ -198,16 +221,22 @@ def _resume_pieces(paths: list[Path], results: Path) -> list[_Piece]:
                 tar.addfile(info, f)
     blob = buf.getvalue()
     runs = [p.relative_to(results).as_posix() for p in paths]
-    return [_Piece(f"resume.tar.{i:03d}", blob[start:start + RESUME_PIECE_BYTES], {"kind": "resume", "runs": runs if i == 0 else []})
-            for i, start in enumerate(range(0, len(blob), RESUME_PIECE_BYTES))]
+    return [
+        _Piece(
+            f"resume.tar.{i:03d}", blob[start : start + RESUME_PIECE_BYTES], {"kind": "resume", "runs": runs if i == 0 else []}
+        )
+        for i, start in enumerate(range(0, len(blob), RESUME_PIECE_BYTES))
+    ]
 
 
 # ---- placing pieces --------------------------------------------------------------------------------
 def _assign_groups(sizes: list[int], limit: int) -> list[int]:
     """Group number (1, 2, ...) of each piece, in order, each group's total at most ``limit`` bytes."""
     if sizes and max(sizes) > limit:
-        raise PackError(f"a piece of {max(sizes) / MIB:.1f} MiB does not fit the {limit / MIB:.1f} MiB a call can carry beside the "
-                        "tree; make the tracked tree smaller")
+        raise PackError(
+            f"a piece of {max(sizes) / MIB:.1f} MiB does not fit the {limit / MIB:.1f} MiB a call can carry beside the "
+            "tree; make the tracked tree smaller"
+        )
     groups, group, used = [], 1, 0
     for size in sizes:
         if used + size > limit:
@@ -240,7 +269,9 @@ def _reusable(old: dict[str, Any] | None, existing: dict[str, Path]) -> list[_Pi
         content = path.read_bytes() if path else b""
         if _sha256(content) != entry["sha256"]:
             return None
-        kept.append(_Piece(entry["name"], content, {k: v for k, v in entry.items() if k not in ("name", "group", "bytes", "sha256")}))
+        kept.append(
+            _Piece(entry["name"], content, {k: v for k, v in entry.items() if k not in ("name", "group", "bytes", "sha256")})
+        )
     return kept
 
 
@@ -251,8 +282,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def pack(root: Path, *, data_dir: str | os.PathLike | None = None, profile: Any = None, results: Path | None = None,
-         pack_dir: Path | None = None, limit: int | None = None, log=print) -> dict[str, Any]:
+def pack(
+    root: Path,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    profile: Any = None,
+    results: Path | None = None,
+    pack_dir: Path | None = None,
+    limit: int | None = None,
+    log=print,
+) -> dict[str, Any]:
     """Write the pack of the checkout at ``root`` into ``pack_dir`` (default ``root/.device/pack``) and return its manifest.
 
     ``data_dir``: the verified CIFAR-10 (see :func:`elrt_core.data.load`); ``profile`` and
@@ -281,7 +320,9 @@ def pack(root: Path, *, data_dir: str | os.PathLike | None = None, profile: Any 
         target = pack_dir / f"g{g}" / piece.name
         if not (target.is_file() and target.read_bytes() == piece.data):
             _write_atomic(target, piece.data)
-        entries.append({"name": piece.name, "group": f"g{g}", "bytes": len(piece.data), "sha256": _sha256(piece.data), **piece.meta})
+        entries.append(
+            {"name": piece.name, "group": f"g{g}", "bytes": len(piece.data), "sha256": _sha256(piece.data), **piece.meta}
+        )
     placed = {(e["group"], e["name"]) for e in entries}
     for g in (p for p in pack_dir.iterdir() if p.is_dir() and _GROUP.fullmatch(p.name)):
         for f in g.iterdir():
@@ -290,10 +331,19 @@ def pack(root: Path, *, data_dir: str | os.PathLike | None = None, profile: Any 
         if not any(g.iterdir()):
             g.rmdir()
     manifest = {
-        "format": FORMAT, "version": VERSION, "dataset": "cifar10", "codec": _CODEC, "pieces": entries,
-        "binary_md5": dict(BINARY_MD5), "resume_profile": profile.name if profile is not None else None,
-        "groups": [{"folder": f"g{g}", "bytes": sum(e["bytes"] for e in entries if e["group"] == f"g{g}")} for g in sorted(set(groups))],
-        "group_limit_bytes": limit, "tree_bytes": tree, "source": source.state(root),
+        "format": FORMAT,
+        "version": VERSION,
+        "dataset": "cifar10",
+        "codec": _CODEC,
+        "pieces": entries,
+        "binary_md5": dict(BINARY_MD5),
+        "resume_profile": profile.name if profile is not None else None,
+        "groups": [
+            {"folder": f"g{g}", "bytes": sum(e["bytes"] for e in entries if e["group"] == f"g{g}")} for g in sorted(set(groups))
+        ],
+        "group_limit_bytes": limit,
+        "tree_bytes": tree,
+        "source": source.state(root),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     _write_atomic(pack_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
@@ -311,10 +361,14 @@ def read_manifest(pack_dir: Path) -> dict[str, Any]:
     """The manifest of the pack in ``pack_dir``; :class:`PackError` if it is missing or not a pack manifest."""
     manifest = _read(Path(pack_dir) / MANIFEST)
     if manifest is None or manifest.get("format") != FORMAT:
-        raise PackError(f"no pack manifest at {Path(pack_dir) / MANIFEST}: run `elrt gpu pack` here, and carry "
-                        f"{PACK_DIR / MANIFEST} in the device call")
+        raise PackError(
+            f"no pack manifest at {Path(pack_dir) / MANIFEST}: run `elrt gpu pack` here, and carry "
+            f"{PACK_DIR / MANIFEST} in the device call"
+        )
     if manifest.get("version") != VERSION:
-        raise PackError(f"{Path(pack_dir) / MANIFEST} is pack version {manifest.get('version')}; this code reads version {VERSION}")
+        raise PackError(
+            f"{Path(pack_dir) / MANIFEST} is pack version {manifest.get('version')}; this code reads version {VERSION}"
+        )
     return manifest
 
 
@@ -336,12 +390,18 @@ def verify_pieces(pack_dir: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
             continue
         data = path.read_bytes()
         if len(data) != e["bytes"] or _sha256(data) != e["sha256"]:
-            problems.append(f"{e['group']}/{e['name']} is corrupted (sha256 {_sha256(data)[:12]}..., {len(data)} bytes; "
-                            f"expected {e['sha256'][:12]}..., {e['bytes']} bytes)")
+            problems.append(
+                f"{e['group']}/{e['name']} is corrupted (sha256 {_sha256(data)[:12]}..., {len(data)} bytes; "
+                f"expected {e['sha256'][:12]}..., {e['bytes']} bytes)"
+            )
             continue
         contents[e["name"]] = data
     if problems:
-        hint = f"; carry {', '.join(str(PACK_DIR / g) for g in sorted(missing_groups))}" if missing_groups else "; run `elrt gpu pack` again"
+        hint = (
+            f"; carry {', '.join(str(PACK_DIR / g) for g in sorted(missing_groups))}"
+            if missing_groups
+            else "; run `elrt gpu pack` again"
+        )
         raise PackError("the pack is incomplete: " + "; ".join(problems) + hint)
     return contents
 
@@ -349,13 +409,17 @@ def verify_pieces(pack_dir: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
 def binary_files(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, bytes]:
     """The official binary-version files from uint8 images (n, 3, 32, 32) and labels (n,): per image
     one label byte, then its 3072 CHW pixel bytes; training batch k holds images 10000(k-1) .. 10000k-1."""
+
     def records(x: np.ndarray, y: np.ndarray) -> bytes:
         out = np.empty((len(x), 1 + 3 * TILE * TILE), np.uint8)
         out[:, 0] = y
         out[:, 1:] = x.reshape(len(x), -1)
         return out.tobytes()
 
-    files = {f"data_batch_{k}.bin": records(x_train[10000 * (k - 1):10000 * k], y_train[10000 * (k - 1):10000 * k]) for k in range(1, 6)}
+    files = {
+        f"data_batch_{k}.bin": records(x_train[10000 * (k - 1) : 10000 * k], y_train[10000 * (k - 1) : 10000 * k])
+        for k in range(1, 6)
+    }
     files["test_batch.bin"] = records(x_test, y_test)
     return files
 
@@ -374,7 +438,7 @@ def _write_data(contents: dict[str, bytes], manifest: dict[str, Any], folder: Pa
     x = {k: np.concatenate([a for _, a in sorted(v, key=lambda t: t[0])]) for k, v in images.items()}
     labels = next(e for e in manifest["pieces"] if e["kind"] == "labels")
     y = np.frombuffer(contents[labels["name"]], np.uint8)
-    files = binary_files(x["train"], y[:labels["train"]], x["test"], y[labels["train"]:])
+    files = binary_files(x["train"], y[: labels["train"]], x["test"], y[labels["train"] :])
     wrong = [n for n, data in files.items() if hashlib.md5(data).hexdigest() != BINARY_MD5.get(n)]
     if wrong or set(files) != set(BINARY_MD5):
         raise PackError(f"the decoded pieces do not give the official binary files (md5 differs for {', '.join(wrong)})")
@@ -412,6 +476,10 @@ def unpack(pack_dir: Path, data_out: Path, results: Path) -> dict[str, Any]:
     if not reused:
         _write_data(contents, manifest, folder)
     written, kept = _extract_checkpoints(contents, manifest, Path(results))
-    return {"data": data_lib.check(data_out), "data_reused": reused, "checkpoints_written": written,
-            "checkpoints_kept": kept, "source": manifest["source"]}
-
+    return {
+        "data": data_lib.check(data_out),
+        "data_reused": reused,
+        "checkpoints_written": written,
+        "checkpoints_kept": kept,
+        "source": manifest["source"],
+    }

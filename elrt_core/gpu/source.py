@@ -48,9 +48,11 @@ def state(root: Path) -> dict[str, Any]:
         mode, kind, oid = meta.split()
         if kind == "blob":
             files[path] = oid if mode != _SYMLINK_MODE else "link:" + oid
-    return {"commit": _git(root, "rev-parse", "HEAD").strip(),
-            "dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no").strip()),
-            "files": files}
+    return {
+        "commit": _git(root, "rev-parse", "HEAD").strip(),
+        "dirty": bool(_git(root, "status", "--porcelain", "--untracked-files=no").strip()),
+        "files": files,
+    }
 
 
 def verify(root: Path, recorded: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +63,12 @@ def verify(root: Path, recorded: dict[str, Any]) -> dict[str, Any]:
         p = root / path
         if not (p.is_file() or p.is_symlink()) or blob_id(p) != oid.removeprefix("link:"):
             changed.append(path)
-    return {"commit": recorded["commit"], "dirty": bool(changed), "changed": changed[:20], "files_checked": len(recorded["files"])}
+    return {
+        "commit": recorded["commit"],
+        "dirty": bool(changed),
+        "changed": changed[:20],
+        "files_checked": len(recorded["files"]),
+    }
 
 
 def environment(verified: dict[str, Any]) -> dict[str, str]:

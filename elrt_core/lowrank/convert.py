@@ -41,8 +41,17 @@ from .hw_ranks import TimingTable, select_ranks_hw
 from .layers import FORMATS, LowRankConv2d
 
 __all__ = [
-    "convert", "convertible", "to_dense", "report", "ConversionReport", "LayerReport", "select_ranks", "best_step",
-    "format_class", "RATIO_TOLERANCE", "PROGRESS_DELAY_S",
+    "convert",
+    "convertible",
+    "to_dense",
+    "report",
+    "ConversionReport",
+    "LayerReport",
+    "select_ranks",
+    "best_step",
+    "format_class",
+    "RATIO_TOLERANCE",
+    "PROGRESS_DELAY_S",
 ]
 
 RATIO_TOLERANCE = 0.02
@@ -138,9 +147,7 @@ def _check_ratio(name: str, value: float | None) -> None:
         raise ValueError(f"{name} must be a number > 1 (dense cost / low-rank cost), got {value!r}")
 
 
-def _explicit_ranks(
-    spec: RankSpec, geoms: Mapping[str, ConvGeometry], cls: type[LowRankConv2d]
-) -> dict[str, tuple[int, ...]]:
+def _explicit_ranks(spec: RankSpec, geoms: Mapping[str, ConvGeometry], cls: type[LowRankConv2d]) -> dict[str, tuple[int, ...]]:
     out = {}
     for name, g in geoms.items():
         if isinstance(spec, float):
@@ -177,9 +184,7 @@ def convertible(
     if not geoms_all:
         raise ValueError(f"{type(model).__name__} has no nn.Conv2d reached by a forward pass: nothing to convert")
     patterns = list(skip) if skip is not None else [next(iter(geoms_all))]
-    geoms = {
-        n: g for n, g in geoms_all.items() if g.groups == 1 and not any(fnmatch.fnmatchcase(n, p) for p in patterns)
-    }
+    geoms = {n: g for n, g in geoms_all.items() if g.groups == 1 and not any(fnmatch.fnmatchcase(n, p) for p in patterns)}
     if not geoms:
         raise ValueError(
             f"{type(model).__name__} has nothing to convert: its conv layers {list(geoms_all)} are all skipped "
@@ -249,9 +254,15 @@ def convert(
     return new
 
 
-def _budget_ranks(model: nn.Module, geoms: Mapping[str, ConvGeometry], fmt: str, flops_ratio: float | None,
-                  params_ratio: float | None, input_shape: tuple[int, int, int],
-                  timing: TimingTable | None) -> Mapping[str, tuple[int, ...] | None]:
+def _budget_ranks(
+    model: nn.Module,
+    geoms: Mapping[str, ConvGeometry],
+    fmt: str,
+    flops_ratio: float | None,
+    params_ratio: float | None,
+    input_shape: tuple[int, int, int],
+    timing: TimingTable | None,
+) -> Mapping[str, tuple[int, ...] | None]:
     """Ranks per layer for the whole-network budget: the uniform rule, or the hardware-aware one with ``timing``."""
     by, ratio = ("macs", flops_ratio) if flops_ratio is not None else ("params", params_ratio)
     dense_cost = count(model, input_shape)
@@ -259,19 +270,27 @@ def _budget_ranks(model: nn.Module, geoms: Mapping[str, ConvGeometry], fmt: str,
     converted = sum((g.macs if by == "macs" else g.params) for g in geoms.values())
     if timing is None:
         return select_ranks(geoms, fmt, dense_total / ratio, dense_total - converted, by=by)
-    return select_ranks_hw(geoms, format_class(fmt), dense_total / ratio, dense_total - converted, by, timing,
-                           tolerance=RATIO_TOLERANCE)
+    return select_ranks_hw(
+        geoms, format_class(fmt), dense_total / ratio, dense_total - converted, by, timing, tolerance=RATIO_TOLERANCE
+    )
 
 
-def _replace_layers(model: nn.Module, chosen: Mapping[str, tuple[int, ...] | None], cls: type[LowRankConv2d],
-                    init: str, progress: bool | None) -> nn.Module:
+def _replace_layers(
+    model: nn.Module, chosen: Mapping[str, tuple[int, ...] | None], cls: type[LowRankConv2d], init: str, progress: bool | None
+) -> nn.Module:
     """A copy of ``model`` with each layer of ``chosen`` (``None``: kept dense) in format ``cls``,
     decomposed from its kernel or drawn from scratch (``init``), with one BLAS thread."""
     new = copy.deepcopy(model)
     todo = {n: r for n, r in chosen.items() if r is not None}
     show = init == "decompose" and progress is not False
-    bar = tqdm(todo.items(), desc=f"{cls.fmt} decomposition", unit="layer", delay=PROGRESS_DELAY_S, leave=False,
-               disable=(None if progress is None else False) if show else True)
+    bar = tqdm(
+        todo.items(),
+        desc=f"{cls.fmt} decomposition",
+        unit="layer",
+        delay=PROGRESS_DELAY_S,
+        leave=False,
+        disable=(None if progress is None else False) if show else True,
+    )
     with threadpool_limits(limits=1, user_api="blas"):
         for name, r in bar:
             dense_conv = new.get_submodule(name)
@@ -352,8 +371,20 @@ class ConversionReport:
         df["ranks"] = df["ranks"].map(lambda r: "-" if r is None else "x".join(map(str, r)))
         df["kernel"] = df["kernel_size"].map(lambda k: f"{k[0]}x{k[1]}")
         df["macs_ratio"] = (df["dense_macs"] / df["macs"]).map("{:.2f}".format)
-        cols = ["name", "format", "ranks", "in_channels", "out_channels", "kernel", "dense_macs", "macs",
-                "macs_ratio", "dense_params", "params", "note"]
+        cols = [
+            "name",
+            "format",
+            "ranks",
+            "in_channels",
+            "out_channels",
+            "kernel",
+            "dense_macs",
+            "macs",
+            "macs_ratio",
+            "dense_params",
+            "params",
+            "note",
+        ]
         table = df[cols].to_string(index=False)
         return (
             f"{table}\n\nwhole network: MACs {self.dense_macs:,} -> {self.macs:,} ({self.macs_ratio:.3f}x), "
@@ -375,9 +406,7 @@ def report(model: nn.Module, input_shape: tuple[int, int, int] = (3, 32, 32)) ->
     def remember(name: str, inp: tuple[torch.Tensor, ...]) -> None:
         seen.setdefault(name, tuple(inp[0].shape[-2:]))
 
-    handles = [
-        m.register_forward_hook(lambda mod, i, o, n=n: remember(n, i)) for n, m in {**lowrank, **dense}.items()
-    ]
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: remember(n, i)) for n, m in {**lowrank, **dense}.items()]
     try:
         total = count(model, input_shape)
     finally:
@@ -399,7 +428,19 @@ def report(model: nn.Module, input_shape: tuple[int, int, int] = (3, 32, 32)) ->
         saved_macs += geom.macs - macs
         saved_params += geom.params - params
         rows.append(
-            LayerReport(name, fmt, ranks, geom.in_channels, geom.out_channels, geom.kernel_size, geom.stride,
-                        geom.macs, geom.params, macs, params, note)
+            LayerReport(
+                name,
+                fmt,
+                ranks,
+                geom.in_channels,
+                geom.out_channels,
+                geom.kernel_size,
+                geom.stride,
+                geom.macs,
+                geom.params,
+                macs,
+                params,
+                note,
+            )
         )
     return ConversionReport(tuple(rows), total.macs + saved_macs, total.params + saved_params, total.macs, total.params)

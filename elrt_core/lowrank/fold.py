@@ -43,8 +43,12 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
         source = node.args[0] if node.args else None
-        if (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1
-                and isinstance(modules.get(source.target), (nn.Conv2d, LowRankConv2d))):
+        if (
+            isinstance(source, torch.fx.Node)
+            and source.op == "call_module"
+            and len(source.users) == 1
+            and isinstance(modules.get(source.target), (nn.Conv2d, LowRankConv2d))
+        ):
             pairs.append((str(source.target), str(node.target)))
     return pairs
 

@@ -37,7 +37,14 @@ from ..cost import ConvGeometry
 from .layers import LowRankConv2d
 
 __all__ = [
-    "Option", "register_sizes", "candidate_ranks", "allocate", "select_ranks_hw", "TimingTable", "shape_key", "table_id",
+    "Option",
+    "register_sizes",
+    "candidate_ranks",
+    "allocate",
+    "select_ranks_hw",
+    "TimingTable",
+    "shape_key",
+    "table_id",
     "DEFAULT_BINS",
 ]
 
@@ -181,7 +188,7 @@ class TimingTable:
     times: Mapping[ShapeKey, Mapping[Ranks | None, float]]
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "TimingTable":
+    def from_record(cls, record: Mapping[str, Any]) -> TimingTable:
         """Parse a ``rank_table`` record; its ``table_id`` must match its content."""
         if record.get("kind") != "rank_table":
             raise ValueError(f"not a timing-table record (kind {record.get('kind')!r})")
@@ -189,7 +196,11 @@ class TimingTable:
             raise ValueError(f"timing table {record['table_id']}: its content does not match its id (edited after timing?)")
         times = {}
         for s in record["shapes"]:
-            key = (s["in_channels"], s["out_channels"], *(tuple(s[k]) for k in ("kernel", "stride", "padding", "dilation", "in_hw")))
+            key = (
+                s["in_channels"],
+                s["out_channels"],
+                *(tuple(s[k]) for k in ("kernel", "stride", "padding", "dilation", "in_hw")),
+            )
             times[key] = {None: s["dense_ms"], **{tuple(c["ranks"]): c["ms"] for c in s["candidates"]}}
         return cls(record["table_id"], record["format"], record["provenance"]["device_name"], record["batch_size"], times)
 
@@ -204,16 +215,23 @@ class TimingTable:
             raise ValueError(f"timing table {self.table_id} timed format {self.format!r}, not {cls.fmt!r}")
         key = shape_key(geom)
         if key not in self.times:
-            raise ValueError(f"timing table {self.table_id} has no layer of shape {key}; time this model with "
-                             "`elrt bench --rank-table`")
+            raise ValueError(
+                f"timing table {self.table_id} has no layer of shape {key}; time this model with `elrt bench --rank-table`"
+            )
         index = 0 if by == "macs" else 1
         dense = (geom.macs, geom.params)[index]
         return [Option(r, dense if r is None else cls.cost(geom, r)[index], ms) for r, ms in self.times[key].items()]
 
 
 def select_ranks_hw(
-    geoms: Mapping[str, ConvGeometry], cls: type[LowRankConv2d], budget: float, fixed_cost: int, by: str,
-    table: TimingTable, *, tolerance: float = 0.02,
+    geoms: Mapping[str, ConvGeometry],
+    cls: type[LowRankConv2d],
+    budget: float,
+    fixed_cost: int,
+    by: str,
+    table: TimingTable,
+    *,
+    tolerance: float = 0.02,
 ) -> dict[str, Ranks | None]:
     """Ranks per layer by :func:`allocate` over ``table``'s options (``None``: the layer stays dense)."""
     chosen = allocate({n: table.options(cls, g, by) for n, g in geoms.items()}, budget, fixed_cost, tolerance=tolerance)

@@ -132,9 +132,7 @@ class LowRankConv2d(nn.Module, ABC):
         return tuple(max(1, round(step * f / n)) for f in full)
 
     @classmethod
-    def check_ranks(
-        cls, c_in: int, c_out: int, kernel_size: tuple[int, int], ranks: int | tuple[int, ...]
-    ) -> Ranks:
+    def check_ranks(cls, c_in: int, c_out: int, kernel_size: tuple[int, int], ranks: int | tuple[int, ...]) -> Ranks:
         """Normalize ``ranks`` to a tuple, or raise ``ValueError`` naming the allowed range."""
         full = cls.max_ranks(c_in, c_out, _pair(kernel_size))
         r = tuple(ranks) if isinstance(ranks, (tuple, list)) else (ranks,)
@@ -168,7 +166,7 @@ class LowRankConv2d(nn.Module, ABC):
             nn.init.zeros_(convs[-1].bias)
 
     @classmethod
-    def like(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...]) -> "LowRankConv2d":
+    def like(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...]) -> LowRankConv2d:
         """A freshly initialized layer of this format with the geometry, bias, device and dtype of ``conv``.
 
         Raises ``ValueError`` for grouped convolutions and non-zero padding modes.
@@ -178,12 +176,18 @@ class LowRankConv2d(nn.Module, ABC):
         if conv.padding_mode != "zeros":
             raise ValueError(f"padding_mode {conv.padding_mode!r} is not supported; only 'zeros'")
         return cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, ranks, stride=conv.stride,
-            padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            ranks,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            bias=conv.bias is not None,
         ).to(device=conv.weight.device, dtype=conv.weight.dtype)
 
     @classmethod
-    def from_dense(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...], **decompose_kw) -> "LowRankConv2d":
+    def from_dense(cls, conv: nn.Conv2d, ranks: int | tuple[int, ...], **decompose_kw) -> LowRankConv2d:
         """A layer of this format initialized from the kernel of ``conv`` by its best-fit decomposition."""
         layer = cls.like(conv, ranks)
         with torch.no_grad():
@@ -209,7 +213,7 @@ class LowRankConv2d(nn.Module, ABC):
             return cls.decompose(weight, ranks, **kw)
 
     # ---- use ----------------------------------------------------------------------------------------
-    def set_impl(self, impl: str) -> "LowRankConv2d":
+    def set_impl(self, impl: str) -> LowRankConv2d:
         """Choose the forward computation (see the class docstring); returns ``self``."""
         if impl not in self.IMPLS:
             raise ValueError(f"unknown impl {impl!r}; allowed: {', '.join(self.IMPLS)}")
@@ -236,8 +240,16 @@ class LowRankConv2d(nn.Module, ABC):
         """Geometry of the equivalent dense conv for an input of spatial size ``in_hw``."""
         out_hw = conv_out_hw(in_hw, self.kernel_size, self.stride, self.padding, self.dilation)
         return ConvGeometry(
-            self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation,
-            groups=1, bias=self._convs()[-1].bias is not None, in_hw=tuple(in_hw), out_hw=out_hw,
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            groups=1,
+            bias=self._convs()[-1].bias is not None,
+            in_hw=tuple(in_hw),
+            out_hw=out_hw,
         )
 
     def to_dense(self) -> nn.Conv2d:
@@ -384,8 +396,13 @@ class MatrixConv2d(LowRankConv2d):
     def _build(self, bias):
         (r,) = self.ranks
         self.first = nn.Conv2d(
-            self.in_channels, r, self.kernel_size, stride=self.stride, padding=self.padding,
-            dilation=self.dilation, bias=False,
+            self.in_channels,
+            r,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=False,
         )
         self.last = nn.Conv2d(r, self.out_channels, 1, bias=bias)
 
@@ -446,9 +463,7 @@ class SpatialConv2d(LowRankConv2d):
     def _build(self, bias):
         (r,) = self.ranks
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        self.first = nn.Conv2d(
-            self.in_channels, r, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False
-        )
+        self.first = nn.Conv2d(self.in_channels, r, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False)
         self.last = nn.Conv2d(r, self.out_channels, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=bias)
 
     def _convs(self):
@@ -559,6 +574,4 @@ class CPConv2d(LowRankConv2d):
         return {"U1": self.first.weight.flatten(1), "U2": self.last.weight.flatten(1).T}
 
 
-FORMATS: dict[str, type[LowRankConv2d]] = {
-    cls.fmt: cls for cls in (Tucker2Conv2d, MatrixConv2d, SpatialConv2d, CPConv2d)
-}
+FORMATS: dict[str, type[LowRankConv2d]] = {cls.fmt: cls for cls in (Tucker2Conv2d, MatrixConv2d, SpatialConv2d, CPConv2d)}

@@ -42,7 +42,9 @@ def _time_layer(layer: LowRankConv2d, x: torch.Tensor, train: bool, repeats: int
     return statistics.median(times)
 
 
-def autotune(model: nn.Module, example: torch.Tensor, *, train: bool = True, repeats: int = 3) -> dict[str, tuple[str, dict[str, float]]]:
+def autotune(
+    model: nn.Module, example: torch.Tensor, *, train: bool = True, repeats: int = 3
+) -> dict[str, tuple[str, dict[str, float]]]:
     """Set every low-rank layer of ``model`` to its fastest computation for inputs like ``example``.
 
     ``example``: a batch ``(N, C, H, W)`` on the model's device and memory format. ``train``:

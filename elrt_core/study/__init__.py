@@ -5,5 +5,17 @@ from .plan import PlannedRun
 from .runs import MissingRun, get_or_run, results_root, run_dir
 from .session import Session, approximation_errors, load_model
 
-__all__ = ["Session", "PlannedRun", "MissingRun", "get_or_run", "results_root", "run_dir", "load_model",
-           "approximation_errors", "plan", "tables", "figures", "verdicts"]
+__all__ = [
+    "Session",
+    "PlannedRun",
+    "MissingRun",
+    "get_or_run",
+    "results_root",
+    "run_dir",
+    "load_model",
+    "approximation_errors",
+    "plan",
+    "tables",
+    "figures",
+    "verdicts",
+]

@@ -56,10 +56,24 @@ def pending(profile: Profile, root: Path | str | None = None, max_priority: int 
     return [r for r in plan_lib.plan(profile, max_priority) if records.lookup(r.config, base) is None]
 
 
-def _command(run: plan_lib.PlannedRun, profile: Profile, out: Path, device: str, threads: int | None,
-             data_dir: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "elrt_core.cli", "train", "--profile", profile.name, "--config", str(out / CONFIG_FILE),
-           "--out", str(out), "--resume", "--device", device]
+def _command(
+    run: plan_lib.PlannedRun, profile: Profile, out: Path, device: str, threads: int | None, data_dir: str | None
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "elrt_core.cli",
+        "train",
+        "--profile",
+        profile.name,
+        "--config",
+        str(out / CONFIG_FILE),
+        "--out",
+        str(out),
+        "--resume",
+        "--device",
+        device,
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     if data_dir:
@@ -87,8 +101,9 @@ class _Pool:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG_FILE).write_text(yaml.safe_dump(run_.config.to_dict(), sort_keys=True))
         with open(out / LOG_FILE, "a") as logfile:
-            proc = subprocess.Popen(self.command(run_, out), stdout=logfile, stderr=subprocess.STDOUT, env=self.env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                self.command(run_, out), stdout=logfile, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         self.active[proc] = (run_, out, time.time())
         self.log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; {position})")
 
@@ -100,8 +115,11 @@ class _Pool:
             if rec is not None and rec.finished:
                 self.report.finished.append(run_.config.name)
                 val = rec.metrics.get("final_val_top1")
-                self.log(f"[done]     {run_.config.name}: test {rec.metrics['final_test_top1']:.2f}%"
-                         + (f", val {val:.2f}%" if val is not None else "") + f" ({(time.time() - t0) / 60:.1f} min)")
+                self.log(
+                    f"[done]     {run_.config.name}: test {rec.metrics['final_test_top1']:.2f}%"
+                    + (f", val {val:.2f}%" if val is not None else "")
+                    + f" ({(time.time() - t0) / 60:.1f} min)"
+                )
             elif rec is not None:
                 self.report.diverged.append(run_.config.name)
                 self.log(f"[diverged] {run_.config.name}: {rec.metrics.get('divergence', {}).get('reason', '')}")
@@ -124,10 +142,20 @@ class _Pool:
             self.log(f"[stopped]  {run_.config.name} ({why}); its checkpoint resumes in the next batch")
 
 
-def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes: float | None = None,
-        device: str = "auto", data_dir: str | None = None, root: Path | str | None = None,
-        max_priority: int | None = None, runs: list[plan_lib.PlannedRun] | None = None,
-        log: Callable[[str], None] = print, extra: Sequence[str] = ()) -> BatchReport:
+def run(
+    profile: Profile,
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    minutes: float | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    root: Path | str | None = None,
+    max_priority: int | None = None,
+    runs: list[plan_lib.PlannedRun] | None = None,
+    log: Callable[[str], None] = print,
+    extra: Sequence[str] = (),
+) -> BatchReport:
     """Train the :func:`pending` runs of ``profile`` (only those among ``runs`` if given) with up
     to ``jobs`` processes of ``threads`` threads each (``None``: PyTorch's default); stop at
     ``minutes`` if given. ``extra``: more ``elrt train`` options for every run (run options such
@@ -139,10 +167,17 @@ def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes:
         keep = {r.config.hash for r in runs}
         queue = [r for r in queue if r.config.hash in keep]
     total = len(queue)
-    pool = _Pool(profile, lambda r, out: [*_command(r, profile, out, device, threads, data_dir), *extra],
-                 {**os.environ, "ELRT_RESULTS": str(records.results_root(root))}, root, log)
-    log(f"batch {profile.name}: {total} run(s) to train, {jobs} process(es) x {threads or 'default'} thread(s)"
-        + (f", stop after {minutes:g} min" if minutes is not None else ""))
+    pool = _Pool(
+        profile,
+        lambda r, out: [*_command(r, profile, out, device, threads, data_dir), *extra],
+        {**os.environ, "ELRT_RESULTS": str(records.results_root(root))},
+        root,
+        log,
+    )
+    log(
+        f"batch {profile.name}: {total} run(s) to train, {jobs} process(es) x {threads or 'default'} thread(s)"
+        + (f", stop after {minutes:g} min" if minutes is not None else "")
+    )
     try:
         while queue or pool.active:
             pool.reap()
@@ -158,6 +193,8 @@ def run(profile: Profile, *, jobs: int = 1, threads: int | None = None, minutes:
     finally:
         pool.report.seconds = time.time() - started
     r = pool.report
-    log(f"batch {profile.name}: {len(r.finished)} finished, {len(r.diverged)} diverged, {len(r.failed)} failed, "
-        f"{len(r.stopped)} stopped, {len(queue)} not started, in {r.seconds / 60:.1f} min")
+    log(
+        f"batch {profile.name}: {len(r.finished)} finished, {len(r.diverged)} diverged, {len(r.failed)} failed, "
+        f"{len(r.stopped)} stopped, {len(queue)} not started, in {r.seconds / 60:.1f} min"
+    )
     return r

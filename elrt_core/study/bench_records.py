@@ -12,8 +12,22 @@ import yaml
 
 from ..bench import PARTS
 
-__all__ = ["load", "speedup_table", "breakdown_table", "conv_speedups", "layer_table", "verdict", "speedup_figure",
-           "regularizer_overhead", "thresholds", "speed_claim", "reference_table", "THRESHOLDS_FILE", "BENCH_FOLDER", "BASIS"]
+__all__ = [
+    "load",
+    "speedup_table",
+    "breakdown_table",
+    "conv_speedups",
+    "layer_table",
+    "verdict",
+    "speedup_figure",
+    "regularizer_overhead",
+    "thresholds",
+    "speed_claim",
+    "reference_table",
+    "THRESHOLDS_FILE",
+    "BENCH_FOLDER",
+    "BASIS",
+]
 
 BENCH_FOLDER = "bench"
 
@@ -75,9 +89,18 @@ def breakdown_table(session) -> pd.DataFrame | None:
             if not shares:
                 continue
             step = r[side]["train_step_ms"]
-            rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
-                         "macs_reduction": round(r["macs_ratio"], 2), "variant": r["variant"], "network": side,
-                         "step_ms": round(step, 1), **{f"{p}_ms": round(step * shares[p], 1) if p in shares else None for p in PARTS}})
+            rows.append(
+                {
+                    "device": r["provenance"]["device_name"],
+                    "model": r["model"],
+                    "format": r["format"],
+                    "macs_reduction": round(r["macs_ratio"], 2),
+                    "variant": r["variant"],
+                    "network": side,
+                    "step_ms": round(step, 1),
+                    **{f"{p}_ms": round(step * shares[p], 1) if p in shares else None for p in PARTS},
+                }
+            )
     return pd.DataFrame(rows) if rows else None
 
 
@@ -92,12 +115,21 @@ def conv_speedups(session) -> pd.DataFrame | None:
         if not d or not lr:
             continue
         td, tl = r["dense"]["train_step_ms"], r["lowrank"]["train_step_ms"]
-        rows.append({"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"],
-                     "variant": r["variant"], "batch": r["batch_size"], "macs_reduction": round(r["macs_ratio"], 2),
-                     "dense_conv_ms": round(td * d["conv"], 1), "lowrank_conv_ms": round(tl * lr["conv"], 1),
-                     "conv_speedup": round(td * d["conv"] / (tl * lr["conv"]), 2),
-                     "rest_ratio": round(tl * (1 - lr["conv"]) / (td * (1 - d["conv"])), 2),
-                     "train_speedup": round(r["train_speedup"], 3)})
+        rows.append(
+            {
+                "device": r["provenance"]["device_name"],
+                "model": r["model"],
+                "format": r["format"],
+                "variant": r["variant"],
+                "batch": r["batch_size"],
+                "macs_reduction": round(r["macs_ratio"], 2),
+                "dense_conv_ms": round(td * d["conv"], 1),
+                "lowrank_conv_ms": round(tl * lr["conv"], 1),
+                "conv_speedup": round(td * d["conv"] / (tl * lr["conv"]), 2),
+                "rest_ratio": round(tl * (1 - lr["conv"]) / (td * (1 - d["conv"])), 2),
+                "train_speedup": round(r["train_speedup"], 3),
+            }
+        )
     return pd.DataFrame(rows) if rows else None
 
 
@@ -108,17 +140,35 @@ def layer_table(session) -> pd.DataFrame | None:
     for r in load(session.root, "layer_times"):
         head = {"device": r["provenance"]["device_name"], "model": r["model"], "format": r["format"], "batch": r["batch_size"]}
         for x in r["rows"]:
-            rows.append({**head, "layer": f"{x['in_channels']}->{x['out_channels']} {x['kernel'][0]}x{x['kernel'][1]} "
-                                          f"s{x['stride'][0]} on {x['in_hw'][0]}x{x['in_hw'][1]}",
-                         "layers": x["layers"], "ranks": tuple(x["ranks"]), "macs_reduction": round(x["macs_ratio"], 2),
-                         "dense_ms": round(x["dense_ms"], 2), "lowrank_ms": round(x["lowrank_ms"], 2),
-                         "speedup": round(x["speedup"], 2), "aligned_ranks": tuple(x["aligned_ranks"]),
-                         "aligned_macs_reduction": round(x["aligned_macs_ratio"], 2), "aligned_ms": round(x["aligned_ms"], 2),
-                         "aligned_speedup": round(x["aligned_speedup"], 2)})
+            rows.append(
+                {
+                    **head,
+                    "layer": f"{x['in_channels']}->{x['out_channels']} {x['kernel'][0]}x{x['kernel'][1]} "
+                    f"s{x['stride'][0]} on {x['in_hw'][0]}x{x['in_hw'][1]}",
+                    "layers": x["layers"],
+                    "ranks": tuple(x["ranks"]),
+                    "macs_reduction": round(x["macs_ratio"], 2),
+                    "dense_ms": round(x["dense_ms"], 2),
+                    "lowrank_ms": round(x["lowrank_ms"], 2),
+                    "speedup": round(x["speedup"], 2),
+                    "aligned_ranks": tuple(x["aligned_ranks"]),
+                    "aligned_macs_reduction": round(x["aligned_macs_ratio"], 2),
+                    "aligned_ms": round(x["aligned_ms"], 2),
+                    "aligned_speedup": round(x["aligned_speedup"], 2),
+                }
+            )
         t = r["totals"]
-        rows.append({**head, "layer": "all converted layers", "layers": sum(x["layers"] for x in r["rows"]),
-                     "macs_reduction": round(t["macs_ratio"], 2), "speedup": round(t["speedup"], 2),
-                     "aligned_macs_reduction": round(t["aligned_macs_ratio"], 2), "aligned_speedup": round(t["aligned_speedup"], 2)})
+        rows.append(
+            {
+                **head,
+                "layer": "all converted layers",
+                "layers": sum(x["layers"] for x in r["rows"]),
+                "macs_reduction": round(t["macs_ratio"], 2),
+                "speedup": round(t["speedup"], 2),
+                "aligned_macs_reduction": round(t["aligned_macs_ratio"], 2),
+                "aligned_speedup": round(t["aligned_speedup"], 2),
+            }
+        )
     return pd.DataFrame(rows) if rows else None
 
 
@@ -138,18 +188,30 @@ def verdict(session) -> str:
         models = best.get(device, {})
         text = f"On {device}:"
         if models:
-            text += " best measured training-step speedup of Tucker-2 over dense " + "; ".join(
-                f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items())) for m, ks in sorted(models.items())) + "."
+            text += (
+                " best measured training-step speedup of Tucker-2 over dense "
+                + "; ".join(
+                    f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items()))
+                    for m, ks in sorted(models.items())
+                )
+                + "."
+            )
         rows = goals[goals["device"] == device].sort_values("threshold") if goals is not None else pd.DataFrame()
-        speed = [f"{t.threshold} {'reached' if t.met else 'not reached'} ({t.measured:.2f}x)" for t in rows.itertuples() if "speedup" in t.threshold]
+        speed = [
+            f"{t.threshold} {'reached' if t.met else 'not reached'} ({t.measured:.2f}x)"
+            for t in rows.itertuples()
+            if "speedup" in t.threshold
+        ]
         regs = [t for t in rows.itertuples() if "penalty" in t.threshold]
         if speed:
             text += " Thresholds set in advance: " + "; ".join(speed) + "."
         if regs:
             worst = max(regs, key=lambda t: t.measured)
             limit = max(_thresholds()["penalty_pct"].values())
-            text += (f" Regularizer penalties ({', '.join(k.upper() for k in _thresholds()['penalty_pct'])}) take at most "
-                     f"{worst.measured:.2f}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'}).")
+            text += (
+                f" Regularizer penalties ({', '.join(k.upper() for k in _thresholds()['penalty_pct'])}) take at most "
+                f"{worst.measured:.2f}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'})."
+            )
         sentences.append(text)
     return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
 
@@ -190,13 +252,24 @@ def thresholds(session) -> pd.DataFrame | None:
     rows = []
     for r in load(session.root, "speedup"):
         for t in limits["speedup"]:
-            if (r["model"], r["format"], round(r["macs_ratio"]), r["batch_size"]) == (t["model"], t["format"], t["macs_reduction"], t["batch"]):
-                rows.append({"device": r["provenance"]["device_name"],
-                             "threshold": f"{t['model']} {t['format']} at {t['macs_reduction']}x fewer MACs, batch {t['batch']}: "
-                                          f"training speedup >= {t['min_speedup']:g}x",
-                             "measured": round(r["train_speedup"], 3), "variant": r["variant"],
-                             "rank_rule": r.get("rank_rule", "uniform"), "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
-                             "met": r["train_speedup"] >= t["min_speedup"]})
+            if (r["model"], r["format"], round(r["macs_ratio"]), r["batch_size"]) == (
+                t["model"],
+                t["format"],
+                t["macs_reduction"],
+                t["batch"],
+            ):
+                rows.append(
+                    {
+                        "device": r["provenance"]["device_name"],
+                        "threshold": f"{t['model']} {t['format']} at {t['macs_reduction']}x fewer MACs, batch {t['batch']}: "
+                        f"training speedup >= {t['min_speedup']:g}x",
+                        "measured": round(r["train_speedup"], 3),
+                        "variant": r["variant"],
+                        "rank_rule": r.get("rank_rule", "uniform"),
+                        "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
+                        "met": r["train_speedup"] >= t["min_speedup"],
+                    }
+                )
     speed = pd.DataFrame(rows)
     if not speed.empty:  # keep the best variant per threshold and device
         speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "threshold"])
@@ -205,10 +278,17 @@ def thresholds(session) -> pd.DataFrame | None:
         for row in r["rows"]:
             if row["regularizer"] in limits["penalty_pct"] and "penalty_pct" in row:
                 limit = limits["penalty_pct"][row["regularizer"]]
-                rows.append({"device": r["provenance"]["device_name"],
-                             "threshold": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
-                             "measured": row["penalty_pct"], "variant": r["variant"], "rank_rule": r.get("rank_rule", "uniform"),
-                             "amdahl_ceiling": None, "met": row["penalty_pct"] <= limit})
+                rows.append(
+                    {
+                        "device": r["provenance"]["device_name"],
+                        "threshold": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
+                        "measured": row["penalty_pct"],
+                        "variant": r["variant"],
+                        "rank_rule": r.get("rank_rule", "uniform"),
+                        "amdahl_ceiling": None,
+                        "met": row["penalty_pct"] <= limit,
+                    }
+                )
     frames = [f for f in (speed, pd.DataFrame(rows)) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else None
 
@@ -221,7 +301,12 @@ def speed_claim(session, ratio: int = 2):
 
     best: dict[tuple[str, str], float] = {}
     for r in load(session.root, "speedup"):
-        if r["format"] == "tucker2" and round(r["macs_ratio"]) == ratio and r["model"].startswith("resnet") and r["batch_size"] >= 64:
+        if (
+            r["format"] == "tucker2"
+            and round(r["macs_ratio"]) == ratio
+            and r["model"].startswith("resnet")
+            and r["batch_size"] >= 64
+        ):
             key = (r["provenance"]["device_name"], r["model"])
             best[key] = max(best.get(key, 0.0), r["train_speedup"])
     if not best:
@@ -229,17 +314,31 @@ def speed_claim(session, ratio: int = 2):
     faster = [v > 1 for v in best.values()]
     word = "supported" if all(faster) else "contradicted" if not any(faster) else "inconclusive"
     effect = "; ".join(f"{model} on {device}: {v:.2f}x" for (device, model), v in sorted(best.items()))
-    return Claim(f"Tucker-2 at {ratio}x fewer MACs, training step vs dense (best variant, median of timed steps): {effect}",
-                 word, f"bench records, {len(best)} model/device pair(s); medians, no interval")
+    return Claim(
+        f"Tucker-2 at {ratio}x fewer MACs, training step vs dense (best variant, median of timed steps): {effect}",
+        word,
+        f"bench records, {len(best)} model/device pair(s); medians, no interval",
+    )
 
 
 def reference_table(session) -> pd.DataFrame | None:
     """One row per reference record (``elrt bench --reference``): training-step times of dense, this
     project's Tucker-2 network and the TensorLy-Torch one, measured in turns in one run, and the ratios."""
-    rows = [{"device": r["provenance"]["device_name"], "model": r["model"], "macs_reduction": r["macs_ratio"],
-             "variant": r["variant"], "batch": r["batch_size"], "dense_ms": r["train_step_ms"]["dense"],
-             "ours_ms": r["train_step_ms"]["ours"], "reference_ms": r["train_step_ms"]["reference"],
-             "ours_vs_dense": r["ours_vs_dense"], "reference_vs_dense": r["reference_vs_dense"],
-             "ours_vs_reference": r["ours_vs_reference"], "reference": r["reference"]}
-            for r in load(session.root, "reference")]
+    rows = [
+        {
+            "device": r["provenance"]["device_name"],
+            "model": r["model"],
+            "macs_reduction": r["macs_ratio"],
+            "variant": r["variant"],
+            "batch": r["batch_size"],
+            "dense_ms": r["train_step_ms"]["dense"],
+            "ours_ms": r["train_step_ms"]["ours"],
+            "reference_ms": r["train_step_ms"]["reference"],
+            "ours_vs_dense": r["ours_vs_dense"],
+            "reference_vs_dense": r["reference_vs_dense"],
+            "ours_vs_reference": r["ours_vs_reference"],
+            "reference": r["reference"],
+        }
+        for r in load(session.root, "reference")
+    ]
     return pd.DataFrame(rows) if rows else None

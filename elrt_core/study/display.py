@@ -23,8 +23,8 @@ import html
 import math
 import numbers
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence, Union
 
 import pandas as pd
 
@@ -36,7 +36,7 @@ MISSING = "\u2014"
 MAX_COLUMNS = 7
 MAX_ROWS = 15
 
-Formatter = Union[str, Callable[[object], str], None]
+Formatter = str | Callable[[object], str] | None
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Col:
     fmt: Formatter = None
 
 
-ColumnsSpec = Union[Mapping[str, Union[str, tuple]], Sequence[Union[Col, tuple, str]], None]
+ColumnsSpec = Mapping[str, str | tuple] | Sequence[Col | tuple | str] | None
 
 
 def _columns(spec: ColumnsSpec, df: pd.DataFrame) -> list[Col]:
@@ -137,8 +137,16 @@ class Table:
     ``name`` (the CSV file name without ``.csv``), ``max_columns`` and ``max_rows``.
     """
 
-    def __init__(self, df: pd.DataFrame, columns: ColumnsSpec = None, *, name: str = "table", result: str | None = None,
-                 max_columns: int = MAX_COLUMNS, max_rows: int = MAX_ROWS) -> None:
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        columns: ColumnsSpec = None,
+        *,
+        name: str = "table",
+        result: str | None = None,
+        max_columns: int = MAX_COLUMNS,
+        max_rows: int = MAX_ROWS,
+    ) -> None:
         if max_columns < 1 or max_rows < 1:
             raise ValueError("max_columns and max_rows must be at least 1")
         cols = _columns(columns, df)
@@ -169,8 +177,9 @@ class Table:
                 raw[header] = raw[header].astype("Int64")
         self.data = raw
         self._numeric = [_numeric(df[c.key]) for c in cols]
-        self.text = pd.DataFrame({h: [format_value(v, c.fmt) for v in raw[h].tolist()] for h, c in zip(headers, cols)},
-                                 columns=headers)
+        self.text = pd.DataFrame(
+            {h: [format_value(v, c.fmt) for v in raw[h].tolist()] for h, c in zip(headers, cols)}, columns=headers
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -191,15 +200,17 @@ class Table:
         return "data:text/csv;charset=utf-8;base64," + base64.b64encode(self.csv().encode()).decode("ascii")
 
     def _html_table(self, rows: int, cols: int) -> str:
-        head = "".join(f'<th style="{_HEAD_STYLE[num]}">{html.escape(h)}</th>'
-                       for h, num in zip(self.text.columns[:cols], self._numeric[:cols]))
+        head = "".join(
+            f'<th style="{_HEAD_STYLE[num]}">{html.escape(h)}</th>'
+            for h, num in zip(self.text.columns[:cols], self._numeric[:cols])
+        )
         body = []
         for _, row in self.text.iloc[:rows, :cols].iterrows():
-            cells = "".join(f'<td style="{_CELL_STYLE[num]}">{html.escape(v)}</td>'
-                            for v, num in zip(row.tolist(), self._numeric[:cols]))
+            cells = "".join(
+                f'<td style="{_CELL_STYLE[num]}">{html.escape(v)}</td>' for v, num in zip(row.tolist(), self._numeric[:cols])
+            )
             body.append(f"<tr>{cells}</tr>")
-        return (f'<table class="dataframe elrt-table"><thead><tr>{head}</tr></thead>'
-                f'<tbody>{"".join(body)}</tbody></table>')
+        return f'<table class="dataframe elrt-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
     def to_html(self) -> str:
         rows, cols = self.shape
@@ -212,10 +223,14 @@ class Table:
             if rows > shown_rows:
                 left_off.append(f"{shown_rows} of {rows} rows")
             parts.append(f'<p class="elrt-table-note">Shown: {" and ".join(left_off)}.</p>')
-            parts.append(f'<details class="elrt-table-full"><summary>Full table ({rows} rows, {cols} columns)</summary>'
-                         f'<div style="overflow-x:auto; max-width:100%">{self._html_table(rows, cols)}</div></details>')
-        parts.append(f'<p class="elrt-table-download"><a download="{self.name}.csv" href="{self.csv_href()}">'
-                     f'Download the full table as CSV ({self.name}.csv)</a></p>')
+            parts.append(
+                f'<details class="elrt-table-full"><summary>Full table ({rows} rows, {cols} columns)</summary>'
+                f'<div style="overflow-x:auto; max-width:100%">{self._html_table(rows, cols)}</div></details>'
+            )
+        parts.append(
+            f'<p class="elrt-table-download"><a download="{self.name}.csv" href="{self.csv_href()}">'
+            f"Download the full table as CSV ({self.name}.csv)</a></p>"
+        )
         parts.append("</div>")
         return "".join(parts)
 
@@ -226,8 +241,15 @@ class Table:
         return self.text.head(self.max_rows).to_string(index=False)
 
 
-def table(df: pd.DataFrame, columns: ColumnsSpec = None, *, name: str = "table", result: str | None = None,
-          max_columns: int = MAX_COLUMNS, max_rows: int = MAX_ROWS) -> Table:
+def table(
+    df: pd.DataFrame,
+    columns: ColumnsSpec = None,
+    *,
+    name: str = "table",
+    result: str | None = None,
+    max_columns: int = MAX_COLUMNS,
+    max_rows: int = MAX_ROWS,
+) -> Table:
     """A :class:`Table` of ``df``: see the module docstring. Returning it from a cell displays it.
 
     ``columns``: a mapping ``key -> header`` or ``key -> (header, fmt)``, or a list of :class:`Col`,

@@ -15,8 +15,20 @@ from ..analysis import COST_NAMES
 from ..lowrank.convert import format_class
 from ..lowrank.layers import FORMATS
 
-__all__ = ["set_style", "save", "PNG_DPI", "format_labels", "layer_errors", "error_curves", "error_summary",
-           "training_curves", "accuracy_dots", "accuracy_vs_flops", "differences", "curves_by_method"]
+__all__ = [
+    "set_style",
+    "save",
+    "PNG_DPI",
+    "format_labels",
+    "layer_errors",
+    "error_curves",
+    "error_summary",
+    "training_curves",
+    "accuracy_dots",
+    "accuracy_vs_flops",
+    "differences",
+    "curves_by_method",
+]
 
 ERROR_LABEL = "relative error ||W - Ŵ||² / ||W||²"
 PNG_DPI = 200
@@ -26,7 +38,9 @@ PNG_DPI = 200
 def set_style() -> None:
     """The study's one plotting style (seaborn whitegrid, colorblind palette, deterministic SVG)."""
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
-    plt.rcParams.update({"svg.hashsalt": "elrt", "figure.dpi": 100, "savefig.dpi": PNG_DPI, "savefig.bbox": "tight", "axes.titlesize": "medium"})
+    plt.rcParams.update(
+        {"svg.hashsalt": "elrt", "figure.dpi": 100, "savefig.dpi": PNG_DPI, "savefig.bbox": "tight", "axes.titlesize": "medium"}
+    )
 
 
 def save(fig: plt.Figure, name: str, folder: Path) -> list[Path]:
@@ -65,11 +79,23 @@ def layer_errors(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
     budgets = sorted(part["budget"].unique())
     layers = list(part.sort_values("index")["layer"].unique())
     labels = list(format_labels(part).values())
-    fig, axes = plt.subplots(1, len(budgets), figsize=(2.0 + 3.6 * len(budgets), 1.6 + 0.3 * len(layers)),
-                             sharey=True, sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(budgets), figsize=(2.0 + 3.6 * len(budgets), 1.6 + 0.3 * len(layers)), sharey=True, sharex=True, squeeze=False
+    )
     for ax, budget in zip(axes[0], budgets):
-        sns.stripplot(part[part["budget"] == budget], x="rel_error", y="layer", hue="label", order=layers,
-                      hue_order=labels, jitter=False, dodge=True, size=5, ax=ax, legend=ax is axes[0, 0])
+        sns.stripplot(
+            part[part["budget"] == budget],
+            x="rel_error",
+            y="layer",
+            hue="label",
+            order=layers,
+            hue_order=labels,
+            jitter=False,
+            dodge=True,
+            size=5,
+            ax=ax,
+            legend=ax is axes[0, 0],
+        )
         ax.set_title(f"{budget:g}x fewer {COST_NAMES[by]} per layer")
         ax.set_xlabel(ERROR_LABEL)
         ax.set_ylabel("")
@@ -108,7 +134,7 @@ def error_curves(df: pd.DataFrame, by: str = "macs", ncols: int = 6) -> plt.Figu
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    for ax in axes.flat[len(layers):]:
+    for ax in axes.flat[len(layers) :]:
         ax.set_visible(False)
     handles = [Line2D([], [], color=colours[f], label=label) for f, label in labels.items()]
     if len(kinds) > 1:
@@ -126,8 +152,16 @@ def error_summary(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
     kinds = list(dict.fromkeys(part["weights"]))
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), sharey=True, squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        sns.lineplot(part[part["weights"] == kind], x="budget", y="rel_error", hue="label", marker="o", errorbar=None,
-                     ax=ax, hue_order=list(format_labels(part).values()))
+        sns.lineplot(
+            part[part["weights"] == kind],
+            x="budget",
+            y="rel_error",
+            hue="label",
+            marker="o",
+            errorbar=None,
+            ax=ax,
+            hue_order=list(format_labels(part).values()),
+        )
         ax.set_title(kind)
         ax.set_xlabel(f"{COST_NAMES[by]} reduction per layer (dense / low-rank)")
         ax.set_ylabel("mean relative error over layers")
@@ -164,8 +198,17 @@ def accuracy_dots(df: pd.DataFrame, x: str = "method", y: str = "final_test_top1
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(order)), 4))
     means = df.groupby(x, sort=False)[y].mean().reindex(order)
     ax.axhline(means.iloc[0], color="gray", linestyle="--", linewidth=1, label=f"{order[0]} (reference)")
-    ax.scatter(range(len(order)), means.to_numpy(), marker="D", s=110, facecolors="none", edgecolors="tab:red",
-               linewidths=1.5, zorder=3, label="mean over seeds")
+    ax.scatter(
+        range(len(order)),
+        means.to_numpy(),
+        marker="D",
+        s=110,
+        facecolors="none",
+        edgecolors="tab:red",
+        linewidths=1.5,
+        zorder=3,
+        label="mean over seeds",
+    )
     sns.stripplot(df, x=x, y=y, order=order, ax=ax, color="black", size=4, jitter=0.08, zorder=4)
     ax.scatter([], [], color="black", s=16, label=f"one seed ({df.groupby(x)[y].size().max()} at most per method)")
     ax.margins(y=0.15)
@@ -189,8 +232,15 @@ def accuracy_vs_flops(summary: pd.DataFrame) -> plt.Figure:
     for ax, model in zip(axes[0], models):
         group = summary[summary["model"] == model]
         for i, (label, part) in enumerate(group.groupby("label", sort=False)):
-            ax.errorbar(part["macs"], part["test_top1"], yerr=part["test_sd"].fillna(0), fmt=markers[i % len(markers)],
-                        capsize=3, markersize=7, label=label)
+            ax.errorbar(
+                part["macs"],
+                part["test_top1"],
+                yerr=part["test_sd"].fillna(0),
+                fmt=markers[i % len(markers)],
+                capsize=3,
+                markersize=7,
+                label=label,
+            )
         ax.set_xscale("log")
         ax.set_title(model)
         ax.set_xlabel("FLOPs (MACs per image, log scale)")
@@ -212,8 +262,14 @@ def differences(comparisons: list, names: dict[str, str], unit: str = "points") 
         ax.scatter([c.mean], [y], marker="D", color="black", s=45, zorder=4)
     ax.axvline(0, color="tab:red", linewidth=1, linestyle="--")
     ax.set_yticks(range(len(comparisons)))
-    ax.set_yticklabels([f"{names.get(c.treatment, c.treatment)} − {names.get(c.reference, c.reference)}\n"
-                        f"(n = {c.n}, {100 * c.confidence:.3g}% CI)" for c in comparisons], fontsize="small")
+    ax.set_yticklabels(
+        [
+            f"{names.get(c.treatment, c.treatment)} − {names.get(c.reference, c.reference)}\n"
+            f"(n = {c.n}, {100 * c.confidence:.3g}% CI)"
+            for c in comparisons
+        ],
+        fontsize="small",
+    )
     ax.invert_yaxis()
     ax.set_xlabel(f"difference in final test top-1 ({unit})")
     fig.tight_layout()
@@ -234,7 +290,7 @@ def curves_by_method(df: pd.DataFrame, reference: str, metric: str = "test_top1"
         ax.set_title(method, fontsize="small")
         ax.set_ylabel("test top-1 (%)" if metric == "test_top1" else metric)
         ax.legend(fontsize="x-small", title=None)
-    for ax in list(axes.flat)[len(others):]:
+    for ax in list(axes.flat)[len(others) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig

@@ -50,14 +50,22 @@ def plan(p: Profile, max_priority: int | None = None) -> list[PlannedRun]:
     return out
 
 
-def select(runs: list[PlannedRun], *, model: str | None = None, flops_ratio: float | None = None,
-           methods: tuple[str, ...] | list[str] | None = None) -> list[PlannedRun]:
+def select(
+    runs: list[PlannedRun],
+    *,
+    model: str | None = None,
+    flops_ratio: float | None = None,
+    methods: tuple[str, ...] | list[str] | None = None,
+) -> list[PlannedRun]:
     """The runs of ``model`` at ``flops_ratio`` (dense runs match any ratio) among ``methods``, in
     the order of ``methods`` (then seed)."""
-    chosen = [r for r in runs
-              if (model is None or r.config.model == model)
-              and (flops_ratio is None or r.config.flops_ratio in (None, flops_ratio))
-              and (methods is None or r.method in methods)]
+    chosen = [
+        r
+        for r in runs
+        if (model is None or r.config.model == model)
+        and (flops_ratio is None or r.config.flops_ratio in (None, flops_ratio))
+        and (methods is None or r.method in methods)
+    ]
     if methods is not None:
         order = {m: i for i, m in enumerate(methods)}
         chosen.sort(key=lambda r: (order[r.method], r.config.seed))

@@ -21,21 +21,23 @@ def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
     rows = []
     for rec in good:
         prov = rec.provenance
-        rows.append({
-            "folder": str(rec.path.parent.relative_to(root)) if rec.path.is_relative_to(root) else str(rec.path.parent),
-            "run": rec.path.name,
-            "final_top1": rec.metrics.get("final_test_top1"),
-            "status": rec.status,
-            "epochs": rec.config.epochs,
-            "train_images": rec.metrics.get("train_images"),
-            "commit": (prov.get("commit") or "unknown")[:10],
-            "dirty": prov.get("dirty"),
-            "torch": prov.get("versions", {}).get("torch"),
-            "device": prov.get("device_name"),
-            "processes": prov.get("world_size", 1),
-            "started": prov.get("started"),
-            "train_minutes": round(prov.get("train_wall_seconds", prov.get("wall_seconds", 0)) / 60, 1),
-        })
+        rows.append(
+            {
+                "folder": str(rec.path.parent.relative_to(root)) if rec.path.is_relative_to(root) else str(rec.path.parent),
+                "run": rec.path.name,
+                "final_top1": rec.metrics.get("final_test_top1"),
+                "status": rec.status,
+                "epochs": rec.config.epochs,
+                "train_images": rec.metrics.get("train_images"),
+                "commit": (prov.get("commit") or "unknown")[:10],
+                "dirty": prov.get("dirty"),
+                "torch": prov.get("versions", {}).get("torch"),
+                "device": prov.get("device_name"),
+                "processes": prov.get("world_size", 1),
+                "started": prov.get("started"),
+                "train_minutes": round(prov.get("train_wall_seconds", prov.get("wall_seconds", 0)) / 60, 1),
+            }
+        )
     table = pd.DataFrame(rows)
     if not table.empty:
         table = table.sort_values(["folder", "started"]).reset_index(drop=True)

@@ -58,8 +58,12 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
 
     target = out_dir / f"{name}.ipynb"
     pm.execute_notebook(
-        str(notebook_dir() / f"{name}.ipynb"), str(target), parameters=parameters, kernel_name="python3",
-        progress_bar=False, cwd=str(notebook_dir()),
+        str(notebook_dir() / f"{name}.ipynb"),
+        str(target),
+        parameters=parameters,
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(notebook_dir()),
     )
     return target
 
@@ -74,8 +78,17 @@ def selected(only: list[str] | None) -> list[str]:
     return names
 
 
-def run(profile: Profile, *, only: list[str] | None = None, jobs: int = 1, reuse_only: bool = False,
-        train_only: bool = False, device: str = "auto", data_dir: str | None = None, out: Path | None = None) -> int:
+def run(
+    profile: Profile,
+    *,
+    only: list[str] | None = None,
+    jobs: int = 1,
+    reuse_only: bool = False,
+    train_only: bool = False,
+    device: str = "auto",
+    data_dir: str | None = None,
+    out: Path | None = None,
+) -> int:
     """Exit status 0 when every selected notebook ran; 1 naming the ones that failed.
 
     Executed notebooks are written to ``out`` (default :func:`output_dir`, the book's chapters),

@@ -38,8 +38,10 @@ def get_or_run(
     if found is not None and found.finished:
         return found
     if found is not None:
-        raise MissingRun(f"{config.name} diverged ({found.metrics.get('divergence', {}).get('reason', 'see its record')}); "
-                         f"its record is {found.path / records.RECORD_FILE}")
+        raise MissingRun(
+            f"{config.name} diverged ({found.metrics.get('divergence', {}).get('reason', 'see its record')}); "
+            f"its record is {found.path / records.RECORD_FILE}"
+        )
     if not train_missing:
         raise MissingRun(
             f"no finished record of {config.name} (config {config.hash}) under {results_root(root) / profile}; "
@@ -48,6 +50,16 @@ def get_or_run(
     from ..train import fit  # training pulls in the data layer; reading records does not
 
     out = run_dir(config, profile, root)
-    fit(config, RunOptions(out=out, device=device, data_dir=Path(data_dir) if data_dir else None,
-                           resume=True, quiet=quiet, profile=profile, threads=threads))
+    fit(
+        config,
+        RunOptions(
+            out=out,
+            device=device,
+            data_dir=Path(data_dir) if data_dir else None,
+            resume=True,
+            quiet=quiet,
+            profile=profile,
+            threads=threads,
+        ),
+    )
     return records.read(out)

@@ -59,8 +59,15 @@ def approximation_errors(model: nn.Module, spec: Approximation, weights: str, pr
 class Session:
     """Papermill parameters of a notebook, resolved: profile, results folder, training policy."""
 
-    def __init__(self, profile: str, results: str | None = None, train_missing: bool = True, device: str = "auto",
-                 data_dir: str | None = None, notebook: str = "") -> None:
+    def __init__(
+        self,
+        profile: str,
+        results: str | None = None,
+        train_missing: bool = True,
+        device: str = "auto",
+        data_dir: str | None = None,
+        notebook: str = "",
+    ) -> None:
         self.profile = profiles.load(profile)
         self.root = results_root(results or None)
         self.train_missing = train_missing
@@ -125,11 +132,16 @@ class Session:
         """Display the "reproduce this chapter" snippet: the commands that regenerate it."""
         from IPython.display import Markdown, display
 
-        display(Markdown(f"## Reproduce this chapter\n\n```bash\nelrt batch --profile {self.profile.name}   "
-                         f"# train what is missing\n{self.command}\n```"))
+        display(
+            Markdown(
+                f"## Reproduce this chapter\n\n```bash\nelrt batch --profile {self.profile.name}   "
+                f"# train what is missing\n{self.command}\n```"
+            )
+        )
 
-    def figure(self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
-               basis: str | None = None) -> None:
+    def figure(
+        self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None
+    ) -> None:
         """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption
         (see :meth:`caption` for ``runs`` and ``basis``).
 
@@ -143,9 +155,19 @@ class Session:
         display(Markdown(f"**Figure {self._figures}.** {self.caption(caption, runs, basis)}"))
         figures.plt.close(fig)
 
-    def table(self, df: pd.DataFrame, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None,
-              basis: str | None = None, columns=None, *, name: str | None = None, result: str | None = None,
-              max_columns: int = display_tables.MAX_COLUMNS, max_rows: int = display_tables.MAX_ROWS) -> None:
+    def table(
+        self,
+        df: pd.DataFrame,
+        caption: str,
+        runs: list[tuple[PlannedRun, Record]] | None = None,
+        basis: str | None = None,
+        columns=None,
+        *,
+        name: str | None = None,
+        result: str | None = None,
+        max_columns: int = display_tables.MAX_COLUMNS,
+        max_rows: int = display_tables.MAX_ROWS,
+    ) -> None:
         """Display ``df`` with its caption (see :meth:`caption` for ``runs`` and ``basis``) as a readable
         table (:func:`elrt_core.study.display.table`: ``columns`` with headers, units and formats, the
         result column first, no index, long or wide tables collapsed, a CSV download). ``name`` names the
@@ -153,8 +175,14 @@ class Session:
         from IPython.display import Markdown, display
 
         self._tables += 1
-        shown = display_tables.table(df, columns, name=name or f"{self.notebook or 'table'}_table{self._tables}",
-                                     result=result, max_columns=max_columns, max_rows=max_rows)
+        shown = display_tables.table(
+            df,
+            columns,
+            name=name or f"{self.notebook or 'table'}_table{self._tables}",
+            result=result,
+            max_columns=max_columns,
+            max_rows=max_rows,
+        )
         display(Markdown(f"**Table {self._tables}.** {self.caption(caption, runs, basis)}"))
         display(shown)
 

@@ -26,8 +26,14 @@ from sphinxcontrib.bibtex.plugin import register_plugin
 from sphinxcontrib.bibtex.style.referencing import BracketStyle
 from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
 
-__all__ = ["REMOVED_TAGS", "SOURCE_REMOVED_TAGS", "RoundAuthorYearStyle", "remove_tagged_cells", "clean_notebook_sources",
-           "setup"]
+__all__ = [
+    "REMOVED_TAGS",
+    "SOURCE_REMOVED_TAGS",
+    "RoundAuthorYearStyle",
+    "remove_tagged_cells",
+    "clean_notebook_sources",
+    "setup",
+]
 
 REMOVED_TAGS = ("parameters", "injected-parameters")
 """Cells with any of these tags are left out of the pages."""

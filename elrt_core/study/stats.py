@@ -31,8 +31,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-__all__ = ["Paired", "paired", "verdict", "sign_flip_p", "t_interval", "against_reference", "omnibus", "leader",
-           "mean_sd_n", "frame", "CONFIDENCE", "VERDICTS"]
+__all__ = [
+    "Paired",
+    "paired",
+    "verdict",
+    "sign_flip_p",
+    "t_interval",
+    "against_reference",
+    "omnibus",
+    "leader",
+    "mean_sd_n",
+    "frame",
+    "CONFIDENCE",
+    "VERDICTS",
+]
 
 CONFIDENCE = 0.95
 VERDICTS = ("supported", "contradicted", "inconclusive")
@@ -105,12 +117,17 @@ class Paired:
         if self.n < 2:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
         level = f"{100 * self.confidence:.3g}%"
-        return (f"{self.mean:+.{digits}f}{unit} ({level} CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, "
-                f"n = {self.n})")
+        return f"{self.mean:+.{digits}f}{unit} ({level} CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, n = {self.n})"
 
 
-def paired(reference: Mapping[int, float], treatment: Mapping[int, float], *, names: tuple[str, str] = ("reference", "treatment"),
-           direction: int = 1, confidence: float = CONFIDENCE) -> Paired:
+def paired(
+    reference: Mapping[int, float],
+    treatment: Mapping[int, float],
+    *,
+    names: tuple[str, str] = ("reference", "treatment"),
+    direction: int = 1,
+    confidence: float = CONFIDENCE,
+) -> Paired:
     """Compare ``treatment`` with ``reference`` (``{seed: value}``) over their common seeds.
 
     ``direction``: the sign the claim predicts for ``treatment - reference`` (see :func:`verdict`).
@@ -119,12 +136,14 @@ def paired(reference: Mapping[int, float], treatment: Mapping[int, float], *, na
     diffs = tuple(float(treatment[s]) - float(reference[s]) for s in seeds)
     low, high = t_interval(diffs, confidence)
     mean = float(np.mean(diffs)) if diffs else math.nan
-    return Paired(names[0], names[1], seeds, diffs, mean, low, high, sign_flip_p(diffs), confidence,
-                  verdict(low, high, direction))
+    return Paired(
+        names[0], names[1], seeds, diffs, mean, low, high, sign_flip_p(diffs), confidence, verdict(low, high, direction)
+    )
 
 
-def against_reference(values: Mapping[str, Mapping[int, float]], reference: str, *, direction: int = 1,
-                      confidence: float = CONFIDENCE) -> list[Paired]:
+def against_reference(
+    values: Mapping[str, Mapping[int, float]], reference: str, *, direction: int = 1, confidence: float = CONFIDENCE
+) -> list[Paired]:
     """Every other method of ``values`` (``{method: {seed: value}}``) against ``reference``, with
     Bonferroni-corrected intervals: each at ``1 - (1 - confidence) / k`` for ``k`` comparisons."""
     others = [m for m in values if m != reference]
@@ -152,8 +171,10 @@ def omnibus(values: Mapping[str, Mapping[int, float]], *, permutations: int = 20
     k, n = len(methods), len(seeds)
     if math.factorial(k) ** n <= permutations:
         orders = list(itertools.permutations(range(k)))
-        hits = [_spread(np.array([row[list(o)] for row, o in zip(table, combo)])) >= observed
-                for combo in itertools.product(orders, repeat=n)]
+        hits = [
+            _spread(np.array([row[list(o)] for row, o in zip(table, combo)])) >= observed
+            for combo in itertools.product(orders, repeat=n)
+        ]
         return float(np.mean(hits)), n
     rng = np.random.default_rng(seed)
     hits = sum(_spread(np.array([rng.permutation(row) for row in table])) >= observed for _ in range(permutations))
@@ -184,7 +205,19 @@ def mean_sd_n(values: Sequence[float], digits: int = 2) -> str:
 
 def frame(comparisons: Sequence[Paired], unit: str = "points") -> pd.DataFrame:
     """One row per comparison: reference, treatment, n, mean difference, interval, p, verdict."""
-    return pd.DataFrame([{
-        "reference": c.reference, "treatment": c.treatment, "n": c.n, f"mean difference ({unit})": c.mean,
-        "CI low": c.low, "CI high": c.high, "confidence": c.confidence, "sign-flip p": c.p_value, "verdict": c.verdict,
-    } for c in comparisons])
+    return pd.DataFrame(
+        [
+            {
+                "reference": c.reference,
+                "treatment": c.treatment,
+                "n": c.n,
+                f"mean difference ({unit})": c.mean,
+                "CI low": c.low,
+                "CI high": c.high,
+                "confidence": c.confidence,
+                "sign-flip p": c.p_value,
+                "verdict": c.verdict,
+            }
+            for c in comparisons
+        ]
+    )

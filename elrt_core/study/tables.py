@@ -35,9 +35,18 @@ def history_frame(runs: Runs) -> pd.DataFrame:
 
 def finals_frame(runs: Runs) -> pd.DataFrame:
     """One row per run: method key, label, seed, final test and validation top-1 (%)."""
-    return pd.DataFrame([{"method": run.method, "label": run.label, "seed": run.config.seed,
-                          "final_test_top1": rec.metrics["final_test_top1"],
-                          "final_val_top1": rec.metrics.get("final_val_top1")} for run, rec in runs])
+    return pd.DataFrame(
+        [
+            {
+                "method": run.method,
+                "label": run.label,
+                "seed": run.config.seed,
+                "final_test_top1": rec.metrics["final_test_top1"],
+                "final_val_top1": rec.metrics.get("final_val_top1"),
+            }
+            for run, rec in runs
+        ]
+    )
 
 
 def summary(runs: Runs) -> pd.DataFrame:
@@ -57,14 +66,25 @@ def summary(runs: Runs) -> pd.DataFrame:
         tests = [r.metrics["final_test_top1"] for r in recs]
         vals = [r.metrics["final_val_top1"] for r in recs if r.metrics.get("final_val_top1") is not None]
         cost = recs[0].cost
-        rows.append({
-            "model": model, "flops_ratio": ratio, "method": method, "label": members[0][0].label,
-            "test_top1": mean(tests), "test_sd": stdev(tests) if len(tests) > 1 else None, "test_text": mean_sd_n(tests), "val_text": mean_sd_n(vals), "n": len(recs),
-            "macs": cost["macs"], "params": cost["params"], "macs_reduction": cost["macs_ratio"],
-            "params_reduction": cost["params_ratio"],
-            "train_minutes": mean(r.provenance["train_wall_seconds"] for r in recs) / 60,
-            "device": recs[0].provenance["device_name"],
-        })
+        rows.append(
+            {
+                "model": model,
+                "flops_ratio": ratio,
+                "method": method,
+                "label": members[0][0].label,
+                "test_top1": mean(tests),
+                "test_sd": stdev(tests) if len(tests) > 1 else None,
+                "test_text": mean_sd_n(tests),
+                "val_text": mean_sd_n(vals),
+                "n": len(recs),
+                "macs": cost["macs"],
+                "params": cost["params"],
+                "macs_reduction": cost["macs_ratio"],
+                "params_reduction": cost["params_ratio"],
+                "train_minutes": mean(r.provenance["train_wall_seconds"] for r in recs) / 60,
+                "device": recs[0].provenance["device_name"],
+            }
+        )
     return pd.DataFrame(rows)
 
 

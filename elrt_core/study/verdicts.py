@@ -18,8 +18,19 @@ from ..records import Record
 from . import stats
 from .plan import PlannedRun
 
-__all__ = ["Claim", "values", "labels", "combine", "paired_claim", "beats_claim", "format_claim", "layer_values",
-           "win_counts", "win_table", "COMPARISON_KEYS"]
+__all__ = [
+    "Claim",
+    "values",
+    "labels",
+    "combine",
+    "paired_claim",
+    "beats_claim",
+    "format_claim",
+    "layer_values",
+    "win_counts",
+    "win_table",
+    "COMPARISON_KEYS",
+]
 
 Runs = Sequence[tuple[PlannedRun, Record]]
 
@@ -67,21 +78,25 @@ def combine(words: Sequence[str]) -> str:
 
 def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) -> Claim:
     """A claim resting on one paired comparison: "<treatment> − <reference>: effect"."""
-    effect = f"{names.get(comparison.treatment, comparison.treatment)} − {names.get(comparison.reference, comparison.reference)}: " \
-             f"{comparison.effect()}"
+    effect = (
+        f"{names.get(comparison.treatment, comparison.treatment)} − {names.get(comparison.reference, comparison.reference)}: "
+        f"{comparison.effect()}"
+    )
     return Claim(effect, comparison.verdict, scale)
 
 
-def beats_claim(values: dict[str, dict[int, float]], subject: str, opponents: Sequence[str], scale: str,
-                names: dict[str, str]) -> tuple[Claim, list[stats.Paired]]:
+def beats_claim(
+    values: dict[str, dict[int, float]], subject: str, opponents: Sequence[str], scale: str, names: dict[str, str]
+) -> tuple[Claim, list[stats.Paired]]:
     """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed,
     Bonferroni-corrected over the opponents present): one effect per opponent and the combined word."""
     present = [o for o in opponents if o in values and o != subject]
     level = 1 - (1 - stats.CONFIDENCE) / max(1, len(present))
     comparisons = [stats.paired(values[o], values.get(subject, {}), names=(o, subject), confidence=level) for o in present]
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
-    return Claim(f"{names.get(subject, subject)} − each: " + "; ".join(parts), combine([c.verdict for c in comparisons]),
-                 scale), comparisons
+    return Claim(
+        f"{names.get(subject, subject)} − each: " + "; ".join(parts), combine([c.verdict for c in comparisons]), scale
+    ), comparisons
 
 
 def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error", by: str = "macs") -> dict[str, dict[int, float]]:
@@ -97,8 +112,15 @@ def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error", 
     return out
 
 
-def format_claim(errors: pd.DataFrame, budget: float, scale: str, names: dict[str, str] | None = None,
-                 fmt: str = "tucker2", opponents: Sequence[str] = ("matrix", "spatial"), by: str = "macs") -> Claim:
+def format_claim(
+    errors: pd.DataFrame,
+    budget: float,
+    scale: str,
+    names: dict[str, str] | None = None,
+    fmt: str = "tucker2",
+    opponents: Sequence[str] = ("matrix", "spatial"),
+    by: str = "macs",
+) -> Claim:
     """Claim 1: ``fmt`` approximates the kernels with less relative error than each opponent at the
     same per-layer cost (``budget`` times fewer ``by``); paired over layers (effect = opponent error −
     ``fmt`` error, so positive favours ``fmt``), with its win count. ``names``: default the formats'
@@ -109,10 +131,15 @@ def format_claim(errors: pd.DataFrame, budget: float, scale: str, names: dict[st
     parts = []
     for c in comparisons:
         wins = sum(d > 0 for d in c.diffs)
-        parts.append(f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean error difference "
-                     f"{c.effect('', digits=3)}")
-    return Claim(f"{names.get(fmt, fmt)} at {budget:g}x fewer {COST_NAMES[by]} per layer: " + "; ".join(parts),
-                 combine([c.verdict for c in comparisons]), scale)
+        parts.append(
+            f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean error difference "
+            f"{c.effect('', digits=3)}"
+        )
+    return Claim(
+        f"{names.get(fmt, fmt)} at {budget:g}x fewer {COST_NAMES[by]} per layer: " + "; ".join(parts),
+        combine([c.verdict for c in comparisons]),
+        scale,
+    )
 
 
 def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str] | None = None) -> pd.DataFrame:
@@ -149,8 +176,11 @@ def win_table(errors: pd.DataFrame, fmt: str = "tucker2", budgets: Iterable[floa
     part = errors if budgets is None else errors[errors["budget"].isin(list(budgets))]
     counts = win_counts(part, fmt)
     label = {f: format_class(f).label for f in {fmt, *counts["opponent"]}}
-    budget = [f"{r.budget:g}× fewer {COST_NAMES[r.by]}" for r in counts.itertuples()] if "by" in counts.columns \
+    budget = (
+        [f"{r.budget:g}× fewer {COST_NAMES[r.by]}" for r in counts.itertuples()]
+        if "by" in counts.columns
         else [f"{b:g}×" for b in counts["budget"]]
+    )
     text = [f"{r.wins} of {r.layers}" + (f" ({r.ties} tied)" if r.ties else "") for r in counts.itertuples()]
     header = [f"{label[fmt]} lower than {label[o]}" for o in counts["opponent"]]
     rows = [k for k in ("weights",) if k in counts.columns] + ["per-layer budget"]

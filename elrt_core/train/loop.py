@@ -76,8 +76,13 @@ def build_model(config: TrainConfig) -> nn.Module:
     model = models.get(config.model, config.num_classes)
     if config.format != "dense":
         model = lowrank.convert(
-            model, config.format, flops_ratio=config.flops_ratio, params_ratio=config.params_ratio,
-            input_shape=config.input_shape, init="scratch", timing=timing,
+            model,
+            config.format,
+            flops_ratio=config.flops_ratio,
+            params_ratio=config.params_ratio,
+            input_shape=config.input_shape,
+            init="scratch",
+            timing=timing,
         )
     for layer in model.modules():
         if isinstance(layer, lowrank.Tucker2Conv2d):
@@ -89,8 +94,13 @@ def build_model(config: TrainConfig) -> nn.Module:
 def _param_groups(model: nn.Module, weight_decay: float, no_decay_on: tuple[str, ...]) -> list[dict[str, Any]]:
     """Conv/linear weights (factors included) decay; batch-norm parameters, biases and the Tucker-2
     factors named in ``no_decay_on`` do not."""
-    exempt = {id(w) for m in model.modules() if isinstance(m, lowrank.Tucker2Conv2d)
-              for name, w in m.factor_weights().items() if name in no_decay_on}
+    exempt = {
+        id(w)
+        for m in model.modules()
+        if isinstance(m, lowrank.Tucker2Conv2d)
+        for name, w in m.factor_weights().items()
+        if name in no_decay_on
+    }
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.dim() > 1 and id(p) not in exempt else no_decay).append(p)
@@ -104,7 +114,7 @@ def _autocast(device: torch.device, amp: bool):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: "data_lib.BatchLoader", device: torch.device, amp: bool = False) -> torch.Tensor:
+def evaluate(model: nn.Module, loader: data_lib.BatchLoader, device: torch.device, amp: bool = False) -> torch.Tensor:
     """``[loss sum, correct, count]`` (float64, on ``device``) of ``model`` over ``loader``."""
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
@@ -144,8 +154,10 @@ def _loaders(config: TrainConfig, options: RunOptions, device: torch.device, ctx
     train_idx, val_idx = data_lib.train_val_split(dataset.y_train, config.val_split)
     if config.subset is not None:
         if config.subset > len(train_idx):
-            raise ConfigError(f"subset {config.subset} is larger than the {len(train_idx)} training images left "
-                              f"after holding out {config.val_split} for validation")
+            raise ConfigError(
+                f"subset {config.subset} is larger than the {len(train_idx)} training images left "
+                f"after holding out {config.val_split} for validation"
+            )
         train_idx = train_idx[data_lib.class_balanced_subset(dataset.y_train[train_idx], config.subset, config.seed)]
     test_idx = torch.arange(len(dataset.y_test))
     if config.test_subset is not None:
@@ -155,12 +167,21 @@ def _loaders(config: TrainConfig, options: RunOptions, device: torch.device, ctx
     norm = {"mean": dataset.mean, "std": dataset.std, "device": device}
 
     def evaluation(x: torch.Tensor, y: torch.Tensor) -> data_lib.BatchLoader:
-        return data_lib.BatchLoader(x[ctx.rank :: ctx.world_size], y[ctx.rank :: ctx.world_size], _EVAL_BATCH,
-                                    shuffle=False, augment=False, **norm)
+        return data_lib.BatchLoader(
+            x[ctx.rank :: ctx.world_size], y[ctx.rank :: ctx.world_size], _EVAL_BATCH, shuffle=False, augment=False, **norm
+        )
 
     train = data_lib.BatchLoader(
-        dataset.x_train[train_idx], dataset.y_train[train_idx], config.batch_size // ctx.world_size, shuffle=True,
-        augment=True, seed=config.seed, drop_last=True, rank=ctx.rank, world_size=ctx.world_size, **norm,
+        dataset.x_train[train_idx],
+        dataset.y_train[train_idx],
+        config.batch_size // ctx.world_size,
+        shuffle=True,
+        augment=True,
+        seed=config.seed,
+        drop_last=True,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        **norm,
     )
     val = evaluation(dataset.x_train[val_idx], dataset.y_train[val_idx]) if len(val_idx) else None
     test = evaluation(dataset.x_test[test_idx], dataset.y_test[test_idx])
@@ -181,9 +202,15 @@ class _State:
 
     def save(self, config: TrainConfig, path: Path, resumed_at: float) -> None:
         checkpoint.save_atomic(
-            {"config_hash": config.hash, "epoch": self.epoch, "model": self.model.state_dict(),
-             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-             "history": self.history, "wall_seconds": self.wall_before + time.time() - resumed_at},
+            {
+                "config_hash": config.hash,
+                "epoch": self.epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "history": self.history,
+                "wall_seconds": self.wall_before + time.time() - resumed_at,
+            },
             path,
         )
 
@@ -198,8 +225,12 @@ def _new_state(config: TrainConfig, model: nn.Module, device: torch.device, chan
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(_param_groups(model, config.weight_decay, config.no_decay_on), lr=config.lr,
-                                momentum=config.momentum, nesterov=config.nesterov)
+    optimizer = torch.optim.SGD(
+        _param_groups(model, config.weight_decay, config.no_decay_on),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
     total, warmup = steps_per_epoch * config.epochs, round(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config.schedule, s, total, warmup))
     return _State(model, optimizer, scheduler, [])
@@ -211,8 +242,15 @@ class _Diverged(Exception):
         self.step, self.reason = step, reason
 
 
-def _train_epoch(config: TrainConfig, state: _State, train_model: nn.Module, loaders: _Loaders, options: RunOptions,
-                 device: torch.device, show: bool) -> tuple[torch.Tensor, float]:
+def _train_epoch(
+    config: TrainConfig,
+    state: _State,
+    train_model: nn.Module,
+    loaders: _Loaders,
+    options: RunOptions,
+    device: torch.device,
+    show: bool,
+) -> tuple[torch.Tensor, float]:
     """One epoch of SGD; returns ``[ce sum, reg sum, correct, count]`` (float64) and the penalty weight used."""
     epoch = state.epoch
     loaders.train.set_epoch(epoch)
@@ -236,23 +274,44 @@ def _train_epoch(config: TrainConfig, state: _State, train_model: nn.Module, loa
         state.scheduler.step()
         with torch.no_grad():
             n = float(y.numel())
-            sums += torch.stack([ce.detach().double() * n, reg.detach().double() * n,
-                                 (logits.argmax(1) == y).sum().double(), torch.tensor(n, device=device, dtype=torch.float64)])
+            sums += torch.stack(
+                [
+                    ce.detach().double() * n,
+                    reg.detach().double() * n,
+                    (logits.argmax(1) == y).sum().double(),
+                    torch.tensor(n, device=device, dtype=torch.float64),
+                ]
+            )
         if step % _NAN_CHECK_EVERY == 0 or step == last_step:
             if not math.isfinite(loss.item()):
-                raise _Diverged(step + 1, f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                                          f"(cross-entropy {ce.item():.4g}, regularization {reg.item():.4g})")
+                raise _Diverged(
+                    step + 1,
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"(cross-entropy {ce.item():.4g}, regularization {reg.item():.4g})",
+                )
             if show:
                 bar.set_postfix(loss=f"{ce.item():.3f}", reg=f"{reg.item():.3g}")
     return sums, reg_weight
 
 
-def _epoch_row(config: TrainConfig, state: _State, loaders: _Loaders, ctx: DistContext, options: RunOptions,
-               device: torch.device, sums: torch.Tensor, reg_weight: float, t0: float, train_seconds: float) -> dict[str, Any]:
+def _epoch_row(
+    config: TrainConfig,
+    state: _State,
+    loaders: _Loaders,
+    ctx: DistContext,
+    options: RunOptions,
+    device: torch.device,
+    sums: torch.Tensor,
+    reg_weight: float,
+    t0: float,
+    train_seconds: float,
+) -> dict[str, Any]:
     """Evaluate after an epoch and return its history row (``val_*`` only with a validation split)."""
     sums = distributed.all_reduce_sum(ctx, sums)
     splits = {"test": loaders.test, **({"val": loaders.val} if loaders.val is not None else {})}
-    evals = {k: distributed.all_reduce_sum(ctx, evaluate(state.model, loader, device, options.amp)) for k, loader in splits.items()}
+    evals = {
+        k: distributed.all_reduce_sum(ctx, evaluate(state.model, loader, device, options.amp)) for k, loader in splits.items()
+    }
     row = {
         "epoch": state.epoch + 1,
         "train_loss": sums[0].item() / sums[3].item(),
@@ -261,9 +320,16 @@ def _epoch_row(config: TrainConfig, state: _State, loaders: _Loaders, ctx: DistC
     }
     for k in ("val", "test"):
         if k in evals:
-            row |= {f"{k}_loss": evals[k][0].item() / evals[k][2].item(), f"{k}_top1": 100.0 * evals[k][1].item() / evals[k][2].item()}
-    row |= {"lr": state.optimizer.param_groups[0]["lr"], "reg_weight": reg_weight,
-            "epoch_seconds": round(time.time() - t0, 3), "images_per_s": round(sums[3].item() / train_seconds, 1)}
+            row |= {
+                f"{k}_loss": evals[k][0].item() / evals[k][2].item(),
+                f"{k}_top1": 100.0 * evals[k][1].item() / evals[k][2].item(),
+            }
+    row |= {
+        "lr": state.optimizer.param_groups[0]["lr"],
+        "reg_weight": reg_weight,
+        "epoch_seconds": round(time.time() - t0, 3),
+        "images_per_s": round(sums[3].item() / train_seconds, 1),
+    }
     return row
 
 
@@ -273,14 +339,17 @@ def _check_finite(state: _State, row: dict[str, Any]) -> None:
     losses = [k for k in ("train_loss", "val_loss", "test_loss") if k in row and not math.isfinite(row[k])]
     if bad or losses:
         named = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        what = "; ".join(x for x in (f"non-finite tensors {named}" if bad else "",
-                                      f"non-finite {', '.join(losses)}" if losses else "") if x)
+        what = "; ".join(
+            x for x in (f"non-finite tensors {named}" if bad else "", f"non-finite {', '.join(losses)}" if losses else "") if x
+        )
         raise _Diverged(None, f"{what} after epoch {row['epoch']}")
 
 
-def fit(config: TrainConfig, options: RunOptions = RunOptions()) -> dict[str, Any]:
-    """Train ``config`` in ``options.out`` and return its record (see :mod:`.run_folder` for what an
-    existing folder leads to: a finished run of the same config is returned without training)."""
+def fit(config: TrainConfig, options: RunOptions | None = None) -> dict[str, Any]:
+    """Train ``config`` in ``options.out`` (default :class:`RunOptions`) and return its record (see
+    :mod:`.run_folder` for what an existing folder leads to: a finished run of the same config is
+    returned without training)."""
+    options = options or RunOptions()
     started = time.time()
     device = resolve_device(options.device)
     if options.threads:
@@ -302,8 +371,9 @@ def fit(config: TrainConfig, options: RunOptions = RunOptions()) -> dict[str, An
         distributed.teardown(ctx)
 
 
-def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx: DistContext, started: float,
-         saved: dict[str, Any] | None) -> dict[str, Any]:
+def _fit(
+    config: TrainConfig, options: RunOptions, device: torch.device, ctx: DistContext, started: float, saved: dict[str, Any] | None
+) -> dict[str, Any]:
     out = Path(options.out)
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
     show = ctx.is_main and not options.quiet
@@ -322,15 +392,34 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx: Di
 
     def record(status: str, divergence: dict | None = None) -> dict[str, Any]:
         ended = time.time()
-        prov = records.provenance(device, seed=config.seed, profile=options.profile, started=started, ended=ended, extra={
-            "train_wall_seconds": round(state.wall_before + ended - resumed_at, 3), "resumed": start_epoch > 0,
-            "world_size": ctx.world_size, "data_source": loaders.source,
-            "run_options": {"amp": options.amp and device.type == "cuda", "channels_last": options.channels_last,
-                            "compile": options.compile},
-            **({"notes": list(options.notes)} if options.notes else {}),
-        })
-        return records.build(config, status=status, history=state.history, sizes=loaders.sizes,
-                             cost=conversion.to_dict(), provenance=prov, divergence=divergence)
+        prov = records.provenance(
+            device,
+            seed=config.seed,
+            profile=options.profile,
+            started=started,
+            ended=ended,
+            extra={
+                "train_wall_seconds": round(state.wall_before + ended - resumed_at, 3),
+                "resumed": start_epoch > 0,
+                "world_size": ctx.world_size,
+                "data_source": loaders.source,
+                "run_options": {
+                    "amp": options.amp and device.type == "cuda",
+                    "channels_last": options.channels_last,
+                    "compile": options.compile,
+                },
+                **({"notes": list(options.notes)} if options.notes else {}),
+            },
+        )
+        return records.build(
+            config,
+            status=status,
+            history=state.history,
+            sizes=loaders.sizes,
+            cost=conversion.to_dict(),
+            provenance=prov,
+            divergence=divergence,
+        )
 
     try:
         while state.epoch < config.epochs:
@@ -342,17 +431,23 @@ def _fit(config: TrainConfig, options: RunOptions, device: torch.device, ctx: Di
             state.epoch += 1
             if show:
                 val = f"val top-1 {row['val_top1']:.2f}%  " if "val_top1" in row else ""
-                tqdm.write(f"epoch {row['epoch']:>3}/{config.epochs}  train loss {row['train_loss']:.4f}  reg {row['reg_loss']:.4g}  "
-                           f"{val}test top-1 {row['test_top1']:.2f}%  {row['epoch_seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
+                tqdm.write(
+                    f"epoch {row['epoch']:>3}/{config.epochs}  train loss {row['train_loss']:.4f}  reg {row['reg_loss']:.4g}  "
+                    f"{val}test top-1 {row['test_top1']:.2f}%  {row['epoch_seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
+                )
             if ctx.is_main:
                 state.save(config, ckpt_path, resumed_at)
     except _Diverged as e:
-        kept = f"the last good checkpoint (epoch {state.epoch}) is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was kept"
+        kept = (
+            f"the last good checkpoint (epoch {state.epoch}) is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was kept"
+        )
         if ctx.is_main:
-            records.write_json(out / records.RECORD_FILE,
-                               record("diverged", {"epoch": state.epoch + 1, "step": e.step, "reason": e.reason}))
-        raise TrainingDiverged(f"{config.name} diverged: {e.reason}; {kept}; record marked diverged. "
-                               "Lower --lr or --reg-weight (a new config)") from None
+            records.write_json(
+                out / records.RECORD_FILE, record("diverged", {"epoch": state.epoch + 1, "step": e.step, "reason": e.reason})
+            )
+        raise TrainingDiverged(
+            f"{config.name} diverged: {e.reason}; {kept}; record marked diverged. Lower --lr or --reg-weight (a new config)"
+        ) from None
     if not distributed.replicas_agree(ctx, state.model):
         raise RuntimeError("the DDP replicas hold different parameters at the end of training")
     result = record("finished")

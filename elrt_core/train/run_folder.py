@@ -54,12 +54,15 @@ def _decide(out: Path, config: TrainConfig, resume: bool) -> Claim:
         except records.InvalidRecord as e:
             raise RunFolderError(f"{e}; {retry}") from None
         if rec.config_hash != config.hash:
-            raise RunFolderError(f"{out} holds the record of another run ({rec.data.get('name')}, config "
-                                 f"{rec.config_hash}); {retry}")
+            raise RunFolderError(
+                f"{out} holds the record of another run ({rec.data.get('name')}, config {rec.config_hash}); {retry}"
+            )
         if rec.finished:
             return Claim("reuse", record=rec)
-        raise RunFolderError(f"{out} holds a {rec.status} record of this config: {rec.metrics.get('divergence', {}).get('reason', '')}; "
-                             f"{retry} (a run with other settings, e.g. a lower --lr, is another config)")
+        raise RunFolderError(
+            f"{out} holds a {rec.status} record of this config: {rec.metrics.get('divergence', {}).get('reason', '')}; "
+            f"{retry} (a run with other settings, e.g. a lower --lr, is another config)"
+        )
     if ckpt_path.exists():
         try:
             state = checkpoint.load(ckpt_path)
@@ -70,8 +73,9 @@ def _decide(out: Path, config: TrainConfig, resume: bool) -> Claim:
             raise RunFolderError(f"{ckpt_path} belongs to config {saved_hash}, not {config.hash}; {retry}")
         if resume:
             return Claim("resume", state=state)
-        raise RunFolderError(f"{out} holds a checkpoint of this config at epoch {epoch}: pass --resume to continue it, "
-                             "or --force to start over")
+        raise RunFolderError(
+            f"{out} holds a checkpoint of this config at epoch {epoch}: pass --resume to continue it, or --force to start over"
+        )
     return Claim("fresh")
 
 
