@@ -1,9 +1,0 @@
-"""What the notebooks call: the run plan of a profile, get-or-run, figures, tables and verdicts."""
-
-from . import figures, plan, tables, verdicts
-from .plan import PlannedRun
-from .runs import MissingRun, get_or_run, results_root, run_dir
-from .session import Session, approximation_errors, load_model
-
-__all__ = ["Session", "PlannedRun", "MissingRun", "get_or_run", "results_root", "run_dir", "load_model",
-           "approximation_errors", "plan", "tables", "figures", "verdicts"]
