@@ -322,7 +322,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 # ---- info / data / bench ----------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from . import lowrank
-    from .bench import load_rank_table
+    from .train.rank_rule import load_rank_table
 
     model = models.get(args.model)
     shape = models.input_shape(args.model)
@@ -358,9 +358,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 def _rank_rule(requested: str, device: str, fmt: str, model: str, batch_size: int | None) -> tuple[str, str | None]:
     """The stored form of ``--rank-rule`` (``hw`` resolved to this device's timing table, else the
     uniform rule); the note says which table, or why the rule fell back (printed to stderr)."""
-    from .bench import resolve_rank_rule
     from .config import RANK_RULE_PATTERN
     from .train import resolve_device
+    from .train.rank_rule import resolve_rank_rule
 
     if requested != "hw" and RANK_RULE_PATTERN.fullmatch(requested) is None:
         raise UsageError(f"--rank-rule must be uniform, hw or hw:<table id>, got {requested!r}")
@@ -380,60 +380,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .records import results_root, write_json
 
     rule, note = _rank_rule(args.rank_rule, args.device, args.format, args.model, args.batch_size)
-    settings = bench.BenchSettings(
-        model=args.model,
-        format=args.format,
-        flops_ratio=args.flops_ratio,
-        device=args.device,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup=args.warmup,
-        variant=args.variant,
-        reg=args.reg,
-        rank_rule=rule,
-    )
+    fields = ("model", "format", "flops_ratio", "device", "batch_size", "steps", "warmup", "variant", "reg")
+    settings = bench.BenchSettings(**{k: getattr(args, k) for k in fields}, rank_rule=rule)
     settings.validate()
-    modes = [
-        flag
-        for flag, on in (
-            ("--reg-overhead", args.reg_overhead),
-            ("--layers", args.layers),
-            ("--rank-table", args.rank_table),
-            ("--reference", args.reference),
-        )
-        if on
-    ]
-    if len(modes) > 1:
-        raise UsageError(f"{' and '.join(modes)} measure different things; give one of them")
-    if (args.layers or args.rank_table) and args.variant not in ("factored", "channels_last"):
-        raise UsageError(f"{modes[0]} supports --variant factored or channels_last, got {args.variant!r}")
-    measure = (
-        "rank_table"
-        if args.rank_table
-        else "regularizers"
-        if args.reg_overhead
-        else "layers"
-        if args.layers
-        else "reference"
-        if args.reference
-        else "speedup"
-    )
+    measures = {  # measure: (its flag, whether given, the function)
+        "regularizers": ("--reg-overhead", args.reg_overhead, bench.regularizer_overhead),
+        "layers": ("--layers", args.layers, bench.layer_times),
+        "rank_table": ("--rank-table", args.rank_table, bench.rank_table),
+        "reference": ("--reference", args.reference, bench.reference_speedup),
+    }
+    chosen = [m for m, (_, given, _) in measures.items() if given]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(measures[m][0] for m in chosen)} measure different things; give one of them")
+    measure = chosen[0] if chosen else "speedup"
+    if measure in ("layers", "rank_table") and args.variant not in ("factored", "channels_last"):
+        raise UsageError(f"{measures[measure][0]} supports --variant factored or channels_last, got {args.variant!r}")
     out = Path(args.json) if args.json else results_root() / "bench" / args.device / bench.record_name(settings, measure)
     _check_output(out, "--json", folder=False)
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.rank_table:
-        result = bench.rank_table(settings)
-    else:
-        run = {
-            "regularizers": bench.regularizer_overhead,
-            "layers": bench.layer_times,
-            "reference": bench.reference_speedup,
-            "speedup": bench.speedup,
-        }[measure]
-        result = run(settings)
+    result = measures[measure][2](settings) if measure in measures else bench.speedup(settings)
+    if measure != "rank_table":
         result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
     write_json(out, result)
     print(bench.summary(result))

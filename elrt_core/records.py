@@ -42,6 +42,8 @@ __all__ = [
     "build",
     "validate",
     "provenance",
+    "device_name",
+    "cpu_name",
     "git_state",
     "results_root",
     "SCHEMA_VERSION",
@@ -129,6 +131,11 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name} ({unit})" if unit else name
 
 
+def device_name(device: torch.device) -> str:
+    """The name of ``device``: the GPU's model on CUDA, :func:`cpu_name` on the CPU."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
 def provenance(
     device: torch.device, *, seed: int, profile: str, started: float, ended: float, extra: dict | None = None
 ) -> dict[str, Any]:
@@ -137,13 +144,12 @@ def provenance(
     def iso(t: float) -> str:
         return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         **git_state(),
         "versions": {p: _version(p) for p in ("elrt_core", "torch", "torchvision", "tensorly", "numpy")},
         "python": platform.python_version(),
         "device": str(device),
-        "device_name": device_name,
+        "device_name": device_name(device),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "hostname": platform.node(),

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from elrt_core import bench
+from elrt_core import bench, records
 from elrt_core.cli import main
 
 
@@ -73,7 +73,7 @@ def test_compiled_stepper_trains_the_eager_parameters():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 10))
     before = net[0].weight.detach().clone()
-    stepper = bench._Stepper(net, torch.randn(2, 3, 4, 4), torch.tensor([1, 2]), compiled=True)
+    stepper = bench.Stepper(net, torch.randn(2, 3, 4, 4), torch.tensor([1, 2]), compiled=True)
     assert stepper.train() > 0 and stepper.infer() > 0
     assert stepper.forward is not net and not torch.equal(before, net[0].weight)
 
@@ -316,7 +316,7 @@ def test_rank_table_record_and_a_bench_of_its_hw_rule(tmp_path, monkeypatch, cap
 
 def test_hw_rule_without_a_table_for_this_device_falls_back_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
-    monkeypatch.setattr(bench, "_device_name", lambda device: "a-device-with-no-table")
+    monkeypatch.setattr(records, "device_name", lambda device: "a-device-with-no-table")
     out = tmp_path / "b.json"
     assert (
         main(["bench", "--rank-rule", "hw", "--layers", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--json", str(out)])

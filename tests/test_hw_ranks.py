@@ -6,9 +6,10 @@ import random
 import pytest
 import torch
 
-from elrt_core import cost, lowrank, models
+from elrt_core import cost, lowrank, models, records
 from elrt_core.lowrank import hw_ranks
 from elrt_core.lowrank.hw_ranks import Option, allocate, register_sizes
+from elrt_core.train import rank_rule
 
 
 def test_register_sizes_are_multiples_of_8_or_16_capped_at_the_full_rank():
@@ -173,12 +174,11 @@ def test_timing_table_checks_its_id_format_and_shapes():
 @pytest.fixture
 def table_in_results(tmp_path, monkeypatch):
     """A synthetic timing table of this CPU's name written under a temporary $ELRT_RESULTS/bench."""
-    from elrt_core import bench
     from elrt_core.records import write_json
 
     record = _synthetic_table()
     monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
-    monkeypatch.setattr(bench, "_device_name", lambda device: "test-cpu")
+    monkeypatch.setattr(records, "device_name", lambda device: "test-cpu")
     write_json(tmp_path / "bench" / "cpu" / "resnet20-tucker2-ranktable-b128-channels_last.json", record)
     return record
 
@@ -204,30 +204,28 @@ def test_build_model_uses_the_named_table_and_refuses_a_missing_one(table_in_res
 
 
 def test_hw_rule_resolves_to_this_devices_table_or_falls_back_to_uniform(table_in_results, monkeypatch):
-    from elrt_core import bench
 
     cpu = torch.device("cpu")
-    rule, note = bench.resolve_rank_rule("hw", cpu, "tucker2", "resnet56", 128)
+    rule, note = rank_rule.resolve_rank_rule("hw", cpu, "tucker2", "resnet56", 128)
     assert rule == f"hw:{table_in_results['table_id']}" and table_in_results["table_id"] in note
-    assert bench.resolve_rank_rule("hw:0123456789ab", cpu, "tucker2", "resnet20") == ("hw:0123456789ab", None)
-    rule, note = bench.resolve_rank_rule("hw", cpu, "matrix", "resnet20")  # no matrix table
+    assert rank_rule.resolve_rank_rule("hw:0123456789ab", cpu, "tucker2", "resnet20") == ("hw:0123456789ab", None)
+    rule, note = rank_rule.resolve_rank_rule("hw", cpu, "matrix", "resnet20")  # no matrix table
     assert rule == "uniform" and "falling back to the uniform rank rule" in note
-    monkeypatch.setattr(bench, "_device_name", lambda device: "another-cpu")
-    rule, note = bench.resolve_rank_rule("hw", cpu, "tucker2", "resnet20")
+    monkeypatch.setattr(records, "device_name", lambda device: "another-cpu")
+    rule, note = rank_rule.resolve_rank_rule("hw", cpu, "tucker2", "resnet20")
     assert rule == "uniform" and "measured on another-cpu" in note
 
 
 def test_train_stores_hw_as_the_resolved_table_or_the_uniform_fallback(table_in_results, monkeypatch, capsys):
     """`elrt train --rank-rule hw`: the config holds `hw:<id>` (a reproducible run), or `uniform` after a
     warning on a device with no table; the note goes to the run's provenance."""
-    from elrt_core import bench
     from elrt_core.cli import _train_config, build_parser
 
     argv = ["train", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", "hw", "--device", "cpu"]
     args = build_parser().parse_args(argv)
     assert _train_config(args).rank_rule == f"hw:{table_in_results['table_id']}"
     assert table_in_results["table_id"] in args.notes[0]
-    monkeypatch.setattr(bench, "_device_name", lambda device: "another-cpu")
+    monkeypatch.setattr(records, "device_name", lambda device: "another-cpu")
     args = build_parser().parse_args(argv)
     assert _train_config(args).rank_rule == "uniform" and "falling back" in args.notes[0]
     assert "elrt: warning: rank rule hw: no timing table" in capsys.readouterr().err

@@ -9,37 +9,15 @@ input and keeps the fastest. Parameters, gradients' targets and the model's func
 
 from __future__ import annotations
 
-import statistics
-import time
+from functools import partial
 
 import torch
 from torch import nn
 
+from ..timing import layer_step, median_seconds
 from .layers import LowRankConv2d
 
 __all__ = ["autotune", "set_impl"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_layer(layer: LowRankConv2d, x: torch.Tensor, train: bool, repeats: int) -> float:
-    times = []
-    for i in range(repeats + 1):
-        _sync(x.device)
-        t0 = time.perf_counter()
-        if train:
-            xi = x.detach().requires_grad_(True)
-            layer(xi).sum().backward()
-        else:
-            with torch.no_grad():
-                layer(x)
-        _sync(x.device)
-        if i:  # the first call is a warm-up
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def autotune(
@@ -72,7 +50,7 @@ def autotune(
         timings = {}
         for impl in type(layer).IMPLS:
             layer.set_impl(impl)
-            timings[impl] = _time_layer(layer, inputs[name], train, repeats)
+            timings[impl] = median_seconds(partial(layer_step, layer, inputs[name], train), repeats)
         best = min(timings, key=timings.get)
         layer.set_impl(best)
         chosen[name] = (best, timings)

@@ -62,14 +62,14 @@ def build_model(config: TrainConfig) -> nn.Module:
 
     Low-rank models are converted from the dense architecture with ranks chosen for the
     requested reduction by ``config.rank_rule`` (``hw:<id>``: the hardware-aware rule over that
-    committed timing table, :func:`elrt_core.bench.load_rank_table`; a missing table is an error) and
+    committed timing table, :func:`elrt_core.train.rank_rule.load_rank_table`; a missing table is an error) and
     Kaiming-variance factors drawn from scratch (no pre-trained weights); the factors named in
     ``config.orth_init`` are then redrawn with orthonormal rows of their thin side
     (``torch.nn.init.orthogonal_``).
     """
     timing = None
     if config.rank_rule != "uniform":
-        from ..bench import load_rank_table
+        from .rank_rule import load_rank_table
 
         timing = load_rank_table(config.rank_rule)
     torch.manual_seed(config.seed)
@@ -371,6 +371,33 @@ def fit(config: TrainConfig, options: RunOptions | None = None) -> dict[str, Any
         distributed.teardown(ctx)
 
 
+def _run_extra(
+    options: RunOptions, device: torch.device, ctx: DistContext, source: str, wall_seconds: float, resumed: bool
+) -> dict[str, Any]:
+    """What a record's provenance adds about this run: wall time, resumption, processes, data, options."""
+    return {
+        "train_wall_seconds": round(wall_seconds, 3),
+        "resumed": resumed,
+        "world_size": ctx.world_size,
+        "data_source": source,
+        "run_options": {
+            "amp": options.amp and device.type == "cuda",
+            "channels_last": options.channels_last,
+            "compile": options.compile,
+        },
+        **({"notes": list(options.notes)} if options.notes else {}),
+    }
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """One epoch's progress line: losses, validation and test top-1, seconds and throughput."""
+    val = f"val top-1 {row['val_top1']:.2f}%  " if "val_top1" in row else ""
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}  reg {row['reg_loss']:.4g}  "
+        f"{val}test top-1 {row['test_top1']:.2f}%  {row['epoch_seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
+    )
+
+
 def _fit(
     config: TrainConfig, options: RunOptions, device: torch.device, ctx: DistContext, started: float, saved: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -392,34 +419,12 @@ def _fit(
 
     def record(status: str, divergence: dict | None = None) -> dict[str, Any]:
         ended = time.time()
-        prov = records.provenance(
-            device,
-            seed=config.seed,
-            profile=options.profile,
-            started=started,
-            ended=ended,
-            extra={
-                "train_wall_seconds": round(state.wall_before + ended - resumed_at, 3),
-                "resumed": start_epoch > 0,
-                "world_size": ctx.world_size,
-                "data_source": loaders.source,
-                "run_options": {
-                    "amp": options.amp and device.type == "cuda",
-                    "channels_last": options.channels_last,
-                    "compile": options.compile,
-                },
-                **({"notes": list(options.notes)} if options.notes else {}),
-            },
-        )
+        extra = _run_extra(options, device, ctx, loaders.source, state.wall_before + ended - resumed_at, start_epoch > 0)
+        prov = records.provenance(device, seed=config.seed, profile=options.profile, started=started, ended=ended, extra=extra)
         return records.build(
-            config,
-            status=status,
-            history=state.history,
-            sizes=loaders.sizes,
-            cost=conversion.to_dict(),
-            provenance=prov,
+            config, status=status, history=state.history, sizes=loaders.sizes, cost=conversion.to_dict(), provenance=prov,
             divergence=divergence,
-        )
+        )  # fmt: skip
 
     try:
         while state.epoch < config.epochs:
@@ -430,11 +435,7 @@ def _fit(
             state.history.append(row)
             state.epoch += 1
             if show:
-                val = f"val top-1 {row['val_top1']:.2f}%  " if "val_top1" in row else ""
-                tqdm.write(
-                    f"epoch {row['epoch']:>3}/{config.epochs}  train loss {row['train_loss']:.4f}  reg {row['reg_loss']:.4g}  "
-                    f"{val}test top-1 {row['test_top1']:.2f}%  {row['epoch_seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
-                )
+                tqdm.write(_epoch_line(row, config.epochs))
             if ctx.is_main:
                 state.save(config, ckpt_path, resumed_at)
     except _Diverged as e:
