@@ -45,7 +45,7 @@ def test_lambda_scales_and_dense_ignores_the_budget():
 
 def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
     runs = plan.plan(profiles.load("cpu-full"))
-    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6
+    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3  # priorities 1-6 (6: hardware-aware ranks)
     assert [r.priority for r in runs] == sorted(r.priority for r in runs)
     first = [(r.method, r.config.seed) for r in runs[:8]]
     assert first == [
