@@ -152,13 +152,13 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
             continue
         key = (g.in_channels, g.out_channels, g.kernel_size, g.stride, g.in_hw, layer.ranks)
         groups.setdefault(key, {"dense": dense_mods[name], "low": layer, "geom": g, "layers": 0})["layers"] += 1
-    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    memory = torch.channels_last if s.channels_last else torch.contiguous_format
     rows = []
     for (c_in, c_out, kernel, stride, in_hw, ranks), grp in groups.items():
         g, layer = grp["geom"], grp["low"]
         aligned = aligned_ranks(ranks, type(layer).max_ranks(c_in, c_out, kernel))
-        twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=fmt)
-        x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=fmt)
+        twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=memory)
+        x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=memory)
         t_dense, t_low, t_aligned = in_turns([partial(layer_step, m, x) for m in (grp["dense"], layer, twin)], s.steps, s.warmup)
         low_macs, aligned_macs = type(layer).cost(g, ranks)[0], type(layer).cost(g, aligned)[0]
         rows.append(
@@ -224,13 +224,13 @@ def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
     groups: dict[tuple, list] = {}
     for name, g in lowrank.convertible(dense, shape).items():
         groups.setdefault(shape_key(g), [name, g, 0])[2] += 1
-    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    memory = torch.channels_last if s.channels_last else torch.contiguous_format
     shapes = []
     for name, g, n in groups.values():
-        conv = modules[name].to(device, memory_format=fmt)
+        conv = modules[name].to(device, memory_format=memory)
         cands = candidate_ranks(cls, g, max_sizes)
-        layers = [conv, *(cls.like(conv, r).to(device, memory_format=fmt) for r in cands)]
-        x = torch.randn(s.batch_size, g.in_channels, *g.in_hw, device=device).contiguous(memory_format=fmt)
+        layers = [conv, *(cls.like(conv, r).to(device, memory_format=memory) for r in cands)]
+        x = torch.randn(s.batch_size, g.in_channels, *g.in_hw, device=device).contiguous(memory_format=memory)
         times = in_turns([partial(layer_step, m, x) for m in layers], s.steps, s.warmup)
         shapes.append(
             {

@@ -73,9 +73,9 @@ def reference_speedup(s: BenchSettings) -> dict[str, Any]:
     device = torch.device(s.device)
     started = time.time()
     dense, low, shape = build_models(s, device)
-    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+    memory = torch.channels_last if s.channels_last else torch.contiguous_format
     with tl.backend_context("pytorch"):
-        ref = tltorch_model(low).to(device, memory_format=fmt)
+        ref = tltorch_model(low).to(device, memory_format=memory)
         x, y = random_batch(s, shape, device)
         steppers = [Stepper(m, x, y, **s.stepper_options) for m in (dense, low, ref)]
         train = in_turns([st.train for st in steppers], s.steps, s.warmup)

@@ -83,8 +83,8 @@ def build_models(s: BenchSettings, device: torch.device) -> tuple[nn.Module, nn.
     dense = models.get(s.model)
     timing = None if s.rank_rule == "uniform" else load_rank_table(s.rank_rule)
     low = lowrank.convert(dense, s.format, flops_ratio=s.flops_ratio, input_shape=shape, init="scratch", timing=timing)
-    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
-    return dense.to(device, memory_format=fmt), low.to(device, memory_format=fmt), shape
+    memory = torch.channels_last if s.channels_last else torch.contiguous_format
+    return dense.to(device, memory_format=memory), low.to(device, memory_format=memory), shape
 
 
 def random_batch(s: BenchSettings, shape, device) -> tuple[torch.Tensor, torch.Tensor]:
