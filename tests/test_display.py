@@ -76,6 +76,7 @@ def test_value_formatting():
     assert display.format_value(np.int64(40551040)) == "40,551,040"
     assert display.format_value(3.14159) == "3.14"
     assert display.format_value(2.0, ",d") == "2"
+    assert display.format_value(True) == display.format_value(np.bool_(True)) == "yes" and display.format_value(False) == "no"
     assert display.format_value(0.1234, ".1%") == "12.3%"
     assert display.format_value(1.5, lambda v: f"{v:g}x") == "1.5x"
     assert display.format_value("x86_64") == "x86_64"

@@ -84,7 +84,7 @@ def test_a_toy_format_flows_through_conversion_cost_figure_3_and_verdicts(monkey
         assert row.rel_error == pytest.approx(tail, rel=1e-6)
 
     frame = df.assign(weights="trained")
-    for fig in (figures.layer_errors(frame), figures.error_curves(frame), figures.error_summary(frame)):
+    for fig in (figures.layer_errors(frame), figures.error_curves(frame)):
         legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
         assert "toy: input rank only" in [text.get_text() for legend in legends for text in legend.get_texts()]
         plt.close(fig)

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["Col", "Table", "table", "format_value", "MISSING", "MAX_COLUMNS", "MAX_ROWS"]
@@ -90,11 +91,13 @@ def _integral(value) -> bool:
 
 
 def format_value(value, fmt: Formatter = None) -> str:
-    """``value`` as text: em dash when missing, else by ``fmt`` (see :class:`Col`)."""
+    """``value`` as text: em dash when missing, yes or no for a truth value, else by ``fmt`` (see :class:`Col`)."""
     if _is_missing(value):
         return MISSING
     if callable(fmt):
         return fmt(value)
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if fmt:
         if fmt.endswith("d") and isinstance(value, numbers.Real) and float(value).is_integer():
             value = int(value)  # integer columns that pandas turned into floats (because of a NaN)

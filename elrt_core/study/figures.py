@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,9 +21,9 @@ __all__ = [
     "save",
     "PNG_DPI",
     "format_labels",
+    "format_colours",
     "layer_errors",
     "error_curves",
-    "error_summary",
     "training_curves",
     "accuracy_dots",
     "accuracy_vs_flops",
@@ -63,6 +64,16 @@ def format_labels(df: pd.DataFrame) -> dict[str, str]:
     }
 
 
+def format_colours(formats: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per format, the same in every figure: the colorblind palette in the order of
+    :data:`elrt_core.lowrank.FORMATS` (other formats after them), skipping its vermillion, which
+    is too close to its orange for thin lines."""
+    palette = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 3]
+    formats = list(formats)
+    order = list(FORMATS) + sorted(set(formats) - set(FORMATS))
+    return {f: palette[order.index(f) % len(palette)] for f in formats}
+
+
 def _budget_part(df: pd.DataFrame, by: str) -> pd.DataFrame:
     """Rows of budget kind ``by`` (all rows of a frame without a ``by`` column), with a ``label`` column."""
     part = df[df["by"] == by] if "by" in df.columns else df
@@ -71,14 +82,18 @@ def _budget_part(df: pd.DataFrame, by: str) -> pd.DataFrame:
     return part.assign(label=part["format"].map(format_labels(part)))
 
 
-def layer_errors(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
+def layer_errors(df: pd.DataFrame, by: str = "macs", budgets: Iterable[float] | None = None) -> plt.Figure:
     """Relative approximation error of every layer (named, network order), one panel per budget, a dot
     per format. ``df``: rows of :func:`elrt_core.analysis.layer_errors` for one kind of weights; the
-    budgets of kind ``by`` (``"macs"`` or ``"params"``) are shown."""
+    budgets of kind ``by`` (``"macs"`` or ``"params"``) are shown, only ``budgets`` where given."""
     part = _budget_part(df, by)
+    if budgets is not None:
+        part = part[part["budget"].isin(list(budgets))]
     budgets = sorted(part["budget"].unique())
     layers = list(part.sort_values("index")["layer"].unique())
-    labels = list(format_labels(part).values())
+    names = format_labels(part)
+    labels = list(names.values())
+    palette = {names[f]: c for f, c in format_colours(names).items()}
     fig, axes = plt.subplots(
         1, len(budgets), figsize=(2.0 + 3.6 * len(budgets), 1.6 + 0.3 * len(layers)), sharey=True, sharex=True, squeeze=False
     )
@@ -90,6 +105,7 @@ def layer_errors(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
             hue="label",
             order=layers,
             hue_order=labels,
+            palette=palette,
             jitter=False,
             dodge=True,
             size=5,
@@ -121,7 +137,7 @@ def error_curves(df: pd.DataFrame, by: str = "macs", ncols: int = 6) -> plt.Figu
         part = part.assign(weights="")
     kinds = list(dict.fromkeys(part["weights"]))
     labels = format_labels(part)
-    colours = dict(zip(labels, sns.color_palette("colorblind", len(labels))))
+    colours = format_colours(labels)
     styles = dict(zip(kinds, ["-", "--", ":", "-."]))
     layers = list(part.sort_values("index")["layer"].unique())
     nrows = math.ceil(len(layers) / ncols)
@@ -143,30 +159,6 @@ def error_curves(df: pd.DataFrame, by: str = "macs", ncols: int = 6) -> plt.Figu
     fig.supxlabel(f"{COST_NAMES[by]} of the layer per image (millions, log scale)")
     fig.supylabel(ERROR_LABEL)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
-    return fig
-
-
-def error_summary(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
-    """Mean relative error over layers vs per-layer reduction of ``by``, per format; one panel per ``weights`` kind."""
-    part = _budget_part(df, by)
-    kinds = list(dict.fromkeys(part["weights"]))
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), sharey=True, squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
-        sns.lineplot(
-            part[part["weights"] == kind],
-            x="budget",
-            y="rel_error",
-            hue="label",
-            marker="o",
-            errorbar=None,
-            ax=ax,
-            hue_order=list(format_labels(part).values()),
-        )
-        ax.set_title(kind)
-        ax.set_xlabel(f"{COST_NAMES[by]} reduction per layer (dense / low-rank)")
-        ax.set_ylabel("mean relative error over layers")
-        ax.legend(title=None, fontsize="small")
-    fig.tight_layout()
     return fig
 
 

@@ -146,7 +146,7 @@ def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str
     """How often ``fmt`` has a lower relative error than each opponent format, per comparison.
 
     ``errors``: rows of :func:`elrt_core.analysis.layer_errors` (``layer, format, rel_error, budget``,
-    and ``by`` and ``weights`` where present); ``against``: default every other format in ``errors``.
+    and ``by`` and ``weights`` where present); ``against``: default every other format in ``errors``, in order of first occurrence.
     One row per comparison (:data:`COMPARISON_KEYS` present, in order of first occurrence) and opponent, with ``wins``, ``losses``
     and ``ties`` (equal errors) of ``fmt`` and ``layers``, the layers where both formats have a row (0
     where none has). Each (comparison, layer, format) must occur once.
@@ -155,7 +155,7 @@ def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str
     if "budget" not in keys:
         raise ValueError(f"an approximation table needs a 'budget' column; it has {list(errors.columns)}")
     table = errors.set_index([*keys, "layer", "format"])["rel_error"].unstack("format")
-    opponents = [f for f in table.columns if f != fmt] if against is None else list(against)
+    opponents = [f for f in dict.fromkeys(errors["format"]) if f != fmt] if against is None else list(against)
     firsts = errors[keys].drop_duplicates()  # comparisons in the order they first occur
     comparisons = pd.MultiIndex.from_frame(firsts) if len(keys) > 1 else pd.Index(firsts[keys[0]], name=keys[0])
     frames = []
