@@ -310,7 +310,9 @@ def speed_claim(session, ratio: int = 2):
             key = (r["provenance"]["device_name"], r["model"])
             best[key] = max(best.get(key, 0.0), r["train_speedup"])
     if not best:
-        return Claim(f"no bench record of a Tucker-2 CIFAR ResNet at {ratio}x fewer MACs (batch >= 64) yet", "inconclusive", BASIS)
+        return Claim(
+            f"no bench record of a Tucker-2 CIFAR ResNet at {ratio}x fewer MACs (batch >= 64) yet", "inconclusive", BASIS
+        )
     faster = [v > 1 for v in best.values()]
     word = "supported" if all(faster) else "contradicted" if not any(faster) else "inconclusive"
     effect = "; ".join(f"{model} on {device}: {v:.2f}x" for (device, model), v in sorted(best.items()))
