@@ -16,8 +16,10 @@ check every entry a profile uses against the rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -26,7 +28,17 @@ from . import lowrank, models
 from .config import ConfigError
 from .regularizers import penalty
 
-__all__ = ["calibrate", "reg_weight", "network_key", "setting_key", "table", "write", "WEIGHTS_FILE", "CALIBRATION_SEED"]
+__all__ = [
+    "RegSetting",
+    "calibrate",
+    "reg_weight",
+    "network_key",
+    "setting_key",
+    "table",
+    "write",
+    "WEIGHTS_FILE",
+    "CALIBRATION_SEED",
+]
 
 WEIGHTS_FILE = Path(__file__).with_name("reg_weights.yaml")
 CALIBRATION_SEED = 0
@@ -47,29 +59,53 @@ def setting_key(reg: str, on: Iterable[str], per_rank: bool) -> str:
     return f"{reg}-{'+'.join(on)}" + ("-per_rank" if per_rank else "")
 
 
-def calibrate(
-    model: str,
-    fmt: str,
-    reg: str,
-    on: Iterable[str],
-    per_rank: bool,
-    *,
-    flops_ratio: float | None = None,
-    params_ratio: float | None = None,
-) -> tuple[float, float]:
-    """``(lambda, P)``: the penalty ``P`` at initialization (lambda = 1) and the rule's lambda ``1 / P``
-    rounded to one significant digit."""
+@dataclass(frozen=True)
+class RegSetting:
+    """A regularizer setting on a low-rank network: what one stored lambda belongs to. ``format`` and
+    ``on`` (the factors penalized) as in :class:`~elrt_core.config.TrainConfig`; one of ``flops_ratio``
+    and ``params_ratio`` sets the network's budget."""
+
+    model: str
+    format: str
+    reg: str
+    on: tuple[str, ...]
+    per_rank: bool = False
+    flops_ratio: float | None = None
+    params_ratio: float | None = None
+
+    @classmethod
+    def of(cls, fields: Mapping[str, Any]) -> RegSetting:
+        """The setting of a config's fields (a dict of TrainConfig fields, or ``asdict`` of a config)."""
+        on = fields.get("reg_on", ("U2",))
+        return cls(
+            fields.get("model", "resnet20"),
+            fields.get("format", "dense"),
+            fields["reg"],
+            (on,) if isinstance(on, str) else tuple(on),
+            bool(fields.get("reg_per_rank")),
+            fields.get("flops_ratio"),
+            fields.get("params_ratio"),
+        )
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        """``(network key, setting key)`` of the stored table (:func:`network_key`, :func:`setting_key`)."""
+        return network_key(self.model, self.format, self.flops_ratio, self.params_ratio), setting_key(
+            self.reg, self.on, self.per_rank
+        )
+
+
+def calibrate(setting: RegSetting) -> tuple[float, float]:
+    """``(lambda, P)``: the penalty ``P`` of the setting's network at initialization (lambda = 1) and the
+    rule's lambda ``1 / P`` rounded to one significant digit."""
     torch.manual_seed(CALIBRATION_SEED)
+    budget = {"flops_ratio": setting.flops_ratio, "params_ratio": setting.params_ratio}
     net = lowrank.convert(
-        models.get(model),
-        fmt,
-        flops_ratio=flops_ratio,
-        params_ratio=params_ratio,
-        input_shape=models.input_shape(model),
-        init="scratch",
+        models.get(setting.model), setting.format, **budget, input_shape=models.input_shape(setting.model), init="scratch"
     )
+    generator = torch.Generator().manual_seed(CALIBRATION_SEED)
     with torch.no_grad():
-        p = penalty(net, reg, 1.0, tuple(on), per_rank=per_rank, generator=torch.Generator().manual_seed(CALIBRATION_SEED)).item()
+        p = penalty(net, setting.reg, 1.0, setting.on, per_rank=setting.per_rank, generator=generator).item()
     return float(f"{1.0 / p:.0e}"), p
 
 
@@ -80,23 +116,14 @@ def table(path: Path = WEIGHTS_FILE) -> dict[str, dict[str, float]]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def reg_weight(
-    model: str,
-    fmt: str,
-    reg: str,
-    on: Iterable[str],
-    per_rank: bool,
-    *,
-    flops_ratio: float | None = None,
-    params_ratio: float | None = None,
-) -> float:
+def reg_weight(setting: RegSetting) -> float:
     """The stored lambda of a regularizer setting on a network; ``ConfigError`` saying how to add it."""
-    net, setting = network_key(model, fmt, flops_ratio, params_ratio), setting_key(reg, on, per_rank)
+    net, key = setting.keys
     try:
-        return float(table()[net][setting])
+        return float(table()[net][key])
     except KeyError:
         raise ConfigError(
-            f"no calibrated lambda for {setting} on {net} in {WEIGHTS_FILE.name}: pass --reg-weight, "
+            f"no calibrated lambda for {key} on {net} in {WEIGHTS_FILE.name}: pass --reg-weight, "
             "or add it with `elrt calibrate` (see elrt_core/calibration.py)"
         ) from None
 

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -73,6 +74,11 @@ _POSITIVE_INT = _number(int, 0, strict=True)
 _COUNT = _number(int, 0)
 _POSITIVE = _number(float, 0.0, strict=True)
 _NON_NEGATIVE = _number(float, 0.0)
+
+
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``{name: args.<name>}`` of the parsed arguments a library call takes under the same names."""
+    return {n: getattr(args, n) for n in names}
 
 
 def _check_output(path: Path, what: str, folder: bool = True) -> None:
@@ -168,16 +174,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         fields.update(loaded)
     fields.update({f.name: getattr(args, f.name) for f in dataclass_fields(TrainConfig) if getattr(args, f.name) is not None})
     if fields.get("reg", "none") != "none" and fields.get("reg_weight") is None:  # the calibrated lambda of this network
-        on = fields.get("reg_on", ["U2"])
-        fields["reg_weight"] = calibration.reg_weight(
-            fields.get("model", "resnet20"),
-            fields.get("format", "dense"),
-            fields["reg"],
-            [on] if isinstance(on, str) else on,
-            bool(fields.get("reg_per_rank")),
-            flops_ratio=fields.get("flops_ratio"),
-            params_ratio=fields.get("params_ratio"),
-        )
+        fields["reg_weight"] = calibration.reg_weight(calibration.RegSetting.of(fields))
     if fields.get("rank_rule") == "hw":  # stored as the table it resolves to on this device, or as the uniform fallback
         fields["rank_rule"], note = _rank_rule(
             "hw", args.device, fields.get("format", "dense"), fields.get("model", "resnet20"), fields.get("batch_size")
@@ -230,16 +227,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.results:
         _check_output(Path(args.results), "--results")
     _check_data("cifar10", args.data_dir, download=False)
-    report = batch.run(
-        prof,
-        jobs=args.jobs,
-        threads=args.threads,
-        minutes=args.minutes,
-        device=args.device,
-        data_dir=args.data_dir,
-        root=args.results,
-        max_priority=args.max_priority,
-    )
+    options = _options(args, "jobs", "threads", "minutes", "device", "data_dir", "max_priority")
+    report = batch.run(prof, **options, root=args.results)
     return 0 if report.ok else 1
 
 
@@ -280,16 +269,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         _check_output(Path(args.out), "--out")
     if not args.reuse_only:
         _check_data("cifar10", args.data_dir, download=False)
-    return reproduce.run(
-        prof,
-        only=args.only,
-        jobs=args.jobs,
-        reuse_only=args.reuse_only,
-        train_only=args.train_only,
-        device=args.device,
-        data_dir=args.data_dir,
-        out=Path(args.out) if args.out else None,
-    )
+    options = _options(args, "only", "jobs", "reuse_only", "train_only", "device", "data_dir")
+    return reproduce.run(prof, **options, out=Path(args.out) if args.out else None)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -297,15 +278,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .study import plan as plan_lib
 
     prof = profiles.load(args.profile)
-    settings = {
-        (r.config.model, r.config.format, r.config.flops_ratio, r.config.reg, r.config.reg_on, r.config.reg_per_rank)
-        for r in plan_lib.plan(prof)
-        if r.config.reg != "none"
-    }
+    settings = {calibration.RegSetting.of(asdict(r.config)) for r in plan_lib.plan(prof) if r.config.reg != "none"}
     stored, new = calibration.table(), {}
-    for model, fmt, ratio, reg, on, per_rank in sorted(settings):
-        lam, p = calibration.calibrate(model, fmt, reg, on, per_rank, flops_ratio=ratio)
-        net, key = calibration.network_key(model, fmt, ratio), calibration.setting_key(reg, on, per_rank)
+    for setting in sorted(settings, key=lambda x: x.keys):
+        lam, p = calibration.calibrate(setting)
+        net, key = setting.keys
         have = stored.get(net, {}).get(key)
         print(f"{net} {key}: penalty at init {p:.4g}, rule lambda {lam:g}, stored {have if have is not None else '-'}")
         if have != lam:
@@ -380,8 +357,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .records import results_root, write_json
 
     rule, note = _rank_rule(args.rank_rule, args.device, args.format, args.model, args.batch_size)
-    fields = ("model", "format", "flops_ratio", "device", "batch_size", "steps", "warmup", "variant", "reg")
-    settings = bench.BenchSettings(**{k: getattr(args, k) for k in fields}, rank_rule=rule)
+    fields = _options(args, "model", "format", "flops_ratio", "device", "batch_size", "steps", "warmup", "variant", "reg")
+    settings = bench.BenchSettings(**fields, rank_rule=rule)
     settings.validate()
     measures = {  # measure: (its flag, whether given, the function)
         "regularizers": ("--reg-overhead", args.reg_overhead, bench.regularizer_overhead),

@@ -118,9 +118,7 @@ class Profile:
         if not m.dense:
             fields["flops_ratio"] = flops_ratio
         if fields.get("reg", "none") != "none":
-            fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(
-                model, m.format, fields["reg"], fields["reg_on"], fields.get("reg_per_rank", False), flops_ratio=flops_ratio
-            )
+            fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(calibration.RegSetting.of(fields))
         return self.base_config(**fields)
 
     @property

@@ -1,5 +1,7 @@
 """Lambda per network: every stored value follows the documented rule, for every network a profile trains."""
 
+from dataclasses import asdict
+
 import pytest
 
 from elrt_core import calibration, profiles
@@ -10,24 +12,23 @@ def _settings():
     seen = set()
     for name in profiles.names():
         for run in plan.plan(profiles.load(name)):
-            c = run.config
-            if c.reg != "none":
-                seen.add((c.model, c.format, c.flops_ratio, c.reg, c.reg_on, c.reg_per_rank))
-    return sorted(seen)
+            if run.config.reg != "none":
+                seen.add(calibration.RegSetting.of(asdict(run.config)))
+    return sorted(seen, key=lambda s: s.keys)
 
 
-@pytest.mark.parametrize("model,fmt,ratio,reg,on,per_rank", _settings())
-def test_stored_lambda_follows_the_rule(model, fmt, ratio, reg, on, per_rank):
-    stored = calibration.reg_weight(model, fmt, reg, on, per_rank, flops_ratio=ratio)
-    rule, penalty = calibration.calibrate(model, fmt, reg, on, per_rank, flops_ratio=ratio)
+@pytest.mark.parametrize("setting", _settings(), ids=lambda s: "/".join(s.keys))
+def test_stored_lambda_follows_the_rule(setting):
+    stored = calibration.reg_weight(setting)
+    rule, penalty = calibration.calibrate(setting)
     assert stored == rule
     assert 0.5 <= stored * penalty <= 2.0  # the penalty starts at about 1 on every network
 
 
 def test_resnet56_gets_less_lambda_than_resnet20():
     """More factors, a larger penalty at initialization, a smaller lambda (the reviewer's finding)."""
-    r20 = calibration.reg_weight("resnet20", "tucker2", "so", ("U1", "U2"), True, flops_ratio=2.0)
-    r56 = calibration.reg_weight("resnet56", "tucker2", "so", ("U1", "U2"), True, flops_ratio=2.0)
+    r20 = calibration.reg_weight(calibration.RegSetting("resnet20", "tucker2", "so", ("U1", "U2"), True, flops_ratio=2.0))
+    r56 = calibration.reg_weight(calibration.RegSetting("resnet56", "tucker2", "so", ("U1", "U2"), True, flops_ratio=2.0))
     assert r56 < r20 / 2
 
 

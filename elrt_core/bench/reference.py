@@ -40,15 +40,7 @@ def tltorch_model(low: nn.Module) -> nn.Module:
     for name, layer in list(ref.named_modules()):
         if isinstance(layer, lowrank.Tucker2Conv2d):
             r1, r2 = layer.ranks
-            dense = nn.Conv2d(
-                layer.in_channels,
-                layer.out_channels,
-                layer.kernel_size,
-                stride=layer.stride,
-                padding=layer.padding,
-                dilation=layer.dilation,
-                bias=layer.last.bias is not None,
-            )
+            dense = layer.to_dense()  # the shape, stride and bias FactorizedConv copies (its weights are not used)
             fact = tltorch.FactorizedConv.from_conv(
                 dense,
                 rank=(r2, r1, *layer.kernel_size),

@@ -25,6 +25,7 @@ import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -244,19 +245,12 @@ class Table:
         return self.text.head(self.max_rows).to_string(index=False)
 
 
-def table(
-    df: pd.DataFrame,
-    columns: ColumnsSpec = None,
-    *,
-    name: str = "table",
-    result: str | None = None,
-    max_columns: int = MAX_COLUMNS,
-    max_rows: int = MAX_ROWS,
-) -> Table:
+def table(df: pd.DataFrame, columns: ColumnsSpec = None, **options: Any) -> Table:
     """A :class:`Table` of ``df``: see the module docstring. Returning it from a cell displays it.
 
     ``columns``: a mapping ``key -> header`` or ``key -> (header, fmt)``, or a list of :class:`Col`,
     ``(key, header[, fmt])`` tuples or plain keys; None takes every column. ``result``: the key of
-    the result column, moved to the front (default: the first column given).
+    the result column, moved to the front (default: the first column given). Other ``options``:
+    ``name``, ``max_columns``, ``max_rows`` of :class:`Table`.
     """
-    return Table(df, columns, name=name, result=result, max_columns=max_columns, max_rows=max_rows)
+    return Table(df, columns, **options)

@@ -422,9 +422,14 @@ def _fit(
         extra = _run_extra(options, device, ctx, loaders.source, state.wall_before + ended - resumed_at, start_epoch > 0)
         prov = records.provenance(device, seed=config.seed, profile=options.profile, started=started, ended=ended, extra=extra)
         return records.build(
-            config, status=status, history=state.history, sizes=loaders.sizes, cost=conversion.to_dict(), provenance=prov,
+            config,
+            status=status,
+            history=state.history,
+            sizes=loaders.sizes,
+            cost=conversion.to_dict(),
+            provenance=prov,
             divergence=divergence,
-        )  # fmt: skip
+        )
 
     try:
         while state.epoch < config.epochs:
