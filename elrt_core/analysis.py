@@ -195,7 +195,7 @@ def reconstruct(weight: torch.Tensor, fmt: str, ranks: Ranks) -> np.ndarray:
     ranks = cls.check_ranks(c_in, c_out, (kh, kw), ranks)
     layer = cls(c_in, c_out, (kh, kw), ranks, bias=False).double()
     with torch.no_grad():
-        for conv, value in zip(layer._convs(), cls.best_fit(weight, ranks)):
+        for conv, value in zip(layer.convs(), cls.best_fit(weight, ranks)):
             conv.weight.copy_(torch.as_tensor(value).reshape(conv.weight.shape))
         return layer.kernel().numpy()
 

@@ -40,7 +40,7 @@ class InputRankConv2d(LowRankConv2d):
             r, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation, bias=bias
         )
 
-    def _convs(self):
+    def convs(self):
         return [self.first, self.last]
 
     @classmethod

@@ -49,7 +49,7 @@ def test_to_dense_reproduces_random_layer(fmt, stride, padding, kernel):
     full = cls.max_ranks(8, 12, kernel_pair)
     ranks = tuple(max(1, f // 2) for f in full)
     layer = cls(8, 12, kernel, ranks, stride=stride, padding=padding, bias=True)
-    nn.init.normal_(layer._convs()[-1].bias)
+    nn.init.normal_(layer.convs()[-1].bias)
     dense = layer.to_dense()
     x = torch.randn(3, 8, 10, 9)
     assert isinstance(dense, nn.Conv2d)
@@ -195,7 +195,7 @@ def test_every_impl_computes_the_same_function_and_gradients(fmt, stride, paddin
     torch.manual_seed(6)
     cls = FORMATS[fmt]
     layer = cls(6, 10, 3, tuple(3 for _ in cls.rank_names), stride=stride, padding=padding, bias=True).double()
-    nn.init.normal_(layer._convs()[-1].bias)
+    nn.init.normal_(layer.convs()[-1].bias)
     x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
     reference = layer(x)
     grads = torch.autograd.grad(reference.square().sum(), list(layer.parameters()))

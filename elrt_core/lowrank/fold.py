@@ -81,7 +81,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         bn = new.get_submodule(bn_name)
         if bn.running_mean is None:  # no running statistics: eval mode uses batch statistics, nothing to fold
             continue
-        _fold_into(conv._convs()[-1] if isinstance(conv, LowRankConv2d) else conv, bn)
+        _fold_into(conv.convs()[-1] if isinstance(conv, LowRankConv2d) else conv, bn)
         parent, _, attr = bn_name.rpartition(".")
         setattr(new.get_submodule(parent) if parent else new, attr, nn.Identity())
     return new

@@ -153,12 +153,12 @@ class LowRankConv2d(nn.Module, ABC):
         """Create the chain of ``nn.Conv2d`` s (the last one holds the bias)."""
 
     @abstractmethod
-    def _convs(self) -> list[nn.Conv2d]:
+    def convs(self) -> list[nn.Conv2d]:
         """The chain in execution order."""
 
     def reset_parameters(self) -> None:
         """Kaiming-variance initialization of the reconstructed kernel (see the module docstring)."""
-        convs = self._convs()
+        convs = self.convs()
         for conv in convs[:-1]:
             _init_normal(conv)
         _init_normal(convs[-1], gain=2.0)
@@ -191,10 +191,10 @@ class LowRankConv2d(nn.Module, ABC):
         """A layer of this format initialized from the kernel of ``conv`` by its best-fit decomposition."""
         layer = cls.like(conv, ranks)
         with torch.no_grad():
-            for target, value in zip(layer._convs(), layer.best_fit(conv.weight, layer.ranks, **decompose_kw)):
+            for target, value in zip(layer.convs(), layer.best_fit(conv.weight, layer.ranks, **decompose_kw)):
                 target.weight.copy_(torch.as_tensor(value).reshape(target.weight.shape))
             if conv.bias is not None:
-                layer._convs()[-1].bias.copy_(conv.bias)
+                layer.convs()[-1].bias.copy_(conv.bias)
         return layer
 
     @classmethod
@@ -222,9 +222,9 @@ class LowRankConv2d(nn.Module, ABC):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "dense":
-            last = self._convs()[-1]
+            last = self.convs()[-1]
             return F.conv2d(x, self.kernel(), last.bias, self.stride, self.padding, self.dilation)
-        for conv in self._convs():
+        for conv in self.convs():
             x = conv(x)
         return x
 
@@ -247,14 +247,14 @@ class LowRankConv2d(nn.Module, ABC):
             self.padding,
             self.dilation,
             groups=1,
-            bias=self._convs()[-1].bias is not None,
+            bias=self.convs()[-1].bias is not None,
             in_hw=tuple(in_hw),
             out_hw=out_hw,
         )
 
     def to_dense(self) -> nn.Conv2d:
         """An ``nn.Conv2d`` computing the same function, with the reconstructed kernel."""
-        last = self._convs()[-1]
+        last = self.convs()[-1]
         conv = nn.Conv2d(
             self.in_channels,
             self.out_channels,
@@ -320,7 +320,7 @@ class Tucker2Conv2d(LowRankConv2d):
         )
         self.last = nn.Conv2d(r2, self.out_channels, 1, bias=bias)
 
-    def _convs(self):
+    def convs(self):
         return [self.first, self.core, self.last]
 
     @classmethod
@@ -406,7 +406,7 @@ class MatrixConv2d(LowRankConv2d):
         )
         self.last = nn.Conv2d(r, self.out_channels, 1, bias=bias)
 
-    def _convs(self):
+    def convs(self):
         return [self.first, self.last]
 
     @classmethod
@@ -466,7 +466,7 @@ class SpatialConv2d(LowRankConv2d):
         self.first = nn.Conv2d(self.in_channels, r, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False)
         self.last = nn.Conv2d(r, self.out_channels, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=bias)
 
-    def _convs(self):
+    def convs(self):
         return [self.first, self.last]
 
     @staticmethod
@@ -540,7 +540,7 @@ class CPConv2d(LowRankConv2d):
         self.horizontal = nn.Conv2d(r, r, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), groups=r, bias=False)
         self.last = nn.Conv2d(r, self.out_channels, 1, bias=bias)
 
-    def _convs(self):
+    def convs(self):
         return [self.first, self.vertical, self.horizontal, self.last]
 
     @classmethod
