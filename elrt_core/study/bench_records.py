@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
+from .. import models
 from ..bench import PARTS
 
 __all__ = [
@@ -295,24 +296,18 @@ def thresholds(session) -> pd.DataFrame | None:
 
 def speed_claim(session, ratio: int = 2):
     """Claim 5 (efficient training): the best measured training-step speedup of Tucker-2 over dense at
-    ``ratio`` fewer MACs, per CIFAR model and device. *supported* if every one exceeds 1, *contradicted*
+    ``ratio`` fewer MACs, per CIFAR model (32x32 inputs) and device. *supported* if every one exceeds 1, *contradicted*
     if none does, else *inconclusive*; bench medians, so no interval."""
     from .verdicts import Claim
 
     best: dict[tuple[str, str], float] = {}
     for r in load(session.root, "speedup"):
-        if (
-            r["format"] == "tucker2"
-            and round(r["macs_ratio"]) == ratio
-            and r["model"].startswith("resnet")
-            and r["batch_size"] >= 64
-        ):
+        cifar = models.input_shape(r["model"])[1:] == (32, 32)
+        if r["format"] == "tucker2" and round(r["macs_ratio"]) == ratio and cifar:
             key = (r["provenance"]["device_name"], r["model"])
             best[key] = max(best.get(key, 0.0), r["train_speedup"])
     if not best:
-        return Claim(
-            f"no bench record of a Tucker-2 CIFAR ResNet at {ratio}x fewer MACs (batch >= 64) yet", "inconclusive", BASIS
-        )
+        return Claim(f"no bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs yet", "inconclusive", BASIS)
     faster = [v > 1 for v in best.values()]
     word = "supported" if all(faster) else "contradicted" if not any(faster) else "inconclusive"
     effect = "; ".join(f"{model} on {device}: {v:.2f}x" for (device, model), v in sorted(best.items()))
