@@ -29,6 +29,8 @@ from .regularizers import REGULARIZERS
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as a shell reports it)."""
 EXIT_DIVERGED = 3
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -747,6 +749,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"elrt: diverged: {e}", file=sys.stderr)
         return EXIT_DIVERGED
+    except KeyboardInterrupt:  # a training run keeps its last epoch's checkpoint; `--resume` / the next batch continues
+        print("elrt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UsageError, ConfigError, ValueError, FileNotFoundError, LookupError) as e:
         # ConfigError and the library's input checks are ValueErrors; DataNotFoundError and a missing
         # study folder are FileNotFoundErrors; MissingRun and DuplicateRecords are LookupErrors

@@ -112,3 +112,15 @@ def test_the_study_is_found_from_the_working_directory(tmp_path, monkeypatch):
         paths.project_root()
     monkeypatch.setenv("ELRT_ROOT", str(study))
     assert paths.project_root() == study
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    """An interrupted command (a batch stopping its runs, which keep their checkpoints) ends without a traceback."""
+    from elrt_core import models
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "get", interrupted)
+    assert main(["info", "resnet20"]) == 130
+    assert capsys.readouterr().err == "elrt: interrupted\n"
