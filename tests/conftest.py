@@ -29,21 +29,20 @@ def _candidates() -> list[Path]:
 
 @cache
 def find_cifar10() -> tuple[Path | None, str]:
-    """``(folder, how it was found)`` of a verified CIFAR-10, or ``(None, why not)``."""
-    from elrt_core.data import DataNotFoundError, check, fetch
+    """``(folder holding the files, how it was found)`` of a verified CIFAR-10, or ``(None, why not)``."""
+    from elrt_core.data import DataNotFoundError, fetch, locate
 
     for folder in _candidates():
         if folder.is_dir():
             try:
-                check(folder)
-                return folder, f"verified copy at {folder}"
+                return locate(folder), f"verified copy at {folder}"
             except DataNotFoundError:
                 continue
     if os.environ.get("ELRT_NO_FETCH") == "1":
         return None, HOW
     try:
         fetch(REPO / "data", progress=False)
-        return REPO / "data", "fetched into ./data"
+        return locate(REPO / "data"), "fetched into ./data"
     except DataNotFoundError:
         return None, HOW
 

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickle
-import re
 import stat
 import tarfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from elrt_core.data import (
     checksums,
     class_balanced_subset,
     load,
+    locate,
     normalize,
     random_crop_flip,
     sources,
@@ -106,10 +106,9 @@ def test_real_copy_labels_and_statistics(cifar10: DataSet) -> None:
 
 
 def test_check_finds_copy_in_parent_dir_via_env(cifar10_dir: Path, monkeypatch) -> None:
-    description = check(cifar10_dir)  # names the folder holding the files (cifar10_dir or a subfolder: ./data/cifar10)
-    folder = Path(re.fullmatch(r"\w+ layout at (.+) \(md5 verified\)", description).group(1))
-    monkeypatch.setenv("ELRT_DATA_DIR", str(folder.parent))
-    assert check() == description
+    monkeypatch.setenv("ELRT_DATA_DIR", str(cifar10_dir.parent))
+    assert check() == f"png layout at {cifar10_dir} (md5 verified)"
+    assert locate() == locate(cifar10_dir) == cifar10_dir  # the folder that holds the files
 
 
 def test_python_md5_table_matches_torchvision() -> None:

