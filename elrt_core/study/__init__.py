@@ -1,9 +1,10 @@
 """What the notebooks call: the run plan of a profile, get-or-run, figures, tables and verdicts."""
 
 from . import figures, plan, tables, verdicts
+from .approximation import approximation_errors
 from .plan import PlannedRun
 from .runs import MissingRun, get_or_run, results_root, run_dir
-from .session import Session, approximation_errors, load_model
+from .session import Session, load_model
 
 __all__ = [
     "Session",

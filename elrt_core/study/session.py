@@ -17,8 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import analysis, profiles, records
-from ..profiles import Approximation
+from .. import profiles, records
 from ..records import Record
 from ..train.checkpoint import WEIGHTS_FILE
 from ..train.loop import build_model
@@ -27,7 +26,7 @@ from . import figures
 from .plan import PlannedRun
 from .runs import get_or_run, results_root
 
-__all__ = ["Session", "load_model", "approximation_errors", "figure_bundle"]
+__all__ = ["Session", "load_model", "figure_bundle"]
 
 
 def figure_bundle(png: Path, svg: Path) -> dict[str, str]:
@@ -46,14 +45,6 @@ def load_model(record: Record) -> nn.Module:
     model = build_model(record.config)
     model.load_state_dict(torch.load(record.path / WEIGHTS_FILE, map_location="cpu"))
     return model.eval()
-
-
-def approximation_errors(model: nn.Module, spec: Approximation, weights: str, progress: bool = False) -> pd.DataFrame:
-    """:func:`elrt_core.analysis.layer_errors` of ``model`` in every format of ``spec`` at each
-    per-layer MAC reduction of ``spec.ratios`` and ``spec.curve_ratios`` and each parameter reduction
-    of ``spec.ratios``, with a ``weights`` column naming the weights (``"trained"``, ``"initialization"``)."""
-    macs = sorted({*spec.ratios, *spec.curve_ratios})
-    return analysis.layer_errors(model, spec.formats, macs, spec.ratios, progress=progress).assign(weights=weights)
 
 
 class Session:
@@ -75,6 +66,8 @@ class Session:
         self.data_dir = data_dir or os.environ.get("ELRT_DATA_DIR") or None
         self.notebook = notebook
         self.figure_dir = self.root / self.profile.name / "figures"
+        self.approximation_dir = self.root / self.profile.name / "approximation"
+        """Where Figure 3's error tables of this profile are kept (:func:`approximation_errors`)."""
         self._figures = 0
         self._tables = 0
         self.missing: list[PlannedRun] = []

@@ -1,0 +1,62 @@
+"""Figure 3's error tables are computed once per network, spec and analysis code, then read back."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from elrt_core import analysis
+from elrt_core.profiles import Approximation
+from elrt_core.study import approximation
+from elrt_core.study.approximation import approximation_errors, errors_key
+
+SPEC = Approximation(model="small", ratios=(2.0,), formats=("tucker2", "matrix"), curve_ratios=(3.0,))
+
+
+def _net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 10, 3, padding=1)
+    )
+
+
+def test_the_table_is_stored_with_provenance_and_read_back_unchanged(tmp_path, monkeypatch):
+    first = approximation_errors(_net(), SPEC, "trained", tmp_path)
+    assert set(first["budget"]) == {2.0, 3.0} and set(first["by"]) == {"macs", "params"}
+    assert (first["weights"] == "trained").all()
+    (csv,) = tmp_path.glob("trained-*.csv")
+    sidecar = json.loads(csv.with_suffix(".json").read_text())
+    assert sidecar["table"] == csv.name and sidecar["spec"]["formats"] == ["tucker2", "matrix"]
+    assert "commit" in sidecar["provenance"] and sidecar["provenance"]["wall_seconds"] >= 0
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the stored table should have been read")
+
+    monkeypatch.setattr(analysis, "layer_errors", no_compute)
+    again = approximation_errors(_net(), SPEC, "trained", tmp_path)
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    with pytest.raises(AssertionError, match="stored table"):
+        approximation_errors(_net(), SPEC, "trained")  # no cache folder: always computed
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda net, spec: (_net(seed=1), spec),
+        lambda net, spec: (net, Approximation("small", (2.0,), ("tucker2", "matrix"), (3.0, 4.0))),
+        lambda net, spec: (net, Approximation("small", (2.0,), ("tucker2",), (3.0,))),
+    ],
+    ids=["weights", "budgets", "formats"],
+)
+def test_the_key_changes_with_what_the_table_depends_on(change):
+    net = _net()
+    assert errors_key(net, SPEC) == errors_key(_net(), SPEC)
+    assert errors_key(*change(net, SPEC)) != errors_key(net, SPEC)
+
+
+def test_the_key_changes_with_the_analysis_code(monkeypatch):
+    before = errors_key(_net(), SPEC)
+    monkeypatch.setattr(approximation.inspect, "getsource", lambda module: "a different algorithm")
+    assert errors_key(_net(), SPEC) != before
