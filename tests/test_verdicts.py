@@ -122,3 +122,10 @@ def test_paired_claim_text():
     claim = verdicts.paired_claim(c, "profile x", {"none": "Tucker-2", "so": "Tucker-2 + SO"})
     assert claim.effect.startswith("Tucker-2 + SO − Tucker-2: +1.17 points (95% CI") and claim.scale == "profile x"
     assert claim.verdict == c.verdict
+
+
+def test_labels_name_methods_that_have_no_run_yet():
+    run = SimpleNamespace(method="tucker2", label="Tucker-2, as planned")
+    names = verdicts.labels([(run, None)])
+    assert list(names)[0] == "tucker2" and names["tucker2"] == "Tucker-2, as planned"
+    assert names["tucker2+so"] != "tucker2+so" and "SO" in names["tucker2+so"]  # no run: the study's label

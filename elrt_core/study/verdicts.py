@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..analysis import COST_NAMES
 from ..lowrank.convert import format_class
+from ..profiles import methods
 from ..records import Record
 from . import stats
 from .plan import PlannedRun
@@ -64,8 +65,10 @@ def values(runs: Runs, metric: str = "final_test_top1") -> dict[str, dict[int, f
 
 
 def labels(runs: Runs) -> dict[str, str]:
-    """``{method key: readable label}`` in the order the runs come."""
-    return {run.method: run.label for run, _ in runs}
+    """``{method key: readable label}``: the methods of ``runs`` in the order they come, then every
+    other method of the study (a verdict names the methods it compares before they have runs)."""
+    found = {run.method: run.label for run, _ in runs}
+    return found | {key: m.label for key, m in methods().items() if key not in found}
 
 
 def combine(words: Sequence[str]) -> str:
