@@ -153,13 +153,13 @@ def test_bad_arguments(argv, needle, capsys):
     assert err.count("\n") == 1 and needle in err
 
 
-def test_speed_claim_takes_the_best_record_of_each_cifar_network_at_any_batch(tmp_path):
+def test_speed_claim_judges_the_best_record_of_each_cifar_network_on_its_newest_device(tmp_path):
     from types import SimpleNamespace
 
     from elrt_core.records import write_json
     from elrt_core.study import bench_records
 
-    def speed(name, model, batch, speedup):
+    def speed(name, model, batch, speedup, device="cpu-x", started="2026-11-27T10:00:00+00:00"):
         write_json(
             tmp_path / "bench" / f"{name}.json",
             {
@@ -169,17 +169,21 @@ def test_speed_claim_takes_the_best_record_of_each_cifar_network_at_any_batch(tm
                 "macs_ratio": 2.04,
                 "batch_size": batch,
                 "train_speedup": speedup,
-                "provenance": {"device_name": "cpu-x"},
+                "provenance": {"device_name": device, "started": started},
             },
         )
 
     session = SimpleNamespace(root=tmp_path)
     assert bench_records.speed_claim(session).verdict == "inconclusive"  # no record yet
+    speed("old", "resnet20", 128, 0.8, device="cpu-old", started="2026-11-01T10:00:00+00:00")
     speed("a", "resnet20", 8, 0.9)
     speed("b", "resnet20", 128, 1.4)
     speed("c", "resnet50", 16, 0.5)  # ImageNet shapes: not a network of the claim
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "supported" and "resnet20 on cpu-x: 1.40x" in claim.effect and "resnet50" not in claim.effect
+    assert "not judged: resnet20 on cpu-old: 0.80x" in claim.effect  # an older device is listed, not judged
+    speed("new", "resnet20", 128, 0.95, device="cpu-new", started="2026-12-01T10:00:00+00:00")
+    assert bench_records.speed_claim(session).verdict == "contradicted"  # the newest device decides
 
 
 def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
