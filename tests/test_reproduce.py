@@ -23,3 +23,17 @@ def test_a_failed_notebook_is_removed_and_old_chapters_do_not_survive(tmp_path, 
     assert status == 1
     assert not (out / "02_orthogonality_on_off.ipynb").exists() and not (out / "07_old_chapter.ipynb").exists()
     assert (out / "01_approximation_error.ipynb").exists()
+
+
+def test_a_chapter_runs_in_a_kernel_that_does_not_warn_about_plain_tcp(tmp_path, monkeypatch, capfd):
+    import nbformat
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell("print(x + 1)")]
+    nbformat.write(nb, notebooks / "07_tiny.ipynb")
+    monkeypatch.setattr(reproduce, "notebook_dir", lambda: notebooks)
+    out = reproduce.execute_notebook("07_tiny", {"x": 41}, tmp_path)
+    assert nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err
