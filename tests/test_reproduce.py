@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from elrt_core import profiles
 from elrt_core.study import reproduce
 
@@ -25,6 +27,7 @@ def test_a_failed_notebook_is_removed_and_old_chapters_do_not_survive(tmp_path, 
     assert (out / "01_approximation_error.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_a_chapter_runs_in_a_kernel_that_does_not_warn_about_plain_tcp(tmp_path, monkeypatch, capfd):
     import nbformat
 

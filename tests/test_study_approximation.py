@@ -56,7 +56,25 @@ def test_the_key_changes_with_what_the_table_depends_on(change):
     assert errors_key(*change(net, SPEC)) != errors_key(net, SPEC)
 
 
-def test_the_key_changes_with_the_analysis_code(monkeypatch):
+@pytest.mark.parametrize(
+    "module", ["elrt_core.analysis", "elrt_core.cost", "elrt_core.lowrank.layers", "elrt_core.study.approximation"]
+)
+def test_the_key_changes_with_the_code_the_table_depends_on(module, monkeypatch):
     before = errors_key(_net(), SPEC)
-    monkeypatch.setattr(approximation.inspect, "getsource", lambda module: "a different algorithm")
+    real = approximation.inspect.getsource
+    monkeypatch.setattr(approximation.inspect, "getsource", lambda m: "edited" if m.__name__ == module else real(m))
     assert errors_key(_net(), SPEC) != before
+
+
+def test_the_key_changes_with_a_conv_layer_s_geometry():
+    net, strided = _net(), _net()
+    strided[1].stride = (2, 2)  # same kernel, another layer
+    assert errors_key(strided, SPEC) != errors_key(net, SPEC)
+
+
+def test_a_table_without_its_provenance_is_computed_again(tmp_path):
+    approximation_errors(_net(), SPEC, "trained", tmp_path)
+    (sidecar,) = tmp_path.glob("trained-*.json")
+    sidecar.unlink()
+    approximation_errors(_net(), SPEC, "trained", tmp_path)
+    assert sidecar.exists() and not list(tmp_path.glob(".*.tmp"))

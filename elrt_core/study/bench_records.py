@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -294,23 +295,31 @@ def thresholds(session) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+def _started(record: dict) -> datetime:
+    """When a bench record's measurement started (UTC where the time names no offset; the earliest
+    time where the record names none)."""
+    t = datetime.fromisoformat(record["provenance"].get("started") or "0001-01-01T00:00:00")
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 def speed_claim(session, ratio: int = 2):
     """Claim 5 (efficient training): the best measured training-step speedup of Tucker-2 over dense at
-    ``ratio`` fewer MACs, per CIFAR model (32x32 inputs). Each model is judged on the device of its
-    newest record (the code as it is now); other devices' best values are listed, not judged.
+    ``ratio`` fewer MACs, per CIFAR model (32x32 inputs). Each model is judged by its best record on the
+    device of its newest record (the device the code was last measured on); other devices' best
+    values are listed, not judged.
     *supported* if every judged value exceeds 1, *contradicted* if none does, else *inconclusive*;
     bench medians, so no interval."""
     from .verdicts import Claim
 
     best: dict[tuple[str, str], float] = {}
-    newest: dict[str, tuple[str, str]] = {}  # model -> (start time, device) of its newest record
+    newest: dict[str, tuple[datetime, str]] = {}  # model -> (start time, device) of its newest record
     for r in load(session.root, "speedup"):
         cifar = models.input_shape(r["model"])[1:] == (32, 32)
         if r["format"] == "tucker2" and round(r["macs_ratio"]) == ratio and cifar:
             device = r["provenance"]["device_name"]
             best[device, r["model"]] = max(best.get((device, r["model"]), 0.0), r["train_speedup"])
-            started = r["provenance"].get("started") or ""
-            newest[r["model"]] = max(newest.get(r["model"], ("", "")), (started, device))
+            started = _started(r)
+            newest[r["model"]] = max(newest.get(r["model"], (started, device)), (started, device))
     if not best:
         return Claim(f"no bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs yet", "inconclusive", BASIS)
     judged = {model: best[device, model] for model, (_, device) in sorted(newest.items())}

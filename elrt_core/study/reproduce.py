@@ -55,10 +55,13 @@ def chapter_runs(profile: Profile, names: list[str]) -> list[plan_lib.PlannedRun
 def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
     """Run ``notebooks/<name>.ipynb`` with papermill, writing the executed copy to ``out_dir``.
 
-    The kernel gets CurveZMQ keys where its kernelspec supports them (jupyter_client's
+    Where pyzmq has CurveZMQ, the kernel gets keys if its kernelspec supports them (jupyter_client's
     ``transport_encryption="auto"``), so ipykernel does not warn about unencrypted TCP on every chapter."""
     import papermill as pm
+    import zmq
     from traitlets.config import Config
+
+    encryption = {"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {}
 
     target = out_dir / f"{name}.ipynb"
     pm.execute_notebook(
@@ -68,7 +71,7 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
         kernel_name="python3",
         progress_bar=False,
         cwd=str(notebook_dir()),
-        config=Config({"KernelManager": {"transport_encryption": "auto"}}),
+        config=Config(encryption),
     )
     return target
 
