@@ -5,8 +5,8 @@ initialization at every budget takes about 25 minutes on two CPU cores, most of 
 table is stored under the profile's results folder as ``<weights>-<key>.csv`` with a JSON sidecar of
 its provenance. The ``key`` is the sha256 of everything the table depends on: each conv layer (name,
 ``repr`` with its shape, stride and padding, and its kernel's bytes), the analysis spec (model,
-formats, budgets) and the analysis code (the source of :data:`CODE`, and the torch, tensorly and
-numpy versions), so a new network, spec or algorithm gets a new file and a stored table is never
+formats, budgets) and the analysis code (the source of :data:`CODE`, and the torch release,
+tensorly and numpy versions), so a new network, spec or algorithm gets a new file and a stored table is never
 reused for something it was not computed from.
 """
 
@@ -56,7 +56,8 @@ def errors_key(model: nn.Module, spec: Approximation) -> str:
     h.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
     for module in CODE:
         h.update(inspect.getsource(module).encode())
-    h.update(f"torch {torch.__version__} tensorly {tensorly.__version__} numpy {np.__version__}".encode())
+    release = torch.__version__.split("+")[0]  # the build tag (+cpu, +cu128) does not change CPU float64 math
+    h.update(f"torch {release} tensorly {tensorly.__version__} numpy {np.__version__}".encode())
     return h.hexdigest()[:16]
 
 
