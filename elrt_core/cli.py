@@ -11,8 +11,10 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from importlib.metadata import PackageNotFoundError, version
@@ -244,11 +246,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     runs = plan_lib.plan(prof, args.max_priority)
     print(f"{prof.name}: {prof.description}")
     counts: dict[str, int] = {}
+    done: dict[int, list[float]] = {run.priority: [] for run in runs}  # priority -> minutes of each finished run
+    devices: set[str] = set()
     for run in runs:
         rec = records.lookup(run.config, records.results_root(args.results) / prof.name)
         ckpt = run_dir(run.config, prof.name, args.results) / checkpoint.CHECKPOINT_FILE
         if rec is not None and rec.finished:
             status = f"done: test {rec.metrics['final_test_top1']:.2f}%"
+            done[run.priority].append(rec.provenance.get("train_wall_seconds", rec.provenance.get("wall_seconds", 0)) / 60)
+            devices.add(rec.provenance.get("device_name") or "unknown device")
         elif rec is not None:
             status = "diverged"
         elif ckpt.exists():
@@ -258,6 +264,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         counts[status.split(":")[0].split(" ")[0]] = counts.get(status.split(":")[0].split(" ")[0], 0) + 1
         print(f"{run.priority}  {run.method:<18} {run.config.name:<58} {status}")
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    planned = Counter(run.priority for run in runs)
+    print("by priority: " + ", ".join(f"{p}: {len(done[p])}/{n} done" for p, n in sorted(planned.items())))
+    minutes = [m for ms in done.values() for m in ms]
+    if minutes:
+        pace = statistics.median(minutes)
+        left = len(runs) - len(minutes)
+        print(
+            f"finished runs trained for a median of {pace:.0f} min each ({', '.join(sorted(devices))}); "
+            f"the {left} not finished need about {left * pace / 60:.1f} run-hours at that pace "
+            "(wall time divides by the runs side by side)"
+        )
     return 0
 
 

@@ -124,3 +124,22 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(models, "get", interrupted)
     assert main(["info", "resnet20"]) == 130
     assert capsys.readouterr().err == "elrt: interrupted\n"
+
+
+def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from elrt_core import records
+
+    def lookup(config, root):  # the dense runs are finished, one in 60 and one in 100 minutes
+        if config.format != "dense":
+            return None
+        seconds = 3600 if config.seed == 0 else 6000
+        prov = {"train_wall_seconds": seconds, "device_name": "cpu-x"}
+        return SimpleNamespace(finished=True, metrics={"final_test_top1": 50.0}, provenance=prov)
+
+    monkeypatch.setattr(records, "lookup", lookup)
+    assert main(["plan", "--profile", "smoke", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "10 runs: 2 done, 8 missing" in out and "by priority: 1: 2/8 done, 2: 0/2 done" in out
+    assert "median of 80 min each (cpu-x)" in out and "the 8 not finished need about 10.7 run-hours" in out
