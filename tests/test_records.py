@@ -99,8 +99,11 @@ def test_a_json_list_or_junk_names_the_file_and_does_not_break_other_lookups(tmp
     (tmp_path / "list" / "record.json").write_text("[1, 2]")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "record.json").write_text("{not json")
-    with pytest.warns(UserWarning, match="list/record.json: a record must be a JSON object"):
+    with pytest.warns(UserWarning) as warned:
         assert records.find(a, tmp_path).path == tmp_path / "good"
+    messages = sorted(str(w.message) for w in warned)
+    assert len(messages) == 2
+    assert "junk/record.json: unreadable" in messages[0] and "list/record.json: a record must be a JSON object" in messages[1]
 
 
 def test_stale_and_unknown_config_keys_are_reported(tmp_path):
