@@ -21,7 +21,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from . import atomic
 from .config import ConfigError, TrainConfig
 from .paths import results_root
 
@@ -62,23 +62,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as strict JSON to ``path`` atomically (temporary file in the same folder +
-    ``os.replace``), mode 0644; a non-finite float is an error (see :func:`build`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` as strict JSON to ``path`` atomically (:func:`elrt_core.atomic.replacing`),
+    mode 0644; a non-finite float is an error (see :func:`build`)."""
+    return atomic.write_text(path, json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n")
 
 
 def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from elrt_core import records
+from elrt_core import atomic, records
 from elrt_core.config import TrainConfig
 
 
@@ -30,10 +30,10 @@ def test_write_json_is_atomic_strict_and_readable_by_others(tmp_path, monkeypatc
     with pytest.raises(ValueError):  # NaN is not JSON
         records.write_json(path, {"a": float("nan")})
 
-    def fail_dump(*args, **kwargs):
+    def fail_rename(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(records.json, "dump", fail_dump)
+    monkeypatch.setattr(atomic.os, "replace", fail_rename)  # the new record is written, the rename fails
     with pytest.raises(RuntimeError):
         records.write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}  # the old record is intact

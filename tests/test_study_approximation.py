@@ -1,6 +1,8 @@
 """Figure 3's error tables are computed once per network, spec and analysis code, then read back."""
 
+import importlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,8 +11,8 @@ from torch import nn
 
 from elrt_core import analysis
 from elrt_core.profiles import Approximation
-from elrt_core.study import approximation
-from elrt_core.study.approximation import approximation_errors, errors_key
+from elrt_core.study import Session, approximation, plan
+from elrt_core.study.approximation import approximation_errors, code_fingerprint, errors_key, networks
 
 SPEC = Approximation(model="small", ratios=(2.0,), formats=("tucker2", "matrix"), curve_ratios=(3.0,))
 
@@ -57,13 +59,31 @@ def test_the_key_changes_with_what_the_table_depends_on(change):
 
 
 @pytest.mark.parametrize(
-    "module", ["elrt_core.analysis", "elrt_core.cost", "elrt_core.lowrank.layers", "elrt_core.study.approximation"]
+    "module", ["elrt_core.analysis", "elrt_core.cost", "elrt_core.lowrank.layers", "_budgets", "approximation_errors"]
 )
 def test_the_key_changes_with_the_code_the_table_depends_on(module, monkeypatch):
     before = errors_key(_net(), SPEC)
     real = approximation.inspect.getsource
     monkeypatch.setattr(approximation.inspect, "getsource", lambda m: "edited" if m.__name__ == module else real(m))
     assert errors_key(_net(), SPEC) != before
+
+
+_SOURCES = {
+    "documented": '''"""A module."""\n\n\ndef add(x):\n    """Add one."""\n    return x + 1  # the comment\n''',
+    "bare": "def add(x):\n    # another comment\n    return (x +\n            1)\n",
+    "other": '''"""A module."""\n\n\ndef add(x):\n    """Add one."""\n    return x + 2  # the comment\n''',
+}
+
+
+def test_the_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    prints = {}
+    for name, source in _SOURCES.items():
+        (tmp_path / f"fingerprint_{name}.py").write_text(source)
+        module = importlib.import_module(f"fingerprint_{name}")
+        prints[name] = code_fingerprint(module), code_fingerprint(module.add)
+    assert prints["documented"] == prints["bare"]
+    assert prints["documented"][0] != prints["other"][0] and prints["documented"][1] != prints["other"][1]
 
 
 def test_the_key_changes_with_a_conv_layer_s_geometry():
@@ -78,3 +98,28 @@ def test_a_table_without_its_provenance_is_computed_again(tmp_path):
     sidecar.unlink()
     approximation_errors(_net(), SPEC, "trained", tmp_path)
     assert sidecar.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+STORED = sorted(folder.parent.name for folder in RESULTS.glob("*/approximation") if any(folder.glob("*.csv")))
+
+
+def test_the_default_profile_s_tables_are_committed():
+    assert "cpu-full" in STORED
+
+
+@pytest.mark.parametrize("profile", STORED)
+def test_the_committed_tables_are_those_of_the_current_code(profile):
+    s = Session(profile, str(RESULTS), train_missing=False, notebook="01_approximation_error")
+    spec = s.profile.approximation
+    ((_, record),) = s.runs([plan.approximation_run(s.profile)])
+    rng = torch.random.get_rng_state()
+    nets = networks(record, spec)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # building the control leaves the caller's random state
+    expected = {f"{weights}-{errors_key(net, spec)}.csv" for weights, net in nets.items()}
+    stored = {path.name for path in s.approximation_dir.glob("*.csv")}
+    assert stored == expected, (
+        f"results/{profile}/approximation holds {sorted(stored)}, the current code reads {sorted(expected)}: "
+        f"chapter 1 would recompute them (~25 min). Run `elrt reproduce --profile {profile} --only "
+        "01_approximation_error`, then commit the new tables and their sidecars and remove the old ones."
+    )

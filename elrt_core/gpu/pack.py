@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import atomic
 from .. import data as data_lib
 from ..data.checksums import BINARY_MD5
 from . import source
@@ -275,13 +276,6 @@ def _reusable(old: dict[str, Any] | None, existing: dict[str, Path]) -> list[_Pi
     return kept
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def pack(
     root: Path,
     *,
@@ -319,7 +313,7 @@ def pack(
     for piece, g in zip(pieces, groups, strict=True):
         target = pack_dir / f"g{g}" / piece.name
         if not (target.is_file() and target.read_bytes() == piece.data):
-            _write_atomic(target, piece.data)
+            atomic.write_bytes(target, piece.data)
         entries.append(
             {"name": piece.name, "group": f"g{g}", "bytes": len(piece.data), "sha256": _sha256(piece.data), **piece.meta}
         )
@@ -346,7 +340,7 @@ def pack(
         "source": source.state(root),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(pack_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic.write_bytes(pack_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
 
@@ -443,7 +437,7 @@ def _write_data(contents: dict[str, bytes], manifest: dict[str, Any], folder: Pa
     if wrong or set(files) != set(BINARY_MD5):
         raise PackError(f"the decoded pieces do not give the official binary files (md5 differs for {', '.join(wrong)})")
     for name, data in files.items():
-        _write_atomic(folder / name, data)
+        atomic.write_bytes(folder / name, data)
 
 
 def _extract_checkpoints(contents: dict[str, bytes], manifest: dict[str, Any], results: Path) -> tuple[list[str], list[str]]:
@@ -461,7 +455,7 @@ def _extract_checkpoints(contents: dict[str, bytes], manifest: dict[str, Any], r
             if target.exists() or (target.parent / "record.json").exists():
                 kept.append(member.name)
                 continue
-            _write_atomic(target, tar.extractfile(member).read())
+            atomic.write_bytes(target, tar.extractfile(member).read())
             written.append(member.name)
     return written, kept
 

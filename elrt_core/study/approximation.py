@@ -5,9 +5,10 @@ initialization at every budget takes about 25 minutes on two CPU cores, most of 
 table is stored under the profile's results folder as ``<weights>-<key>.csv`` with a JSON sidecar of
 its provenance. The ``key`` is the sha256 of everything the table depends on: each conv layer (name,
 ``repr`` with its shape, stride and padding, and its kernel's bytes), the analysis spec (model,
-formats, budgets) and the analysis code (the source of :data:`CODE`, and the torch release,
-tensorly and numpy versions), so a new network, spec or algorithm gets a new file and a stored table is never
-reused for something it was not computed from.
+formats, budgets) and the analysis code (the syntax trees of :data:`CODE` without docstrings and
+comments, and the torch release, tensorly and numpy versions), so a new network, spec or algorithm
+gets a new file and a stored table is never reused for something it was not computed from, while an
+edit to a docstring, a comment or the file writing keeps the stored tables valid.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import os
-import sys
-import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -29,15 +28,13 @@ import tensorly
 import torch
 from torch import nn
 
-from .. import analysis, cost, records
+from .. import analysis, atomic, cost, models, records
 from ..lowrank import convert, layers, tucker
 from ..profiles import Approximation
+from ..records import Record
+from .session import load_model
 
-__all__ = ["approximation_errors", "errors_key", "CODE"]
-
-CODE = (analysis, cost, convert, layers, tucker, sys.modules[__name__])
-"""Modules whose source decides the errors: the analysis, the cost model that sets each budget's
-frontier, the format classes and their fits, and this module (a change to any gives a new key)."""
+__all__ = ["approximation_errors", "figure3_errors", "networks", "errors_key", "code_fingerprint", "CODE"]
 
 
 def _budgets(spec: Approximation) -> tuple[list[float], list[float]]:
@@ -45,17 +42,35 @@ def _budgets(spec: Approximation) -> tuple[list[float], list[float]]:
     return sorted({*spec.ratios, *spec.curve_ratios}), list(spec.ratios)
 
 
+def code_fingerprint(obj: object) -> str:
+    """The syntax tree of ``obj``'s source (a module or function) without docstrings, comments or
+    layout (``ast.dump``), so that only an edit that can change what the code computes changes it."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def errors_key(model: nn.Module, spec: Approximation) -> str:
     """First 16 hex digits of the sha256 of ``model``'s conv layers (name, ``repr``, kernel bytes),
-    ``spec`` and the analysis code (:data:`CODE` and the torch, tensorly and numpy versions)."""
+    ``spec`` and the analysis code (:func:`code_fingerprint` of each of :data:`CODE`, and the torch,
+    tensorly and numpy versions)."""
     h = hashlib.sha256()
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             h.update(f"{name} {module!r}".encode())
             h.update(module.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     h.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
-    for module in CODE:
-        h.update(inspect.getsource(module).encode())
+    for code in CODE:
+        h.update(code_fingerprint(code).encode())
     release = torch.__version__.split("+")[0]  # the build tag (+cpu, +cu128) does not change CPU float64 math
     h.update(f"torch {release} tensorly {tensorly.__version__} numpy {np.__version__}".encode())
     return h.hexdigest()[:16]
@@ -90,12 +105,31 @@ def _write(table: pd.DataFrame, path: Path, spec: Approximation, started: float)
     prov = records.provenance(torch.device("cpu"), seed=0, profile="", started=started, ended=time.time())
     prov = {k: v for k, v in prov.items() if k not in ("seed", "profile")}
     records.write_json(path.with_suffix(".json"), {"table": path.name, "spec": dataclasses.asdict(spec), "provenance": prov})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            table.to_csv(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.replacing(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def networks(record: Record, spec: Approximation) -> dict[str, nn.Module]:
+    """The two networks Figure 3 analyses: ``"trained"``, the dense network of ``record`` with its
+    trained weights, and ``"initialization"``, the control: ``spec.model`` as built after
+    ``torch.manual_seed(<the record's seed>)`` (its initialization, before any training; the caller's
+    random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(record.config.seed)
+        initialization = models.get(spec.model)
+    return {"trained": load_model(record), "initialization": initialization}
+
+
+def figure3_errors(
+    record: Record, spec: Approximation, cache: Path | None = None, progress: bool = False
+) -> dict[str, pd.DataFrame]:
+    """:func:`approximation_errors` of each of the :func:`networks` of ``record``, by their name
+    (``"trained"``, ``"initialization"``), each read from or stored in ``cache``."""
+    return {weights: approximation_errors(net, spec, weights, cache, progress) for weights, net in networks(record, spec).items()}
+
+
+CODE = (analysis, cost, convert, layers, tucker, _budgets, approximation_errors)
+"""The code that decides the errors: the analysis, the cost model that sets each budget's frontier,
+the format classes and their fits, and the functions of this module that choose the budgets and
+call the analysis (a change to any, docstrings and comments aside, gives a new key; the file I/O
+and the choice of :func:`networks` do not enter: the networks' kernels do)."""

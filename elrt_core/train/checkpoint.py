@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .. import atomic
 
 __all__ = ["save_atomic", "load", "CHECKPOINT_FILE", "WEIGHTS_FILE"]
 
@@ -16,18 +16,9 @@ WEIGHTS_FILE = "weights.pt"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder (mode 0644), then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    try:
+    """``torch.save`` ``obj`` to ``path`` atomically (:func:`elrt_core.atomic.replacing`)."""
+    with atomic.replacing(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""Atomic file writes: the one place where a file is written beside its target and renamed over it.
+
+A reader (the book, a resuming run, a second process) sees either the old file or the complete new
+one, never a half-written file: the content goes to a uniquely named temporary file in the target's
+folder (same file system, so ``os.replace`` is an atomic rename), is flushed to disk, gets mode 0644,
+and only then replaces the target. On any error the temporary file is removed and the target is left
+as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["replacing", "write_bytes", "write_text"]
+
+
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; write it in the ``with`` body, and on a normal exit it
+    is fsynced, made 0644 and renamed over ``path`` (folders are created). An exception removes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`replacing`); returns ``path``."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`replacing`); returns ``path``."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
