@@ -19,7 +19,7 @@ from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -27,6 +27,10 @@ from . import models
 from .config import DATASETS, FACTOR_NAMES, REG_SCHEDULES, SCHEDULES, ConfigError, TrainConfig
 from .lowrank import FORMATS
 from .regularizers import REGULARIZERS
+
+if TYPE_CHECKING:
+    from .profiles import Profile
+    from .study.plan import PlannedRun
 
 __all__ = ["main", "build_parser"]
 
@@ -230,20 +234,31 @@ def cmd_batch(args: argparse.Namespace) -> int:
     prof = profiles.load(args.profile)
     if args.results:
         _check_output(Path(args.results), "--results")
+    runs = _planned(prof, args) if args.methods else None
     _check_data("cifar10", args.data_dir, download=False)
     options = _options(args, "jobs", "threads", "minutes", "device", "data_dir", "max_priority")
-    report = batch.run(prof, **options, root=args.results)
+    report = batch.run(prof, **options, root=args.results, runs=runs)
     return 0 if report.ok else 1
+
+
+def _planned(prof: Profile, args: argparse.Namespace) -> list[PlannedRun]:
+    """The plan of ``prof`` up to ``--max-priority``, of the ``--methods`` only if given."""
+    from .study import plan as plan_lib
+
+    only = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    try:
+        return plan_lib.plan(prof, args.max_priority, only)
+    except ValueError as e:
+        raise UsageError(f"--methods: {e}") from None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from . import profiles, records
-    from .study import plan as plan_lib
     from .study.runs import run_dir
     from .train import checkpoint
 
     prof = profiles.load(args.profile)
-    runs = plan_lib.plan(prof, args.max_priority)
+    runs = _planned(prof, args)
     print(f"{prof.name}: {prof.description}")
     counts: dict[str, int] = {}
     done: dict[int, list[float]] = {run.priority: [] for run in runs}  # priority -> minutes of each finished run
@@ -636,6 +651,9 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+_METHODS_HELP = "only these methods of the plan, comma-separated (e.g. tucker2-hw,tucker2), in plan order"
+
+
 def _add_study_parsers(sub) -> None:
     """``batch``, ``plan``, ``reproduce`` and ``calibrate``: commands that act on a profile."""
     from . import profiles
@@ -646,6 +664,7 @@ def _add_study_parsers(sub) -> None:
     p.add_argument("--threads", type=_POSITIVE_INT, help="PyTorch threads per process (default: PyTorch's)")
     p.add_argument("--minutes", type=_POSITIVE, help="start no run after this many minutes; stop the rest (they resume)")
     p.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
+    p.add_argument("--methods", help=_METHODS_HELP)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--data-dir")
     p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
@@ -654,6 +673,7 @@ def _add_study_parsers(sub) -> None:
     p = sub.add_parser("plan", help="list the runs a profile needs, in training order, and their status")
     p.add_argument("--profile", default="cpu-full", choices=profiles.names())
     p.add_argument("--max-priority", type=_POSITIVE_INT)
+    p.add_argument("--methods", help=_METHODS_HELP)
     p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
     p.set_defaults(func=cmd_plan)
 

@@ -143,3 +143,14 @@ def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "10 runs: 2 done, 8 missing" in out and "by priority: 1: 2/8 done, 2: 0/2 done" in out
     assert "median of 80 min each (cpu-x)" in out and "the 8 not finished need about 10.7 run-hours" in out
+
+    assert main(["plan", "--profile", "smoke", "--methods", "dense,matrix", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs: 2 done, 1 missing" in out and "tucker2" not in out
+
+
+@pytest.mark.parametrize("command", ["plan", "batch"])
+def test_methods_the_profile_does_not_train_are_refused(command, tmp_path, capsys):
+    assert main([command, "--profile", "smoke", "--methods", "dense,cp", "--results", str(tmp_path)]) == 2
+    assert "--methods: profile 'smoke' trains no cp; its methods: dense, elrt, matrix" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()

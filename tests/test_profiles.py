@@ -65,6 +65,15 @@ def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
     assert plan.networks(profiles.load("cpu-full")) == [("resnet20", 2.0), ("resnet20", 3.0)]
 
 
+def test_the_plan_of_chosen_methods_keeps_its_order_and_names_an_unknown_method():
+    full = plan.plan(profiles.load("cpu-full"))
+    chosen = plan.plan(profiles.load("cpu-full"), only=["tucker2-hw", "dense"])
+    assert chosen == [r for r in full if r.method in ("tucker2-hw", "dense")]
+    assert [r.method for r in chosen] == ["dense"] * 5 + ["tucker2-hw"] * 3
+    with pytest.raises(ValueError, match="trains no hw; its methods: cp, dense"):
+        plan.plan(profiles.load("cpu-full"), only=["hw"])
+
+
 def test_select_keeps_dense_at_every_budget():
     runs = plan.plan(profiles.load("cpu-quick"))
     at3 = plan.select(runs, model="resnet20", flops_ratio=3.0, methods=("dense", "elrt"))

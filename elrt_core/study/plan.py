@@ -8,6 +8,7 @@ runs with :func:`select` and :func:`comparison`; nothing else builds a config.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..config import TrainConfig
@@ -31,15 +32,24 @@ class PlannedRun:
         return self.config.model, self.config.flops_ratio
 
 
-def plan(p: Profile, max_priority: int | None = None) -> list[PlannedRun]:
-    """Every run of ``p`` (up to ``max_priority``) in training order, each config once."""
+def plan(p: Profile, max_priority: int | None = None, only: Iterable[str] | None = None) -> list[PlannedRun]:
+    """Every run of ``p`` (up to ``max_priority``; of the methods in ``only`` if given) in training
+    order, each config once. A name in ``only`` that no run group of ``p`` trains is a ``ValueError``."""
     labels = {k: m.label for k, m in methods().items()}
+    if only is not None:
+        only = set(only)
+        unknown = sorted(only - {m for group in p.runs for m in group.methods})
+        if unknown:
+            trained = sorted({m for group in p.runs for m in group.methods})
+            raise ValueError(f"profile {p.name!r} trains no {', '.join(unknown)}; its methods: {', '.join(trained)}")
     keyed = []
     for gi, group in enumerate(p.runs):
         if max_priority is not None and group.priority > max_priority:
             continue
         for seed in group.seeds:
             for mi, method in enumerate(group.methods):
+                if only is not None and method not in only:
+                    continue
                 config = p.config(method, group.model, group.flops_ratio, seed)
                 keyed.append(((group.priority, seed, gi, mi), PlannedRun(group.priority, method, labels[method], config)))
     seen, out = set(), []
