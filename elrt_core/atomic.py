@@ -3,8 +3,12 @@
 A reader (the book, a resuming run, a second process) sees either the old file or the complete new
 one, never a half-written file: the content goes to a uniquely named temporary file in the target's
 folder (same file system, so ``os.replace`` is an atomic rename), is flushed to disk, gets mode 0644,
-and only then replaces the target. On any error the temporary file is removed and the target is left
-as it was.
+and only then replaces the target; the folder is flushed after the rename so that the rename survives
+a power cut. On any error the temporary file is removed and the target is left as it was.
+
+Every file the study writes this way (records, checkpoints, weights, data files, GPU packs, Figure 3's
+tables) is mode 0644 whatever the umask: results are meant to be read by other users and processes
+(a notebook server, CI) and are committed to git, which keeps only the executable bit anyway.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ __all__ = ["replacing", "write_bytes", "write_text"]
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; write it in the ``with`` body, and on a normal exit it
-    is fsynced, made 0644 and renamed over ``path`` (folders are created). An exception removes it."""
+    is fsynced, made 0644 and renamed over ``path``, and the folder is fsynced (folders are created).
+    An exception removes it and leaves ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -29,16 +34,22 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or, on POSIX, a folder) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

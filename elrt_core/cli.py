@@ -234,7 +234,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     prof = profiles.load(args.profile)
     if args.results:
         _check_output(Path(args.results), "--results")
-    runs = _planned(prof, args) if args.methods else None
+    runs = _planned(prof, args) if args.methods is not None else None
     _check_data("cifar10", args.data_dir, download=False)
     options = _options(args, "jobs", "threads", "minutes", "device", "data_dir", "max_priority")
     report = batch.run(prof, **options, root=args.results, runs=runs)
@@ -245,11 +245,14 @@ def _planned(prof: Profile, args: argparse.Namespace) -> list[PlannedRun]:
     """The plan of ``prof`` up to ``--max-priority``, of the ``--methods`` only if given."""
     from .study import plan as plan_lib
 
-    only = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    only = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
-        return plan_lib.plan(prof, args.max_priority, only)
+        runs = plan_lib.plan(prof, args.max_priority, only)
     except ValueError as e:
         raise UsageError(f"--methods: {e}") from None
+    if only and not runs:
+        raise UsageError(f"--methods {args.methods}: no run of profile {prof.name!r} up to --max-priority {args.max_priority}")
+    return runs
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

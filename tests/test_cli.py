@@ -154,3 +154,7 @@ def test_methods_the_profile_does_not_train_are_refused(command, tmp_path, capsy
     assert main([command, "--profile", "smoke", "--methods", "dense,cp", "--results", str(tmp_path)]) == 2
     assert "--methods: profile 'smoke' trains no cp; its methods: dense, elrt, matrix" in capsys.readouterr().err
     assert not (tmp_path / "smoke").exists()
+    assert main([command, "--profile", "smoke", "--methods", ",", "--results", str(tmp_path)]) == 2
+    assert "--methods: no method named" in capsys.readouterr().err
+    assert main([command, "--profile", "smoke", "--methods", "matrix", "--max-priority", "1", "--results", str(tmp_path)]) == 2
+    assert "--methods matrix: no run of profile 'smoke' up to --max-priority 1" in capsys.readouterr().err

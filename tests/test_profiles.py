@@ -72,6 +72,10 @@ def test_the_plan_of_chosen_methods_keeps_its_order_and_names_an_unknown_method(
     assert [r.method for r in chosen] == ["dense"] * 5 + ["tucker2-hw"] * 3
     with pytest.raises(ValueError, match="trains no hw; its methods: cp, dense"):
         plan.plan(profiles.load("cpu-full"), only=["hw"])
+    with pytest.raises(ValueError, match="no method named"):
+        plan.plan(profiles.load("cpu-full"), only=[])
+    with pytest.raises(TypeError, match="not the string 'dense'"):
+        plan.plan(profiles.load("cpu-full"), only="dense")
 
 
 def test_select_keeps_dense_at_every_budget():

@@ -1,5 +1,6 @@
 """Figure 3's error tables are computed once per network, spec and analysis code, then read back."""
 
+import ast
 import importlib
 import json
 from pathlib import Path
@@ -59,7 +60,16 @@ def test_the_key_changes_with_what_the_table_depends_on(change):
 
 
 @pytest.mark.parametrize(
-    "module", ["elrt_core.analysis", "elrt_core.cost", "elrt_core.lowrank.layers", "_budgets", "approximation_errors"]
+    "module",
+    [
+        "elrt_core.analysis",
+        "elrt_core.cost",
+        "elrt_core.lowrank.convert",
+        "elrt_core.lowrank.layers",
+        "elrt_core.lowrank.tucker",
+        "_budgets",
+        "approximation_errors",
+    ],
 )
 def test_the_key_changes_with_the_code_the_table_depends_on(module, monkeypatch):
     before = errors_key(_net(), SPEC)
@@ -69,9 +79,9 @@ def test_the_key_changes_with_the_code_the_table_depends_on(module, monkeypatch)
 
 
 _SOURCES = {
-    "documented": '''"""A module."""\n\n\ndef add(x):\n    """Add one."""\n    return x + 1  # the comment\n''',
-    "bare": "def add(x):\n    # another comment\n    return (x +\n            1)\n",
-    "other": '''"""A module."""\n\n\ndef add(x):\n    """Add one."""\n    return x + 2  # the comment\n''',
+    "documented": '''"""A module."""\n\nSCALE = 1\n"""The scale."""\n\n\ndef add(x):\n    """Add one."""\n    return x + SCALE  # the comment\n''',
+    "bare": "SCALE = 1\ndef add(x):\n    # another comment\n    return (x +\n            SCALE)\n",
+    "other": '''"""A module."""\n\nSCALE = 1\n"""The scale."""\n\n\ndef add(x):\n    """Add one."""\n    return x - SCALE  # the comment\n''',
 }
 
 
@@ -84,6 +94,16 @@ def test_the_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_cod
         prints[name] = code_fingerprint(module), code_fingerprint(module.add)
     assert prints["documented"] == prints["bare"]
     assert prints["documented"][0] != prints["other"][0] and prints["documented"][1] != prints["other"][1]
+
+
+def test_the_code_fingerprint_ignores_fields_a_python_release_adds_empty():
+    tree = ast.parse("def add(x):\n    return x + 1\n")
+    before = approximation._canonical(tree)
+    tree.body[0].type_params = []  # Python 3.12 adds this field to every function
+    tree.body[0]._fields = (*tree.body[0]._fields, "type_params")
+    assert approximation._canonical(tree) == before
+    tree.body[0].body[0].value.right.value = 2
+    assert approximation._canonical(tree) != before
 
 
 def test_the_key_changes_with_a_conv_layer_s_geometry():
@@ -116,8 +136,12 @@ def test_the_committed_tables_are_those_of_the_current_code(profile):
     rng = torch.random.get_rng_state()
     nets = networks(record, spec)
     assert torch.equal(torch.random.get_rng_state(), rng)  # building the control leaves the caller's random state
-    expected = {f"{weights}-{errors_key(net, spec)}.csv" for weights, net in nets.items()}
     stored = {path.name for path in s.approximation_dir.glob("*.csv")}
+    expected = set()
+    for weights, net in nets.items():  # keyed with the versions each table was computed with: the code is what is checked
+        sidecars = [json.loads(p.read_text()) for p in s.approximation_dir.glob(f"{weights}-*.json")]
+        assert len(sidecars) == 1, f"results/{profile}/approximation: one {weights} table expected"
+        expected.add(f"{weights}-{errors_key(net, spec, sidecars[0]['provenance']['versions'])}.csv")
     assert stored == expected, (
         f"results/{profile}/approximation holds {sorted(stored)}, the current code reads {sorted(expected)}: "
         f"chapter 1 would recompute them (~25 min). Run `elrt reproduce --profile {profile} --only "

@@ -1,6 +1,6 @@
 """What the notebooks call: the run plan of a profile, get-or-run, figures, tables and verdicts."""
 
-from . import figures, plan, tables, verdicts
+from . import approximation, figures, plan, tables, verdicts
 from .approximation import approximation_errors
 from .plan import PlannedRun
 from .runs import MissingRun, get_or_run, results_root, run_dir
@@ -15,6 +15,7 @@ __all__ = [
     "run_dir",
     "load_model",
     "approximation_errors",
+    "approximation",
     "plan",
     "tables",
     "figures",

@@ -9,6 +9,9 @@ formats, budgets) and the analysis code (the syntax trees of :data:`CODE` withou
 comments, and the torch release, tensorly and numpy versions), so a new network, spec or algorithm
 gets a new file and a stored table is never reused for something it was not computed from, while an
 edit to a docstring, a comment or the file writing keeps the stored tables valid.
+
+The networks are those of :func:`networks`: the trained dense network of the profile's
+approximation run and, as the control, the same architecture at its seeded initialization.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import inspect
 import json
 import textwrap
 import time
+from collections.abc import Mapping
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,7 @@ import torch
 from torch import nn
 
 from .. import analysis, atomic, cost, models, records
-from ..lowrank import convert, layers, tucker
+from ..lowrank import layers, tucker
 from ..profiles import Approximation
 from ..records import Record
 from .session import load_model
@@ -42,27 +47,50 @@ def _budgets(spec: Approximation) -> tuple[list[float], list[float]]:
     return sorted({*spec.ratios, *spec.curve_ratios}), list(spec.ratios)
 
 
+def _is_string_statement(statement: ast.stmt) -> bool:
+    """A bare string (a docstring, or the attribute docstring after an assignment): no effect at run time."""
+    return (
+        isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str)
+    )
+
+
+def _canonical(node: object) -> str:
+    """A dump of a syntax tree that names each node and its non-empty fields only, so that fields a
+    Python release adds empty (``type_params`` in 3.12) or stops printing when empty (3.13) do not change it."""
+    if isinstance(node, ast.AST):
+        fields = ((name, getattr(node, name, None)) for name in node._fields)
+        return f"{type(node).__name__}({', '.join(f'{name}={_canonical(v)}' for name, v in fields if v is not None and v != [])})"
+    if isinstance(node, list):
+        return f"[{', '.join(_canonical(item) for item in node)}]"
+    return repr(node)
+
+
 def code_fingerprint(obj: object) -> str:
-    """The syntax tree of ``obj``'s source (a module or function) without docstrings, comments or
-    layout (``ast.dump``), so that only an edit that can change what the code computes changes it."""
+    """The syntax tree of ``obj``'s source (a module or function) without bare strings (docstrings),
+    comments or layout, as :func:`_canonical` dumps it: only an edit that can change what the code
+    computes changes it."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
     for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list) and any(isinstance(s, ast.stmt) and _is_string_statement(s) for s in statements):
+                kept = [s for s in statements if not _is_string_statement(s)]
+                setattr(node, field, kept or ([ast.Pass()] if field == "body" else []))
+    return _canonical(tree)
 
 
-def errors_key(model: nn.Module, spec: Approximation) -> str:
+def _versions(versions: Mapping[str, str] | None = None) -> str:
+    """The library versions a table depends on: ``versions`` (e.g. a sidecar's) or this environment's,
+    torch as its release without the build tag (+cpu, +cu128 do not change CPU float64 math)."""
+    found = versions or {"torch": torch.__version__, "tensorly": tensorly.__version__, "numpy": np.__version__}
+    return f"torch {found['torch'].split('+')[0]} tensorly {found['tensorly']} numpy {found['numpy']}"
+
+
+def errors_key(model: nn.Module, spec: Approximation, versions: Mapping[str, str] | None = None) -> str:
     """First 16 hex digits of the sha256 of ``model``'s conv layers (name, ``repr``, kernel bytes),
-    ``spec`` and the analysis code (:func:`code_fingerprint` of each of :data:`CODE`, and the torch,
-    tensorly and numpy versions)."""
+    ``spec``, the analysis code (:func:`code_fingerprint` of each of :data:`CODE`) and the torch,
+    tensorly and numpy versions (this environment's, or ``versions``: ``{"torch": ..., "tensorly":
+    ..., "numpy": ...}``, e.g. to check a stored table against the code in another environment)."""
     h = hashlib.sha256()
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -71,8 +99,7 @@ def errors_key(model: nn.Module, spec: Approximation) -> str:
     h.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
     for code in CODE:
         h.update(code_fingerprint(code).encode())
-    release = torch.__version__.split("+")[0]  # the build tag (+cpu, +cu128) does not change CPU float64 math
-    h.update(f"torch {release} tensorly {tensorly.__version__} numpy {np.__version__}".encode())
+    h.update(_versions(versions).encode())
     return h.hexdigest()[:16]
 
 
@@ -111,13 +138,13 @@ def _write(table: pd.DataFrame, path: Path, spec: Approximation, started: float)
 
 def networks(record: Record, spec: Approximation) -> dict[str, nn.Module]:
     """The two networks Figure 3 analyses: ``"trained"``, the dense network of ``record`` with its
-    trained weights, and ``"initialization"``, the control: ``spec.model`` as built after
-    ``torch.manual_seed(<the record's seed>)`` (its initialization, before any training; the caller's
-    random state is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(record.config.seed)
-        initialization = models.get(spec.model)
-    return {"trained": load_model(record), "initialization": initialization}
+    trained weights, and ``"initialization"``, the control: ``spec.model`` as built with the CPU
+    generator seeded by the record's seed (its initialization, before any training). The caller's
+    random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):  # both built on the CPU, from its generator only
+        trained = load_model(record)
+        torch.random.default_generator.manual_seed(record.config.seed)
+        return {"trained": trained, "initialization": models.get(spec.model)}
 
 
 def figure3_errors(
@@ -128,8 +155,9 @@ def figure3_errors(
     return {weights: approximation_errors(net, spec, weights, cache, progress) for weights, net in networks(record, spec).items()}
 
 
-CODE = (analysis, cost, convert, layers, tucker, _budgets, approximation_errors)
-"""The code that decides the errors: the analysis, the cost model that sets each budget's frontier,
-the format classes and their fits, and the functions of this module that choose the budgets and
-call the analysis (a change to any, docstrings and comments aside, gives a new key; the file I/O
-and the choice of :func:`networks` do not enter: the networks' kernels do)."""
+CODE = (analysis, cost, import_module("..lowrank.convert", __package__), layers, tucker, _budgets, approximation_errors)
+"""The code that decides the errors: the analysis; the cost model that sets each budget's frontier;
+the module ``lowrank.convert`` (not the function of that name the package exports), the format
+classes and their fits; and the functions of this module that choose the budgets and call the
+analysis. A change to any of them, docstrings and comments aside, gives a new key; the file I/O and
+:func:`networks` do not enter (the networks' kernels do)."""

@@ -34,14 +34,18 @@ class PlannedRun:
 
 def plan(p: Profile, max_priority: int | None = None, only: Iterable[str] | None = None) -> list[PlannedRun]:
     """Every run of ``p`` (up to ``max_priority``; of the methods in ``only`` if given) in training
-    order, each config once. A name in ``only`` that no run group of ``p`` trains is a ``ValueError``."""
+    order, each config once. An empty ``only``, or a name in it that no run group of ``p`` trains, is a
+    ``ValueError``."""
     labels = {k: m.label for k, m in methods().items()}
     if only is not None:
-        only = set(only)
+        if isinstance(only, str):
+            raise TypeError(f"only: a list of method names, not the string {only!r}")
+        only, trained = set(only), ", ".join(sorted({m for group in p.runs for m in group.methods}))
+        if not only:
+            raise ValueError(f"no method named; profile {p.name!r} trains {trained}")
         unknown = sorted(only - {m for group in p.runs for m in group.methods})
         if unknown:
-            trained = sorted({m for group in p.runs for m in group.methods})
-            raise ValueError(f"profile {p.name!r} trains no {', '.join(unknown)}; its methods: {', '.join(trained)}")
+            raise ValueError(f"profile {p.name!r} trains no {', '.join(unknown)}; its methods: {trained}")
     keyed = []
     for gi, group in enumerate(p.runs):
         if max_priority is not None and group.priority > max_priority:
