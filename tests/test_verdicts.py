@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from elrt_core.lowrank.convert import format_class
+from elrt_core.profiles import Comparison
 from elrt_core.study import stats, verdicts
 
 
@@ -129,3 +130,53 @@ def test_labels_name_methods_that_have_no_run_yet():
     names = verdicts.labels([(run, None)])
     assert list(names)[0] == "tucker2" and names["tucker2"] == "Tucker-2, as planned"
     assert names["tucker2+so"] != "tucker2+so" and "SO" in names["tucker2+so"]  # no run: the study's label
+
+
+def test_two_way_pairs_the_treatment_with_the_reference_in_the_claimed_direction():
+    c = Comparison(reference="a", methods=("a", "b"), treatment="b")
+    runs = [_run("a", s, 80.0 + s, loss=1.0) for s in range(4)] + [_run("b", s, 81.0 + s, loss=0.9) for s in range(3)]
+    accuracy = verdicts.two_way(runs, c)
+    assert (accuracy.n, accuracy.mean, accuracy.verdict) == (3, pytest.approx(1.0), "supported")
+    loss = verdicts.two_way(runs, c, "final_train_loss", direction=-1)
+    assert loss.mean == pytest.approx(-0.1) and loss.verdict == "supported"  # lower loss, as claimed
+    assert verdicts.two_way(runs, c, "final_train_loss").verdict == "contradicted"  # claimed higher
+    assert verdicts.two_way(runs[:4], c).n == 0
+    with pytest.raises(ValueError, match="needs a treatment"):
+        verdicts.two_way(runs, Comparison(reference="a", methods=("a", "b")))
+
+
+def test_network_claims_compare_the_headline_with_the_others_at_each_network():
+    c = Comparison(reference="dense", methods=("elrt", "a"), headline="elrt")
+    near = [_run("elrt", s, 81.0 + 0.1 * s) for s in range(3)] + [_run("a", s, 80.0 + 0.1 * s) for s in range(3)]
+    far = [_run("elrt", s, 70.0 + (-1) ** s) for s in range(3)] + [_run("a", s, 70.0) for s in range(3)]
+    claims = verdicts.network_claims({("resnet20", 2.0): near, ("resnet20", 3.0): far}, c, lambda runs: f"{len(runs)} runs")
+    (c2, cmp2), (c3, _) = claims[("resnet20", 2.0)], claims[("resnet20", 3.0)]
+    assert (c2.verdict, c3.verdict, c2.scale) == ("supported", "inconclusive", "6 runs")
+    assert [x.reference for x in cmp2] == ["a"]  # the headline is not compared with itself
+    text = verdicts.networks_text(claims)
+    assert text.startswith("**resnet20 at 2x fewer FLOPs:** supported. ELRT − each: vs A +1.00")
+    assert "\n\n**resnet20 at 3x fewer FLOPs:** inconclusive." in text
+    ((none, _),) = verdicts.network_claims({("resnet20", 4.0): near[:3]}, c, str).values()
+    assert none.effect == "ELRT − each: no paired runs yet" and none.verdict == "inconclusive"
+
+
+def test_ranking_names_a_leader_only_beyond_the_noise():
+    c = Comparison(reference="none", methods=("so", "mc"))
+    noisy = [_run("none", s, 80.0) for s in range(4)]
+    noisy += [_run("so", s, 80.5 + (-1) ** s) for s in range(4)] + [_run("mc", s, 80.2 - (-1) ** s) for s in range(4)]
+    result = verdicts.ranking(noisy, c, "scale")
+    assert [x.treatment for x in result.comparisons] == ["so", "mc"] and result.n_common == 4
+    assert result.ranking.startswith("No setting is ahead") and result.claim.verdict == "inconclusive"
+    clear = [_run("none", s, 80.0 + 0.1 * s) for s in range(5)]
+    clear += [_run("so", s, 83.0 + 0.1 * s + 0.01 * (-1) ** s) for s in range(5)]
+    clear += [_run("mc", s, 81.0 + 0.1 * s) for s in range(5)]
+    lead = verdicts.ranking(clear, c, "scale")
+    assert lead.ranking == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
+    assert lead.any_difference < 0.05
+    empty = verdicts.ranking([_run("so", 0, 80.0)], c, "scale")
+    assert empty.comparisons == [] and empty.claim.effect == "no finished runs yet"
+
+
+def test_a_claim_reads_as_one_sentence():
+    claim = verdicts.Claim("+1.00 points (95% CI +0.50 to +1.50, n = 3)", "supported", "profile x, n = 3 seeds")
+    assert claim.sentence() == "+1.00 points (95% CI +0.50 to +1.50, n = 3) (verdict: supported; profile x, n = 3 seeds)."

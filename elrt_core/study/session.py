@@ -102,6 +102,13 @@ class Session:
         style = {"supported": "tip", "contradicted": "error"}.get(verdict or "", "note")
         display(Markdown(f":::{{admonition}} {title}\n:class: {style}\n{text}\n:::"))
 
+    @staticmethod
+    def paragraph(title: str, text: str) -> None:
+        """Display "**<title>.** <text>" (Markdown), e.g. a secondary finding of a chapter."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"**{title}.** {text}"))
+
     def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None) -> str:
         """What results rest on: the profile's label and the number of seeds per method among ``runs``
         (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when ``runs`` is empty)."""

@@ -7,14 +7,14 @@ introduction's table, glued from the chapter that computes them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..analysis import COST_NAMES
 from ..lowrank.convert import format_class
-from ..profiles import methods
+from ..profiles import Comparison, methods
 from ..records import Record
 from . import stats
 from .plan import PlannedRun
@@ -24,8 +24,13 @@ __all__ = [
     "values",
     "labels",
     "combine",
+    "two_way",
     "paired_claim",
     "beats_claim",
+    "network_claims",
+    "Ranking",
+    "ranking",
+    "networks_text",
     "format_claim",
     "layer_values",
     "win_counts",
@@ -47,6 +52,10 @@ class Claim:
     effect: str
     verdict: str
     scale: str
+
+    def sentence(self) -> str:
+        """``"<effect> (verdict: <verdict>; <scale>)."``: the claim in one sentence."""
+        return f"{self.effect} (verdict: {self.verdict}; {self.scale})."
 
     def glue(self, session, key: str) -> None:
         """Glue ``<key>_effect``, ``<key>_verdict`` and ``<key>_scale`` for the book's pages."""
@@ -79,6 +88,21 @@ def combine(words: Sequence[str]) -> str:
     return "contradicted" if "contradicted" in words else "inconclusive"
 
 
+def two_way(runs: Runs, comparison: Comparison, metric: str = "final_test_top1", direction: int = 1) -> stats.Paired:
+    """``comparison.treatment`` − ``comparison.reference`` in ``metric`` (a key of each record's
+    ``metrics``), paired by seed over the seeds both have; ``direction``: the sign the claim
+    predicts (+1: the treatment is higher, e.g. accuracy; −1: lower, e.g. training loss)."""
+    if comparison.treatment is None:
+        raise ValueError(f"a two-way comparison needs a treatment; this one compares {', '.join(comparison.methods)}")
+    by_method = values(runs, metric)
+    return stats.paired(
+        by_method.get(comparison.reference, {}),
+        by_method.get(comparison.treatment, {}),
+        names=(comparison.reference, comparison.treatment),
+        direction=direction,
+    )
+
+
 def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) -> Claim:
     """A claim resting on one paired comparison: "<treatment> − <reference>: effect"."""
     effect = (
@@ -97,9 +121,62 @@ def beats_claim(
     level = 1 - (1 - stats.CONFIDENCE) / max(1, len(present))
     comparisons = [stats.paired(values[o], values.get(subject, {}), names=(o, subject), confidence=level) for o in present]
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
-    return Claim(
-        f"{names.get(subject, subject)} − each: " + "; ".join(parts), combine([c.verdict for c in comparisons]), scale
-    ), comparisons
+    effect = "; ".join(parts) or "no paired runs yet"
+    return Claim(f"{names.get(subject, subject)} − each: {effect}", combine([c.verdict for c in comparisons]), scale), comparisons
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Several methods against one reference (e.g. the regularizers against Tucker-2): ``claim``
+    (each method's paired effect, Bonferroni-corrected, and the combined word), the ``comparisons``
+    behind it, the omnibus p-value ``any_difference`` over the ``n_common`` seeds every method has,
+    and ``ranking``: the sentence that names a best method only outside the noise."""
+
+    claim: Claim
+    comparisons: list[stats.Paired]
+    any_difference: float
+    n_common: int
+    ranking: str
+
+
+def ranking(runs: Runs, comparison: Comparison, scale: str) -> Ranking:
+    """Each method of ``runs`` against ``comparison.reference`` in final test top-1 (paired by seed,
+    :func:`stats.against_reference`), whether they differ at all (:func:`stats.omnibus`) and which
+    leads beyond the noise (:func:`stats.leader`)."""
+    names, accuracy = labels(runs), values(runs)
+    comparisons = stats.against_reference(accuracy, comparison.reference) if comparison.reference in accuracy else []
+    any_difference, n_common = stats.omnibus(accuracy)
+    lead = stats.leader(accuracy)
+    claim = Claim(
+        "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet",
+        combine([c.verdict for c in comparisons]),
+        scale,
+    )
+    sentence = (
+        f"{names[lead]} is ahead of every other setting beyond the noise."
+        if lead
+        else "No setting is ahead of all others beyond the seed-to-seed noise, so none is named best."
+    )
+    return Ranking(claim, comparisons, any_difference, n_common, sentence)
+
+
+def network_claims(
+    networks: Mapping[tuple[str, float], Runs], comparison: Comparison, scale: Callable[[Runs], str]
+) -> dict[tuple[str, float], tuple[Claim, list[stats.Paired]]]:
+    """:func:`beats_claim` of ``comparison.headline`` against each other method of ``comparison`` at
+    every network (``(model, flops_ratio)`` → its runs), with ``scale(runs)`` as each claim's scale."""
+    opponents = [m for m in comparison.methods if m != comparison.headline]
+    return {
+        net: beats_claim(values(runs), comparison.headline, opponents, scale(runs), labels(runs))
+        for net, runs in networks.items()
+    }
+
+
+def networks_text(claims: Mapping[tuple[str, float], tuple[Claim, list[stats.Paired]]]) -> str:
+    """One paragraph per network: "**<model> at <r>x fewer FLOPs:** <verdict>. <effect>." (Markdown)."""
+    return "\n\n".join(
+        f"**{model} at {ratio:g}x fewer FLOPs:** {c.verdict}. {c.effect}." for (model, ratio), (c, _) in claims.items()
+    )
 
 
 def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error", by: str = "macs") -> dict[str, dict[int, float]]:
