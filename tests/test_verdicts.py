@@ -166,12 +166,13 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
     noisy += [_run("so", s, 80.5 + (-1) ** s) for s in range(4)] + [_run("mc", s, 80.2 - (-1) ** s) for s in range(4)]
     result = verdicts.ranking(noisy, c, "scale")
     assert [x.treatment for x in result.comparisons] == ["so", "mc"] and result.n_common == 4
-    assert result.ranking.startswith("No setting is ahead") and result.claim.verdict == "inconclusive"
+    assert all(x.confidence == pytest.approx(0.975) for x in result.comparisons)  # Bonferroni over 2 comparisons
+    assert result.leader_sentence.startswith("No setting is ahead") and result.claim.verdict == "inconclusive"
     clear = [_run("none", s, 80.0 + 0.1 * s) for s in range(5)]
     clear += [_run("so", s, 83.0 + 0.1 * s + 0.01 * (-1) ** s) for s in range(5)]
     clear += [_run("mc", s, 81.0 + 0.1 * s) for s in range(5)]
     lead = verdicts.ranking(clear, c, "scale")
-    assert lead.ranking == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
+    assert lead.leader_sentence == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
     assert lead.any_difference < 0.05
     empty = verdicts.ranking([_run("so", 0, 80.0)], c, "scale")
     assert empty.comparisons == [] and empty.claim.effect == "no finished runs yet"

@@ -130,17 +130,18 @@ class Ranking:
     """Several methods against one reference (e.g. the regularizers against Tucker-2): ``claim``
     (each method's paired effect, Bonferroni-corrected, and the combined word), the ``comparisons``
     behind it, the omnibus p-value ``any_difference`` over the ``n_common`` seeds every method has,
-    and ``ranking``: the sentence that names a best method only outside the noise."""
+    and ``leader_sentence``: the sentence that names a best method only outside the noise."""
 
     claim: Claim
     comparisons: list[stats.Paired]
     any_difference: float
     n_common: int
-    ranking: str
+    leader_sentence: str
 
 
 def ranking(runs: Runs, comparison: Comparison, scale: str) -> Ranking:
-    """Each method of ``runs`` against ``comparison.reference`` in final test top-1 (paired by seed,
+    """Each other method of ``runs`` (pass the runs of one comparison: every method present enters the
+    Bonferroni correction) against ``comparison.reference`` in final test top-1 (paired by seed,
     :func:`stats.against_reference`), whether they differ at all (:func:`stats.omnibus`) and which
     leads beyond the noise (:func:`stats.leader`)."""
     names, accuracy = labels(runs), values(runs)
