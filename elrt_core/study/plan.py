@@ -40,12 +40,13 @@ def plan(p: Profile, max_priority: int | None = None, only: Iterable[str] | None
     if only is not None:
         if isinstance(only, str):
             raise TypeError(f"only: a list of method names, not the string {only!r}")
-        only, trained = set(only), ", ".join(sorted({m for group in p.runs for m in group.methods}))
+        only, trained = set(only), {m for group in p.runs for m in group.methods}
         if not only:
-            raise ValueError(f"no method named; profile {p.name!r} trains {trained}")
-        unknown = sorted(only - {m for group in p.runs for m in group.methods})
-        if unknown:
-            raise ValueError(f"profile {p.name!r} trains no {', '.join(unknown)}; its methods: {trained}")
+            raise ValueError(f"no method named; profile {p.name!r} trains {', '.join(sorted(trained))}")
+        if only - trained:
+            raise ValueError(
+                f"profile {p.name!r} trains no {', '.join(sorted(only - trained))}; its methods: {', '.join(sorted(trained))}"
+            )
     keyed = []
     for gi, group in enumerate(p.runs):
         if max_priority is not None and group.priority > max_priority:
