@@ -119,3 +119,13 @@ def test_sessions_show_the_runs_that_exist_with_their_true_n(tmp_path):
     assert s.scale(found).endswith("n = 1–3 seeds per method")
     assert s.scale([]).endswith("no finished runs yet")
     assert s.caption("x", basis="bench records") == "x [bench records]"
+
+
+def test_a_paragraph_is_shown_as_markdown_with_its_title_in_bold(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    Session.paragraph("Accuracy of the hardware-aware ranks", "No seed has both runs yet.")
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Markdown)
+    assert shown[0].data == "**Accuracy of the hardware-aware ranks.** No seed has both runs yet."
