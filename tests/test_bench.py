@@ -153,19 +153,30 @@ def test_bad_arguments(argv, needle, capsys):
     assert err.count("\n") == 1 and needle in err
 
 
-def test_speed_claim_judges_the_best_record_of_each_cifar_network_on_its_newest_device(tmp_path):
+def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_cifar_network(tmp_path):
     from types import SimpleNamespace
 
     from elrt_core.records import write_json
     from elrt_core.study import bench_records
 
-    def speed(name, model, batch, speedup, device="cpu-x", started="2026-11-27T10:00:00+00:00"):
+    def speed(
+        name,
+        model,
+        speedup,
+        batch=128,
+        variant="channels_last",
+        rule="uniform",
+        device="cpu-x",
+        started="2026-11-27T10:00:00+00:00",
+    ):
         write_json(
             tmp_path / "bench" / f"{name}.json",
             {
                 "kind": "speedup",
                 "model": model,
                 "format": "tucker2",
+                "variant": variant,
+                "rank_rule": rule,
                 "macs_ratio": 2.04,
                 "batch_size": batch,
                 "train_speedup": speedup,
@@ -175,15 +186,22 @@ def test_speed_claim_judges_the_best_record_of_each_cifar_network_on_its_newest_
 
     session = SimpleNamespace(root=tmp_path)
     assert bench_records.speed_claim(session).verdict == "inconclusive"  # no record yet
-    speed("old", "resnet20", 128, 0.8, device="cpu-old", started="2026-11-01T10:00:00+00:00")
-    speed("a", "resnet20", 8, 0.9)
-    speed("b", "resnet20", 128, 1.4)
-    speed("c", "resnet50", 16, 0.5)  # ImageNet shapes: not a network of the claim
+    speed("a", "resnet20", 0.9)
+    speed("small-batch", "resnet20", 1.6, batch=8)  # not the training setting: never chosen
+    speed("autotuned", "resnet20", 1.7, variant="autotuned")
+    speed("hw", "resnet20", 1.5, rule="hw:abc")  # listed beside, not judged
+    speed("c", "resnet50", 2.0)  # ImageNet shapes: not a network of the claim
     claim = bench_records.speed_claim(session)
-    assert claim.verdict == "supported" and "resnet20 on cpu-x: 1.40x" in claim.effect and "resnet50" not in claim.effect
-    assert "not judged: resnet20 on cpu-old: 0.80x" in claim.effect  # an older device is listed, not judged
-    speed("new", "resnet20", 128, 0.95, device="cpu-new", started="2026-12-01T10:00:00+00:00")
-    assert bench_records.speed_claim(session).verdict == "contradicted"  # the newest device decides
+    assert claim.verdict == "contradicted", claim.effect
+    assert "resnet20 0.90x on cpu-x" in claim.effect and "resnet50" not in claim.effect
+    assert "hardware-aware ranks, not judged: resnet20 1.50x" in claim.effect
+    speed("new", "resnet20", 1.1, device="cpu-new", started="2026-12-01T10:00:00+00:00")
+    claim = bench_records.speed_claim(session)
+    assert claim.verdict == "supported" and "resnet20 1.10x on cpu-new" in claim.effect  # the newest record decides
+    speed("best", "resnet56", 1.2, started="2026-11-01T10:00:00+00:00")  # the best value, but not the newest
+    speed("oldest", "resnet56", 0.8, started="2026-10-01T10:00:00+00:00")
+    speed("new56", "resnet56", 0.95, started="2026-11-20T10:00:00+00:00")
+    assert bench_records.speed_claim(session).verdict == "inconclusive"  # resnet20 faster, resnet56 not
 
 
 def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):

@@ -129,3 +129,27 @@ def test_a_paragraph_is_shown_as_markdown_with_its_title_in_bold(monkeypatch):
     Session.paragraph("Accuracy of the hardware-aware ranks", "No seed has both runs yet.")
     assert len(shown) == 1 and isinstance(shown[0], IPython.display.Markdown)
     assert shown[0].data == "**Accuracy of the hardware-aware ranks.** No seed has both runs yet."
+
+
+def test_a_comparison_the_profile_does_not_train_is_read_from_the_profile_that_does(tmp_path, monkeypatch):
+    full, quick = profiles.load("cpu-full"), profiles.load("cpu-quick")
+    assert plan.lender(full, "orthogonality") is full  # its own runs where it trains them
+    lender = plan.lender(full, "sensitivity")
+    assert lender is not None and lender.name == "cpu-quick"
+    runs = plan.comparison(quick, "sensitivity")
+    for run in runs[:2]:
+        _fake_record(tmp_path, "cpu-quick", run, 50.0)
+    monkeypatch.setattr("elrt_core.study.session.get_or_run", lambda *a, **k: pytest.fail("a borrowed run was trained"))
+    s = Session("cpu-full", str(tmp_path), train_missing=True, notebook="03_regularizer_comparison")
+    found = s.runs(runs, lender)
+    assert [r for r, _ in found] == runs[:2] and s.missing == []  # read, never trained, not this profile's missing
+    assert s.borrowed == {"cpu-quick": {"tucker2+so", "tucker2+so/4", "tucker2+so*4"}}
+    assert s.scale(found, lender).startswith("profile 'cpu-quick': 15 epochs, 10,000-image training subset")
+
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    s.reproduce()
+    assert "elrt reproduce --profile cpu-full --only 03_regularizer_comparison" in shown[0].data
+    assert "elrt batch --profile cpu-quick --methods 'tucker2+so,tucker2+so*4,tucker2+so/4'" in shown[0].data

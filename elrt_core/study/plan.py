@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..config import TrainConfig
-from ..profiles import Profile, methods
+from ..profiles import Profile, load, methods, names
 
-__all__ = ["PlannedRun", "plan", "select", "comparison", "approximation_run", "networks"]
+__all__ = ["PlannedRun", "plan", "select", "comparison", "lender", "approximation_run", "networks"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,17 @@ def comparison(p: Profile, key: str) -> list[PlannedRun]:
     """The planned runs of comparison ``key`` of ``p`` (reference first), on its network."""
     c = p.comparisons[key]
     return select(plan(p), model=c.model, flops_ratio=c.flops_ratio, methods=(c.reference, *c.methods))
+
+
+def lender(p: Profile, key: str) -> Profile | None:
+    """The profile whose runs comparison ``key`` shows in a book of ``p``: ``p`` itself if its plan trains
+    a compared (non-reference) method of ``key``, else the first profile of ``profiles.yaml`` whose plan
+    does (e.g. the λ sensitivity check, trained only at the quick scale); ``None`` if none does."""
+    compared = set(p.comparisons[key].methods)
+    for candidate in [p, *(load(n) for n in names() if n != p.name)]:
+        if compared & {r.method for r in plan(candidate)}:
+            return candidate
+    return None
 
 
 def networks(p: Profile) -> list[tuple[str, float]]:

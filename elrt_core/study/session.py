@@ -71,6 +71,8 @@ class Session:
         self._figures = 0
         self._tables = 0
         self.missing: list[PlannedRun] = []
+        self.borrowed: dict[str, set[str]] = {}
+        """Profile name -> the methods whose runs this notebook read from that other profile."""
         figures.set_style()
 
     @property
@@ -78,17 +80,24 @@ class Session:
         """The command that regenerates this notebook's figures and tables."""
         return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
 
-    def runs(self, planned: list[PlannedRun]) -> list[tuple[PlannedRun, Record]]:
+    def runs(self, planned: list[PlannedRun], profile: profiles.Profile | None = None) -> list[tuple[PlannedRun, Record]]:
         """The finished record of each planned run: trained first if missing and ``train_missing``,
         else only the runs that exist (a chapter shows what is finished, with its true n; the runs
-        still missing are counted in :attr:`missing`)."""
+        still missing are counted in :attr:`missing`). ``profile``: the profile the runs belong to
+        where it is not this session's (see :func:`plan.lender`); such runs are read, never trained
+        here, and :meth:`reproduce` names the command that trains them."""
+        source = profile or self.profile
+        own = source.name == self.profile.name
+        if not own:
+            self.borrowed.setdefault(source.name, set()).update(run.method for run in planned)
         out = []
         for run in planned:
-            found = records.find(run.config, self.root / self.profile.name)
-            if found is None and self.train_missing:
-                found = get_or_run(run.config, self.profile.name, root=self.root, device=self.device, data_dir=self.data_dir)
+            found = records.find(run.config, self.root / source.name)
+            if found is None and self.train_missing and own:
+                found = get_or_run(run.config, source.name, root=self.root, device=self.device, data_dir=self.data_dir)
             if found is None:
-                self.missing.append(run)
+                if own:
+                    self.missing.append(run)
             else:
                 out.append((run, found))
         return out
@@ -109,10 +118,11 @@ class Session:
 
         display(Markdown(f"**{title}.** {text}"))
 
-    def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None) -> str:
-        """What results rest on: the profile's label and the number of seeds per method among ``runs``
-        (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when ``runs`` is empty)."""
-        text = self.profile.describe()
+    def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None, profile: profiles.Profile | None = None) -> str:
+        """What results rest on: the label of ``profile`` (default: this session's) and the number of
+        seeds per method among ``runs`` (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when
+        ``runs`` is empty)."""
+        text = (profile or self.profile).describe()
         if runs is None:
             return text
         counts: dict[str, set[int]] = {}
@@ -129,15 +139,16 @@ class Session:
         return f"{text} [{basis or self.scale(runs)}]"
 
     def reproduce(self) -> None:
-        """Display the "reproduce this chapter" snippet: the commands that regenerate it."""
+        """Display the "reproduce this chapter" snippet: the commands that regenerate it, including the
+        training of the runs read from other profiles (:attr:`borrowed`)."""
         from IPython.display import Markdown, display
 
-        display(
-            Markdown(
-                f"## Reproduce this chapter\n\n```bash\nelrt batch --profile {self.profile.name}   "
-                f"# train what is missing\n{self.command}\n```"
-            )
-        )
+        lines = [f"{self.command}   # train this chapter's missing runs, then execute it"]
+        lines += [
+            f"elrt batch --profile {name} --methods '{','.join(sorted(methods))}'   # the runs it reads from profile '{name}'"
+            for name, methods in sorted(self.borrowed.items())
+        ]
+        display(Markdown("## Reproduce this chapter\n\n```bash\n" + "\n".join(lines) + "\n```"))
 
     def figure(
         self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None
