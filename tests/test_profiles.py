@@ -153,3 +153,19 @@ def test_a_comparison_the_profile_does_not_train_is_read_from_the_profile_that_d
     s.reproduce()
     assert "elrt reproduce --profile cpu-full --only 03_regularizer_comparison" in shown[0].data
     assert "elrt batch --profile cpu-quick --methods 'tucker2+so,tucker2+so*4,tucker2+so/4'" in shown[0].data
+
+
+def test_the_provenance_table_says_which_records_the_plan_of_their_profile_holds(tmp_path):
+    from dataclasses import replace
+
+    from elrt_core.study import provenance
+
+    run = plan.plan(profiles.load("cpu-quick"))[0]
+    _fake_record(tmp_path, "cpu-quick", run, 50.0)
+    earlier = replace(run, config=replace(run.config, epochs=run.config.epochs + 1))  # a design the plan no longer has
+    _fake_record(tmp_path, "cpu-quick", earlier, 40.0)
+    _fake_record(tmp_path, "engine-50k", run, 45.0)
+    table, problems = provenance.records_table(tmp_path)
+    assert not problems
+    by_top1 = dict(zip(table["final_top1"], table["in_plan"], strict=True))
+    assert by_top1 == {50.0: "yes", 40.0: "no", 45.0: "no profile"}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import records
+from .. import profiles, records
+from . import plan
 
 __all__ = ["records_table", "BASIS"]
 
@@ -14,16 +15,30 @@ BASIS = "every run record under the results folder, of any profile; each row nam
 """What the provenance table rests on, for its caption."""
 
 
+def _plan_hashes(profile: str, cache: dict[str, set[str]]) -> set[str] | None:
+    """The config hashes of the plan of ``profile`` (the runs its chapters can read), cached in
+    ``cache``; ``None`` where no profile has that name."""
+    if profile not in profiles.names():
+        return None
+    if profile not in cache:
+        cache[profile] = {r.config.hash for r in plan.plan(profiles.load(profile))}
+    return cache[profile]
+
+
 def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per usable record under ``root`` (folder, run, accuracy, status, code version, device,
-    time), and the reasons the other record files cannot be used (paths relative to ``root``)."""
+    """One row per usable record under ``root`` (folder, run, accuracy, status, whether the plan of the
+    profile its folder is named after holds it: yes, no, or "no profile"; code version, device, time), and the reasons the other record files cannot
+    be used (paths relative to ``root``)."""
     good, bad = records.scan(root)
-    rows = []
+    rows, plans = [], {}
     for rec in good:
         prov = rec.provenance
+        folder = str(rec.path.parent.relative_to(root)) if rec.path.is_relative_to(root) else str(rec.path.parent)
+        hashes = _plan_hashes(rec.path.parent.name, plans)
         rows.append(
             {
-                "folder": str(rec.path.parent.relative_to(root)) if rec.path.is_relative_to(root) else str(rec.path.parent),
+                "folder": folder,
+                "in_plan": "no profile" if hashes is None else "yes" if rec.config.hash in hashes else "no",
                 "run": rec.path.name,
                 "final_top1": rec.metrics.get("final_test_top1"),
                 "status": rec.status,

@@ -114,6 +114,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "claim": ("published result", None),
     "final_top1": ("test top-1 (%)", ".2f"),
     "folder": ("folder", None),
+    "in_plan": ("in its profile's plan", None),
     "run": ("run", None),
     "status": ("status", None),
     "commit": ("code (git commit)", None),

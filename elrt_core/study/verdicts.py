@@ -212,12 +212,11 @@ def format_claim(
     parts = []
     for c in comparisons:
         wins = sum(d > 0 for d in c.diffs)
-        parts.append(
-            f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean error difference "
-            f"{c.effect('', digits=3)}"
-        )
+        parts.append(f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean {c.effect('', digits=3)}")
+    label = names.get(fmt, fmt)
     return Claim(
-        f"{names.get(fmt, fmt)} at {budget:g}x fewer {COST_NAMES[by]} per layer: " + "; ".join(parts),
+        f"{label} at {budget:g}x fewer {COST_NAMES[by]} per layer, relative error of each other format minus its own "
+        "(positive: lower error for it): " + "; ".join(parts),
         combine([c.verdict for c in comparisons]),
         scale,
     )
