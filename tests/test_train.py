@@ -109,6 +109,28 @@ def test_a_locked_run_folder_is_refused(tmp_path, cifar10_dir):
             fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
 
 
+def test_a_batch_leaves_a_run_another_process_is_training_to_that_process(tmp_path):
+    import fcntl
+
+    from elrt_core import profiles
+    from elrt_core.study import batch, plan, runs
+
+    profile = profiles.load("smoke")
+    run = plan.plan(profile)[0]
+    out = runs.run_dir(run.config, profile.name, tmp_path)
+    assert not run_folder.busy(out)  # no folder yet
+    out.mkdir(parents=True)
+    logged = []
+    pool = batch._Pool(profile, lambda r, o: pytest.fail("started a run that is busy"), {}, tmp_path, logged.append)
+    with open(out / run_folder.LOCK_FILE, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert run_folder.busy(out)
+        pool.start(run, "1/1")
+    assert pool.report.skipped == [run.config.name] and not pool.active
+    assert logged and logged[0].startswith("[busy]") and not (out / batch.CONFIG_FILE).exists()
+    assert not run_folder.busy(out)  # released with its holder; the probe left no lock behind
+
+
 def test_a_corrupt_checkpoint_is_named(tmp_path, cifar10_dir):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")

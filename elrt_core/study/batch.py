@@ -24,6 +24,7 @@ import yaml
 
 from .. import records
 from ..profiles import Profile
+from ..train import run_folder
 from . import plan as plan_lib
 from .runs import run_dir
 
@@ -97,6 +98,10 @@ class _Pool:
         out = run_dir(run_.config, self.profile.name, self.root)
         if records.lookup(run_.config, out.parent) is not None:  # finished meanwhile elsewhere
             self.report.skipped.append(run_.config.name)
+            return
+        if run_folder.busy(out):  # another batch or `elrt train` is training it: left to that process
+            self.report.skipped.append(run_.config.name)
+            self.log(f"[busy]     {run_.config.name}: another process is training it; left to that process")
             return
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG_FILE).write_text(yaml.safe_dump(run_.config.to_dict(), sort_keys=True))

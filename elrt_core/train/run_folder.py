@@ -26,7 +26,7 @@ from .. import records
 from ..config import ConfigError, TrainConfig
 from . import checkpoint
 
-__all__ = ["Claim", "claim", "check", "RunFolderError", "LOCK_FILE"]
+__all__ = ["Claim", "claim", "check", "busy", "RunFolderError", "LOCK_FILE"]
 
 LOCK_FILE = ".lock"
 
@@ -84,6 +84,23 @@ def check(out: Path, config: TrainConfig, *, resume: bool, force: bool) -> None:
     out = Path(out)
     if out.is_dir() and not force:
         _decide(out, config, resume)
+
+
+def busy(out: Path) -> bool:
+    """Whether another process holds the lock of run folder ``out`` now (it is training there).
+
+    Probes with a shared, non-blocking lock that is released at once; creates nothing."""
+    try:
+        fd = os.open(Path(out) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+    return False
 
 
 @contextmanager
