@@ -204,6 +204,29 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
     assert bench_records.speed_claim(session).verdict == "inconclusive"  # resnet20 faster, resnet56 not
 
 
+def test_run_speedups_match_each_method_to_the_newest_bench_record_of_its_network(tmp_path):
+    from types import SimpleNamespace
+
+    from elrt_core import profiles
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records, plan
+
+    def speed(name, rule, speedup, started, variant="channels_last"):
+        record = {"kind": "speedup", "model": "resnet20", "format": "tucker2", "flops_ratio": 2.0, "rank_rule": rule}
+        record |= {"reg": "none", "variant": variant, "batch_size": 128, "macs_ratio": 2.0, "train_speedup": speedup}
+        write_json(tmp_path / "bench" / f"{name}.json", {**record, "provenance": {"device_name": "x", "started": started}})
+
+    runs = [(r, None) for r in plan.comparison(profiles.load("cpu-full"), "rank_rule")]
+    session = SimpleNamespace(root=tmp_path)
+    assert bench_records.run_speedups(session, runs) == {}
+    speed("old", "uniform", 0.9, "2026-11-01T00:00:00+00:00")
+    speed("new", "uniform", 1.1, "2026-11-02T00:00:00+00:00")
+    speed("other-variant", "uniform", 2.0, "2026-11-03T00:00:00+00:00", variant="autotuned")
+    speed("hw", "hw:a8d8877a3eba", 1.4, "2026-11-02T00:00:00+00:00")
+    speed("hw-other-table", "hw:000000000000", 1.9, "2026-11-02T00:00:00+00:00")
+    assert bench_records.run_speedups(session, runs) == {"tucker2": 1.1, "tucker2-hw": 1.4}
+
+
 def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
     from types import SimpleNamespace
 

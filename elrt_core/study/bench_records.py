@@ -26,6 +26,7 @@ __all__ = [
     "regularizer_overhead",
     "thresholds",
     "speed_claim",
+    "run_speedups",
     "CLAIM_SETTING",
     "reference_table",
     "THRESHOLDS_FILE",
@@ -345,6 +346,26 @@ def speed_claim(session, ratio: int = 2):
         word,
         f"bench records, {len(judged)} model(s), the newest record of each; medians, no interval",
     )
+
+
+def run_speedups(session, runs) -> dict[str, float]:
+    """Method key -> the measured training-step speedup over dense of the network its runs train: the
+    newest speedup record in the :data:`CLAIM_SETTING` variant and batch with the runs' model, format,
+    FLOPs reduction, rank rule and regularizer (``runs``: ``(PlannedRun, Record)`` pairs). Methods with
+    no such record (dense, most regularized ones) are left out."""
+    wanted = {
+        (run.config.model, run.config.format, run.config.flops_ratio, run.config.rank_rule, run.config.reg): run.method
+        for run, _ in runs
+        if run.config.format != "dense"
+    }
+    newest: dict[str, tuple[datetime, float]] = {}
+    for r in load(session.root, "speedup"):
+        key = (r["model"], r["format"], r.get("flops_ratio"), r.get("rank_rule", "uniform"), r.get("reg", "none"))
+        setting = r.get("variant") == CLAIM_SETTING["variant"] and r.get("batch_size") == CLAIM_SETTING["batch_size"]
+        method = wanted.get(key)
+        if method and setting and (method not in newest or _started(r) > newest[method][0]):
+            newest[method] = (_started(r), r["train_speedup"])
+    return {method: speedup for method, (_, speedup) in newest.items()}
 
 
 def reference_table(session) -> pd.DataFrame | None:
