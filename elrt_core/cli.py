@@ -2,7 +2,8 @@
 
 Every argument is validated before any work starts (no data is read, no folder created): a bad one
 ends the command with one line ``elrt: error: ...`` naming the bad value and the allowed ones, and
-exit status 2. A run that diverges ends with one line ``elrt: diverged: ...`` and exit status 3.
+exit status 2. A run that diverges ends with one line ``elrt: diverged: ...`` and exit status 3; a run
+whose folder another process is training in ends with ``elrt: busy: ...`` and exit status 4.
 """
 
 from __future__ import annotations
@@ -779,6 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .data import DataNotFoundError
     from .train import TrainingDiverged
+    from .train.run_folder import BUSY_EXIT_STATUS, FolderBusy
 
     parser = build_parser()
     try:
@@ -789,6 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"elrt: diverged: {e}", file=sys.stderr)
         return EXIT_DIVERGED
+    except FolderBusy as e:
+        print(f"elrt: busy: {e}", file=sys.stderr)
+        return BUSY_EXIT_STATUS
     except KeyboardInterrupt:  # a training run keeps its last epoch's checkpoint; `--resume` / the next batch continues
         print("elrt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

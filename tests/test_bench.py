@@ -166,6 +166,7 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
         batch=128,
         variant="channels_last",
         rule="uniform",
+        reg="none",
         device="cpu-x",
         started="2026-11-27T10:00:00+00:00",
     ):
@@ -177,6 +178,7 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
                 "format": "tucker2",
                 "variant": variant,
                 "rank_rule": rule,
+                "reg": reg,
                 "macs_ratio": 2.04,
                 "batch_size": batch,
                 "train_speedup": speedup,
@@ -187,14 +189,16 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
     session = SimpleNamespace(root=tmp_path)
     assert bench_records.speed_claim(session).verdict == "inconclusive"  # no record yet
     speed("a", "resnet20", 0.9)
-    speed("small-batch", "resnet20", 1.6, batch=8)  # not the training setting: never chosen
-    speed("autotuned", "resnet20", 1.7, variant="autotuned")
+    later = "2026-11-28T10:00:00+00:00"  # newer than "a": only the setting filter keeps them out
+    speed("small-batch", "resnet20", 1.6, batch=8, started=later)  # not the training setting: never chosen
+    speed("autotuned", "resnet20", 1.7, variant="autotuned", started=later)
+    speed("penalty", "resnet20", 1.8, reg="so", started=later)  # a step timed with a penalty
     speed("hw", "resnet20", 1.5, rule="hw:abc")  # listed beside, not judged
     speed("c", "resnet50", 2.0)  # ImageNet shapes: not a network of the claim
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "contradicted", claim.effect
     assert "resnet20 0.90x on cpu-x" in claim.effect and "resnet50" not in claim.effect
-    assert "hardware-aware ranks, not judged: resnet20 1.50x" in claim.effect
+    assert "hardware-aware ranks, not judged: resnet20 1.50x on cpu-x" in claim.effect
     speed("new", "resnet20", 1.1, device="cpu-new", started="2026-12-01T10:00:00+00:00")
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "supported" and "resnet20 1.10x on cpu-new" in claim.effect  # the newest record decides
@@ -516,3 +520,15 @@ def test_the_tensorly_torch_reference_runs_the_same_network(tmp_path):
     t = r["train_step_ms"]
     assert r["ours_vs_reference"] == pytest.approx(t["reference"] / t["ours"])
     assert r["ours_vs_dense"] == pytest.approx(t["dense"] / t["ours"]) and "tensorly-torch" in r["reference"]
+
+
+def test_a_speedup_timed_with_a_penalty_gets_its_own_record_name():
+    from elrt_core.bench import BenchSettings, record_name
+
+    plain = BenchSettings(model="resnet20", format="tucker2", flops_ratio=2.0, batch_size=128, variant="channels_last")
+    assert record_name(plain) == "resnet20-tucker2-2x-b128-channels_last.json"
+    with_so = BenchSettings(
+        model="resnet20", format="tucker2", flops_ratio=2.0, batch_size=128, variant="channels_last", reg="so"
+    )
+    assert record_name(with_so) == "resnet20-tucker2-2x-so-b128-channels_last.json"  # never overwrites the plain record
+    assert record_name(with_so, "regularizers") == "resnet20-regularizers-b128-channels_last.json"

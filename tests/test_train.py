@@ -131,6 +131,36 @@ def test_a_batch_leaves_a_run_another_process_is_training_to_that_process(tmp_pa
     assert not run_folder.busy(out)  # released with its holder; the probe left no lock behind
 
 
+def test_a_train_that_finds_its_folder_taken_is_left_to_the_other_process_not_failed(tmp_path):
+    import sys
+
+    from elrt_core import profiles
+    from elrt_core.study import batch, plan
+
+    profile = profiles.load("smoke")
+    run = plan.plan(profile)[0]
+    exits_busy = [sys.executable, "-c", f"import sys; sys.exit({run_folder.BUSY_EXIT_STATUS})"]
+    pool = batch._Pool(profile, lambda r, o: exits_busy, {}, tmp_path, lambda line: None)
+    pool.start(run, "1/1")  # the folder was free when probed; the process then finds it taken
+    next(iter(pool.active)).wait()
+    pool.reap()
+    assert pool.report.skipped == [run.config.name] and not pool.report.failed
+
+
+def test_the_cli_names_a_busy_run_folder_with_its_own_exit_status(tmp_path, cifar10_dir, capsys):
+    import fcntl
+
+    from elrt_core.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / run_folder.LOCK_FILE, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        status = main(["train", "--epochs", "1", "--subset", "100", "--out", str(out), "--data-dir", str(cifar10_dir)])
+    assert status == run_folder.BUSY_EXIT_STATUS
+    assert capsys.readouterr().err.startswith("elrt: busy: another process is training in")
+
+
 def test_a_corrupt_checkpoint_is_named(tmp_path, cifar10_dir):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")

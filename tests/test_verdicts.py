@@ -33,7 +33,10 @@ def test_format_claim_reads_labels_from_the_format_classes_and_names_the_budget_
     claim = verdicts.format_claim(pd.concat([macs, params]), 2.0, "scale", opponents=("matrix",), by="params")
     assert claim.effect.startswith("Tucker-2 (tensor rank) at 2x fewer parameters per layer, relative error of each other")
     # the sign convention is stated: matrix's error (0.1) minus Tucker-2's (0.2) is negative
-    assert "(positive: lower error for it): vs matrix rank, channel reshape: lower in 0 of 3 layers, mean -0.100" in claim.effect
+    assert (
+        "(positive: Tucker-2 (tensor rank) has the lower error): vs matrix rank, channel reshape: lower in 0 of 3 layers, mean -0.100"
+        in claim.effect
+    )
 
 
 def _budgets(rows):

@@ -99,8 +99,10 @@ def record_name(s: BenchSettings, measure: str = "speedup") -> str:
     """File name of a bench record: ``<model>-<what>-b<batch>-<variant>.json``, where ``what`` is
     ``<format>-ranktable`` (``measure="rank_table"``), ``regularizers`` or ``<format>-<ratio>x``
     (``-layers`` or ``-reference`` added for those measures), with ``-hw-<table id>`` for the
-    hardware-aware ranks."""
+    hardware-aware ranks and ``-<reg>`` for a speedup timed with a regularizer."""
     hw = "" if s.rank_rule == "uniform" else f"-hw-{s.rank_rule.removeprefix('hw:')}"
+    if measure == "speedup" and s.reg != "none":
+        hw += f"-{s.reg}"
     if measure == "rank_table":
         kind = f"{s.format}-ranktable"
     elif measure == "regularizers":

@@ -125,6 +125,9 @@ class _Pool:
                     + (f", val {val:.2f}%" if val is not None else "")
                     + f" ({(time.time() - t0) / 60:.1f} min)"
                 )
+            elif proc.returncode == run_folder.BUSY_EXIT_STATUS:  # another process took the folder first
+                self.report.skipped.append(run_.config.name)
+                self.log(f"[busy]     {run_.config.name}: another process is training it; left to that process")
             elif rec is not None:
                 self.report.diverged.append(run_.config.name)
                 self.log(f"[diverged] {run_.config.name}: {rec.metrics.get('divergence', {}).get('reason', '')}")
@@ -200,6 +203,7 @@ def run(
     r = pool.report
     log(
         f"batch {profile.name}: {len(r.finished)} finished, {len(r.diverged)} diverged, {len(r.failed)} failed, "
-        f"{len(r.stopped)} stopped, {len(queue)} not started, in {r.seconds / 60:.1f} min"
+        f"{len(r.stopped)} stopped, {len(r.skipped)} left to other processes, {len(queue)} not started, "
+        f"in {r.seconds / 60:.1f} min"
     )
     return r

@@ -96,9 +96,10 @@ def comparison(p: Profile, key: str) -> list[PlannedRun]:
 def lender(p: Profile, key: str) -> Profile | None:
     """The profile whose runs comparison ``key`` shows in a book of ``p``: ``p`` itself if its plan trains
     a compared (non-reference) method of ``key``, else the first profile of ``profiles.yaml`` whose plan
-    does (e.g. the λ sensitivity check, trained only at the quick scale); ``None`` if none does."""
+    does (e.g. the λ sensitivity check, trained only at the quick scale), never the test-only ``smoke``
+    profile for another; ``None`` if none does."""
     compared = set(p.comparisons[key].methods)
-    for candidate in [p, *(load(n) for n in names() if n != p.name)]:
+    for candidate in [p, *(load(n) for n in names() if n not in (p.name, "smoke"))]:
         if compared & {r.method for r in plan(candidate)}:
             return candidate
     return None

@@ -34,7 +34,7 @@ def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
     for rec in good:
         prov = rec.provenance
         folder = str(rec.path.parent.relative_to(root)) if rec.path.is_relative_to(root) else str(rec.path.parent)
-        hashes = _plan_hashes(rec.path.parent.name, plans)
+        hashes = _plan_hashes(folder.split("/", 1)[0], plans)  # the profile folder, however deep the run
         rows.append(
             {
                 "folder": folder,

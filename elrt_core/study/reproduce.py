@@ -22,7 +22,7 @@ NOTEBOOKS = {
     "03_regularizer_comparison": ("regularizers", "sensitivity", "controls"),
     "04_main_results": ("main",),
     "05_provenance": (),
-    "06_efficiency": (),
+    "06_efficiency": ("rank_rule",),
 }
 """Notebook name -> the comparisons (of the profile's ``comparisons``) whose runs it reads."""
 

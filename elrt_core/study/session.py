@@ -88,7 +88,7 @@ class Session:
         here, and :meth:`reproduce` names the command that trains them."""
         source = profile or self.profile
         own = source.name == self.profile.name
-        if not own:
+        if not own and planned:
             self.borrowed.setdefault(source.name, set()).update(run.method for run in planned)
         out = []
         for run in planned:

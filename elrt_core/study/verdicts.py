@@ -216,7 +216,7 @@ def format_claim(
     label = names.get(fmt, fmt)
     return Claim(
         f"{label} at {budget:g}x fewer {COST_NAMES[by]} per layer, relative error of each other format minus its own "
-        "(positive: lower error for it): " + "; ".join(parts),
+        f"(positive: {label} has the lower error): " + "; ".join(parts),
         combine([c.verdict for c in comparisons]),
         scale,
     )

@@ -26,13 +26,22 @@ from .. import records
 from ..config import ConfigError, TrainConfig
 from . import checkpoint
 
-__all__ = ["Claim", "claim", "check", "busy", "RunFolderError", "LOCK_FILE"]
+__all__ = ["Claim", "claim", "check", "busy", "RunFolderError", "FolderBusy", "BUSY_EXIT_STATUS", "LOCK_FILE"]
 
 LOCK_FILE = ".lock"
 
 
 class RunFolderError(ConfigError):
     """The run folder holds something this run must not overwrite; the message says what and the choices."""
+
+
+class FolderBusy(RunFolderError):
+    """Another process holds the lock of the run folder (it is training there)."""
+
+
+BUSY_EXIT_STATUS = 4
+"""Exit status of ``elrt train`` refused because another process is training in its folder (``elrt batch``
+counts such a run as left to that process, not as failed)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def claim(out: Path, config: TrainConfig, *, resume: bool, force: bool, lock: bo
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunFolderError(f"another process is training in {out} (it holds {out / LOCK_FILE})") from None
+                raise FolderBusy(f"another process is training in {out} (it holds {out / LOCK_FILE})") from None
         for tmp in out.glob(".*.tmp"):  # left by a process killed while writing; we hold the lock
             tmp.unlink()
         if force:
