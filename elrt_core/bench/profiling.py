@@ -117,7 +117,7 @@ def breakdown(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 5
     medians = {k: statistics.median(p[k] for p in per_step) for k in PARTS[:-1]}
     total = max(statistics.median(totals), sum(medians.values()))
     shares = {k: v / total for k, v in medians.items()}
-    shares["other"] = 1.0 - sum(shares.values())
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))  # when the parts fill the step, 1 - sum rounds to ~-1e-16
     shares["conv"] = shares["conv_kxk"] + shares["conv_1x1"] + shares["conv_depthwise"]
     return shares
 
