@@ -33,7 +33,9 @@ def smoke_book(tmp_path_factory, cifar10_dir):
     work = tmp_path_factory.mktemp("smoke_book")
     env = {**os.environ, "ELRT_RESULTS": str(work / "results"), "ELRT_DATA_DIR": str(cifar10_dir)}
     _elrt("batch", "--profile", "smoke", "--jobs", "2", "--threads", "1", "--device", "cpu", env=env)
-    _elrt("bench", "--steps", "1", "--warmup", "0", env=env)  # the judged setting: batch 128, channels_last, uniform
+    judged = bench_records.CLAIM_SETTING  # claim 5 reads only records of this setting
+    setting = ["--variant", judged["variant"], "--rank-rule", judged["rank_rule"], "--batch-size", str(judged["batch_size"])]
+    _elrt("bench", *setting, "--steps", "1", "--warmup", "0", env=env)
     _elrt("bench", "--reg-overhead", "--batch-size", "8", "--steps", "1", "--warmup", "0", env=env)
     book = work / "book_src"
     generated = book / "book" / "generated"
