@@ -2,8 +2,9 @@
 
 A step is timed from a synchronized start to a synchronized end (on CUDA, kernels run asynchronously,
 so both ends wait for the device), and several steps are summarized by their median, which a few
-slow steps on a shared machine do not move. :func:`in_turns` times several steps alternately, so
-slow drifts of the machine (other processes, thermal state) affect all of them alike.
+slow steps on a shared machine do not move. :func:`timed_turns` times several steps alternately, so
+slow drifts of the machine (other processes, thermal state) affect all of them alike, and round ``i``
+of one step pairs with round ``i`` of another (:func:`elrt_core.study.stats.ratio_interval`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["sync", "seconds", "layer_step", "in_turns", "median_seconds"]
+__all__ = ["sync", "seconds", "layer_step", "timed_turns", "in_turns", "median_seconds"]
 
 
 def sync(device: torch.device) -> None:
@@ -50,13 +51,19 @@ def median_seconds(step: Callable[[], float], repeats: int, warmup: int = 1) -> 
     return statistics.median(step() for _ in range(repeats))
 
 
-def in_turns(steps: Sequence[Callable[[], float]], repeats: int, warmup: int) -> list[float]:
-    """Median seconds of each of ``steps`` (each call returns its seconds), called in turns: ``warmup``
-    untimed rounds, then ``repeats`` timed rounds of one call of each."""
+def timed_turns(steps: Sequence[Callable[[], float]], repeats: int, warmup: int) -> list[list[float]]:
+    """Seconds of each of ``steps`` (each call returns its seconds) per timed round, called in turns:
+    ``warmup`` untimed rounds, then ``repeats`` timed rounds of one call of each. Shape: ``len(steps)``
+    lists of ``repeats`` seconds, round ``i`` at index ``i`` in each."""
     times: list[list[float]] = [[] for _ in steps]
     for i in range(warmup + repeats):
         for k, step in enumerate(steps):
             t = step()
             if i >= warmup:
                 times[k].append(t)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def in_turns(steps: Sequence[Callable[[], float]], repeats: int, warmup: int) -> list[float]:
+    """Median seconds of each of ``steps`` over the timed rounds of :func:`timed_turns`."""
+    return [statistics.median(t) for t in timed_turns(steps, repeats, warmup)]

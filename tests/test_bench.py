@@ -10,8 +10,8 @@ from elrt_core.cli import main
 
 
 def test_speedup_record_schema(tmp_path, capsys):
-    out = tmp_path / "b.json"
-    assert main(["bench", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+    out, steps = tmp_path / "b.json", 3
+    assert main(["bench", "--batch-size", "4", "--steps", str(steps), "--warmup", "0", "--json", str(out)]) == 0
     rec = json.loads(out.read_text())
     for key in (
         "kind",
@@ -35,6 +35,8 @@ def test_speedup_record_schema(tmp_path, capsys):
     for side in ("dense", "lowrank"):
         entry = rec[side]
         assert entry["train_step_ms"] > 0 and entry["infer_ms"] > 0 and entry["activation_bytes"] > 0
+        rounds = entry["train_rounds_ms"]  # every timed round, in order; the median is the step time
+        assert len(rounds) == steps and sorted(rounds)[len(rounds) // 2] == pytest.approx(entry["train_step_ms"])
         shares = entry["breakdown"]
         assert set(shares) == {*bench.PARTS, "conv"} and all(v >= 0 for v in shares.values())
         assert sum(shares[k] for k in bench.PARTS) == pytest.approx(1)
@@ -169,7 +171,11 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
         reg="none",
         device="cpu-x",
         started="2026-11-27T10:00:00+00:00",
+        jitter=0.01,
+        rounds=10,
     ):
+        low = [100.0 + i % 3 for i in range(rounds)]  # ms per timed round; dense = speedup x low-rank, +-jitter
+        dense = [speedup * t * (1 + jitter * (-1) ** i) for i, t in enumerate(low)]
         write_json(
             tmp_path / "bench" / f"{name}.json",
             {
@@ -182,7 +188,9 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
                 "macs_ratio": 2.04,
                 "batch_size": batch,
                 "train_speedup": speedup,
-                "provenance": {"device_name": device, "started": started},
+                "dense": {"train_rounds_ms": dense},
+                "lowrank": {"train_rounds_ms": low},
+                "provenance": {"device_name": device, "started": started, "commit": "abcdef0123", "dirty": False},
             },
         )
 
@@ -197,15 +205,25 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
     speed("c", "resnet50", 2.0)  # ImageNet shapes: not a network of the claim
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "contradicted", claim.effect
-    assert "resnet20 0.90x on cpu-x" in claim.effect and "resnet50" not in claim.effect
+    assert "resnet20 0.90x (95% CI 0.8" in claim.effect and "10 step pairs) on cpu-x, commit abcdef0" in claim.effect
+    assert "resnet50" not in claim.effect
     assert "hardware-aware ranks, not judged: resnet20 1.50x on cpu-x" in claim.effect
     speed("new", "resnet20", 1.1, device="cpu-new", started="2026-12-01T10:00:00+00:00")
     claim = bench_records.speed_claim(session)
-    assert claim.verdict == "supported" and "resnet20 1.10x on cpu-new" in claim.effect  # the newest record decides
+    assert claim.verdict == "supported" and "resnet20 1.10x (95% CI" in claim.effect  # the newest record decides
+    assert "on cpu-new" in claim.effect
     speed("best", "resnet56", 1.2, started="2026-11-01T10:00:00+00:00")  # the best value, but not the newest
     speed("oldest", "resnet56", 0.8, started="2026-10-01T10:00:00+00:00")
     speed("new56", "resnet56", 0.95, started="2026-11-20T10:00:00+00:00")
     assert bench_records.speed_claim(session).verdict == "inconclusive"  # resnet20 faster, resnet56 not
+    speed("noisy56", "resnet56", 1.05, jitter=0.3, started="2026-11-21T10:00:00+00:00")
+    claim = bench_records.speed_claim(session)
+    assert claim.verdict == "inconclusive", claim.effect  # 1.05x, but the step noise covers 1
+    speed("clear56", "resnet56", 1.05, jitter=0.002, started="2026-11-22T10:00:00+00:00")
+    assert bench_records.speed_claim(session).verdict == "supported"  # the same speedup, measured tightly
+    speed("once56", "resnet56", 1.3, rounds=1, started="2026-11-23T10:00:00+00:00")
+    claim = bench_records.speed_claim(session)
+    assert claim.verdict == "inconclusive" and "resnet56 1.30x (median; no interval" in claim.effect
 
 
 def test_run_speedups_match_each_method_to_the_newest_bench_record_of_its_network(tmp_path):

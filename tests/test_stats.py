@@ -16,6 +16,18 @@ def test_t_interval_matches_the_textbook_formula():
     assert all(math.isnan(x) for x in stats.t_interval([1.0]))
 
 
+def test_ratio_interval_is_the_t_interval_of_log_ratios_mapped_back():
+    dense, low = [2.0, 4.0, 8.0], [1.0, 1.0, 1.0]  # log ratios log 2, log 4, log 8: mean log 4, sd log 2
+    ratio, lo, hi = stats.ratio_interval(dense, low)
+    half = 4.302652729911275 * math.log(2) / math.sqrt(3)
+    assert (ratio, lo, hi) == pytest.approx((4.0, 4 * math.exp(-half), 4 * math.exp(half)))
+    ratio, lo, hi = stats.ratio_interval([3.0], [2.0])  # one pair: a ratio, no interval
+    assert ratio == pytest.approx(1.5) and math.isnan(lo) and math.isnan(hi)
+    for bad in (([1.0, 2.0], [1.0]), ([], []), ([1.0, 0.0], [1.0, 1.0])):
+        with pytest.raises(ValueError, match="positive times"):
+            stats.ratio_interval(*bad)
+
+
 def test_sign_flip_p_is_exact():
     assert stats.sign_flip_p([1.0] * 5) == pytest.approx(2 / 32)  # only all-plus and all-minus are as extreme
     assert stats.sign_flip_p([1.0, -1.0]) == 1.0

@@ -35,7 +35,7 @@ def smoke_book(tmp_path_factory, cifar10_dir):
     _elrt("batch", "--profile", "smoke", "--jobs", "2", "--threads", "1", "--device", "cpu", env=env)
     judged = bench_records.CLAIM_SETTING  # claim 5 reads only records of this setting
     setting = ["--variant", judged["variant"], "--rank-rule", judged["rank_rule"], "--batch-size", str(judged["batch_size"])]
-    _elrt("bench", *setting, "--steps", "1", "--warmup", "0", env=env)
+    _elrt("bench", *setting, "--steps", "3", "--warmup", "0", env=env)  # 3 rounds: an interval
     _elrt("bench", "--reg-overhead", "--batch-size", "8", "--steps", "1", "--warmup", "0", env=env)
     book = work / "book_src"
     generated = book / "book" / "generated"

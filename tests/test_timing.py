@@ -22,6 +22,8 @@ def test_in_turns_alternates_skips_the_warmup_and_takes_medians():
     b = step("b", [100.0, 5.0, 4.0, 6.0])
     assert timing.in_turns([a, b], repeats=3, warmup=1) == [2.0, 5.0]
     assert calls == ["a", "b"] * 4
+    a, b = step("a", [100.0, 1.0, 9.0, 2.0]), step("b", [100.0, 5.0, 4.0, 6.0])
+    assert timing.timed_turns([a, b], repeats=3, warmup=1) == [[1.0, 9.0, 2.0], [5.0, 4.0, 6.0]]  # round i at index i
 
 
 def test_median_seconds_discards_warmup_calls():

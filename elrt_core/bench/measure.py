@@ -4,6 +4,7 @@ rank rule (:func:`rank_table`)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict
 from functools import partial
@@ -15,7 +16,7 @@ from .. import lowrank, models, records
 from ..cost import count, trace_convs
 from ..lowrank.hw_ranks import candidate_ranks, shape_key, table_id
 from ..regularizers import REGULARIZERS
-from ..timing import in_turns, layer_step
+from ..timing import in_turns, layer_step, timed_turns
 from .profiling import activation_bytes, amdahl_ceiling, breakdown
 from .settings import BenchSettings, build_models, random_batch
 from .steppers import Stepper
@@ -38,7 +39,8 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     choices: dict[str, Any] = {}
     if s.variant == "autotuned":
         choices["train"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=True).items()}
-    train = in_turns([st.train for st in steppers], s.steps, s.warmup)
+    train_rounds = timed_turns([st.train for st in steppers], s.steps, s.warmup)
+    train = [statistics.median(t) for t in train_rounds]
     if s.variant == "autotuned":
         choices["inference"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=False).items()}
     infer_steppers = steppers
@@ -54,9 +56,13 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
         "params_ratio": rep.params_ratio,
         "impl_choices": choices,
     }
-    for name, model, t_train, t_infer in (("dense", dense, train[0], infer[0]), ("lowrank", low, train[1], infer[1])):
+    for name, model, t_train, t_infer, rounds in (
+        ("dense", dense, train[0], infer[0], train_rounds[0]),
+        ("lowrank", low, train[1], infer[1], train_rounds[1]),
+    ):
         entry = {
             "train_step_ms": 1000 * t_train,
+            "train_rounds_ms": [1000 * t for t in rounds],  # round i of dense pairs with round i of low-rank
             "infer_ms": 1000 * t_infer,
             "train_images_per_s": s.batch_size / t_train,
             "macs": count(model, shape).macs,

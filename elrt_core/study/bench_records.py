@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 from .. import models
 from ..bench import PARTS
 from ..config import TrainConfig
+from . import stats
 
 __all__ = [
     "load",
@@ -311,13 +313,32 @@ CLAIM_SETTING = {"variant": "channels_last", "rank_rule": "uniform", "batch_size
 factored layers (the training default), the uniform rank rule, the default batch of 128 images."""
 
 
+def _judged_speedup(record: dict) -> tuple[str, str]:
+    """One judged bench record in words and its verdict word: the geometric mean of its paired
+    training-step ratios with the 95% interval (:func:`stats.ratio_interval`), the device and the
+    commit it was measured at; *inconclusive* without per-round times (older records) or 2 rounds."""
+    prov = record["provenance"]
+    where = f"on {prov['device_name']}, commit {str(prov.get('commit', '?'))[:7]}{' (uncommitted changes)' if prov.get('dirty') else ''}"
+    dense, low = record["dense"].get("train_rounds_ms"), record["lowrank"].get("train_rounds_ms")
+    if not dense or len(dense) < 2:
+        return (
+            f"{record['model']} {record['train_speedup']:.2f}x (median; no interval: the record has no per-step times) {where}",
+            "inconclusive",
+        )
+    ratio, lo, hi = stats.ratio_interval(dense, low)
+    word = stats.verdict(math.log(lo), math.log(hi))
+    return f"{record['model']} {ratio:.2f}x (95% CI {lo:.2f} to {hi:.2f}, {len(dense)} step pairs) {where}", word
+
+
 def speed_claim(session, ratio: int = 2):
     """Claim 5 (efficient training): the training-step speedup of Tucker-2 over dense at ``ratio`` fewer
     MACs, per CIFAR model (32x32 inputs), in the :data:`CLAIM_SETTING` and from the newest such record
     of each model (whatever its device; other variants and older records are not chosen among).
-    *supported* if every judged value exceeds 1, *contradicted* if none does, else *inconclusive*;
-    bench medians, so no interval. The hardware-aware ranks' newest speedups (same variant and batch)
-    are listed beside, not judged: they train a different network (see their accuracy in chapter 6)."""
+    Each model's speedup is the geometric mean of its paired step ratios with a 95% interval
+    (:func:`_judged_speedup`): *supported* if every model's interval lies above 1, *contradicted* if
+    every one lies below, else *inconclusive*. The hardware-aware ranks' newest speedups (same variant
+    and batch) are listed beside, not judged: they train a different network (see their accuracy in
+    chapter 6)."""
     from .verdicts import Claim
 
     newest: dict[tuple[str, bool], tuple[datetime, dict]] = {}  # (model, hardware-aware) -> newest record
@@ -331,14 +352,14 @@ def speed_claim(session, ratio: int = 2):
             key, started = (r["model"], rule != CLAIM_SETTING["rank_rule"]), _started(r)
             if key not in newest or started > newest[key][0]:
                 newest[key] = (started, r)
-    judged = {model: r for (model, hw), (_, r) in sorted(newest.items()) if not hw}
+    judged = [_judged_speedup(r) for (_, hw), (_, r) in sorted(newest.items()) if not hw]
     if not judged:
         return Claim(
             f"no bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs with uniform ranks yet", "inconclusive", BASIS
         )
-    faster = [r["train_speedup"] > 1 for r in judged.values()]
-    word = "supported" if all(faster) else "contradicted" if not any(faster) else "inconclusive"
-    effect = "; ".join(f"{m} {r['train_speedup']:.2f}x on {r['provenance']['device_name']}" for m, r in judged.items())
+    words = {word for _, word in judged}
+    word = words.pop() if len(words) == 1 and words <= {"supported", "contradicted"} else "inconclusive"
+    effect = "; ".join(text for text, _ in judged)
     aware = [
         f"{m} {r['train_speedup']:.2f}x on {r['provenance']['device_name']}" for (m, hw), (_, r) in sorted(newest.items()) if hw
     ]
@@ -346,9 +367,10 @@ def speed_claim(session, ratio: int = 2):
         effect += f" (with the hardware-aware ranks, not judged: {'; '.join(aware)})"
     return Claim(
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense (channels-last, batch "
-        f"{CLAIM_SETTING['batch_size']}, median of timed steps): {effect}",
+        f"{CLAIM_SETTING['batch_size']}, dense and low-rank steps timed in turns): {effect}",
         word,
-        f"bench records, {len(judged)} model(s), the newest record of each; medians, no interval",
+        f"bench records, {len(judged)} model(s), the newest record of each; the interval covers step-to-step "
+        "noise on that one machine, not other machines",
     )
 
 

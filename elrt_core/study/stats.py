@@ -37,6 +37,7 @@ __all__ = [
     "verdict",
     "sign_flip_p",
     "t_interval",
+    "ratio_interval",
     "against_reference",
     "omnibus",
     "leader",
@@ -59,6 +60,22 @@ def t_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tuple[
         return math.nan, math.nan
     half = scipy_stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
     return float(d.mean() - half), float(d.mean() + half)
+
+
+def ratio_interval(
+    numerator: Sequence[float], denominator: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """Geometric mean of the paired ratios ``numerator_i / denominator_i`` and its Student-t interval,
+    ``exp(mean(l) ± t_{(1+c)/2, n-1} · sd(l) / sqrt(n))`` with ``l_i = log(numerator_i / denominator_i)``;
+    ``(ratio, nan, nan)`` for fewer than 2 pairs. Used for speedups: round ``i`` of the dense step
+    over round ``i`` of the low-rank step, timed in turns in one process (:func:`elrt_core.timing.timed_turns`),
+    so the interval covers step-to-step noise on one machine, not the spread between machines."""
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if a.shape != b.shape or len(a) == 0 or (a <= 0).any() or (b <= 0).any():
+        raise ValueError(f"need two equally long lists of positive times, got {len(a)} and {len(b)} values")
+    logs = np.log(a / b)
+    low, high = t_interval(logs, confidence)
+    return float(math.exp(logs.mean())), math.exp(low), math.exp(high)
 
 
 def sign_flip_p(diffs: Sequence[float], seed: int = 0) -> float:
