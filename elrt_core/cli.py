@@ -549,7 +549,7 @@ def cmd_gpu_batch(args: argparse.Namespace) -> int:
 
 def cmd_gpu_collect(args: argparse.Namespace) -> int:
     from .gpu import collect, pack
-    from .paths import project_root
+    from .paths import RESULTS_FOLDER, project_root
 
     results, out = _in_project(args.results, pack.DEVICE_RESULTS), Path(args.out)
     if not results.is_dir():
@@ -558,7 +558,7 @@ def cmd_gpu_collect(args: argparse.Namespace) -> int:
         raise UsageError(f"--name {args.name!r} may hold only letters, digits, '.', '_' and '-'")
     _check_output(out, "--out")
     limit = round(args.limit_mib * collect.MIB) if args.limit_mib else None
-    manifest = collect.collect(results, out, name=args.name, tree_results=project_root() / "results", limit_bytes=limit)
+    manifest = collect.collect(results, out, name=args.name, tree_results=project_root() / RESULTS_FOLDER, limit_bytes=limit)
     size = sum(v["bytes"] for v in manifest["volumes"])
     print(
         f"collected {len(manifest['members'])} file(s) into {len(manifest['volumes'])} volume(s), {size / collect.MIB:.1f} MiB: "

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_root", "results_root", "is_project"]
+__all__ = ["project_root", "results_root", "is_project", "RESULTS_FOLDER"]
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+
+RESULTS_FOLDER = "results"
+"""The project's tracked folder of run and bench records, relative to its root."""
 
 
 def is_project(folder: Path) -> bool:
@@ -45,4 +48,4 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
         return Path(root)
     if os.environ.get("ELRT_RESULTS"):
         return Path(os.environ["ELRT_RESULTS"])
-    return project_root() / "results"
+    return project_root() / RESULTS_FOLDER

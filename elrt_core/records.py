@@ -30,7 +30,7 @@ import torch
 
 from . import atomic
 from .config import ConfigError, TrainConfig
-from .paths import results_root
+from .paths import RESULTS_FOLDER, results_root
 
 __all__ = [
     "Record",
@@ -69,7 +69,7 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 
 def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding the code that runs
-    (tracked files); ``None`` for both outside a checkout (an installed package), unless
+    (tracked files outside :data:`~elrt_core.paths.RESULTS_FOLDER`: a record just written there changes no code); ``None`` for both outside a checkout (an installed package), unless
     ``$ELRT_SOURCE_COMMIT`` (and ``$ELRT_SOURCE_DIRTY``, ``0`` or ``1``) say which commit a copy of
     the tree without ``.git`` is (set by ``elrt gpu batch`` on a lent GPU, see :mod:`elrt_core.gpu.source`)."""
 
@@ -81,7 +81,7 @@ def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no")
+    status = run("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS_FOLDER}")
     if commit is None and os.environ.get("ELRT_SOURCE_COMMIT"):  # a copy without .git, checked by elrt_core.gpu.source
         return {"commit": os.environ["ELRT_SOURCE_COMMIT"], "dirty": os.environ.get("ELRT_SOURCE_DIRTY") != "0"}
     return {"commit": commit, "dirty": None if status is None else bool(status)}

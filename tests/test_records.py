@@ -4,11 +4,13 @@ stale, broken and duplicate records reported, never silently used."""
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 
 from elrt_core import atomic, records
 from elrt_core.config import TrainConfig
+from elrt_core.paths import RESULTS_FOLDER
 
 
 def _record(config, status="finished", acc=50.0):
@@ -141,6 +143,23 @@ def test_git_state_of_this_checkout():
     state = records.git_state()
     assert len(state["commit"]) == 40 and all(ch in "0123456789abcdef" for ch in state["commit"])
     assert isinstance(state["dirty"], bool)
+
+
+def test_git_state_is_dirty_for_changed_code_but_not_for_a_new_record(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / RESULTS_FOLDER).mkdir()
+    (tmp_path / RESULTS_FOLDER / "a.json").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert records.git_state(tmp_path)["dirty"] is False
+    (tmp_path / RESULTS_FOLDER / "a.json").write_text('{"new": 1}\n')  # a record rewritten by a run
+    assert records.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert records.git_state(tmp_path)["dirty"] is True
 
 
 def test_cpu_records_name_the_processor_model(tmp_path):
