@@ -119,6 +119,11 @@ def test_values_and_beats_claim_are_paired_and_corrected():
     assert [c.reference for c in comparisons] == ["a", "b"]
     assert comparisons[0].verdict == "supported" and comparisons[1].verdict == "inconclusive"
     assert claim.verdict == "inconclusive" and "97.5% CI" in claim.effect and claim.effect.startswith("ELRT − each: vs A +1.00")
+    assert claim.effect.endswith("; without results so far: missing")  # named, not silently dropped
+    alone, _ = verdicts.beats_claim(values, "elrt", ["a"], "scale", verdicts.labels(runs))
+    assert alone.verdict == "supported" and "without results" not in alone.effect
+    partial, _ = verdicts.beats_claim(values, "elrt", ["a", "missing"], "scale", verdicts.labels(runs))
+    assert partial.verdict == "inconclusive"  # beats A beyond the noise, but "each" includes an untrained method
 
 
 def test_paired_claim_text():
@@ -160,7 +165,7 @@ def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     assert text.startswith("**resnet20 at 2x fewer FLOPs:** supported. ELRT − each: vs A +1.00")
     assert "\n\n**resnet20 at 3x fewer FLOPs:** inconclusive." in text
     ((none, _),) = verdicts.network_claims({("resnet20", 4.0): near[:3]}, c, str).values()
-    assert none.effect == "ELRT − each: no paired runs yet" and none.verdict == "inconclusive"
+    assert none.effect == "ELRT − each: no paired runs yet; without results so far: a" and none.verdict == "inconclusive"
 
 
 def test_ranking_names_a_leader_only_beyond_the_noise():
@@ -178,7 +183,10 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
     assert lead.leader_sentence == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
     assert lead.any_difference < 0.05
     empty = verdicts.ranking([_run("so", 0, 80.0)], c, "scale")
-    assert empty.comparisons == [] and empty.claim.effect == "no finished runs yet"
+    assert empty.comparisons == [] and empty.claim.effect == "no finished runs yet; without results so far: mc"
+    three = Comparison(reference="none", methods=("so", "mc", "srip"))
+    partial = verdicts.ranking(clear, three, "scale")  # SO and MC clearly help; SRIP has no runs
+    assert partial.claim.verdict == "inconclusive" and partial.claim.effect.endswith("; without results so far: srip")
 
 
 def test_a_claim_reads_as_one_sentence():

@@ -369,7 +369,7 @@ def speed_claim(session, ratio: int = 2):
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense (channels-last, batch "
         f"{CLAIM_SETTING['batch_size']}, dense and low-rank steps timed in turns): {effect}",
         word,
-        f"bench records, {len(judged)} model(s), the newest record of each; the interval covers step-to-step "
+        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each; the interval covers step-to-step "
         "noise on that one machine, not other machines",
     )
 

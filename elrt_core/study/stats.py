@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats as scipy_stats
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "omnibus",
     "leader",
     "mean_sd_n",
-    "frame",
     "CONFIDENCE",
     "VERDICTS",
 ]
@@ -126,15 +124,19 @@ class Paired:
         return len(self.seeds)
 
     def effect(self, unit: str = "points", digits: int = 2) -> str:
-        """E.g. ``"+1.23 points (95% CI +0.41 to +2.05, n = 5)"``; without an interval when n < 2.
-        A Bonferroni-corrected interval shows its level (e.g. ``98.3% CI``)."""
+        """E.g. ``"+1.23 points (95% CI +0.41 to +2.05, n = 5, sign-flip p = 0.062)"``; without an
+        interval when n < 2. A Bonferroni-corrected interval shows its level (e.g. ``98.3% CI``); the
+        exact p-value cannot fall below ``2 / 2^n`` (0.125 at n = 4), so the verdict rests on the interval."""
         unit = f" {unit}" if unit else ""
         if self.n == 0:
             return "no paired runs yet"
         if self.n < 2:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
         level = f"{100 * self.confidence:.3g}%"
-        return f"{self.mean:+.{digits}f}{unit} ({level} CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, n = {self.n})"
+        return (
+            f"{self.mean:+.{digits}f}{unit} ({level} CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, n = {self.n}, "
+            f"sign-flip p = {self.p_value:.2g})"
+        )
 
 
 def paired(
@@ -218,23 +220,3 @@ def mean_sd_n(values: Sequence[float], digits: int = 2) -> str:
     if len(v) == 1:
         return f"{v[0]:.{digits}f} (1)"
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f} ({len(v)})"
-
-
-def frame(comparisons: Sequence[Paired], unit: str = "points") -> pd.DataFrame:
-    """One row per comparison: reference, treatment, n, mean difference, interval, p, verdict."""
-    return pd.DataFrame(
-        [
-            {
-                "reference": c.reference,
-                "treatment": c.treatment,
-                "n": c.n,
-                f"mean difference ({unit})": c.mean,
-                "CI low": c.low,
-                "CI high": c.high,
-                "confidence": c.confidence,
-                "sign-flip p": c.p_value,
-                "verdict": c.verdict,
-            }
-            for c in comparisons
-        ]
-    )

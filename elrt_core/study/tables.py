@@ -104,7 +104,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "params": ("parameters", ",d"),
     "macs_reduction": ("MAC reduction (dense / low-rank)", ".2f"),
     "params_reduction": ("parameter reduction (dense / low-rank)", ".2f"),
-    "train_minutes": ("training time per run (min)", ".0f"),
+    "train_minutes": ("wall minutes per run (machines and load vary; not a speed measure)", ".0f"),
     "train_speedup": ("training-step speedup vs dense (bench)", ".2f"),
     "top1": ("top-1 (%)", ".2f"),
     "model": ("model", None),

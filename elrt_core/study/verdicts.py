@@ -26,6 +26,7 @@ __all__ = [
     "combine",
     "two_way",
     "paired_claim",
+    "without_results",
     "beats_claim",
     "network_claims",
     "Ranking",
@@ -112,17 +113,33 @@ def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) ->
     return Claim(effect, comparison.verdict, scale)
 
 
+def without_results(methods: Sequence[str], values: Mapping[str, Mapping[int, float]], names: Mapping[str, str]) -> str:
+    """``"; without results so far: A, B"`` for the ``methods`` that have no finished run in ``values``; ``""``
+    when every one has (appended to a claim's effect, so a reader sees what the verdict leaves out)."""
+    missing = [names.get(m, m) for m in methods if m not in values]
+    return f"; without results so far: {', '.join(missing)}" if missing else ""
+
+
+def _word(words: Sequence[str], complete: bool) -> str:
+    """:func:`combine` of ``words``, capped at *inconclusive* when the claim covers methods without
+    results (``complete`` false): a claim about every method is not supported by some of them."""
+    word = combine(words)
+    return "inconclusive" if word == "supported" and not complete else word
+
+
 def beats_claim(
     values: dict[str, dict[int, float]], subject: str, opponents: Sequence[str], scale: str, names: dict[str, str]
 ) -> tuple[Claim, list[stats.Paired]]:
     """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed,
-    Bonferroni-corrected over the opponents present): one effect per opponent and the combined word."""
+    Bonferroni-corrected over the opponents present): one effect per opponent and the combined word,
+    which is at most *inconclusive* while an opponent has no results (named in the effect)."""
     present = [o for o in opponents if o in values and o != subject]
     level = 1 - (1 - stats.CONFIDENCE) / max(1, len(present))
     comparisons = [stats.paired(values[o], values.get(subject, {}), names=(o, subject), confidence=level) for o in present]
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
-    effect = "; ".join(parts) or "no paired runs yet"
-    return Claim(f"{names.get(subject, subject)} − each: {effect}", combine([c.verdict for c in comparisons]), scale), comparisons
+    effect = ("; ".join(parts) or "no paired runs yet") + without_results([o for o in opponents if o != subject], values, names)
+    word = _word([c.verdict for c in comparisons], complete=len(present) == len([o for o in opponents if o != subject]))
+    return Claim(f"{names.get(subject, subject)} − each: {effect}", word, scale), comparisons
 
 
 @dataclass(frozen=True)
@@ -143,14 +160,17 @@ def ranking(runs: Runs, comparison: Comparison, scale: str) -> Ranking:
     """Each other method of ``runs`` (pass the runs of one comparison: every method present enters the
     Bonferroni correction) against ``comparison.reference`` in final test top-1 (paired by seed,
     :func:`stats.against_reference`), whether they differ at all (:func:`stats.omnibus`) and which
-    leads beyond the noise (:func:`stats.leader`)."""
+    leads beyond the noise (:func:`stats.leader`). Methods of ``comparison`` without results are
+    named in the claim's effect, and its word is then at most *inconclusive*."""
     names, accuracy = labels(runs), values(runs)
     comparisons = stats.against_reference(accuracy, comparison.reference) if comparison.reference in accuracy else []
     any_difference, n_common = stats.omnibus(accuracy)
     lead = stats.leader(accuracy)
+    others = [m for m in comparison.methods if m != comparison.reference]
+    effect = "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet"
     claim = Claim(
-        "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet",
-        combine([c.verdict for c in comparisons]),
+        effect + without_results(others, accuracy, names),
+        _word([c.verdict for c in comparisons], complete=all(m in accuracy for m in others)),
         scale,
     )
     sentence = (
