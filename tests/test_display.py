@@ -147,6 +147,19 @@ def _cell(doc, tags):
     return cell
 
 
+def test_a_very_wide_interval_is_cut_at_the_axis_edge_and_its_end_written_there():
+    from elrt_core.study import stats
+
+    narrow = stats.paired(dict.fromkeys(range(4), 80.0), {s: 80.5 + 0.1 * s for s in range(4)}, names=("a", "b"))
+    wide = stats.paired({0: 80.0, 1: 80.0}, {0: 78.0, 1: 83.0}, names=("a", "c"))  # n = 2: t = 12.7, CI -31.3 to +32.3
+    fig = figures.differences([narrow, wide], {})
+    low, high = fig.axes[0].get_xlim()
+    assert low <= min(narrow.low, -2.0) and high >= max(narrow.high, 3.0)  # every seed, mean and the narrow CI fit
+    assert high - low < 20  # the wide interval does not set the scale
+    notes = [t.get_text() for t in fig.axes[0].texts]
+    assert notes == [f"CI to {wide.low:+.1f}", f"CI to {wide.high:+.1f}"]
+
+
 def test_the_sphinx_extension_drops_the_parameter_cells(tmp_path):
     doc = new_document("chapter", get_default_settings(Parser))
     for tags in (["parameters"], ["injected-parameters"], [], ["hide-output"]):

@@ -245,13 +245,26 @@ def accuracy_vs_flops(summary: pd.DataFrame) -> plt.Figure:
 def differences(comparisons: list, names: dict[str, str], unit: str = "points") -> plt.Figure:
     """Paired differences, one row per comparison (``stats.Paired``): a grey dot per seed, the mean
     (black diamond) and its confidence interval (black line; the level is in each row's label), and
-    the zero line. A row whose interval misses zero shows a difference larger than the seed noise."""
+    the zero line. A row whose interval misses zero shows a difference larger than the seed noise.
+    The axis spans the seeds and means (and 0) with room to spare; an interval reaching past it (few
+    seeds make very wide t intervals) is drawn to the edge with an arrow and its end written there."""
     fig, ax = plt.subplots(figsize=(8.5, 0.8 + 0.65 * len(comparisons)))
+    points = [0.0, *(d for c in comparisons for d in c.diffs), *(c.mean for c in comparisons if c.n)]
+    middle = (max(points) + min(points)) / 2
+    half = max(1.0, 1.5 * (max(points) - min(points)) / 2 + 0.5)  # points of the unit each side of the middle
+    lo_edge, hi_edge = middle - half, middle + half
     for y, c in enumerate(comparisons):
         ax.scatter(c.diffs, [y] * c.n, color="0.55", s=18, zorder=2)
         if c.n >= 2:
-            ax.plot([c.low, c.high], [y, y], color="black", linewidth=2, zorder=3)
+            ax.plot([max(c.low, lo_edge), min(c.high, hi_edge)], [y, y], color="black", linewidth=2, zorder=3)
+            for end, edge, marker, align in ((c.low, lo_edge, "<", "left"), (c.high, hi_edge, ">", "right")):
+                if (end < edge) if marker == "<" else (end > edge):
+                    ax.scatter([edge], [y], marker=marker, color="black", s=40, zorder=3, clip_on=False)
+                    ax.annotate(
+                        f"CI to {end:+.1f}", (edge, y), xytext=(0, 7), textcoords="offset points", ha=align, fontsize="x-small"
+                    )
         ax.scatter([c.mean], [y], marker="D", color="black", s=45, zorder=4)
+    ax.set_xlim(lo_edge, hi_edge)
     ax.axvline(0, color="tab:red", linewidth=1, linestyle="--")
     ax.set_yticks(range(len(comparisons)))
     ax.set_yticklabels(
