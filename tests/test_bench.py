@@ -507,7 +507,7 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     assert set(bench_records.conv_speedups(s)["device"]) == {"cpu-x"}
     assert "On NVIDIA H100 80GB HBM3:" in bench_records.verdict(s)
     bench_records.speedup_figure(bench_records.speedup_table(s))
-    assert "Amdahl ceiling not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))
+    assert "Amdahl estimate not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))
 
 
 def test_the_tensorly_torch_reference_runs_the_same_network(tmp_path):

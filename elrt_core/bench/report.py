@@ -51,5 +51,5 @@ def summary(result: dict[str, Any]) -> str:
         f"{result['variant']}, on "
         f"{result['provenance']['device_name']}: train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms "
         f"(speedup {result['train_speedup']:.2f}x), inference {result['infer_speedup']:.2f}x, activation memory "
-        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl ceiling {ceiling}"
+        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl estimate {ceiling}"
     )
