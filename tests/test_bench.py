@@ -506,7 +506,11 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     assert set(bench_records.breakdown_table(s)["device"]) == {"cpu-x"}
     assert set(bench_records.conv_speedups(s)["device"]) == {"cpu-x"}
     assert "On NVIDIA H100 80GB HBM3:" in bench_records.verdict(s)
-    bench_records.speedup_figure(bench_records.speedup_table(s))
+    fig = bench_records.speedup_figure(bench_records.speedup_table(s))
+    rings = {
+        ax.get_title(): [len(c.get_offsets()) for c in ax.collections if c.get_label() == "judged by claim 5"] for ax in fig.axes
+    }
+    assert rings == {"NVIDIA H100 80GB HBM3": [0], "cpu-x": [1]}  # one panel per device; only the uniform-rank record is judged
     assert "Amdahl estimate not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))
 
 
