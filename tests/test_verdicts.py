@@ -120,6 +120,8 @@ def test_values_and_beats_claim_are_paired_and_corrected():
     assert comparisons[0].verdict == "supported" and comparisons[1].verdict == "inconclusive"
     assert claim.verdict == "inconclusive" and "97.5% CI" in claim.effect and claim.effect.startswith("ELRT − each: vs A +1.00")
     assert claim.effect.endswith("; without results so far: missing")  # named, not silently dropped
+    two, _ = verdicts.beats_claim(values, "elrt", ["a", "x, y", "z"], "scale", verdicts.labels(runs))
+    assert two.effect.endswith("; without results so far: x, y · z")  # labels may hold commas
     alone, _ = verdicts.beats_claim(values, "elrt", ["a"], "scale", verdicts.labels(runs))
     assert alone.verdict == "supported" and "without results" not in alone.effect
     partial, _ = verdicts.beats_claim(values, "elrt", ["a", "missing"], "scale", verdicts.labels(runs))

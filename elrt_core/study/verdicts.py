@@ -114,10 +114,10 @@ def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) ->
 
 
 def without_results(methods: Sequence[str], values: Mapping[str, Mapping[int, float]], names: Mapping[str, str]) -> str:
-    """``"; without results so far: A, B"`` for the ``methods`` that have no finished run in ``values``; ``""``
+    """``"; without results so far: A · B"`` for the ``methods`` that have no finished run in ``values``; ``""``
     when every one has (appended to a claim's effect, so a reader sees what the verdict leaves out)."""
     missing = [names.get(m, m) for m in methods if m not in values]
-    return f"; without results so far: {', '.join(missing)}" if missing else ""
+    return f"; without results so far: {' · '.join(missing)}" if missing else ""
 
 
 def _word(words: Sequence[str], complete: bool) -> str:
