@@ -238,7 +238,11 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
         & (df["macs_reduction"].round() == 2)
     )
     devices, models_order = list(dict.fromkeys(df["device"])), sorted(set(df["model"]))  # one marker per model in every panel
-    fig, axes = plt.subplots(1, len(devices), figsize=(5.2 * len(devices), 4.6), sharey=True, squeeze=False)
+    cols = min(2, len(devices))  # two panels a row: wider rows shrink to unreadable in the book's text column
+    rows = -(-len(devices) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), sharey=True, squeeze=False)
+    for ax in list(axes.flat)[len(devices) :]:
+        ax.set_visible(False)
     top = max(df["macs_reduction"].max(), df["train_speedup"].max()) * 1.1
     for i, (ax, device) in enumerate(zip(axes.flat, devices)):
         here = df[df["device"] == device]
