@@ -158,6 +158,9 @@ def test_a_very_wide_interval_is_cut_at_the_axis_edge_and_its_end_written_there(
     assert high - low < 20  # the wide interval does not set the scale
     notes = [t.get_text() for t in fig.axes[0].texts]
     assert notes == [f"CI to {wide.low:+.1f}", f"CI to {wide.high:+.1f}"]
+    moderate = stats.paired(dict.fromkeys(range(3), 80.0), {0: 78.2, 1: 79.5, 2: 79.3}, names=("a", "d"))  # CI -2.8 to +0.8
+    low, high = figures.differences([moderate, wide], {}).axes[0].get_xlim()
+    assert low <= moderate.low and high >= moderate.high  # an interval near the data is shown whole
 
 
 def test_the_sphinx_extension_drops_the_parameter_cells(tmp_path):

@@ -246,13 +246,15 @@ def differences(comparisons: list, names: dict[str, str], unit: str = "points") 
     """Paired differences, one row per comparison (``stats.Paired``): a grey dot per seed, the mean
     (black diamond) and its confidence interval (black line; the level is in each row's label), and
     the zero line. A row whose interval misses zero shows a difference larger than the seed noise.
-    The axis spans the seeds and means (and 0) with room to spare; an interval reaching past it (few
-    seeds make very wide t intervals) is drawn to the edge with an arrow and its end written there."""
+    The axis spans the seeds and means (and 0) with room to spare, and every interval end up to twice
+    that far out; an interval reaching further (few seeds make very wide t intervals) is drawn to the
+    edge with an arrow and its end written there."""
     fig, ax = plt.subplots(figsize=(8.5, 0.8 + 0.65 * len(comparisons)))
     points = [0.0, *(d for c in comparisons for d in c.diffs), *(c.mean for c in comparisons if c.n)]
     middle = (max(points) + min(points)) / 2
     half = max(1.0, 1.5 * (max(points) - min(points)) / 2 + 0.5)  # points of the unit each side of the middle
-    lo_edge, hi_edge = middle - half, middle + half
+    ends = [e for c in comparisons if c.n >= 2 for e in (c.low, c.high) if abs(e - middle) <= 2 * half]  # not extreme
+    lo_edge, hi_edge = min([middle - half, *ends]), max([middle + half, *ends])
     for y, c in enumerate(comparisons):
         ax.scatter(c.diffs, [y] * c.n, color="0.55", s=18, zorder=2)
         if c.n >= 2:
