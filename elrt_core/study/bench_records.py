@@ -230,12 +230,12 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
     dashed. The records in the :data:`CLAIM_SETTING` (Tucker-2, the variant, batch and rank rule the
     accuracy runs train) at 2x fewer MACs are ringed: claim 5 judges them (the newest per model)."""
     df = table.assign(ranks=table["rank_rule"].map(lambda r: "hardware-aware" if r.startswith("hw:") else r))
-    judged = (
-        (df["format"] == "tucker2")
-        & (df["variant"] == CLAIM_SETTING["variant"])
-        & (df["batch"] == CLAIM_SETTING["batch_size"])
-        & (df["rank_rule"] == CLAIM_SETTING["rank_rule"])
-        & (df["macs_reduction"].round() == 2)
+    judged = df.apply(
+        lambda r: (
+            _claim_setting(r["format"], r["variant"], r["batch"], r["macs_reduction"])
+            and r["rank_rule"] == CLAIM_SETTING["rank_rule"]
+        ),
+        axis=1,
     )
     devices, models_order = list(dict.fromkeys(df["device"])), sorted(set(df["model"]))  # one marker per model in every panel
     cols = min(2, len(devices))  # two panels a row: wider rows shrink to unreadable in the book's text column
@@ -349,6 +349,17 @@ CLAIM_SETTING = {"variant": "channels_last", "rank_rule": "uniform", "batch_size
 factored layers (the training default), the uniform rank rule, the default batch of 128 images."""
 
 
+def _claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio: float, ratio: int = 2) -> bool:
+    """Whether a bench record (or table row) times Tucker-2 at ``ratio`` fewer MACs in the variant and
+    batch of :data:`CLAIM_SETTING` (the rank rule is checked by the caller: claim 5 lists hw ranks beside)."""
+    return (
+        fmt == "tucker2"
+        and round(macs_ratio) == ratio
+        and variant == CLAIM_SETTING["variant"]
+        and batch == CLAIM_SETTING["batch_size"]
+    )
+
+
 def _judged_speedup(record: dict) -> tuple[str, str]:
     """One judged bench record in words and its verdict word: the geometric mean of its paired
     training-step ratios with the 95% interval (:func:`stats.ratio_interval`), the device and the
@@ -381,10 +392,10 @@ def speed_claim(session, ratio: int = 2):
     for r in load(session.root, "speedup"):
         cifar = models.input_shape(r["model"])[1:] == (32, 32)
         rule = r.get("rank_rule", "uniform")
-        setting = r.get("variant") == CLAIM_SETTING["variant"] and r.get("batch_size") == CLAIM_SETTING["batch_size"]
+        setting = _claim_setting(r["format"], r.get("variant"), r.get("batch_size"), r["macs_ratio"], ratio)
         known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
         plain = r.get("reg", "none") == "none"  # the network's step, no penalty timed with it
-        if r["format"] == "tucker2" and round(r["macs_ratio"]) == ratio and cifar and setting and known_rule and plain:
+        if cifar and setting and known_rule and plain:
             key, started = (r["model"], rule != CLAIM_SETTING["rank_rule"]), _started(r)
             if key not in newest or started > newest[key][0]:
                 newest[key] = (started, r)
