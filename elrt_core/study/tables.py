@@ -13,7 +13,17 @@ from ..records import Record
 from .plan import PlannedRun
 from .stats import mean_sd_n
 
-__all__ = ["history_frame", "summary", "finals_frame", "published", "columns", "COLUMNS", "PUBLISHED_FILE", "PUBLISHED_BASIS"]
+__all__ = [
+    "history_frame",
+    "summary",
+    "without_runs",
+    "finals_frame",
+    "published",
+    "columns",
+    "COLUMNS",
+    "PUBLISHED_FILE",
+    "PUBLISHED_BASIS",
+]
 
 PUBLISHED_FILE = Path(__file__).resolve().parents[1] / "published.yaml"
 
@@ -31,6 +41,15 @@ def history_frame(runs: Runs) -> pd.DataFrame:
         for h in rec.history
     ]
     return pd.DataFrame(rows)
+
+
+def without_runs(planned: Sequence[PlannedRun], runs: Runs) -> str:
+    """``" Planned, without finished runs so far: A · B."`` for the methods of ``planned`` that have no
+    run in ``runs`` (labels in plan order, each once); ``""`` when every one has. Appended to a table's
+    caption, so a table with only some of its planned rows says which are still to come."""
+    done = {run.method for run, _ in runs}
+    missing = list(dict.fromkeys(run.label for run in planned if run.method not in done))
+    return f" Planned, without finished runs so far: {' · '.join(missing)}." if missing else ""
 
 
 def finals_frame(runs: Runs) -> pd.DataFrame:
