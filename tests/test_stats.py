@@ -36,7 +36,21 @@ def test_sign_flip_p_is_exact():
         [abs(np.mean(np.array(s) * np.abs(d))) >= abs(np.mean(d)) - 1e-12 for s in itertools.product((1, -1), repeat=4)]
     )
     assert stats.sign_flip_p(d) == pytest.approx(brute)
-    assert 0 < stats.sign_flip_p([1.0] * 20) < 1e-3  # Monte Carlo branch: tiny but never 0
+    assert stats.sign_flip_p([1.0] * 18) == 2 / 2**18  # exact in blocks of 2^16: the 18 layers of a ResNet-20
+    rng = np.random.default_rng(1)
+    d17 = rng.normal(0.3, 1.0, 17)
+    brute17 = np.mean(np.abs(np.array(list(itertools.product((1, -1), repeat=17))) @ np.abs(d17)) >= abs(d17.sum()) - 1e-9)
+    assert stats.sign_flip_p(d17) == pytest.approx(brute17)
+    assert 0 < stats.sign_flip_p([1.0] * 21) < 1e-3  # Monte Carlo branch: tiny but never 0
+    assert stats.sign_flip_p([1.0] * 21) > stats.least_p(21)  # a sample cannot reach the exact floor
+
+
+def test_least_p_and_effect_text_say_when_the_test_is_at_its_floor():
+    assert stats.least_p(5) == pytest.approx(0.0625) and stats.least_p(0) == 1.0
+    at_floor = stats.paired(dict.fromkeys(range(5), 0.0), {s: 1.0 + 0.1 * s for s in range(5)})
+    assert at_floor.effect().endswith("sign-flip p = 0.062, the least possible at n = 5)")
+    mixed = stats.paired(dict.fromkeys(range(5), 0.0), {0: 1.0, 1: 1.2, 2: -0.1, 3: 0.9, 4: 1.1})
+    assert "least possible" not in mixed.effect() and mixed.p_value > stats.least_p(5)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +100,12 @@ def test_against_reference_corrects_for_the_number_of_comparisons():
     assert all(c.confidence == pytest.approx(1 - 0.05 / 3) for c in out)
     single = stats.paired(values["none"], values["a"])
     assert out[0].high - out[0].low > single.high - single.low  # wider than the uncorrected interval
+    planned = stats.against_reference(values, "none", family=5)  # two planned methods have no values yet
+    assert all(c.confidence == pytest.approx(1 - 0.05 / 5) for c in planned)
+    assert planned[0].high - planned[0].low > out[0].high - out[0].low
+    with pytest.raises(ValueError, match="family of 2"):
+        stats.against_reference(values, "none", family=2)
+    assert stats.bonferroni(0) == stats.bonferroni(1) == stats.CONFIDENCE
 
 
 def test_omnibus_exact_and_sampled():

@@ -118,8 +118,9 @@ def test_values_and_beats_claim_are_paired_and_corrected():
     claim, comparisons = verdicts.beats_claim(values, "elrt", ["a", "b", "missing"], "scale", verdicts.labels(runs))
     assert [c.reference for c in comparisons] == ["a", "b"]
     assert comparisons[0].verdict == "supported" and comparisons[1].verdict == "inconclusive"
-    assert claim.verdict == "inconclusive" and "97.5% CI" in claim.effect and claim.effect.startswith("ELRT − each: vs A +1.00")
+    assert claim.verdict == "inconclusive" and "98.3% CI" in claim.effect and claim.effect.startswith("ELRT − each: vs A +1.00")
     assert claim.effect.endswith("; without results so far: missing")  # named, not silently dropped
+    assert all(c.confidence == pytest.approx(1 - 0.05 / 3) for c in comparisons)  # the planned family of 3
     two, _ = verdicts.beats_claim(values, "elrt", ["a", "x, y", "z"], "scale", verdicts.labels(runs))
     assert two.effect.endswith("; without results so far: x, y · z")  # labels may hold commas
     alone, _ = verdicts.beats_claim(values, "elrt", ["a"], "scale", verdicts.labels(runs))
@@ -159,15 +160,21 @@ def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     c = Comparison(reference="dense", methods=("elrt", "a"), headline="elrt")
     near = [_run("elrt", s, 81.0 + 0.1 * s) for s in range(3)] + [_run("a", s, 80.0 + 0.1 * s) for s in range(3)]
     far = [_run("elrt", s, 70.0 + (-1) ** s) for s in range(3)] + [_run("a", s, 70.0) for s in range(3)]
-    claims = verdicts.network_claims({("resnet20", 2.0): near, ("resnet20", 3.0): far}, c, lambda runs: f"{len(runs)} runs")
+    plans = {net: [run for run, _ in near] for net in (("resnet20", 2.0), ("resnet20", 3.0), ("resnet20", 4.0))}
+    claims = verdicts.network_claims(
+        {("resnet20", 2.0): near, ("resnet20", 3.0): far}, c, lambda runs: f"{len(runs)} runs", plans
+    )
     (c2, cmp2), (c3, _) = claims[("resnet20", 2.0)], claims[("resnet20", 3.0)]
     assert (c2.verdict, c3.verdict, c2.scale) == ("supported", "inconclusive", "6 runs")
     assert [x.reference for x in cmp2] == ["a"]  # the headline is not compared with itself
     text = verdicts.networks_text(claims)
     assert text.startswith("**resnet20 at 2x fewer FLOPs:** supported. ELRT − each: vs A +1.00")
     assert "\n\n**resnet20 at 3x fewer FLOPs:** inconclusive." in text
-    ((none, _),) = verdicts.network_claims({("resnet20", 4.0): near[:3]}, c, str).values()
+    ((none, _),) = verdicts.network_claims({("resnet20", 4.0): near[:3]}, c, str, plans).values()
     assert none.effect == "ELRT − each: no paired runs yet; without results so far: a" and none.verdict == "inconclusive"
+    alone = {("resnet20", 4.0): near[:3]}  # the plan trains only ELRT here: no opponent, no missing method
+    ((only, _),) = verdicts.network_claims(alone, c, str, {("resnet20", 4.0): [run for run, _ in near[:3]]}).values()
+    assert only.effect == "ELRT − each: no paired runs yet" and only.verdict == "inconclusive"
 
 
 def test_ranking_names_a_leader_only_beyond_the_noise():

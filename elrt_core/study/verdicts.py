@@ -131,14 +131,16 @@ def beats_claim(
     values: dict[str, dict[int, float]], subject: str, opponents: Sequence[str], scale: str, names: dict[str, str]
 ) -> tuple[Claim, list[stats.Paired]]:
     """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed,
-    Bonferroni-corrected over the opponents present): one effect per opponent and the combined word,
-    which is at most *inconclusive* while an opponent has no results (named in the effect)."""
-    present = [o for o in opponents if o in values and o != subject]
-    level = 1 - (1 - stats.CONFIDENCE) / max(1, len(present))
+    Bonferroni-corrected over all ``opponents``, the planned family, with or without results): one
+    effect per opponent with results and the combined word, which is at most *inconclusive* while an
+    opponent has no results (named in the effect)."""
+    planned = [o for o in opponents if o != subject]
+    present = [o for o in planned if o in values]
+    level = stats.bonferroni(len(planned))
     comparisons = [stats.paired(values[o], values.get(subject, {}), names=(o, subject), confidence=level) for o in present]
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
-    effect = ("; ".join(parts) or "no paired runs yet") + without_results([o for o in opponents if o != subject], values, names)
-    word = _word([c.verdict for c in comparisons], complete=len(present) == len([o for o in opponents if o != subject]))
+    effect = ("; ".join(parts) or "no paired runs yet") + without_results(planned, values, names)
+    word = _word([c.verdict for c in comparisons], complete=len(present) == len(planned))
     return Claim(f"{names.get(subject, subject)} − each: {effect}", word, scale), comparisons
 
 
@@ -157,16 +159,20 @@ class Ranking:
 
 
 def ranking(runs: Runs, comparison: Comparison, scale: str) -> Ranking:
-    """Each other method of ``runs`` (pass the runs of one comparison: every method present enters the
-    Bonferroni correction) against ``comparison.reference`` in final test top-1 (paired by seed,
-    :func:`stats.against_reference`), whether they differ at all (:func:`stats.omnibus`) and which
-    leads beyond the noise (:func:`stats.leader`). Methods of ``comparison`` without results are
-    named in the claim's effect, and its word is then at most *inconclusive*."""
+    """Each other method of ``runs`` (pass the runs of one comparison) against ``comparison.reference``
+    in final test top-1 (paired by seed, :func:`stats.against_reference`, Bonferroni-corrected over
+    every method of ``comparison`` and of ``runs``, with or without results), whether they differ at
+    all (:func:`stats.omnibus`) and which leads beyond the noise (:func:`stats.leader`). Methods of
+    ``comparison`` without results are named in the claim's effect, and its word is then at most
+    *inconclusive*."""
     names, accuracy = labels(runs), values(runs)
-    comparisons = stats.against_reference(accuracy, comparison.reference) if comparison.reference in accuracy else []
+    others = [m for m in comparison.methods if m != comparison.reference]
+    family = len(set(others) | set(accuracy) - {comparison.reference})
+    comparisons = (
+        stats.against_reference(accuracy, comparison.reference, family=family) if comparison.reference in accuracy else []
+    )
     any_difference, n_common = stats.omnibus(accuracy)
     lead = stats.leader(accuracy)
-    others = [m for m in comparison.methods if m != comparison.reference]
     effect = "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet"
     claim = Claim(
         effect + without_results(others, accuracy, names),
@@ -182,15 +188,20 @@ def ranking(runs: Runs, comparison: Comparison, scale: str) -> Ranking:
 
 
 def network_claims(
-    networks: Mapping[tuple[str, float], Runs], comparison: Comparison, scale: Callable[[Runs], str]
+    networks: Mapping[tuple[str, float], Runs],
+    comparison: Comparison,
+    scale: Callable[[Runs], str],
+    planned: Mapping[tuple[str, float], Sequence[PlannedRun]],
 ) -> dict[tuple[str, float], tuple[Claim, list[stats.Paired]]]:
-    """:func:`beats_claim` of ``comparison.headline`` against each other method of ``comparison`` at
-    every network (``(model, flops_ratio)`` → its runs), with ``scale(runs)`` as each claim's scale."""
-    opponents = [m for m in comparison.methods if m != comparison.headline]
-    return {
-        net: beats_claim(values(runs), comparison.headline, opponents, scale(runs), labels(runs))
-        for net, runs in networks.items()
-    }
+    """:func:`beats_claim` of ``comparison.headline`` against each other method of ``comparison`` that
+    the plan trains at the network (``planned``: ``(model, flops_ratio)`` → its planned runs), at every
+    network of ``networks`` (→ its finished runs), with ``scale(runs)`` as each claim's scale."""
+    out = {}
+    for net, runs in networks.items():
+        trained = {run.method for run in planned[net]}
+        opponents = [m for m in comparison.methods if m != comparison.headline and m in trained]
+        out[net] = beats_claim(values(runs), comparison.headline, opponents, scale(runs), labels(runs))
+    return out
 
 
 def networks_text(claims: Mapping[tuple[str, float], tuple[Claim, list[stats.Paired]]]) -> str:
