@@ -4,7 +4,8 @@
 strength relative to the cross-entropy (about 2.3 at initialization): lambda is ``1 / P`` rounded to
 one significant digit, where ``P`` is the penalty (lambda = 1) of the network at initialization, drawn
 from scratch with seed 0 (SRIP's start vectors from a generator seeded 0). So ``lambda * P`` lies in
-[0.67, 1.5], and lambda follows the number and size of the factors of each network: ResNet-56 has about
+[2/3, 4/3] (rounding ``x`` to one significant digit changes it by a factor between 1/1.5, just below
+x = 1.5, and 2/1.5, at x = 1.5), and lambda follows the number and size of the factors of each network: ResNet-56 has about
 three times the factors of ResNet-20 and gets about a third of its lambda.
 
 The values live in one data file, ``reg_weights.yaml`` next to this module, keyed by network
