@@ -205,13 +205,14 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
     speed("c", "resnet50", 2.0)  # ImageNet shapes: not a network of the claim
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "contradicted", claim.effect
-    assert "resnet20 0.90x (95% CI 0.8" in claim.effect and "10 step pairs) on cpu-x, commit abcdef0" in claim.effect
-    assert "resnet50" not in claim.effect
-    assert "hardware-aware ranks, not judged: resnet20 1.50x on cpu-x" in claim.effect
+    assert "resnet20 0.90x (geometric mean of 10 paired step ratios, 95% CI 0.8" in claim.effect
+    assert ") on cpu-x, commit abcdef0" in claim.effect and "resnet50" not in claim.effect
+    assert "hardware-aware ranks, not judged: resnet20 1.50x (median) on cpu-x)" in claim.effect  # same machine
     speed("new", "resnet20", 1.1, device="cpu-new", started="2026-12-01T10:00:00+00:00")
     claim = bench_records.speed_claim(session)
-    assert claim.verdict == "supported" and "resnet20 1.10x (95% CI" in claim.effect  # the newest record decides
+    assert claim.verdict == "supported" and "resnet20 1.10x (geometric mean" in claim.effect  # the newest record decides
     assert "on cpu-new" in claim.effect
+    assert "1.50x (median) on cpu-x, another machine than the judged records" in claim.effect
     speed("best", "resnet56", 1.2, started="2026-11-01T10:00:00+00:00")  # the best value, but not the newest
     speed("oldest", "resnet56", 0.8, started="2026-10-01T10:00:00+00:00")
     speed("new56", "resnet56", 0.95, started="2026-11-20T10:00:00+00:00")
@@ -332,7 +333,7 @@ def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
     prov = {"device_name": "cpu-x"}
     for name, model, ratio, speedup in (
         ("a", "resnet56", 2.0, 0.9),
-        ("b", "resnet56", 2.0, 1.2),
+        ("b", "resnet56", 2.0, 1.10505),  # rounded once in every text: 1.11, never 1.105 -> "1.10"
         ("c", "resnet56", 3.01, 2.1),
         ("d", "resnet50", 2.0, 1.6),
     ):
@@ -362,8 +363,8 @@ def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
     )
     text = bench_records.verdict(session)
     assert text.startswith("On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
-    assert "resnet56: 1.20x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
-    assert "training speedup >= 1.25x not reached (1.20x)" in text and "training speedup >= 1.6x reached (2.10x)" in text
+    assert "resnet56: 1.11x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
+    assert "training speedup >= 1.25x not reached (1.11x)" in text and "training speedup >= 1.6x reached (2.10x)" in text
     assert "batch 16: training speedup >= 1.8x not reached (1.60x)" in text
     assert "at most 7.50% of a step (threshold 5%: not reached)" in text
 

@@ -72,8 +72,8 @@ def speedup_table(session) -> pd.DataFrame | None:
             "variant": r["variant"],
             "batch": r["batch_size"],
             "macs_reduction": round(r["macs_ratio"], 2),
-            "train_speedup": round(r["train_speedup"], 3),
-            "infer_speedup": round(r["infer_speedup"], 3),
+            "train_speedup": r["train_speedup"],  # unrounded: each table formats it once
+            "infer_speedup": r["infer_speedup"],
             "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
             "conv_share_dense": _rounded((r["dense"].get("breakdown") or {}).get("conv"), 3),
             "memory_ratio": round(r["memory_ratio"], 2) if r.get("memory_ratio") else None,
@@ -134,7 +134,7 @@ def conv_speedups(session) -> pd.DataFrame | None:
                 "lowrank_conv_ms": round(tl * lr["conv"], 1),
                 "conv_speedup": round(td * d["conv"] / (tl * lr["conv"]), 2),
                 "rest_ratio": round(tl * (1 - lr["conv"]) / (td * (1 - d["conv"])), 2),
-                "train_speedup": round(r["train_speedup"], 3),
+                "train_speedup": round(r["train_speedup"], 2),
             }
         )
     return pd.DataFrame(rows) if rows else None
@@ -307,7 +307,7 @@ def thresholds(session) -> pd.DataFrame | None:
                         "device": r["provenance"]["device_name"],
                         "threshold": f"{t['model']} {t['format']} at {t['macs_reduction']}x fewer MACs, batch {t['batch']}: "
                         f"training speedup >= {t['min_speedup']:g}x",
-                        "measured": round(r["train_speedup"], 3),
+                        "measured": r["train_speedup"],
                         "variant": r["variant"],
                         "rank_rule": r.get("rank_rule", "uniform"),
                         "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
@@ -374,7 +374,10 @@ def _judged_speedup(record: dict) -> tuple[str, str]:
         )
     ratio, lo, hi = stats.ratio_interval(dense, low)
     word = stats.verdict(math.log(lo), math.log(hi))
-    return f"{record['model']} {ratio:.2f}x (95% CI {lo:.2f} to {hi:.2f}, {len(dense)} step pairs) {where}", word
+    return (
+        f"{record['model']} {ratio:.2f}x (geometric mean of {len(dense)} paired step ratios, 95% CI {lo:.2f} to {hi:.2f}) {where}",
+        word,
+    )
 
 
 def speed_claim(session, ratio: int = 2):
@@ -407,8 +410,12 @@ def speed_claim(session, ratio: int = 2):
     words = {word for _, word in judged}
     word = words.pop() if len(words) == 1 and words <= {"supported", "contradicted"} else "inconclusive"
     effect = "; ".join(text for text, _ in judged)
+    judged_devices = {r["provenance"]["device_name"] for (_, hw), (_, r) in newest.items() if not hw}
     aware = [
-        f"{m} {r['train_speedup']:.2f}x on {r['provenance']['device_name']}" for (m, hw), (_, r) in sorted(newest.items()) if hw
+        f"{m} {r['train_speedup']:.2f}x (median) on {r['provenance']['device_name']}"
+        + ("" if r["provenance"]["device_name"] in judged_devices else ", another machine than the judged records")
+        for (m, hw), (_, r) in sorted(newest.items())
+        if hw
     ]
     if aware:
         effect += f" (with the hardware-aware ranks, not judged: {'; '.join(aware)})"
@@ -416,8 +423,8 @@ def speed_claim(session, ratio: int = 2):
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense (channels-last, batch "
         f"{CLAIM_SETTING['batch_size']}, dense and low-rank steps timed in turns): {effect}",
         word,
-        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each; the interval covers step-to-step "
-        "noise on that one machine, not other machines",
+        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each; the interval covers the "
+        "step-to-step noise of one measurement on one machine, not other machines or other measurements (methods page)",
     )
 
 
