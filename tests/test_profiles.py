@@ -169,3 +169,18 @@ def test_the_provenance_table_says_which_records_the_plan_of_their_profile_holds
     assert not problems
     by_top1 = dict(zip(table["final_top1"], table["in_plan"], strict=True))
     assert by_top1 == {50.0: "yes", 40.0: "no", 45.0: "no profile"}
+
+
+def test_the_provenance_table_tells_runs_apart_that_differ_only_in_lambda(tmp_path):
+    from elrt_core.study import provenance
+
+    runs = [r for r in plan.plan(profiles.load("cpu-quick")) if r.config.seed == 0 and r.method.startswith("tucker2")]
+    strengths = {r.method: r for r in runs if r.method in ("tucker2", "tucker2+so", "tucker2+so/4", "tucker2+so*4")}
+    for i, run in enumerate(strengths.values()):
+        _fake_record(tmp_path, "cpu-quick", run, 60.0 + i)
+    table, _ = provenance.records_table(tmp_path)
+    lam = dict(zip(table["final_top1"], table["reg_weight"], strict=True))
+    so = strengths["tucker2+so"].config.reg_weight
+    by_method = {m: lam[60.0 + i] for i, m in enumerate(strengths)}
+    assert by_method["tucker2+so/4"] == pytest.approx(so / 4) and by_method["tucker2+so*4"] == pytest.approx(4 * so)
+    assert by_method["tucker2"] is None or by_method["tucker2"] != by_method["tucker2"]  # no regularizer: no λ (None or NaN)

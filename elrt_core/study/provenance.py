@@ -40,6 +40,7 @@ def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
                 "folder": folder,
                 "in_plan": "no profile" if hashes is None else "yes" if rec.config.hash in hashes else "no",
                 "run": rec.path.name,
+                "reg_weight": rec.config.reg_weight if rec.config.reg != "none" else None,  # tells λ/4, λ, 4λ apart
                 "final_top1": rec.metrics.get("final_test_top1"),
                 "status": rec.status,
                 "epochs": rec.config.epochs,

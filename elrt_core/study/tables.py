@@ -136,6 +136,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "folder": ("folder", None),
     "in_plan": ("in its profile's plan", None),
     "run": ("run", None),
+    "reg_weight": ("λ", "g"),
     "status": ("status", None),
     "commit": ("code (git commit)", None),
     "device": ("device", None),
