@@ -410,7 +410,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     measure = chosen[0] if chosen else "speedup"
     if measure in ("layers", "rank_table") and args.variant not in ("factored", "channels_last"):
         raise UsageError(f"{measures[measure][0]} supports --variant factored or channels_last, got {args.variant!r}")
-    out = Path(args.json) if args.json else results_root() / "bench" / args.device / bench.record_name(settings, measure)
+    if args.json:
+        out = Path(args.json)
+    else:  # one folder per machine: a measurement never replaces another machine's record
+        import torch
+
+        from .records import device_name, device_slug
+
+        machine = device_slug(device_name(torch.device(args.device)))
+        out = results_root() / "bench" / args.device / machine / bench.record_name(settings, measure)
     _check_output(out, "--json", folder=False)
     if args.threads is not None:
         import torch
@@ -758,7 +766,7 @@ def _add_bench_parser(sub) -> None:
         help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) or hw:<table id>",
     )
     p.add_argument("--threads", type=_POSITIVE_INT)
-    p.add_argument("--json", help="record file to write (default: results/bench/<device>/...)")
+    p.add_argument("--json", help="record file to write (default: results/bench/<device>/<machine>/..., one folder per machine)")
     p.set_defaults(func=cmd_bench)
 
 

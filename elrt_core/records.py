@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "validate",
     "provenance",
     "device_name",
+    "device_slug",
     "cpu_name",
     "git_state",
     "results_root",
@@ -120,6 +122,13 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 def device_name(device: torch.device) -> str:
     """The name of ``device``: the GPU's model on CUDA, :func:`cpu_name` on the CPU."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def device_slug(name: str) -> str:
+    """A folder name for a device name (:func:`device_name`): ``"NVIDIA H100 80GB HBM3"`` ->
+    ``"nvidia-h100-80gb-hbm3"``, ``"AMD EPYC (avx512f)"`` -> ``"amd-epyc-avx512f"``. Bench records are
+    stored per device under it, so a measurement on one machine never replaces another machine's."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown"
 
 
 def provenance(

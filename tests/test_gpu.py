@@ -270,7 +270,7 @@ def test_bench_set_on_the_cpu_writes_records_per_device(tmp_path):
     assert main(argv) == 0
     (path,) = (tmp_path / "bench" / "cpu").glob("*/resnet20-tucker2-2x-b4-channels_last.json")
     rec = json.loads(path.read_text())
-    assert rec["kind"] == "speedup" and path.parent.name == jobs.device_slug(rec["provenance"]["device_name"])
+    assert rec["kind"] == "speedup" and path.parent.name == records.device_slug(rec["provenance"]["device_name"])
     assert rec["amdahl_ceiling"] is not None  # the CPU has a breakdown; CUDA records store None instead of NaN
 
 

@@ -18,7 +18,6 @@ import contextlib
 import datetime as _dt
 import fcntl
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,6 @@ __all__ = [
     "progress",
     "seed_records",
     "gpu_lock",
-    "device_slug",
     "LOCK_FILE",
 ]
 
@@ -54,11 +52,6 @@ BENCH_MODELS: dict[str, int] = {"resnet20": 128, "resnet56": 128, "resnet50": 64
 BENCH_RATIOS = (2.0, 3.0)
 LOCK_FILE = "gpu.lock"
 _Log = Callable[[str], None]
-
-
-def device_slug(name: str) -> str:
-    """A folder name for a device name: ``"NVIDIA H100 80GB HBM3"`` -> ``"nvidia-h100-80gb-hbm3"``."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown"
 
 
 @contextmanager
@@ -127,7 +120,7 @@ def bench(settings: Sequence[BenchSettings], results: Path, *, log: _Log = print
                 failed[name] = f"{type(e).__name__}: {e}"
                 log(f"[bench failed] {name}: {failed[name]}")
                 continue
-            out = results / "bench" / s.device / device_slug(result["provenance"]["device_name"]) / name
+            out = results / "bench" / s.device / records.device_slug(result["provenance"]["device_name"]) / name
             records.write_json(out, result)
             written.append(str(out))
             log(bench_lib.summary(result))

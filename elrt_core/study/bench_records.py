@@ -62,7 +62,10 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 def speedup_table(session) -> pd.DataFrame | None:
     """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
-    ceiling. A record without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
+    ceiling, and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
+    without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
+    found = load(session.root, "speedup")
+    judged = {r["path"] for (_, hw), r in _claim_records(found).items() if not hw}
     rows = [
         {
             "device": r["provenance"]["device_name"],
@@ -79,8 +82,9 @@ def speedup_table(session) -> pd.DataFrame | None:
             "memory_ratio": round(r["memory_ratio"], 2) if r.get("memory_ratio") else None,
             "dense_step_ms": round(r["dense"]["train_step_ms"], 1),
             "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
+            "judged": r["path"] in judged,
         }
-        for r in load(session.root, "speedup")
+        for r in found
     ]
     return pd.DataFrame(rows) if rows else None
 
@@ -227,16 +231,9 @@ def verdict(session) -> str:
 def speedup_figure(table: pd.DataFrame) -> plt.Figure:
     """Measured training speedup against MAC reduction (rows of :func:`speedup_table`): one panel per
     device, colour for the rank rule (uniform or hardware-aware), marker for the model, the ideal line
-    dashed. The records in the :data:`CLAIM_SETTING` (Tucker-2, the variant, batch and rank rule the
-    accuracy runs train) at 2x fewer MACs are ringed: claim 5 judges them (the newest per model)."""
+    dashed. The records claim 5 judges (column ``judged``: the newest record per model in the
+    :data:`CLAIM_SETTING`) are ringed."""
     df = table.assign(ranks=table["rank_rule"].map(lambda r: "hardware-aware" if r.startswith("hw:") else r))
-    judged = df.apply(
-        lambda r: (
-            _claim_setting(r["format"], r["variant"], r["batch"], r["macs_reduction"])
-            and r["rank_rule"] == CLAIM_SETTING["rank_rule"]
-        ),
-        axis=1,
-    )
     devices, models_order = list(dict.fromkeys(df["device"])), sorted(set(df["model"]))  # one marker per model in every panel
     cols = min(2, len(devices))  # two panels a row: wider rows shrink to unreadable in the book's text column
     rows = -(-len(devices) // cols)
@@ -257,7 +254,7 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
             hue_order=["uniform", "hardware-aware"],
             style_order=models_order,
         )
-        ring = here[judged[here.index]]
+        ring = here[here["judged"]]
         ax.scatter(
             ring["macs_reduction"], ring["train_speedup"], s=260, facecolors="none", edgecolors="black", label="judged by claim 5"
         )
@@ -360,6 +357,25 @@ def _claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio:
     )
 
 
+def _claim_records(found: list[dict], ratio: int = 2) -> dict[tuple[str, bool], dict]:
+    """``(model, hardware-aware) -> record``: among speedup records ``found`` (:func:`load`), the newest
+    (whatever its device) of each CIFAR model (32x32 inputs) in the :data:`CLAIM_SETTING` at ``ratio``
+    fewer MACs, timed without a penalty, with uniform ranks (judged by claim 5) or hardware-aware ranks
+    (listed beside). One place for this choice: the verdict and the rings of the speedup figure."""
+    newest: dict[tuple[str, bool], tuple[datetime, dict]] = {}
+    for r in found:
+        cifar = models.input_shape(r["model"])[1:] == (32, 32)
+        rule = r.get("rank_rule", "uniform")
+        setting = _claim_setting(r["format"], r.get("variant"), r.get("batch_size"), r["macs_ratio"], ratio)
+        known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
+        plain = r.get("reg", "none") == "none"  # the network's step, no penalty timed with it
+        if cifar and setting and known_rule and plain:
+            key, started = (r["model"], rule != CLAIM_SETTING["rank_rule"]), _started(r)
+            if key not in newest or started > newest[key][0]:
+                newest[key] = (started, r)
+    return {key: r for key, (_, r) in newest.items()}
+
+
 def _judged_speedup(record: dict) -> tuple[str, str]:
     """One judged bench record in words and its verdict word: the geometric mean of its paired
     training-step ratios with the 95% interval (:func:`stats.ratio_interval`), the device and the
@@ -391,18 +407,8 @@ def speed_claim(session, ratio: int = 2):
     chapter 6)."""
     from .verdicts import Claim
 
-    newest: dict[tuple[str, bool], tuple[datetime, dict]] = {}  # (model, hardware-aware) -> newest record
-    for r in load(session.root, "speedup"):
-        cifar = models.input_shape(r["model"])[1:] == (32, 32)
-        rule = r.get("rank_rule", "uniform")
-        setting = _claim_setting(r["format"], r.get("variant"), r.get("batch_size"), r["macs_ratio"], ratio)
-        known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
-        plain = r.get("reg", "none") == "none"  # the network's step, no penalty timed with it
-        if cifar and setting and known_rule and plain:
-            key, started = (r["model"], rule != CLAIM_SETTING["rank_rule"]), _started(r)
-            if key not in newest or started > newest[key][0]:
-                newest[key] = (started, r)
-    judged = [_judged_speedup(r) for (_, hw), (_, r) in sorted(newest.items()) if not hw]
+    newest = _claim_records(load(session.root, "speedup"), ratio)
+    judged = [_judged_speedup(r) for (_, hw), r in sorted(newest.items()) if not hw]
     if not judged:
         return Claim(
             f"no bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs with uniform ranks yet", "inconclusive", BASIS
@@ -410,11 +416,11 @@ def speed_claim(session, ratio: int = 2):
     words = {word for _, word in judged}
     word = words.pop() if len(words) == 1 and words <= {"supported", "contradicted"} else "inconclusive"
     effect = "; ".join(text for text, _ in judged)
-    judged_devices = {r["provenance"]["device_name"] for (_, hw), (_, r) in newest.items() if not hw}
+    judged_devices = {r["provenance"]["device_name"] for (_, hw), r in newest.items() if not hw}
     aware = [
         f"{m} {r['train_speedup']:.2f}x (median) on {r['provenance']['device_name']}"
         + ("" if r["provenance"]["device_name"] in judged_devices else ", another machine than the judged records")
-        for (m, hw), (_, r) in sorted(newest.items())
+        for (m, hw), r in sorted(newest.items())
         if hw
     ]
     if aware:
