@@ -177,25 +177,33 @@ def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     assert only.effect == "ELRT − each: no paired runs yet" and only.verdict == "inconclusive"
 
 
+def _planned(*methods):
+    return [SimpleNamespace(method=m, label=m.upper()) for m in methods]
+
+
 def test_ranking_names_a_leader_only_beyond_the_noise():
     c = Comparison(reference="none", methods=("so", "mc"))
     noisy = [_run("none", s, 80.0) for s in range(4)]
     noisy += [_run("so", s, 80.5 + (-1) ** s) for s in range(4)] + [_run("mc", s, 80.2 - (-1) ** s) for s in range(4)]
-    result = verdicts.ranking(noisy, c, "scale")
+    result = verdicts.ranking(noisy, c, "scale", _planned("none", "so", "mc"))
     assert [x.treatment for x in result.comparisons] == ["so", "mc"] and result.n_common == 4
     assert all(x.confidence == pytest.approx(0.975) for x in result.comparisons)  # Bonferroni over 2 comparisons
     assert result.leader_sentence.startswith("No setting is ahead") and result.claim.verdict == "inconclusive"
     clear = [_run("none", s, 80.0 + 0.1 * s) for s in range(5)]
     clear += [_run("so", s, 83.0 + 0.1 * s + 0.01 * (-1) ** s) for s in range(5)]
     clear += [_run("mc", s, 81.0 + 0.1 * s) for s in range(5)]
-    lead = verdicts.ranking(clear, c, "scale")
+    lead = verdicts.ranking(clear, c, "scale", _planned("none", "so", "mc"))
     assert lead.leader_sentence == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
     assert lead.any_difference < 0.05
-    empty = verdicts.ranking([_run("so", 0, 80.0)], c, "scale")
+    empty = verdicts.ranking([_run("so", 0, 80.0)], c, "scale", _planned("none", "so", "mc"))
     assert empty.comparisons == [] and empty.claim.effect == "no finished runs yet; without results so far: mc"
     three = Comparison(reference="none", methods=("so", "mc", "srip"))
-    partial = verdicts.ranking(clear, three, "scale")  # SO and MC clearly help; SRIP has no runs
+    partial = verdicts.ranking(clear, three, "scale", _planned("none", "so", "mc", "srip"))  # SRIP planned, no runs yet
     assert partial.claim.verdict == "inconclusive" and partial.claim.effect.endswith("; without results so far: srip")
+    assert all(x.confidence == pytest.approx(1 - 0.05 / 3) for x in partial.comparisons)  # SRIP counts in the family
+    unplanned = verdicts.ranking(clear, three, "scale", _planned("none", "so", "mc"))  # this profile never trains SRIP
+    assert unplanned.claim.verdict == "supported" and "without results" not in unplanned.claim.effect
+    assert all(x.confidence == pytest.approx(0.975) for x in unplanned.comparisons)
 
 
 def test_a_claim_reads_as_one_sentence():

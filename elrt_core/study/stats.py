@@ -6,9 +6,9 @@ methods have, the differences ``d_i = treatment_i - reference_i`` (in accuracy p
 
 * the mean difference and its 95% confidence interval ``mean ± t_{0.975, n-1} · sd / sqrt(n)``
   (Student's t; needs n >= 2);
-* an exact two-sided sign-flip permutation p-value: under "no difference" each ``d_i`` is as likely
+* a two-sided sign-flip permutation p-value: under "no difference" each ``d_i`` is as likely
   ``+|d_i|`` as ``-|d_i|``; p is the share of the ``2^n`` sign patterns whose mean is at least as far
-  from 0 as the observed one (Fisher 1935; Good 2005). With n = 5 the smallest possible p is
+  from 0 as the observed one (Fisher 1935; Good 2005), exact up to n = 20 and sampled above. With n = 5 the smallest possible p is
   2/32 = 0.0625, which is why the verdict rests on the interval, as the study's rules say.
 
 Verdict words (:func:`verdict`): *supported* when the interval excludes 0 in the claimed direction,
@@ -16,8 +16,8 @@ Verdict words (:func:`verdict`): *supported* when the interval excludes 0 in the
 
 More than two methods (:func:`against_reference`, :func:`omnibus`): each method is compared with a
 reference with Bonferroni-corrected intervals (confidence ``1 - 0.05 / k`` for the k comparisons of
-the planned family, fixed in advance: a method without runs yet counts, so an interval does not
-widen when other methods' runs land), and
+the planned family, fixed in advance: a method without runs yet counts, so an interval against the
+reference does not widen when other methods' runs land), and
 an omnibus within-seed permutation test says whether the methods differ at all; no "best" method
 is named unless its interval against every other excludes 0 (:func:`leader`).
 """

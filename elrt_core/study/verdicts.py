@@ -158,15 +158,16 @@ class Ranking:
     leader_sentence: str
 
 
-def ranking(runs: Runs, comparison: Comparison, scale: str) -> Ranking:
+def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[PlannedRun]) -> Ranking:
     """Each other method of ``runs`` (pass the runs of one comparison) against ``comparison.reference``
-    in final test top-1 (paired by seed, :func:`stats.against_reference`, Bonferroni-corrected over
-    every method of ``comparison`` and of ``runs``, with or without results), whether they differ at
-    all (:func:`stats.omnibus`) and which leads beyond the noise (:func:`stats.leader`). Methods of
-    ``comparison`` without results are named in the claim's effect, and its word is then at most
-    *inconclusive*."""
+    in final test top-1 (paired by seed, :func:`stats.against_reference`, Bonferroni-corrected over the
+    methods of ``comparison`` that the profile's plan trains (``planned``, e.g. :func:`plan.comparison`),
+    with or without results), whether they differ at all (:func:`stats.omnibus`) and which leads beyond
+    the noise (:func:`stats.leader`). Planned methods without results are named in the claim's effect,
+    and its word is then at most *inconclusive*."""
     names, accuracy = labels(runs), values(runs)
-    others = [m for m in comparison.methods if m != comparison.reference]
+    trained = {run.method for run in planned}
+    others = [m for m in comparison.methods if m != comparison.reference and m in trained]
     family = len(set(others) | set(accuracy) - {comparison.reference})
     comparisons = (
         stats.against_reference(accuracy, comparison.reference, family=family) if comparison.reference in accuracy else []
