@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from elrt_core.lowrank.convert import format_class
-from elrt_core.profiles import Comparison
+from elrt_core.profiles import Comparison, methods
 from elrt_core.study import stats, verdicts
 
 
@@ -175,6 +175,11 @@ def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     alone = {("resnet20", 4.0): near[:3]}  # the plan trains only ELRT here: no opponent, no missing method
     ((only, _),) = verdicts.network_claims(alone, c, str, {("resnet20", 4.0): [run for run, _ in near[:3]]}).values()
     assert only.effect == "ELRT − each: no paired runs yet" and only.verdict == "inconclusive"
+    opponents_only = {("resnet20", 4.0): near[3:]}  # ELRT itself has no run here: named with the others
+    ((absent, _),) = verdicts.network_claims(opponents_only, c, str, plans).values()
+    elrt = methods()["elrt"].label  # no ELRT run: the study's label
+    assert absent.effect == f"{elrt} − each: no paired runs yet; without results so far: {elrt}"
+    assert absent.verdict == "inconclusive"
 
 
 def _planned(*methods):
@@ -196,7 +201,9 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
     assert lead.leader_sentence == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
     assert lead.any_difference < 0.05
     empty = verdicts.ranking([_run("so", 0, 80.0)], c, "scale", _planned("none", "so", "mc"))
-    assert empty.comparisons == [] and empty.claim.effect == "no finished runs yet; without results so far: mc"
+    assert (
+        empty.comparisons == [] and empty.claim.effect == "no finished runs yet; without results so far: none · mc"
+    )  # reference too
     three = Comparison(reference="none", methods=("so", "mc", "srip"))
     partial = verdicts.ranking(clear, three, "scale", _planned("none", "so", "mc", "srip"))  # SRIP planned, no runs yet
     assert partial.claim.verdict == "inconclusive" and partial.claim.effect.endswith("; without results so far: srip")

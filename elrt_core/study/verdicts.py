@@ -137,9 +137,11 @@ def beats_claim(
     planned = [o for o in opponents if o != subject]
     present = [o for o in planned if o in values]
     level = stats.bonferroni(len(planned))
-    comparisons = [stats.paired(values[o], values.get(subject, {}), names=(o, subject), confidence=level) for o in present]
+    comparisons = [
+        stats.paired(values[o], values[subject], names=(o, subject), confidence=level) for o in present if subject in values
+    ]
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
-    effect = ("; ".join(parts) or "no paired runs yet") + without_results(planned, values, names)
+    effect = ("; ".join(parts) or "no paired runs yet") + without_results([subject, *planned], values, names)
     word = _word([c.verdict for c in comparisons], complete=len(present) == len(planned))
     return Claim(f"{names.get(subject, subject)} − each: {effect}", word, scale), comparisons
 
@@ -176,7 +178,7 @@ def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[Pl
     lead = stats.leader(accuracy)
     effect = "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet"
     claim = Claim(
-        effect + without_results(others, accuracy, names),
+        effect + without_results([comparison.reference, *others], accuracy, names),
         _word([c.verdict for c in comparisons], complete=all(m in accuracy for m in others)),
         scale,
     )
