@@ -306,6 +306,31 @@ def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
     assert not any("SRIP" in t for t in regs)  # SRIP has no target; its time is only reported
 
 
+def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_decide_it(tmp_path):
+    from types import SimpleNamespace
+
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records
+
+    write_json(
+        tmp_path / "bench" / "a.json",
+        {
+            "kind": "speedup",
+            "model": "resnet56",
+            "format": "tucker2",
+            "macs_ratio": 2.0,
+            "variant": "a",
+            "batch_size": 128,
+            "train_speedup": 1.2496,
+            "provenance": {"device_name": "cpu-x"},
+        },
+    )
+    session = SimpleNamespace(root=tmp_path)
+    row = bench_records.thresholds(session).iloc[0]
+    assert row["measured"] == 1.2496 and not row["met"]  # 2 decimals would print 1.25 beside "not reached"
+    assert "training speedup >= 1.25x not reached (1.2496x)" in bench_records.verdict(session)
+
+
 def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):
     from types import SimpleNamespace
 

@@ -82,6 +82,15 @@ def test_value_formatting():
     assert display.format_value("x86_64") == "x86_64"
 
 
+def test_a_value_near_its_threshold_keeps_the_decimals_that_decide_it():
+    assert display.decisive(1.5996, 1.6) == 1.5996 and display.decimals(1.5996) == "1.5996"  # never "1.60", "not reached"
+    assert display.decisive(1.6004, 1.6) == 1.6004  # never "1.60" for a strict excess either
+    assert display.decisive(1.6, 1.6) == 1.6 and display.decimals(1.6) == "1.60"
+    assert display.decisive(1.23456, 1.6) == 1.23 and display.decimals(1.23) == "1.23"
+    assert display.decisive(4.996, 5) == 4.996  # a penalty share under its 5% limit
+    assert display.decimals(1.2) == "1.20" and display.decimals(0.97505) == "0.97505"
+
+
 def test_whole_number_floats_read_as_integers_and_stay_integers_in_the_csv():
     df = pd.DataFrame({"macs": [40551040.0, np.nan], "acc": [85.0, 86.5]})  # the NaN made macs a float column
     t = display.table(df, {"acc": "test top-1 (%)", "macs": "MACs per image"})

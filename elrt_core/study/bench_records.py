@@ -16,6 +16,7 @@ from .. import models
 from ..bench import PARTS
 from ..config import TrainConfig
 from . import stats
+from .display import decimals, decisive
 
 __all__ = [
     "load",
@@ -210,7 +211,7 @@ def verdict(session) -> str:
             )
         rows = goals[goals["device"] == device].sort_values("threshold") if goals is not None else pd.DataFrame()
         speed = [
-            f"{t.threshold} {'reached' if t.met else 'not reached'} ({t.measured:.2f}x)"
+            f"{t.threshold} {'reached' if t.met else 'not reached'} ({decimals(t.measured)}x)"
             for t in rows.itertuples()
             if "speedup" in t.threshold
         ]
@@ -222,7 +223,7 @@ def verdict(session) -> str:
             limit = max(_thresholds()["penalty_pct"].values())
             text += (
                 f" Regularizer penalties ({', '.join(k.upper() for k in _thresholds()['penalty_pct'])}) take at most "
-                f"{worst.measured:.2f}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'})."
+                f"{decimals(worst.measured)}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'})."
             )
         sentences.append(text)
     return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
@@ -288,7 +289,9 @@ def thresholds(session) -> pd.DataFrame | None:
     """Each threshold of ``speed_thresholds.yaml`` against the records: the best measured training
     speedup over the variants and rank rules of each device for that model, MAC reduction and batch
     size (and that record's Amdahl ceiling, empty without a breakdown), and each regularizer's
-    penalty time as a share of the step; ``met`` says whether the measurement reaches it."""
+    penalty time as a share of the step; ``met`` says whether the measurement reaches it. ``measured``
+    is rounded once, by :func:`display.decisive`: to 2 decimals, or more where 2 would carry it across
+    its threshold; print it with :func:`display.decimals`."""
     limits = _thresholds()
     rows = []
     for r in load(session.root, "speedup"):
@@ -304,7 +307,7 @@ def thresholds(session) -> pd.DataFrame | None:
                         "device": r["provenance"]["device_name"],
                         "threshold": f"{t['model']} {t['format']} at {t['macs_reduction']}x fewer MACs, batch {t['batch']}: "
                         f"training speedup >= {t['min_speedup']:g}x",
-                        "measured": r["train_speedup"],
+                        "measured": decisive(r["train_speedup"], t["min_speedup"]),
                         "variant": r["variant"],
                         "rank_rule": r.get("rank_rule", "uniform"),
                         "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
@@ -323,7 +326,7 @@ def thresholds(session) -> pd.DataFrame | None:
                     {
                         "device": r["provenance"]["device_name"],
                         "threshold": f"{r['model']} {row['regularizer'].upper()} penalty <= {limit:g}% of the step",
-                        "measured": row["penalty_pct"],
+                        "measured": decisive(row["penalty_pct"], limit),
                         "variant": r["variant"],
                         "rank_rule": r.get("rank_rule", "uniform"),
                         "amdahl_ceiling": None,

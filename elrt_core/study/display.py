@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Col", "Table", "table", "format_value", "MISSING", "MAX_COLUMNS", "MAX_ROWS"]
+__all__ = ["Col", "Table", "table", "format_value", "decisive", "decimals", "MISSING", "MAX_COLUMNS", "MAX_ROWS"]
 
 MISSING = "\u2014"
 """What a missing value (NaN, None) shows as: an em dash."""
@@ -108,6 +108,25 @@ def format_value(value, fmt: Formatter = None) -> str:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return format(value, ",.2f")
     return str(value)
+
+
+def decisive(value: float, limit: float, digits: int = 2, most: int = 6) -> float:
+    """``value`` rounded to ``digits`` decimals, or to more (up to ``most``) where fewer would put it
+    on the other side of ``limit`` (or onto it) than it is: 1.5996 against 1.6 stays 1.5996, never
+    1.6, so a reader who compares the printed number with the limit reaches the verdict the code
+    reached from the unrounded one. Print it with :func:`decimals`."""
+    for d in range(digits, most + 1):
+        shown = round(value, d)
+        if (shown > limit, shown == limit) == (value > limit, value == limit):
+            return shown
+    return round(value, most)
+
+
+def decimals(value: float, digits: int = 2, most: int = 6) -> str:
+    """``value`` with at least ``digits`` decimals and every further one it carries (up to ``most``):
+    1.2 -> "1.20", 1.5996 -> "1.5996"."""
+    d = next((d for d in range(digits, most) if round(value, d) == value), most)
+    return f"{value:.{d}f}"
 
 
 def _numeric(series: pd.Series) -> bool:
