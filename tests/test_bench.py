@@ -42,6 +42,7 @@ def test_speedup_record_schema(tmp_path, capsys):
     ):
         assert key in rec, key
     assert rec["kind"] == "speedup" and abs(rec["macs_ratio"] / 2 - 1) <= 0.02
+    assert rec["provenance"]["background_load_cores"] >= 0  # other processes' cores, measured on Linux
     for side in ("dense", "lowrank"):
         entry = rec[side]
         assert entry["train_step_ms"] > 0 and entry["infer_ms"] > 0 and entry["activation_bytes"] > 0
@@ -55,6 +56,27 @@ def test_speedup_record_schema(tmp_path, capsys):
     assert rec["train_speedup"] == pytest.approx(rec["dense"]["train_step_ms"] / rec["lowrank"]["train_step_ms"])
     assert rec["memory_ratio"] == pytest.approx(rec["dense"]["activation_bytes"] / rec["lowrank"]["activation_bytes"])
     assert "speedup" in capsys.readouterr().out
+
+
+def test_background_load_counts_the_other_processes_cpu_time_not_this_ones(monkeypatch):
+    from elrt_core.bench import load as load_module
+    from elrt_core.bench.report import summary
+
+    clock = {"wall": 100.0, "own": 5.0, "busy": 1000.0}
+    monkeypatch.setattr(load_module.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(load_module.time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(load_module, "_busy_seconds", lambda: clock["busy"])
+    load = load_module.BackgroundLoad()
+    clock.update(wall=110.0, own=25.0, busy=1020.5)  # 10 s: this process used 2 cores, the machine 2.05
+    assert load.provenance() == {"background_load_cores": 0.05} and load_module.quiet(load.provenance())
+    clock.update(wall=120.0, own=35.0, busy=1040.0)  # next 10 s: 1 core ours, 1.95 busy -> others 0.95 core
+    assert load.cores() == 0.5 and load_module.quiet(load.provenance()) is False  # 10 s of others over 20 s
+    monkeypatch.setattr(load_module, "_busy_seconds", lambda: None)  # no /proc/stat
+    assert load_module.BackgroundLoad().cores() is None and load_module.quiet({}) is None
+    record = {"kind": "x", "provenance": {"background_load_cores": 1.93}}
+    monkeypatch.setattr("elrt_core.bench.report._measured", lambda r: "measured")
+    assert "warning: other processes kept 1.93 cores busy" in summary(record)
+    assert summary({**record, "provenance": {"background_load_cores": 0.01}}) == "measured"
 
 
 def test_autotuned_variant_records_its_choices(tmp_path):
@@ -183,6 +205,7 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
         started="2026-11-27T10:00:00+00:00",
         jitter=0.01,
         rounds=10,
+        load=None,
     ):
         low = [100.0 + i % 3 for i in range(rounds)]  # ms per timed round; dense = speedup x low-rank, +-jitter
         dense = [speedup * t * (1 + jitter * (-1) ** i) for i, t in enumerate(low)]
@@ -200,7 +223,13 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
                 "train_speedup": speedup,
                 "dense": {"train_rounds_ms": dense},
                 "lowrank": {"train_rounds_ms": low},
-                "provenance": {"device_name": device, "started": started, "commit": "abcdef0123", "dirty": False},
+                "provenance": {
+                    "device_name": device,
+                    "started": started,
+                    "commit": "abcdef0123",
+                    "dirty": False,
+                    "background_load_cores": load,
+                },
             },
         )
 
@@ -235,6 +264,16 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
     speed("once56", "resnet56", 1.3, rounds=1, started="2026-11-23T10:00:00+00:00")
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "inconclusive" and "resnet56 1.30x (median; no interval" in claim.effect
+    speed("busy56", "resnet56", 0.7, started="2026-11-24T10:00:00+00:00", load=1.9)  # beside a training run: never judged
+    claim = bench_records.speed_claim(session)
+    assert "resnet56 1.30x" in claim.effect and "0.70x" not in claim.effect
+    assert "background load not recorded" in claim.effect  # the old records did not measure it
+    speed("quiet56", "resnet56", 1.05, jitter=0.002, started="2026-11-25T10:00:00+00:00", load=0.03, device="cpu-new")
+    speed("hw-new", "resnet20", 1.4, rule="hw:abc", started="2026-11-01T10:00:00+00:00", device="cpu-new")
+    claim = bench_records.speed_claim(session)
+    assert "resnet56 1.05x (geometric mean" in claim.effect and claim.verdict == "supported"
+    # the hardware-aware record from the judged machine, though the one on cpu-x is newer
+    assert "hardware-aware ranks, not judged: resnet20 1.40x (median) on cpu-new)" in claim.effect
 
 
 def test_run_speedups_match_each_method_to_the_newest_bench_record_of_its_network(tmp_path):
@@ -244,20 +283,28 @@ def test_run_speedups_match_each_method_to_the_newest_bench_record_of_its_networ
     from elrt_core.records import write_json
     from elrt_core.study import bench_records, plan
 
-    def speed(name, rule, speedup, started, variant="channels_last"):
+    def speed(name, rule, speedup, started, variant="channels_last", device="x", load=None):
         record = {"kind": "speedup", "model": "resnet20", "format": "tucker2", "flops_ratio": 2.0, "rank_rule": rule}
         record |= {"reg": "none", "variant": variant, "batch_size": 128, "macs_ratio": 2.0, "train_speedup": speedup}
-        write_json(tmp_path / "bench" / f"{name}.json", {**record, "provenance": {"device_name": "x", "started": started}})
+        prov = {"device_name": device, "started": started, "background_load_cores": load}
+        write_json(tmp_path / "bench" / f"{name}.json", {**record, "provenance": prov})
 
     runs = [(r, None) for r in plan.comparison(profiles.load("cpu-full"), "rank_rule")]
     session = SimpleNamespace(root=tmp_path)
-    assert bench_records.run_speedups(session, runs) == {}
+    assert bench_records.run_speedups(session, runs) == ({}, None)
     speed("old", "uniform", 0.9, "2026-11-01T00:00:00+00:00")
     speed("new", "uniform", 1.1, "2026-11-02T00:00:00+00:00")
     speed("other-variant", "uniform", 2.0, "2026-11-03T00:00:00+00:00", variant="autotuned")
     speed("hw", "hw:a8d8877a3eba", 1.4, "2026-11-02T00:00:00+00:00")
     speed("hw-other-table", "hw:000000000000", 1.9, "2026-11-02T00:00:00+00:00")
-    assert bench_records.run_speedups(session, runs) == {"tucker2": 1.1, "tucker2-hw": 1.4}
+    assert bench_records.run_speedups(session, runs) == ({"tucker2": 1.1, "tucker2-hw": 1.4}, "x")
+    # a newer record on another machine that has only one of the two networks: both stay from one machine
+    speed("elsewhere", "uniform", 0.8, "2026-11-05T00:00:00+00:00", device="y")
+    assert bench_records.run_speedups(session, runs) == ({"tucker2": 1.1, "tucker2-hw": 1.4}, "x")
+    speed("busy", "hw:a8d8877a3eba", 1.9, "2026-11-06T00:00:00+00:00", device="x", load=1.0)  # measured beside a run
+    assert bench_records.run_speedups(session, runs) == ({"tucker2": 1.1, "tucker2-hw": 1.4}, "x")
+    speed("quiet", "hw:a8d8877a3eba", 1.3, "2026-11-06T00:00:00+00:00", device="y", load=0.02)
+    assert bench_records.run_speedups(session, runs) == ({"tucker2": 0.8, "tucker2-hw": 1.3}, "y")  # y has both, newest
 
 
 def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):

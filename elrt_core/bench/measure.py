@@ -17,6 +17,7 @@ from ..cost import count, trace_convs
 from ..lowrank.hw_ranks import candidate_ranks, shape_key, table_id
 from ..regularizers import REGULARIZERS
 from ..timing import in_turns, layer_step, timed_turns
+from .load import BackgroundLoad
 from .profiling import activation_bytes, amdahl_ceiling, breakdown
 from .settings import BenchSettings, build_models, random_batch
 from .steppers import Stepper
@@ -31,7 +32,7 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     """Dense vs low-rank training/inference step times, memory, breakdown and Amdahl ceiling (JSON-ready)."""
     s.validate()
     device = torch.device(s.device)
-    started = time.time()
+    started, load = time.time(), BackgroundLoad()
     dense, low, shape = build_models(s, device)
     x, y = random_batch(s, shape, device)
     rep = lowrank.report(low, shape)
@@ -80,7 +81,9 @@ def speedup(s: BenchSettings) -> dict[str, Any]:
     result["infer_speedup"] = infer[0] / infer[1]
     result["memory_ratio"] = result["dense"]["activation_bytes"] / result["lowrank"]["activation_bytes"]
     result["amdahl_ceiling"] = amdahl_ceiling(result["dense"].get("breakdown"), rep.macs_ratio)
-    result["provenance"] = records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time())
+    result["provenance"] = records.provenance(
+        device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
+    )
     return result
 
 
@@ -93,7 +96,7 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
     """
     s.validate()
     device = torch.device(s.device)
-    started = time.time()
+    started, load = time.time(), BackgroundLoad()
     _, low, shape = build_models(s, device)
     x, y = random_batch(s, shape, device)
     names = ["none", *REGULARIZERS]
@@ -116,7 +119,9 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
         "kind": "regularizer_overhead",
         **asdict(s),
         "rows": rows,
-        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+        "provenance": records.provenance(
+            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
+        ),
     }
 
 
@@ -147,7 +152,7 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
     if s.variant not in ("factored", "channels_last"):
         raise ValueError(f"layer times support the variants factored and channels_last, got {s.variant!r}")
     device = torch.device(s.device)
-    started = time.time()
+    started, load = time.time(), BackgroundLoad()
     dense, low, shape = build_models(s, device)
     geoms = trace_convs(dense, shape)
     dense_mods, low_mods = dict(dense.named_modules()), dict(low.named_modules())
@@ -204,7 +209,9 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
         **asdict(s),
         "rows": rows,
         "totals": totals,
-        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+        "provenance": records.provenance(
+            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
+        ),
     }
 
 
@@ -222,7 +229,7 @@ def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
     s.validate()
     if s.variant not in ("factored", "channels_last"):
         raise ValueError(f"rank tables support the variants factored and channels_last, got {s.variant!r}")
-    device, started = torch.device(s.device), time.time()
+    device, started, load = torch.device(s.device), time.time(), BackgroundLoad()
     torch.manual_seed(s.seed)
     cls, shape = lowrank.FORMATS[s.format], models.input_shape(s.model)
     dense = models.get(s.model)
@@ -263,6 +270,8 @@ def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
         **settings,
         "rank_sizes": max_sizes,
         "shapes": shapes,
-        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+        "provenance": records.provenance(
+            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
+        ),
     }
     return {"kind": "rank_table", "table_id": table_id(record), **record}

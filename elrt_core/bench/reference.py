@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import lowrank, records
 from ..timing import in_turns
+from .load import BackgroundLoad
 from .settings import BenchSettings, build_models, random_batch
 from .steppers import Stepper
 
@@ -63,7 +64,7 @@ def reference_speedup(s: BenchSettings) -> dict[str, Any]:
     import tensorly as tl
 
     device = torch.device(s.device)
-    started = time.time()
+    started, load = time.time(), BackgroundLoad()
     dense, low, shape = build_models(s, device)
     memory = torch.channels_last if s.channels_last else torch.contiguous_format
     with tl.backend_context("pytorch"):
@@ -80,7 +81,9 @@ def reference_speedup(s: BenchSettings) -> dict[str, Any]:
         "ours_vs_dense": train[0] / train[1],
         "reference_vs_dense": train[0] / train[2],
         "ours_vs_reference": train[2] / train[1],
-        "provenance": records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time()),
+        "provenance": records.provenance(
+            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
+        ),
     }
 
 

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from .load import QUIET_CORES, quiet
+
 __all__ = ["summary"]
 
 
 def summary(result: dict[str, Any]) -> str:
-    """What a bench record measured, in a few readable lines (``elrt bench`` prints this)."""
+    """What a bench record measured, in a few readable lines (``elrt bench`` prints this), and a
+    warning when other processes kept the machine busy meanwhile (:mod:`elrt_core.bench.load`)."""
+    text = _measured(result)
+    if quiet(result["provenance"]) is False:
+        text += (
+            f"\nwarning: other processes kept {result['provenance']['background_load_cores']:.2f} cores busy on average "
+            f"during this measurement (quiet: at most {QUIET_CORES:g}); its times measure the sharing, and claim 5 "
+            "does not judge it. Measure again on an idle machine."
+        )
+    return text
+
+
+def _measured(result: dict[str, Any]) -> str:
     if result["kind"] == "reference":
         t = result["train_step_ms"]
         return (

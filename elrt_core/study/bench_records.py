@@ -14,6 +14,7 @@ import yaml
 
 from .. import models
 from ..bench import PARTS
+from ..bench.load import quiet
 from ..config import TrainConfig
 from . import stats
 from .display import decimals, decisive
@@ -361,22 +362,35 @@ def _claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio:
 
 
 def _claim_records(found: list[dict], ratio: int = 2) -> dict[tuple[str, bool], dict]:
-    """``(model, hardware-aware) -> record``: among speedup records ``found`` (:func:`load`), the newest
-    (whatever its device) of each CIFAR model (32x32 inputs) in the :data:`CLAIM_SETTING` at ``ratio``
-    fewer MACs, timed without a penalty, with uniform ranks (judged by claim 5) or hardware-aware ranks
-    (listed beside). One place for this choice: the verdict and the rings of the speedup figure."""
-    newest: dict[tuple[str, bool], tuple[datetime, dict]] = {}
+    """``(model, hardware-aware) -> record``: among speedup records ``found`` (:func:`load`) of each CIFAR
+    model (32x32 inputs) in the :data:`CLAIM_SETTING` at ``ratio`` fewer MACs, timed without a penalty
+    and not measured beside other busy processes (:func:`elrt_core.bench.load.quiet` false), the newest
+    with uniform ranks (judged by claim 5, whatever its device) and the newest with hardware-aware ranks
+    (listed beside), taken from the judged record's device where that device has one, so the two rank
+    rules are compared on one machine. One place for this choice: the verdict and the rings of the
+    speedup figure."""
+    eligible = []
     for r in found:
         cifar = models.input_shape(r["model"])[1:] == (32, 32)
         rule = r.get("rank_rule", "uniform")
         setting = _claim_setting(r["format"], r.get("variant"), r.get("batch_size"), r["macs_ratio"], ratio)
         known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
         plain = r.get("reg", "none") == "none"  # the network's step, no penalty timed with it
-        if cifar and setting and known_rule and plain:
-            key, started = (r["model"], rule != CLAIM_SETTING["rank_rule"]), _started(r)
-            if key not in newest or started > newest[key][0]:
-                newest[key] = (started, r)
-    return {key: r for key, (_, r) in newest.items()}
+        if cifar and setting and known_rule and plain and quiet(r["provenance"]) is not False:
+            eligible.append(((r["model"], rule != CLAIM_SETTING["rank_rule"]), r))
+    chosen: dict[tuple[str, bool], dict] = {}
+    for key, r in sorted(eligible, key=lambda kr: _started(kr[1])):  # oldest first: the newest stays
+        chosen[key] = r
+    for (model, hw), r in list(chosen.items()):
+        judged = chosen.get((model, False))
+        if hw and judged is not None:
+            here = [x for k, x in eligible if k == (model, True) and _device(x) == _device(judged)]
+            chosen[(model, True)] = max(here, key=_started) if here else r
+    return chosen
+
+
+def _device(record: dict) -> str:
+    return record["provenance"]["device_name"]
 
 
 def _judged_speedup(record: dict) -> tuple[str, str]:
@@ -385,6 +399,8 @@ def _judged_speedup(record: dict) -> tuple[str, str]:
     commit it was measured at; *inconclusive* without per-round times (older records) or 2 rounds."""
     prov = record["provenance"]
     where = f"on {prov['device_name']}, commit {str(prov.get('commit', '?'))[:7]}{' (uncommitted changes)' if prov.get('dirty') else ''}"
+    if quiet(prov) is None:
+        where += ", background load not recorded"
     dense, low = record["dense"].get("train_rounds_ms"), record["lowrank"].get("train_rounds_ms")
     if not dense or len(dense) < 2:
         return (
@@ -402,11 +418,12 @@ def _judged_speedup(record: dict) -> tuple[str, str]:
 def speed_claim(session, ratio: int = 2):
     """Claim 5 (efficient training): the training-step speedup of Tucker-2 over dense at ``ratio`` fewer
     MACs, per CIFAR model (32x32 inputs), in the :data:`CLAIM_SETTING` and from the newest such record
-    of each model (whatever its device; other variants and older records are not chosen among).
+    of each model that was not measured beside busy processes (whatever its device; other variants and
+    older records are not chosen among; :func:`_claim_records`).
     Each model's speedup is the geometric mean of its paired step ratios with a 95% interval
     (:func:`_judged_speedup`): *supported* if every model's interval lies above 1, *contradicted* if
-    every one lies below, else *inconclusive*. The hardware-aware ranks' newest speedups (same variant
-    and batch) are listed beside, not judged: they train a different network (see their accuracy in
+    every one lies below, else *inconclusive*. The hardware-aware ranks' speedups (same variant and
+    batch, from the judged record's machine where it has one) are listed beside, not judged: they train a different network (see their accuracy in
     chapter 6)."""
     from .verdicts import Claim
 
@@ -432,28 +449,36 @@ def speed_claim(session, ratio: int = 2):
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense (channels-last, batch "
         f"{CLAIM_SETTING['batch_size']}, dense and low-rank steps timed in turns): {effect}",
         word,
-        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each; the interval covers the "
+        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each measured on a quiet machine; the interval covers the "
         "step-to-step noise of one measurement on one machine, not other machines or other measurements (methods page)",
     )
 
 
-def run_speedups(session, runs) -> dict[str, float]:
-    """Method key -> the measured training-step speedup over dense of the network its runs train: the
-    newest speedup record in the :data:`CLAIM_SETTING` variant and batch with the runs' model, format,
-    FLOPs reduction, rank rule and regularizer (``runs``: ``(PlannedRun, Record)`` pairs). Methods with
-    no such record (dense, most regularized ones) are left out."""
+def run_speedups(session, runs) -> tuple[dict[str, float], str | None]:
+    """Method key -> the measured training-step speedup over dense (median) of the network its runs train,
+    and the device it was measured on: the newest speedup record in the :data:`CLAIM_SETTING` variant and
+    batch with the runs' model, format, FLOPs reduction, rank rule and regularizer (``runs``:
+    ``(PlannedRun, Record)`` pairs), not measured beside busy processes, all from one device: the one with
+    records of the most of these networks (ties: the newest record), so the methods are compared on one
+    machine. Methods with no such record (dense, most regularized ones) are left out; ``({}, None)``
+    without any."""
     wanted: dict[tuple, set[str]] = {}  # bench key -> the methods that train that network
     for run, _ in runs:
         if run.config.format != "dense":
             c = run.config
             wanted.setdefault((c.model, c.format, c.flops_ratio, c.rank_rule, c.reg), set()).add(run.method)
-    newest: dict[tuple, tuple[datetime, float]] = {}
+    by_device: dict[str, dict[tuple, dict]] = {}
     for r in load(session.root, "speedup"):
         key = (r["model"], r["format"], r.get("flops_ratio"), r.get("rank_rule", "uniform"), r.get("reg", "none"))
         setting = r.get("variant") == CLAIM_SETTING["variant"] and r.get("batch_size") == CLAIM_SETTING["batch_size"]
-        if key in wanted and setting and (key not in newest or _started(r) > newest[key][0]):
-            newest[key] = (_started(r), r["train_speedup"])
-    return {method: speedup for key, (_, speedup) in newest.items() for method in wanted[key]}
+        if key in wanted and setting and quiet(r["provenance"]) is not False:
+            here = by_device.setdefault(_device(r), {})
+            if key not in here or _started(r) > _started(here[key]):
+                here[key] = r
+    if not by_device:
+        return {}, None
+    device = max(by_device, key=lambda d: (len(by_device[d]), max(map(_started, by_device[d].values()))))
+    return {method: r["train_speedup"] for key, r in by_device[device].items() for method in wanted[key]}, device
 
 
 def reference_table(session) -> pd.DataFrame | None:
