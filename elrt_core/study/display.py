@@ -122,11 +122,11 @@ def decisive(value: float, limit: float, digits: int = 2, most: int = 6) -> floa
     return round(value, most)
 
 
-def decimals(value: float, digits: int = 2, most: int = 6) -> str:
+def decimals(value: float, digits: int = 2, most: int = 6, sign: bool = False) -> str:
     """``value`` with at least ``digits`` decimals and every further one it carries (up to ``most``):
-    1.2 -> "1.20", 1.5996 -> "1.5996"."""
+    1.2 -> "1.20", 1.5996 -> "1.5996"; with ``sign``, a + before positive values."""
     d = next((d for d in range(digits, most) if round(value, d) == value), most)
-    return f"{value:.{d}f}"
+    return f"{value:{'+' if sign else ''}.{d}f}"
 
 
 def _numeric(series: pd.Series) -> bool:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
+from .display import decimals, decisive
+
 __all__ = [
     "Paired",
     "paired",
@@ -142,7 +144,8 @@ class Paired:
         """E.g. ``"+1.23 points (95% CI +0.41 to +2.05, n = 5, sign-flip p = 0.062)"``; without an
         interval when n < 2. A Bonferroni-corrected interval shows its level (e.g. ``98.3% CI``); the
         exact p-value cannot fall below ``2 / 2^n`` (0.125 at n = 4), so the verdict rests on the interval; a p at
-        that floor says so (``"p = 0.062, the least possible at n = 5"``)."""
+        that floor says so (``"p = 0.062, the least possible at n = 5; the interval decides"``).
+        An interval's end keeps the decimals that decide its sign (:func:`_bound`)."""
         unit = f" {unit}" if unit else ""
         if self.n == 0:
             return "no paired runs yet"
@@ -150,14 +153,20 @@ class Paired:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
         level = f"{100 * self.confidence:.3g}%"
         floor = (
-            f", the least possible at n = {self.n}"
+            f", the least possible at n = {self.n}; the interval decides"
             if self.n <= _EXACT_LIMIT and self.p_value <= least_p(self.n) * (1 + 1e-9)
             else ""
         )
         return (
-            f"{self.mean:+.{digits}f}{unit} ({level} CI {self.low:+.{digits}f} to {self.high:+.{digits}f}, n = {self.n}, "
+            f"{self.mean:+.{digits}f}{unit} ({level} CI {_bound(self.low, digits)} to {_bound(self.high, digits)}, n = {self.n}, "
             f"sign-flip p = {self.p_value:.2g}{floor})"
         )
+
+
+def _bound(value: float, digits: int) -> str:
+    """An interval's end with ``digits`` decimals, or more where fewer would round it onto or across 0
+    (-0.0003 stays "-0.0003", never "-0.00"): the verdict turns on its sign (:func:`display.decisive`)."""
+    return decimals(decisive(value, 0.0, digits), digits, sign=True)
 
 
 def paired(
