@@ -372,9 +372,24 @@ def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_de
             "provenance": {"device_name": "cpu-x"},
         },
     )
+    write_json(
+        tmp_path / "bench" / "busy.json",
+        {
+            "kind": "speedup",
+            "model": "resnet56",
+            "format": "tucker2",
+            "macs_ratio": 2.0,
+            "variant": "b",
+            "batch_size": 128,
+            "train_speedup": 2.0,
+            "provenance": {"device_name": "cpu-x", "background_load_cores": 1.0},  # beside a training run
+        },
+    )
     session = SimpleNamespace(root=tmp_path)
-    row = bench_records.thresholds(session).iloc[0]
-    assert row["measured"] == 1.2496 and not row["met"]  # 2 decimals would print 1.25 beside "not reached"
+    (row,) = bench_records.thresholds(session).itertuples()  # the busy record's 2.0x never counts
+    assert row.measured == 1.2496 and not row.met  # 2 decimals would print 1.25 beside "not reached"
+    assert "2.00x" not in bench_records.verdict(session)
+    assert "2026-11-27" in bench_records.thresholds_history()  # when the thresholds were set, for the caption
     assert "training speedup >= 1.25x not reached (1.2496x)" in bench_records.verdict(session)
 
 

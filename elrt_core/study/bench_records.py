@@ -29,6 +29,7 @@ __all__ = [
     "speedup_figure",
     "regularizer_overhead",
     "thresholds",
+    "thresholds_history",
     "speed_claim",
     "run_speedups",
     "CLAIM_SETTING",
@@ -44,7 +45,8 @@ BASIS = "bench records made by `elrt bench`, not training runs; each row names i
 """What the efficiency tables and figures rest on, for their captions (see :meth:`Session.caption`)."""
 
 THRESHOLDS_FILE = Path(__file__).resolve().parents[1] / "speed_thresholds.yaml"
-"""The speedups and penalty times the study set in advance (one data file, read by :func:`thresholds`)."""
+"""The speedups and penalty times the project's issues set as thresholds, and when they were set (one data
+file, read by :func:`thresholds` and :func:`thresholds_history`)."""
 
 
 def load(root: Path, kind: str) -> list[dict]:
@@ -188,10 +190,10 @@ def layer_table(session) -> pd.DataFrame | None:
 def verdict(session) -> str:
     """One sentence per device: the best measured Tucker-2 training speedup of each model at each
     MAC reduction (over variants, rank rules and batch sizes), then each threshold of
-    :func:`thresholds`, reached or not."""
+    :func:`thresholds`, reached or not; records measured beside busy processes are left out."""
     best: dict[str, dict[str, dict[int, float]]] = {}
     for r in load(session.root, "speedup"):
-        if r["format"] == "tucker2":
+        if r["format"] == "tucker2" and quiet(r["provenance"]) is not False:
             per = best.setdefault(r["provenance"]["device_name"], {}).setdefault(r["model"], {})
             k = round(r["macs_ratio"])
             per[k] = max(per.get(k, 0.0), r["train_speedup"])
@@ -203,7 +205,7 @@ def verdict(session) -> str:
         if models:
             text += (
                 " best measured training-step speedup of Tucker-2 over dense, over every variant, rank rule and batch "
-                "size (the measure of the targets): "
+                "size: "
                 + "; ".join(
                     f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items()))
                     for m, ks in sorted(models.items())
@@ -218,13 +220,14 @@ def verdict(session) -> str:
         ]
         regs = [t for t in rows.itertuples() if "penalty" in t.threshold]
         if speed:
-            text += " Thresholds set in advance: " + "; ".join(speed) + "."
+            text += " Thresholds: " + "; ".join(speed) + "."
         if regs:
             worst = max(regs, key=lambda t: t.measured)
             limit = max(_thresholds()["penalty_pct"].values())
             text += (
-                f" Regularizer penalties ({', '.join(k.upper() for k in _thresholds()['penalty_pct'])}) take at most "
-                f"{decimals(worst.measured)}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'})."
+                f" The penalties with a threshold ({', '.join(k.upper() for k in _thresholds()['penalty_pct'])}) take at most "
+                f"{decimals(worst.measured)}% of a step (threshold {limit:g}%: {'reached' if all(t.met for t in regs) else 'not reached'}); "
+                "the others' times are in the overhead table, without a threshold."
             )
         sentences.append(text)
     return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
@@ -286,6 +289,11 @@ def _thresholds() -> dict:
     return yaml.safe_load(THRESHOLDS_FILE.read_text())
 
 
+def thresholds_history() -> str:
+    """When and how the thresholds of :func:`thresholds` were set (``history`` of ``speed_thresholds.yaml``)."""
+    return _thresholds()["history"]
+
+
 def thresholds(session) -> pd.DataFrame | None:
     """Each threshold of ``speed_thresholds.yaml`` against the records: the best measured training
     speedup over the variants and rank rules of each device for that model, MAC reduction and batch
@@ -296,6 +304,8 @@ def thresholds(session) -> pd.DataFrame | None:
     limits = _thresholds()
     rows = []
     for r in load(session.root, "speedup"):
+        if quiet(r["provenance"]) is False:  # measured beside busy processes: the sharing, not the network
+            continue
         for t in limits["speedup"]:
             if (r["model"], r["format"], round(r["macs_ratio"]), r["batch_size"]) == (
                 t["model"],
@@ -320,7 +330,7 @@ def thresholds(session) -> pd.DataFrame | None:
         speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "threshold"])
     rows = []
     for r in load(session.root, "regularizer_overhead"):
-        for row in r["rows"]:
+        for row in r["rows"] if quiet(r["provenance"]) is not False else []:
             if row["regularizer"] in limits["penalty_pct"] and "penalty_pct" in row:
                 limit = limits["penalty_pct"][row["regularizer"]]
                 rows.append(
