@@ -94,7 +94,7 @@ def test_committed_records_keep_their_identity():
     assert len(found) >= 18
 
 
-def _fake_record(root, profile, run, acc):
+def _fake_record(root, profile, run, acc, wall_seconds=None):
     records.write_json(
         root / profile / run.config.name / "record.json",
         records.build(
@@ -103,7 +103,7 @@ def _fake_record(root, profile, run, acc):
             history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
             sizes={"train_images": 1, "val_images": 0, "test_images": 1},
             cost={},
-            provenance={},
+            provenance={} if wall_seconds is None else {"train_wall_seconds": wall_seconds},
         ),
     )
 
@@ -153,6 +153,28 @@ def test_a_comparison_the_profile_does_not_train_is_read_from_the_profile_that_d
     s.reproduce()
     assert "elrt reproduce --profile cpu-full --only 03_regularizer_comparison" in shown[0].data
     assert "elrt batch --profile cpu-quick --methods 'tucker2+so,tucker2+so*4,tucker2+so/4'" in shown[0].data
+
+
+def test_the_reproduce_snippet_counts_the_missing_runs_and_estimates_their_hours(tmp_path, monkeypatch):
+    import IPython.display
+
+    runs = plan.comparison(profiles.load("cpu-full"), "orthogonality")  # 5 seeds of tucker2 and tucker2+so
+    for run in runs[:4]:
+        _fake_record(tmp_path, "cpu-full", run, 50.0, wall_seconds=45 * 60)
+    s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
+    s.runs(runs)
+    s.runs(runs)  # a chapter that reads the same runs twice counts each missing run once
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    s.reproduce()
+    text = shown[0].data
+    assert "--only 02_orthogonality_on_off --reuse-only   # execute it from the runs that exist; trains nothing" in text
+    assert "# train its 6 missing runs first, about 4.5 run-hours at the median of the runs it read" in text
+    s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
+    s.runs(runs[:4])
+    shown.clear()
+    s.reproduce()
+    assert "missing" not in shown[0].data  # nothing to train: only the re-execution
 
 
 def test_the_provenance_table_says_which_records_the_plan_of_their_profile_holds(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +72,7 @@ class Session:
         self._figures = 0
         self._tables = 0
         self.missing: list[PlannedRun] = []
+        self._read: dict[str, Record] = {}  # run name -> record of this profile's runs the chapter read
         self.borrowed: dict[str, set[str]] = {}
         """Profile name -> the methods whose runs this notebook read from that other profile."""
         figures.set_style()
@@ -100,6 +102,8 @@ class Session:
                     self.missing.append(run)
             else:
                 out.append((run, found))
+                if own:
+                    self._read[run.config.name] = found
         return out
 
     @staticmethod
@@ -139,11 +143,25 @@ class Session:
         return f"{text} [{basis or self.scale(runs)}]"
 
     def reproduce(self) -> None:
-        """Display the "reproduce this chapter" snippet: the commands that regenerate it, including the
-        training of the runs read from other profiles (:attr:`borrowed`)."""
+        """Display the "reproduce this chapter" snippet: the command that re-executes it from the runs
+        that exist, the one that trains its missing runs first (with their number and an estimate of the
+        run-hours, from the median training time of the runs it read), and the training of the runs read
+        from other profiles (:attr:`borrowed`)."""
         from IPython.display import Markdown, display
 
-        lines = [f"{self.command}   # train this chapter's missing runs, then execute it"]
+        lines = [f"{self.command} --reuse-only   # execute it from the runs that exist; trains nothing"]
+        missing = list(dict.fromkeys(run.config.name for run in self.missing))
+        if missing:
+            minutes = [rec.provenance.get("train_wall_seconds", 0) / 60 for rec in self._read.values()]
+            estimate = (
+                f", about {len(missing) * statistics.median(minutes) / 60:.1f} run-hours at the median of the runs it read"
+                if minutes
+                else ""
+            )
+            lines.append(
+                f"{self.command}   # train its {len(missing)} missing run{'s' if len(missing) != 1 else ''} first{estimate} "
+                f"(`elrt plan --profile {self.profile.name}` lists them)"
+            )
         lines += [
             f"elrt batch --profile {name} --methods '{','.join(sorted(methods))}'   # the runs it reads from profile '{name}'"
             for name, methods in sorted(self.borrowed.items())
