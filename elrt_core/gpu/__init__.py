@@ -4,6 +4,5 @@
 ``elrt gpu batch`` and ``elrt gpu collect`` (there) -> ``elrt gpu receive`` (here). The modules:
 :mod:`.pack` (data and checkpoints in pieces that fit a call), :mod:`.source` (which commit the
 device's copy of the tree is), :mod:`.jobs` (the CUDA bench set and the training until a deadline),
-:mod:`.collect` (the archive that comes back, and receiving it). The README's section "On a lent
-GPU" is the call-by-call plan.
+:mod:`.collect` (the archive that comes back, and receiving it). GPU.md is the call-by-call plan.
 """
