@@ -134,6 +134,24 @@ def test_an_index_level_can_be_a_column():
     assert t.text.values.tolist() == [["85.1", "method 0"], ["86.1", "method 1"], ["87.1", "method 2"]]
 
 
+def test_methods_of_one_budget_are_drawn_side_by_side_with_their_n():
+    summary = pd.DataFrame(
+        {
+            "model": ["resnet20"] * 3,
+            "label": ["dense", "Tucker-2", "CP"],
+            "macs": [4.0e7, 2.0e7, 2.0e7],
+            "test_top1": [87.5, 85.0, 85.0],
+            "test_sd": [0.1, 0.2, None],
+            "n": [5, 5, 2],
+        }
+    )
+    fig = figures.accuracy_vs_flops(summary)
+    ax = fig.axes[0]
+    xs = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 1 and line.get_marker() not in ("_", "")]
+    assert len(xs) == 3 and xs[1] != xs[2] and abs(xs[1] / 2.0e7 - 1) < 0.05  # apart, near their budget
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense (n = 5)", "Tucker-2 (n = 5)", "CP (n = 2)"]
+
+
 def test_figures_are_saved_at_200_dpi_and_shown_as_svg(tmp_path):
     figures.set_style()
     fig, ax = figures.plt.subplots(figsize=(5, 3))

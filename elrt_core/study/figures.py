@@ -214,28 +214,34 @@ def accuracy_dots(df: pd.DataFrame, x: str = "method", y: str = "final_test_top1
     return fig
 
 
-def accuracy_vs_flops(summary: pd.DataFrame) -> plt.Figure:
+def accuracy_vs_flops(summary: pd.DataFrame, spread: float = 0.012) -> plt.Figure:
     """Final test top-1 (mean over seeds, bar = ±1 sd) against MACs per image (log scale), one
-    panel per model, one marker per method. ``summary``: :func:`elrt_core.study.tables.summary`
-    plus a ``test_sd`` column."""
+    panel per model, one marker per method, its n in the legend. Methods that share a budget have
+    nearly equal MACs, so each is drawn ``spread`` (a fraction of its MACs) to the side of the last,
+    centred on the budget, so that none hides another. ``summary``: :func:`elrt_core.study.tables.summary`
+    (columns ``model``, ``label``, ``macs``, ``test_top1``, ``test_sd``, ``n``)."""
     models = list(dict.fromkeys(summary["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 4.4), squeeze=False)
     markers = "osD^vP*Xh<>"
     for ax, model in zip(axes[0], models):
         group = summary[summary["model"] == model]
-        for i, (label, part) in enumerate(group.groupby("label", sort=False)):
+        labels = list(dict.fromkeys(group["label"]))
+        for i, label in enumerate(labels):
+            part = group[group["label"] == label]
+            ns = sorted(set(part["n"]))
+            n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
             ax.errorbar(
-                part["macs"],
+                part["macs"] * (1 + spread * (i - (len(labels) - 1) / 2)),
                 part["test_top1"],
                 yerr=part["test_sd"].fillna(0),
                 fmt=markers[i % len(markers)],
                 capsize=3,
                 markersize=7,
-                label=label,
+                label=f"{label} ({n_text})",
             )
         ax.set_xscale("log")
         ax.set_title(model)
-        ax.set_xlabel("FLOPs (MACs per image, log scale)")
+        ax.set_xlabel("FLOPs (MACs per image, log scale; methods of one budget drawn side by side)")
         ax.set_ylabel("final test top-1 (%)")
         ax.legend(fontsize="x-small", title=None)
     fig.tight_layout()
