@@ -66,7 +66,8 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 def speedup_table(session) -> pd.DataFrame | None:
     """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
-    ceiling, and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
+    ceiling, timed steps per model, the cores other processes kept busy meanwhile (empty where not
+    measured; :mod:`elrt_core.bench.load`), and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
     without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
     found = load(session.root, "speedup")
     judged = {r["path"] for (_, hw), r in _claim_records(found).items() if not hw}
@@ -86,6 +87,8 @@ def speedup_table(session) -> pd.DataFrame | None:
             "memory_ratio": round(r["memory_ratio"], 2) if r.get("memory_ratio") else None,
             "dense_step_ms": round(r["dense"]["train_step_ms"], 1),
             "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
+            "steps": r.get("steps"),
+            "background_load_cores": r["provenance"].get("background_load_cores"),
             "judged": r["path"] in judged,
         }
         for r in found
