@@ -47,9 +47,9 @@ def test_sign_flip_p_is_exact():
 def test_least_p_and_effect_text_say_when_the_test_is_at_its_floor():
     assert stats.least_p(5) == pytest.approx(0.0625) and stats.least_p(0) == 1.0
     at_floor = stats.paired(dict.fromkeys(range(5), 0.0), {s: 1.0 + 0.1 * s for s in range(5)})
-    assert at_floor.effect().endswith("sign-flip p = 0.062, the least possible at n = 5; the interval decides)")
+    assert at_floor.effect().endswith("sign-flip p = 0.062, its floor at n = 5)")
     mixed = stats.paired(dict.fromkeys(range(5), 0.0), {0: 1.0, 1: 1.2, 2: -0.1, 3: 0.9, 4: 1.1})
-    assert "least possible" not in mixed.effect() and mixed.p_value > stats.least_p(5)
+    assert "floor" not in mixed.effect() and mixed.p_value > stats.least_p(5)
 
 
 def test_an_interval_end_near_zero_keeps_the_decimals_that_give_its_sign():

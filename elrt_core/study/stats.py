@@ -144,7 +144,7 @@ class Paired:
         """E.g. ``"+1.23 points (95% CI +0.41 to +2.05, n = 5, sign-flip p = 0.062)"``; without an
         interval when n < 2. A Bonferroni-corrected interval shows its level (e.g. ``98.3% CI``); the
         exact p-value cannot fall below ``2 / 2^n`` (0.125 at n = 4), so the verdict rests on the interval; a p at
-        that floor says so (``"p = 0.062, the least possible at n = 5; the interval decides"``).
+        that floor says so (``"p = 0.062, its floor at n = 5"``).
         An interval's end keeps the decimals that decide its sign (:func:`_bound`)."""
         unit = f" {unit}" if unit else ""
         if self.n == 0:
@@ -153,7 +153,7 @@ class Paired:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
         level = f"{100 * self.confidence:.3g}%"
         floor = (
-            f", the least possible at n = {self.n}; the interval decides"
+            f", its floor at n = {self.n}"
             if self.n <= _EXACT_LIMIT and self.p_value <= least_p(self.n) * (1 + 1e-9)
             else ""
         )
