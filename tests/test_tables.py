@@ -1,3 +1,4 @@
+from pathlib import Path
 from types import SimpleNamespace
 
 from elrt_core.study import tables
@@ -13,3 +14,25 @@ def test_table_captions_name_planned_methods_without_runs():
     assert tables.without_runs(planned, runs) == " Planned, without finished runs so far: TUCKER2."
     assert tables.without_runs(planned[:1], runs) == ""
     assert tables.without_runs(planned, []) == " Planned, without finished runs so far: DENSE · TUCKER2 · ELRT."
+
+
+def test_summary_counts_a_run_listed_twice_once():
+    from elrt_core import profiles, records
+    from elrt_core.study import plan
+
+    dense = [r for r in plan.plan(profiles.load("cpu-full")) if r.method == "dense"][:2]
+
+    def record(run, acc):
+        data = records.build(
+            run.config,
+            status="finished",
+            history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
+            sizes={"train_images": 1, "val_images": 0, "test_images": 1},
+            cost={"macs": 10, "params": 5, "macs_ratio": 1.0, "params_ratio": 1.0},
+            provenance={"train_wall_seconds": 600, "device_name": "cpu-x"},
+        )
+        return records.Record(Path("."), run.config, data)
+
+    runs = [(dense[0], record(dense[0], 80.0)), (dense[1], record(dense[1], 82.0))]
+    row = tables.summary(runs + runs).iloc[0]  # the dense runs of the 2x and of the 3x list
+    assert row["n"] == 2 and row["test_top1"] == 81.0 and row["test_text"].endswith("(2)")

@@ -152,11 +152,7 @@ class Paired:
         if self.n < 2:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
         level = f"{100 * self.confidence:.3g}%"
-        floor = (
-            f", its floor at n = {self.n}"
-            if self.n <= _EXACT_LIMIT and self.p_value <= least_p(self.n) * (1 + 1e-9)
-            else ""
-        )
+        floor = f", its floor at n = {self.n}" if self.n <= _EXACT_LIMIT and self.p_value <= least_p(self.n) * (1 + 1e-9) else ""
         return (
             f"{self.mean:+.{digits}f}{unit} ({level} CI {_bound(self.low, digits)} to {_bound(self.high, digits)}, n = {self.n}, "
             f"sign-flip p = {self.p_value:.2g}{floor})"

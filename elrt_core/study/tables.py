@@ -69,7 +69,8 @@ def finals_frame(runs: Runs) -> pd.DataFrame:
 
 
 def summary(runs: Runs) -> pd.DataFrame:
-    """One row per (model, FLOPs reduction, method) over seeds.
+    """One row per (model, FLOPs reduction, method) over seeds; a run listed twice (the dense runs of
+    two budgets' lists, say) counts once.
 
     Columns: ``model``, ``flops_ratio`` (requested; ``None`` for dense), ``method`` (key), ``label``,
     ``test_top1`` (mean), ``test_sd`` (sample sd; None for one seed), ``test_text`` (``"mean ± sd (n)"``), ``val_text``, ``n``, ``macs`` and
@@ -77,7 +78,7 @@ def summary(runs: Runs) -> pd.DataFrame:
     ``train_minutes`` (mean wall minutes per run) and ``device``.
     """
     groups: dict[tuple, list[tuple[PlannedRun, Record]]] = {}
-    for run, rec in runs:
+    for run, rec in {run.config.name: (run, rec) for run, rec in runs}.values():
         groups.setdefault((run.config.model, run.config.flops_ratio, run.method), []).append((run, rec))
     rows = []
     for (model, ratio, method), members in groups.items():
