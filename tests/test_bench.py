@@ -459,7 +459,7 @@ def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
         },
     )
     text = bench_records.verdict(session)
-    assert text.startswith("On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
+    assert text.startswith("One item per device.\n\n- On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
     assert "resnet56: 1.11x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
     assert "training speedup >= 1.25x not reached (1.11x)" in text and "training speedup >= 1.6x reached (2.10x)" in text
     assert "batch 16: training speedup >= 1.8x not reached (1.60x)" in text

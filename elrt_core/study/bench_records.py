@@ -191,7 +191,7 @@ def layer_table(session) -> pd.DataFrame | None:
 
 
 def verdict(session) -> str:
-    """One sentence per device: the best measured Tucker-2 training speedup of each model at each
+    """One item of a Markdown list per device: the best measured Tucker-2 training speedup of each model at each
     MAC reduction (over variants, rank rules and batch sizes), then each threshold of
     :func:`thresholds`, reached or not; records measured beside busy processes are left out."""
     best: dict[str, dict[str, dict[int, float]]] = {}
@@ -233,7 +233,9 @@ def verdict(session) -> str:
                 "the others' times are in the overhead table, without a threshold."
             )
         sentences.append(text)
-    return " ".join(sentences) if sentences else "No bench records yet: run `elrt bench` (see the README)."
+    if not sentences:
+        return "No bench records yet: run `elrt bench` (see the README)."
+    return "One item per device.\n\n" + "\n".join(f"- {text}" for text in sentences)  # a Markdown list
 
 
 def speedup_figure(table: pd.DataFrame) -> plt.Figure:
