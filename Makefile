@@ -15,8 +15,7 @@ endif
 .PHONY: test book reproduce lab clean-book
 
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make: the pinned packages need Python 3.11 or newer; run make PYTHON=python3.11 (or newer)")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make: the pinned packages need Python 3.11 or newer; run make PYTHON=python3.11 (or newer)")' && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
 	touch $(STAMP)

@@ -265,14 +265,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     runs = _planned(prof, args)
     print(f"{prof.name}: {prof.description}")
     counts: dict[str, int] = {}
-    done: dict[int, list[float]] = {run.priority: [] for run in runs}  # priority -> minutes of each finished run
+    done: dict[int, list[float | None]] = {run.priority: [] for run in runs}  # priority -> minutes of each finished run
     devices: set[str] = set()
     for run in runs:
         rec = records.lookup(run.config, records.results_root(args.results) / prof.name)
         ckpt = run_dir(run.config, prof.name, args.results) / checkpoint.CHECKPOINT_FILE
         if rec is not None and rec.finished:
             status = f"done: test {rec.metrics['final_test_top1']:.2f}%"
-            done[run.priority].append(rec.provenance.get("train_wall_seconds", rec.provenance.get("wall_seconds", 0)) / 60)
+            done[run.priority].append(rec.train_minutes)
             devices.add(rec.provenance.get("device_name") or "unknown device")
         elif rec is not None:
             status = "diverged"
@@ -285,10 +285,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     planned = Counter(run.priority for run in runs)
     print("by priority: " + ", ".join(f"{p}: {len(done[p])}/{n} done" for p, n in sorted(planned.items())))
-    minutes = [m for ms in done.values() for m in ms]
+    minutes = [m for ms in done.values() for m in ms if m is not None]
     if minutes:
         pace = statistics.median(minutes)
-        left = len(runs) - len(minutes)
+        left = len(runs) - sum(map(len, done.values()))
         print(
             f"finished runs trained for a median of {pace:.0f} min each ({', '.join(sorted(devices))}); "
             f"the {left} not finished need about {left * pace / 60:.1f} run-hours at that pace "
@@ -427,10 +427,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = measures[measure][2](settings) if measure in measures else bench.speedup(settings)
     if measure != "rank_table":
         result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
+    out = _busy_aside(out, result)
     write_json(out, result)
     print(bench.summary(result))
     print(f"record: {out}")
     return 0
+
+
+def _busy_aside(out: Path, result: dict) -> Path:
+    """Where to write a bench ``result``: ``out``, unless the result was measured beside busy processes
+    and ``out`` holds a record that was not (or did not measure it): then ``<name>-busy.json`` beside it,
+    so a timing of the sharing never replaces a usable measurement (:mod:`elrt_core.bench.load`)."""
+    from .bench.load import quiet
+
+    if quiet(result["provenance"]) is not False or not out.is_file():
+        return out
+    try:
+        kept = quiet(json.loads(out.read_text()).get("provenance", {})) is not False
+    except (OSError, ValueError):
+        return out
+    return out.with_name(f"{out.stem}-busy{out.suffix}") if kept else out
 
 
 # ---- gpu: pack / unpack / bench / batch / collect / receive -----------------------------------------

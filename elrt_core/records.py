@@ -246,6 +246,13 @@ class Record:
     def finished(self) -> bool:
         return self.status == "finished"
 
+    @property
+    def train_minutes(self) -> float | None:
+        """Wall minutes the run trained (provenance ``train_wall_seconds``; else ``wall_seconds``, the
+        whole run; ``None`` where the record has neither)."""
+        seconds = self.provenance.get("train_wall_seconds", self.provenance.get("wall_seconds"))
+        return None if seconds is None else seconds / 60
+
 
 class InvalidRecord(ValueError):
     """A record file that cannot be used: unreadable JSON, a missing or mistyped key, a stale config

@@ -59,18 +59,24 @@ def test_speedup_record_schema(tmp_path, capsys):
 
 
 def test_background_load_counts_the_other_processes_cpu_time_not_this_ones(monkeypatch):
+    from types import SimpleNamespace
+
     from elrt_core.bench import load as load_module
     from elrt_core.bench.report import summary
 
     clock = {"wall": 100.0, "own": 5.0, "busy": 1000.0}
     monkeypatch.setattr(load_module.time, "perf_counter", lambda: clock["wall"])
-    monkeypatch.setattr(load_module.time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(load_module, "_own_seconds", lambda: clock["own"])
     monkeypatch.setattr(load_module, "_busy_seconds", lambda: clock["busy"])
     load = load_module.BackgroundLoad()
     clock.update(wall=110.0, own=25.0, busy=1020.5)  # 10 s: this process used 2 cores, the machine 2.05
     assert load.provenance() == {"background_load_cores": 0.05} and load_module.quiet(load.provenance())
     clock.update(wall=120.0, own=35.0, busy=1040.0)  # next 10 s: 1 core ours, 1.95 busy -> others 0.95 core
     assert load.cores() == 0.5 and load_module.quiet(load.provenance()) is False  # 10 s of others over 20 s
+    monkeypatch.undo()  # the real clocks again; own time from os.times, children included:
+    times = SimpleNamespace(user=1.0, system=0.5, children_user=2.0, children_system=0.25)
+    monkeypatch.setattr(load_module.os, "times", lambda: times)
+    assert load_module._own_seconds() == 3.75  # a compiler run by torch.compile is this bench's own time
     monkeypatch.setattr(load_module, "_busy_seconds", lambda: None)  # no /proc/stat
     assert load_module.BackgroundLoad().cores() is None and load_module.quiet({}) is None
     record = {"kind": "x", "provenance": {"background_load_cores": 1.93}}
@@ -305,6 +311,12 @@ def test_run_speedups_match_each_method_to_the_newest_bench_record_of_its_networ
     assert bench_records.run_speedups(session, runs) == ({"tucker2": 1.1, "tucker2-hw": 1.4}, "x")
     speed("quiet", "hw:a8d8877a3eba", 1.3, "2026-11-06T00:00:00+00:00", device="y", load=0.02)
     assert bench_records.run_speedups(session, runs) == ({"tucker2": 0.8, "tucker2-hw": 1.3}, "y")  # y has both, newest
+    labels = {"tucker2": "Tucker-2", "tucker2-hw": "Tucker-2, hardware-aware ranks"}
+    assert bench_records.speedups_source({"tucker2": 0.8, "tucker2-hw": 1.3}, "y", labels) == "on y, one machine for all"
+    assert (
+        bench_records.speedups_source({"tucker2": 0.8}, "y", labels) == "on y; no record there of Tucker-2, hardware-aware ranks"
+    )
+    assert bench_records.speedups_source({}, None, labels) == "no bench record of these networks yet"
 
 
 def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
@@ -390,7 +402,9 @@ def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_de
     assert row.measured == 1.2496 and not row.met  # 2 decimals would print 1.25 beside "not reached"
     assert "2.00x" not in bench_records.verdict(session)
     assert "2026-11-27" in bench_records.thresholds_history()  # when the thresholds were set, for the caption
-    assert "training speedup >= 1.25x not reached (1.2496x)" in bench_records.verdict(session)
+    text = bench_records.verdict(session)
+    assert "training speedup >= 1.25x not reached (1.2496x)" in text
+    assert "resnet56: 1.2496x at 2x fewer MACs" in text  # the best-value list too, never "1.25x at"
 
 
 def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):
@@ -615,6 +629,15 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     }
     # one panel per device; only the newest uniform-rank record is judged (an older machine's is shown, not ringed)
     assert rings == {"NVIDIA H100 80GB HBM3": [0], "cpu-x": [1], "cpu-old": [0]}
+    busy = record("cpu-busy", shares, 1.25)
+    write_json(
+        tmp_path / "bench" / "cpu" / "busy" / "r.json",
+        {**busy, "provenance": {**busy["provenance"], "background_load_cores": 1.5}},
+    )
+    table = bench_records.speedup_table(s)
+    assert table.set_index("device").loc["cpu-busy", "busy"]  # listed in the table, with its load
+    titles = {ax.get_title() for ax in bench_records.speedup_figure(table).axes if ax.get_visible()}
+    assert titles == {"NVIDIA H100 80GB HBM3", "cpu-x", "cpu-old"}  # but not drawn
     assert "Amdahl estimate not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))
 
 

@@ -127,8 +127,6 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypatch, capsys):
-    from types import SimpleNamespace
-
     from elrt_core import records
 
     def lookup(config, root):  # the dense runs are finished, one in 60 and one in 100 minutes
@@ -136,7 +134,7 @@ def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypa
             return None
         seconds = 3600 if config.seed == 0 else 6000
         prov = {"train_wall_seconds": seconds, "device_name": "cpu-x"}
-        return SimpleNamespace(finished=True, metrics={"final_test_top1": 50.0}, provenance=prov)
+        return records.Record(tmp_path, config, {"status": "finished", "metrics": {"final_test_top1": 50.0}, "provenance": prov})
 
     monkeypatch.setattr(records, "lookup", lookup)
     assert main(["plan", "--profile", "smoke", "--results", str(tmp_path)]) == 0
@@ -158,3 +156,19 @@ def test_methods_the_profile_does_not_train_are_refused(command, tmp_path, capsy
     assert "--methods: no method named" in capsys.readouterr().err
     assert main([command, "--profile", "smoke", "--methods", "matrix", "--max-priority", "1", "--results", str(tmp_path)]) == 2
     assert "--methods matrix: no run of profile 'smoke' up to --max-priority 1" in capsys.readouterr().err
+
+
+def test_a_bench_measured_beside_busy_processes_never_replaces_a_usable_record(tmp_path):
+    from elrt_core.cli import _busy_aside
+    from elrt_core.records import write_json
+
+    out = tmp_path / "resnet20-tucker2-2x-b128-channels_last.json"
+    busy = {"provenance": {"background_load_cores": 1.9}}
+    assert _busy_aside(out, busy) == out  # nothing there yet
+    write_json(out, {"provenance": {"background_load_cores": 0.01}})
+    assert _busy_aside(out, busy).name == "resnet20-tucker2-2x-b128-channels_last-busy.json"
+    assert _busy_aside(out, {"provenance": {"background_load_cores": 0.02}}) == out  # a quiet one replaces it
+    write_json(out, {"provenance": {}})  # an older record that did not measure the load is kept too
+    assert _busy_aside(out, busy).name.endswith("-busy.json")
+    write_json(out, busy)
+    assert _busy_aside(out, busy) == out  # busy over busy: the newer replaces it

@@ -89,6 +89,9 @@ def test_a_value_near_its_threshold_keeps_the_decimals_that_decide_it():
     assert display.decisive(1.23456, 1.6) == 1.23 and display.decimals(1.23) == "1.23"
     assert display.decisive(4.996, 5) == 4.996  # a penalty share under its 5% limit
     assert display.decimals(1.2) == "1.20" and display.decimals(0.97505) == "0.97505"
+    assert display.decimals(display.decisive(1.5999999, 1.6)) == "1.5999999"  # closer than 6 decimals: in full
+    assert display.decimals(display.decisive(-1e-7, 0.0), sign=True) == "-1e-07"
+    assert display.decimals(0.5, sign=True) == "+0.50"
 
 
 def test_whole_number_floats_read_as_integers_and_stay_integers_in_the_csv():
@@ -138,6 +141,7 @@ def test_methods_of_one_budget_are_drawn_side_by_side_with_their_n():
     summary = pd.DataFrame(
         {
             "model": ["resnet20"] * 3,
+            "flops_ratio": [None, 2.0, 2.0],
             "label": ["dense", "Tucker-2", "CP"],
             "macs": [4.0e7, 2.0e7, 2.0e7],
             "test_top1": [87.5, 85.0, 85.0],
@@ -149,6 +153,7 @@ def test_methods_of_one_budget_are_drawn_side_by_side_with_their_n():
     ax = fig.axes[0]
     xs = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 1 and line.get_marker() not in ("_", "")]
     assert len(xs) == 3 and xs[1] != xs[2] and abs(xs[1] / 2.0e7 - 1) < 0.05  # apart, near their budget
+    assert xs[0] == 4.0e7 and (xs[1] + xs[2]) / 2 == pytest.approx(2.0e7)  # alone: in place; a pair: centred
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dense (n = 5)", "Tucker-2 (n = 5)", "CP (n = 2)"]
 
 

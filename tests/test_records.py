@@ -173,3 +173,16 @@ def test_cpu_records_name_the_processor_model(tmp_path):
     assert records.cpu_name(tmp_path / "missing") not in ("", None)
     prov = records.provenance(torch.device("cpu"), seed=0, profile="smoke", started=0.0, ended=1.0)
     assert prov["device_name"] == records.cpu_name()
+
+
+def test_train_minutes_read_the_training_time_else_the_whole_run_else_nothing():
+    from pathlib import Path
+
+    from elrt_core.config import TrainConfig
+    from elrt_core.records import Record
+
+    def minutes(prov):
+        return Record(Path("."), TrainConfig(), {"provenance": prov}).train_minutes
+
+    assert minutes({"train_wall_seconds": 600, "wall_seconds": 900}) == 10
+    assert minutes({"wall_seconds": 900}) == 15 and minutes({}) is None

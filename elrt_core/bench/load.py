@@ -2,8 +2,8 @@
 run (or any other busy process) measures the sharing, not the network.
 
 From Linux's ``/proc/stat`` (the machine's busy CPU time, in clock ticks: ``user + nice + system + irq
-+ softirq + steal``) minus this process's own CPU time (:func:`time.process_time`, all its threads),
-divided by the wall time: the average number of cores that *other* processes kept busy. On a machine
++ softirq + steal``) minus this process's own CPU time and that of its finished, waited-for children
+(:func:`os.times`: all threads; the compiler runs of ``torch.compile``, say), divided by the wall time: the average number of cores that *other* processes kept busy. On a machine
 without ``/proc/stat`` it is not measured (``None``).
 """
 
@@ -32,6 +32,12 @@ def _busy_seconds() -> float | None:
     return sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields)) / os.sysconf("SC_CLK_TCK")
 
 
+def _own_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its children that have ended."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class BackgroundLoad:
     """Started when made; :meth:`provenance` says how many cores other processes used on average since.
 
@@ -43,7 +49,7 @@ class BackgroundLoad:
     """
 
     def __init__(self) -> None:
-        self._wall, self._own, self._busy = time.perf_counter(), time.process_time(), _busy_seconds()
+        self._wall, self._own, self._busy = time.perf_counter(), _own_seconds(), _busy_seconds()
 
     def cores(self) -> float | None:
         """Average number of cores that other processes kept busy since the start (>= 0, 2 decimals)."""
@@ -51,7 +57,7 @@ class BackgroundLoad:
         wall = time.perf_counter() - self._wall
         if busy is None or self._busy is None or wall <= 0:
             return None
-        other = (busy - self._busy) - (time.process_time() - self._own)
+        other = (busy - self._busy) - (_own_seconds() - self._own)
         return round(max(other, 0.0) / wall, 2)
 
     def provenance(self) -> dict[str, float | None]:

@@ -32,6 +32,7 @@ __all__ = [
     "thresholds_history",
     "speed_claim",
     "run_speedups",
+    "speedups_source",
     "CLAIM_SETTING",
     "reference_table",
     "THRESHOLDS_FILE",
@@ -67,7 +68,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
 def speedup_table(session) -> pd.DataFrame | None:
     """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
     ceiling, timed steps per model, the cores other processes kept busy meanwhile (empty where not
-    measured; :mod:`elrt_core.bench.load`), and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
+    measured; :mod:`elrt_core.bench.load`), ``busy`` (more than that is quiet), and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
     without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
     found = load(session.root, "speedup")
     judged = {r["path"] for (_, hw), r in _claim_records(found).items() if not hw}
@@ -89,6 +90,7 @@ def speedup_table(session) -> pd.DataFrame | None:
             "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
             "steps": r.get("steps"),
             "background_load_cores": r["provenance"].get("background_load_cores"),
+            "busy": quiet(r["provenance"]) is False,
             "judged": r["path"] in judged,
         }
         for r in found
@@ -210,7 +212,7 @@ def verdict(session) -> str:
                 " best measured training-step speedup of Tucker-2 over dense, over every variant, rank rule and batch "
                 "size: "
                 + "; ".join(
-                    f"{m}: " + ", ".join(f"{v:.2f}x at {k}x fewer MACs" for k, v in sorted(ks.items()))
+                    f"{m}: " + ", ".join(f"{decimals(_near_limit(v, m, k))}x at {k}x fewer MACs" for k, v in sorted(ks.items()))
                     for m, ks in sorted(models.items())
                 )
                 + "."
@@ -242,7 +244,13 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
     """Measured training speedup against MAC reduction (rows of :func:`speedup_table`): one panel per
     device, colour for the rank rule (uniform or hardware-aware), marker for the model, the ideal line
     dashed. The records claim 5 judges (column ``judged``: the newest record per model in the
-    :data:`CLAIM_SETTING`) are ringed."""
+    :data:`CLAIM_SETTING`) are ringed; records measured beside busy processes (``busy``) are left out."""
+    table = table[~table["busy"]]  # measured beside busy processes: the sharing, not the network
+    if table.empty:
+        fig, ax = plt.subplots(figsize=(5.2, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "every speedup record was measured beside busy processes", ha="center", va="center")
+        return fig
     df = table.assign(ranks=table["rank_rule"].map(lambda r: "hardware-aware" if r.startswith("hw:") else r))
     devices, models_order = list(dict.fromkeys(df["device"])), sorted(set(df["model"]))  # one marker per model in every panel
     cols = min(2, len(devices))  # two panels a row: wider rows shrink to unreadable in the book's text column
@@ -294,6 +302,16 @@ def _thresholds() -> dict:
     return yaml.safe_load(THRESHOLDS_FILE.read_text())
 
 
+def _near_limit(speedup: float, model: str, ratio: int) -> float:
+    """``speedup`` rounded once (:func:`display.decisive`) against each speedup threshold of ``model`` at
+    ``ratio`` fewer MACs, so a best value printed beside a threshold never reads as reaching it when
+    it does not."""
+    for t in _thresholds()["speedup"]:
+        if (t["model"], t["macs_reduction"]) == (model, ratio):
+            speedup = decisive(speedup, t["min_speedup"])
+    return speedup
+
+
 def thresholds_history() -> str:
     """When and how the thresholds of :func:`thresholds` were set (``history`` of ``speed_thresholds.yaml``)."""
     return _thresholds()["history"]
@@ -324,6 +342,7 @@ def thresholds(session) -> pd.DataFrame | None:
                         "threshold": f"{t['model']} {t['format']} at {t['macs_reduction']}x fewer MACs, batch {t['batch']}: "
                         f"training speedup >= {t['min_speedup']:g}x",
                         "measured": decisive(r["train_speedup"], t["min_speedup"]),
+                        "raw": r["train_speedup"],
                         "variant": r["variant"],
                         "rank_rule": r.get("rank_rule", "uniform"),
                         "amdahl_ceiling": _rounded(r.get("amdahl_ceiling"), 2),
@@ -332,7 +351,8 @@ def thresholds(session) -> pd.DataFrame | None:
                 )
     speed = pd.DataFrame(rows)
     if not speed.empty:  # keep the best variant per threshold and device
-        speed = speed.sort_values("measured", ascending=False).drop_duplicates(["device", "threshold"])
+        speed = speed.sort_values("raw", ascending=False, kind="stable").drop_duplicates(["device", "threshold"])
+        speed = speed.drop(columns="raw")
     rows = []
     for r in load(session.root, "regularizer_overhead"):
         for row in r["rows"] if quiet(r["provenance"]) is not False else []:
@@ -425,7 +445,8 @@ def _judged_speedup(record: dict) -> tuple[str, str]:
     ratio, lo, hi = stats.ratio_interval(dense, low)
     word = stats.verdict(math.log(lo), math.log(hi))
     return (
-        f"{record['model']} {ratio:.2f}x (geometric mean of {len(dense)} paired step ratios, 95% CI {lo:.2f} to {hi:.2f}) {where}",
+        f"{record['model']} {ratio:.2f}x (geometric mean of {len(dense)} paired step ratios, 95% CI "
+        f"{decimals(decisive(lo, 1.0))} to {decimals(decisive(hi, 1.0))}) {where}",
         word,
     )
 
@@ -464,7 +485,7 @@ def speed_claim(session, ratio: int = 2):
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense (channels-last, batch "
         f"{CLAIM_SETTING['batch_size']}, dense and low-rank steps timed in turns): {effect}",
         word,
-        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each measured on a quiet machine; the interval covers the "
+        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each not measured beside busy processes; the interval covers the "
         "step-to-step noise of one measurement on one machine, not other machines or other measurements (methods page)",
     )
 
@@ -494,6 +515,15 @@ def run_speedups(session, runs) -> tuple[dict[str, float], str | None]:
         return {}, None
     device = max(by_device, key=lambda d: (len(by_device[d]), max(map(_started, by_device[d].values()))))
     return {method: r["train_speedup"] for key, r in by_device[device].items() for method in wanted[key]}, device
+
+
+def speedups_source(speedups: dict[str, float], device: str | None, labels: dict[str, str]) -> str:
+    """Where the speedups of :func:`run_speedups` come from, for a caption: the device, and the methods
+    of ``labels`` (method key -> label) it has no record of."""
+    if device is None:
+        return "no bench record of these networks yet"
+    missing = [label for m, label in labels.items() if m not in speedups]
+    return f"on {device}" + (f"; no record there of {' · '.join(missing)}" if missing else ", one machine for all")
 
 
 def reference_table(session) -> pd.DataFrame | None:

@@ -119,14 +119,16 @@ def decisive(value: float, limit: float, digits: int = 2, most: int = 6) -> floa
         shown = round(value, d)
         if (shown > limit, shown == limit) == (value > limit, value == limit):
             return shown
-    return round(value, most)
+    return value  # closer to the limit than ``most`` decimals: kept whole (:func:`decimals` prints it so)
 
 
 def decimals(value: float, digits: int = 2, most: int = 6, sign: bool = False) -> str:
     """``value`` with at least ``digits`` decimals and every further one it carries (up to ``most``):
-    1.2 -> "1.20", 1.5996 -> "1.5996"; with ``sign``, a + before positive values."""
-    d = next((d for d in range(digits, most) if round(value, d) == value), most)
-    return f"{value:{'+' if sign else ''}.{d}f}"
+    1.2 -> "1.20", 1.5996 -> "1.5996"; a value that carries more prints in full (1.5999999, -1e-07);
+    with ``sign``, a + before positive values."""
+    plus = "+" if sign else ""
+    d = next((d for d in range(digits, most + 1) if round(value, d) == value), None)
+    return f"{value:{plus}.{d}f}" if d is not None else f"{value:{plus}}"
 
 
 def _numeric(series: pd.Series) -> bool:

@@ -218,20 +218,24 @@ def accuracy_vs_flops(summary: pd.DataFrame, spread: float = 0.012) -> plt.Figur
     """Final test top-1 (mean over seeds, bar = ±1 sd) against MACs per image (log scale), one
     panel per model, one marker per method, its n in the legend. Methods that share a budget have
     nearly equal MACs, so each is drawn ``spread`` (a fraction of its MACs) to the side of the last,
-    centred on the budget, so that none hides another. ``summary``: :func:`elrt_core.study.tables.summary`
-    (columns ``model``, ``label``, ``macs``, ``test_top1``, ``test_sd``, ``n``)."""
+    the group centred on the budget, so that none hides another; a method alone at its budget stays
+    in place. ``summary``: :func:`elrt_core.study.tables.summary` (columns ``model``, ``flops_ratio``,
+    ``label``, ``macs``, ``test_top1``, ``test_sd``, ``n``)."""
     models = list(dict.fromkeys(summary["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 4.4), squeeze=False)
     markers = "osD^vP*Xh<>"
     for ax, model in zip(axes[0], models):
         group = summary[summary["model"] == model]
-        labels = list(dict.fromkeys(group["label"]))
-        for i, label in enumerate(labels):
+        budget = group["flops_ratio"].fillna(1.0)  # dense has none: its own budget
+        place = group.groupby(budget, sort=False).cumcount()
+        count = group.groupby(budget, sort=False)["label"].transform("size")
+        shift = 1 + spread * (place - (count - 1) / 2)
+        for i, label in enumerate(dict.fromkeys(group["label"])):
             part = group[group["label"] == label]
             ns = sorted(set(part["n"]))
             n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
             ax.errorbar(
-                part["macs"] * (1 + spread * (i - (len(labels) - 1) / 2)),
+                part["macs"] * shift[part.index],
                 part["test_top1"],
                 yerr=part["test_sd"].fillna(0),
                 fmt=markers[i % len(markers)],

@@ -152,7 +152,7 @@ class Session:
         lines = [f"{self.command} --reuse-only   # execute it from the runs that exist; trains nothing"]
         missing = list(dict.fromkeys(run.config.name for run in self.missing))
         if missing:
-            minutes = [rec.provenance.get("train_wall_seconds", 0) / 60 for rec in self._read.values()]
+            minutes = [m for rec in self._read.values() if (m := rec.train_minutes) is not None]
             estimate = (
                 f", about {len(missing) * statistics.median(minutes) / 60:.1f} run-hours at the median of the runs it read"
                 if minutes

@@ -101,7 +101,7 @@ def summary(runs: Runs) -> pd.DataFrame:
                 "params": cost["params"],
                 "macs_reduction": cost["macs_ratio"],
                 "params_reduction": cost["params_ratio"],
-                "train_minutes": mean(r.provenance["train_wall_seconds"] for r in recs) / 60,
+                "train_minutes": mean(minutes) if (minutes := [m for r in recs if (m := r.train_minutes) is not None]) else None,
                 "device": recs[0].provenance["device_name"],
             }
         )

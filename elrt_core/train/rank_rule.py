@@ -59,10 +59,12 @@ def resolve_rank_rule(
 ) -> tuple[str, str | None]:
     """``(stored rule, note)`` for a requested rank rule: ``"uniform"`` and ``"hw:<id>"`` stay as they
     are; ``"hw"`` becomes ``"hw:<id>"`` of the newest timing table measured on this device (same device
-    name) for ``fmt`` that covers every converted layer shape of ``model`` (one of batch
-    ``batch_size`` first, if any), else ``"uniform"``: the fallback, said in the note."""
+    name) for ``fmt`` that covers every converted layer shape of ``model`` (one not measured beside busy
+    processes first, then one of batch ``batch_size``, if any), else ``"uniform"``: the fallback, said in the note."""
     if rule != "hw":
         return rule, None
+    from ..bench.load import quiet  # here: elrt_core.bench imports this module
+
     name = records.device_name(device)
     geoms = lowrank.convertible(models.get(model), models.input_shape(model))
     usable = [
@@ -75,5 +77,7 @@ def resolve_rank_rule(
             f"rank rule hw: no timing table for {fmt} {model} layers measured on {name}; "
             "falling back to the uniform rank rule (`elrt bench --rank-table` measures one)"
         )
-    best = max(usable, key=lambda d: (d["batch_size"] == batch_size, d["provenance"]["ended"]))
+    best = max(
+        usable, key=lambda d: (quiet(d["provenance"]) is not False, d["batch_size"] == batch_size, d["provenance"]["ended"])
+    )
     return f"hw:{best['table_id']}", f"rank rule hw: timing table {best['table_id']} ({best['path']}, batch {best['batch_size']})"
