@@ -137,7 +137,7 @@ def provenance(
     """Provenance block of a record; ``started``/``ended`` are Unix times in seconds."""
 
     def iso(t: float) -> str:
-        return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
+        return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
 
     return {
         **git_state(),

@@ -2,9 +2,9 @@
 environment.yml (the same pins), an SPDX license with its file, and every data file packaged."""
 
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 

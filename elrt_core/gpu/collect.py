@@ -156,7 +156,7 @@ def collect(
     """Write the archive of :func:`gather` into ``out`` as ``<name>.tgz.NNN`` volumes and ``<name>.json``;
     return the manifest. ``limit_bytes`` caps the archive below what ``out`` still has room for."""
     out.mkdir(parents=True, exist_ok=True)
-    name = name or "elrt-gpu-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = name or "elrt-gpu-" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     free_files, free_bytes = _room(out)
     budget = min(free_bytes, limit_bytes) if limit_bytes else free_bytes
     budget = min(budget, free_files * volume_bytes)
@@ -188,7 +188,7 @@ def collect(
         "volumes": volumes,
         "members": [{"path": i.rel, "kind": i.kind, "bytes": i.path.stat().st_size} for i in chosen],
         "left_out": [{"path": i.rel, "kind": i.kind, "bytes": i.path.stat().st_size} for i in left_out],
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     (out / f"{name}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

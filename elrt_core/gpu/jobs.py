@@ -256,7 +256,7 @@ def train(
             "seconds": round(time.time() - started, 1),
         }
     )
-    out = results / "gpu" / f"batch-{profile.name}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out = results / "gpu" / f"batch-{profile.name}-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     records.write_json(out, report)
     log(f"report: {out}")
     return report
@@ -284,4 +284,4 @@ def progress(profile: Profile, results: Path) -> dict[str, dict[str, Any]]:
 
 
 def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")

@@ -338,7 +338,7 @@ def pack(
         "group_limit_bytes": limit,
         "tree_bytes": tree,
         "source": source.state(root),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     atomic.write_bytes(pack_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest

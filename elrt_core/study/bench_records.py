@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -377,7 +377,7 @@ def _started(record: dict) -> datetime:
     """When a bench record's measurement started (UTC where the time names no offset; the earliest
     time where the record names none)."""
     t = datetime.fromisoformat(record["provenance"].get("started") or "0001-01-01T00:00:00")
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 CLAIM_SETTING = {"variant": "channels_last", "rank_rule": "uniform", "batch_size": TrainConfig().batch_size}
