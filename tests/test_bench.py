@@ -77,6 +77,12 @@ def test_background_load_counts_the_other_processes_cpu_time_not_this_ones(monke
     times = SimpleNamespace(user=1.0, system=0.5, children_user=2.0, children_system=0.25)
     monkeypatch.setattr(load_module.os, "times", lambda: times)
     assert load_module._own_seconds() == 3.75  # a compiler run by torch.compile is this bench's own time
+    monkeypatch.setenv("ELRT_QUIET_CORES", "0.6")  # a machine whose idle load is higher
+    assert load_module.quiet({"background_load_cores": 0.5}) and load_module.quiet_limit() == 0.6
+    monkeypatch.setenv("ELRT_QUIET_CORES", "many")
+    with pytest.raises(ValueError, match="ELRT_QUIET_CORES must be a number of cores >= 0, got 'many'"):
+        load_module.quiet({"background_load_cores": 0.5})
+    monkeypatch.delenv("ELRT_QUIET_CORES")
     monkeypatch.setattr(load_module, "_busy_seconds", lambda: None)  # no /proc/stat
     assert load_module.BackgroundLoad().cores() is None and load_module.quiet({}) is None
     record = {"kind": "x", "provenance": {"background_load_cores": 1.93}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .load import QUIET_CORES, quiet
+from .load import quiet, quiet_limit
 
 __all__ = ["summary"]
 
@@ -16,7 +16,7 @@ def summary(result: dict[str, Any]) -> str:
     if quiet(result["provenance"]) is False:
         text += (
             f"\nwarning: other processes kept {result['provenance']['background_load_cores']:.2f} cores busy on average "
-            f"during this measurement (quiet: at most {QUIET_CORES:g}); its times measure the sharing, and claim 5 "
+            f"during this measurement (quiet: at most {quiet_limit():g}); its times measure the sharing, and claim 5 "
             "does not judge it. Measure again on an idle machine."
         )
     return text
