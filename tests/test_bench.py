@@ -371,7 +371,7 @@ def test_thresholds_table_judges_each_threshold_from_the_records(tmp_path):
     assert not any("SRIP" in t for t in regs)  # SRIP has no target; its time is only reported
 
 
-def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_decide_it(tmp_path):
+def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_decide_it(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from elrt_core.records import write_json
@@ -411,6 +411,9 @@ def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_de
     text = bench_records.verdict(session)
     assert "training speedup >= 1.25x not reached (1.2496x)" in text
     assert "resnet56: 1.2496x at 2x fewer MACs" in text  # the best-value list too, never "1.25x at"
+    limits = {"speedup": [{"model": "m", "macs_reduction": 2, "min_speedup": v} for v in (1.25, 1.8)]}
+    monkeypatch.setattr(bench_records, "_thresholds", lambda: limits)  # two limits: the one needing more decimals wins
+    assert bench_records._near_limit(1.2496, "m", 2) == 1.2496 and bench_records._near_limit(1.3333, "m", 2) == 1.33
 
 
 def test_conv_speedups_separate_the_convolutions_from_the_rest(tmp_path):

@@ -306,10 +306,9 @@ def _near_limit(speedup: float, model: str, ratio: int) -> float:
     """``speedup`` rounded once (:func:`display.decisive`) against each speedup threshold of ``model`` at
     ``ratio`` fewer MACs, so a best value printed beside a threshold never reads as reaching it when
     it does not."""
-    for t in _thresholds()["speedup"]:
-        if (t["model"], t["macs_reduction"]) == (model, ratio):
-            speedup = decisive(speedup, t["min_speedup"])
-    return speedup
+    limits = [t["min_speedup"] for t in _thresholds()["speedup"] if (t["model"], t["macs_reduction"]) == (model, ratio)]
+    rounded = [decisive(speedup, limit) for limit in limits] or [decisive(speedup, math.inf)]
+    return min(rounded, key=lambda r: abs(r - speedup))  # the most decimals any of the limits needs
 
 
 def thresholds_history() -> str:
