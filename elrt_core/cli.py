@@ -438,12 +438,12 @@ def _busy_aside(out: Path, result: dict) -> Path:
     """Where to write a bench ``result``: ``out``, unless the result was measured beside busy processes
     and ``out`` holds a record that was not (or did not measure it): then ``<name>-busy.json`` beside it,
     so a timing of the sharing never replaces a usable measurement (:mod:`elrt_core.bench.load`)."""
-    from .bench.load import quiet
+    from .bench.load import busy
 
-    if quiet(result["provenance"]) is not False or not out.is_file():
+    if not busy(result["provenance"]) or not out.is_file():
         return out
     try:
-        kept = quiet(json.loads(out.read_text()).get("provenance", {})) is not False
+        kept = not busy(json.loads(out.read_text()).get("provenance", {}))
     except (OSError, ValueError):
         return out
     return out.with_name(f"{out.stem}-busy{out.suffix}") if kept else out

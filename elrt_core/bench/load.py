@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["BackgroundLoad", "QUIET_CORES", "quiet", "quiet_limit"]
+__all__ = ["BackgroundLoad", "QUIET_CORES", "quiet", "quiet_limit", "busy"]
 
 QUIET_CORES = 0.25
 """At most this many cores busy with other processes, on average over a measurement, counts as a quiet
@@ -87,3 +87,10 @@ def quiet(provenance: dict) -> bool | None:
     that did not measure it (made before this module, or without ``/proc/stat``)."""
     cores = provenance.get("background_load_cores")
     return None if cores is None else cores <= quiet_limit()
+
+
+def busy(provenance: dict) -> bool:
+    """Whether a record was measured beside busy processes (:func:`quiet` false): such a timing
+    measures the sharing, not the network, and the study never uses it. A record that did not measure
+    the load is not busy."""
+    return quiet(provenance) is False

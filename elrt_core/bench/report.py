@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .load import quiet, quiet_limit
+from .load import busy, quiet_limit
 
 __all__ = ["summary"]
 
@@ -13,7 +13,7 @@ def summary(result: dict[str, Any]) -> str:
     """What a bench record measured, in a few readable lines (``elrt bench`` prints this), and a
     warning when other processes kept the machine busy meanwhile (:mod:`elrt_core.bench.load`)."""
     text = _measured(result)
-    if quiet(result["provenance"]) is False:
+    if busy(result["provenance"]):
         text += (
             f"\nwarning: other processes kept {result['provenance']['background_load_cores']:.2f} cores busy on average "
             f"during this measurement (quiet: at most {quiet_limit():g}); its times measure the sharing, and claim 5 "

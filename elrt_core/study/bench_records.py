@@ -14,7 +14,7 @@ import yaml
 
 from .. import models
 from ..bench import PARTS
-from ..bench.load import quiet
+from ..bench.load import busy, quiet
 from ..config import TrainConfig
 from . import stats
 from .display import decimals, decisive
@@ -90,7 +90,7 @@ def speedup_table(session) -> pd.DataFrame | None:
             "lowrank_step_ms": round(r["lowrank"]["train_step_ms"], 1),
             "steps": r.get("steps"),
             "background_load_cores": r["provenance"].get("background_load_cores"),
-            "busy": quiet(r["provenance"]) is False,
+            "busy": busy(r["provenance"]),
             "judged": r["path"] in judged,
         }
         for r in found
@@ -198,7 +198,7 @@ def verdict(session) -> str:
     :func:`thresholds`, reached or not; records measured beside busy processes are left out."""
     best: dict[str, dict[str, dict[int, float]]] = {}
     for r in load(session.root, "speedup"):
-        if r["format"] == "tucker2" and quiet(r["provenance"]) is not False:
+        if r["format"] == "tucker2" and not busy(r["provenance"]):
             per = best.setdefault(r["provenance"]["device_name"], {}).setdefault(r["model"], {})
             k = round(r["macs_ratio"])
             per[k] = max(per.get(k, 0.0), r["train_speedup"])
@@ -326,7 +326,7 @@ def thresholds(session) -> pd.DataFrame | None:
     limits = _thresholds()
     rows = []
     for r in load(session.root, "speedup"):
-        if quiet(r["provenance"]) is False:  # measured beside busy processes: the sharing, not the network
+        if busy(r["provenance"]):  # measured beside busy processes: the sharing, not the network
             continue
         for t in limits["speedup"]:
             if (r["model"], r["format"], round(r["macs_ratio"]), r["batch_size"]) == (
@@ -354,7 +354,7 @@ def thresholds(session) -> pd.DataFrame | None:
         speed = speed.drop(columns="raw")
     rows = []
     for r in load(session.root, "regularizer_overhead"):
-        for row in r["rows"] if quiet(r["provenance"]) is not False else []:
+        for row in r["rows"] if not busy(r["provenance"]) else []:
             if row["regularizer"] in limits["penalty_pct"] and "penalty_pct" in row:
                 limit = limits["penalty_pct"][row["regularizer"]]
                 rows.append(
@@ -410,7 +410,7 @@ def _claim_records(found: list[dict], ratio: int = 2) -> dict[tuple[str, bool], 
         setting = _claim_setting(r["format"], r.get("variant"), r.get("batch_size"), r["macs_ratio"], ratio)
         known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
         plain = r.get("reg", "none") == "none"  # the network's step, no penalty timed with it
-        if cifar and setting and known_rule and plain and quiet(r["provenance"]) is not False:
+        if cifar and setting and known_rule and plain and not busy(r["provenance"]):
             eligible.append(((r["model"], rule != CLAIM_SETTING["rank_rule"]), r))
     chosen: dict[tuple[str, bool], dict] = {}
     for key, r in sorted(eligible, key=lambda kr: _started(kr[1])):  # oldest first: the newest stays
@@ -506,7 +506,7 @@ def run_speedups(session, runs) -> tuple[dict[str, float], str | None]:
     for r in load(session.root, "speedup"):
         key = (r["model"], r["format"], r.get("flops_ratio"), r.get("rank_rule", "uniform"), r.get("reg", "none"))
         setting = r.get("variant") == CLAIM_SETTING["variant"] and r.get("batch_size") == CLAIM_SETTING["batch_size"]
-        if key in wanted and setting and quiet(r["provenance"]) is not False:
+        if key in wanted and setting and not busy(r["provenance"]):
             here = by_device.setdefault(_device(r), {})
             if key not in here or _started(r) > _started(here[key]):
                 here[key] = r

@@ -63,7 +63,7 @@ def resolve_rank_rule(
     processes first, then one of batch ``batch_size``, if any), else ``"uniform"``: the fallback, said in the note."""
     if rule != "hw":
         return rule, None
-    from ..bench.load import quiet  # here: elrt_core.bench imports this module
+    from ..bench.load import busy  # here: elrt_core.bench imports this module
 
     name = records.device_name(device)
     geoms = lowrank.convertible(models.get(model), models.input_shape(model))
@@ -77,7 +77,5 @@ def resolve_rank_rule(
             f"rank rule hw: no timing table for {fmt} {model} layers measured on {name}; "
             "falling back to the uniform rank rule (`elrt bench --rank-table` measures one)"
         )
-    best = max(
-        usable, key=lambda d: (quiet(d["provenance"]) is not False, d["batch_size"] == batch_size, d["provenance"]["ended"])
-    )
+    best = max(usable, key=lambda d: (not busy(d["provenance"]), d["batch_size"] == batch_size, d["provenance"]["ended"]))
     return f"hw:{best['table_id']}", f"rank rule hw: timing table {best['table_id']} ({best['path']}, batch {best['batch_size']})"
