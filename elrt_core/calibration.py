@@ -50,7 +50,9 @@ _HEADER = (
 
 
 def network_key(model: str, fmt: str, flops_ratio: float | None = None, params_ratio: float | None = None) -> str:
-    """``"resnet20-tucker2-2xflops"``: the network a lambda belongs to."""
+    """``"resnet20-tucker2-2xflops"``: the network a lambda belongs to (one of the two ratios is given)."""
+    if flops_ratio is None and params_ratio is None:
+        raise ValueError(f"{model} {fmt}: a regularized network needs a flops_ratio or a params_ratio")
     ratio = f"{flops_ratio:g}xflops" if flops_ratio is not None else f"{params_ratio:g}xparams"
     return f"{model}-{fmt}-{ratio}"
 

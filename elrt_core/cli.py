@@ -183,6 +183,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         fields.update(loaded)
     fields.update({f.name: getattr(args, f.name) for f in dataclass_fields(TrainConfig) if getattr(args, f.name) is not None})
     if fields.get("reg", "none") != "none" and fields.get("reg_weight") is None:  # the calibrated lambda of this network
+        TrainConfig.from_dict({**fields, "reg_weight": 1.0})  # the rest of the config is valid before lambda is looked up
         fields["reg_weight"] = calibration.reg_weight(calibration.RegSetting.of(fields))
     if fields.get("rank_rule") == "hw":  # stored as the table it resolves to on this device, or as the uniform fallback
         fields["rank_rule"], note = _rank_rule(
@@ -709,8 +710,9 @@ def _add_study_parsers(sub) -> None:
     p.add_argument("--profile", default="cpu-full", choices=profiles.names())
     p.add_argument("--only", nargs="+", help="notebook names (e.g. 02_orthogonality_on_off) or their number")
     p.add_argument("--jobs", type=_POSITIVE_INT, default=1, help="notebooks executed in parallel")
-    p.add_argument("--reuse-only", action="store_true", help="never train: chapters show the runs that exist")
-    p.add_argument("--train-only", action="store_true", help="train missing runs, skip the notebooks")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--reuse-only", action="store_true", help="never train: chapters show the runs that exist")
+    scope.add_argument("--train-only", action="store_true", help="train missing runs, skip the notebooks")
     p.add_argument("--out", help="folder for the executed notebooks (default: book/generated, the book's chapters)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--data-dir")

@@ -122,11 +122,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("reg_on", "orth_init", "no_decay_on"):
             value = getattr(self, name)
+            _require(
+                isinstance(value, (str, list, tuple)) and all(isinstance(v, str) for v in value),
+                f"{name} must be a factor name or a list of them, got {value!r}",
+            )
             object.__setattr__(self, name, tuple([value] if isinstance(value, str) else value))
-        for name in ("flops_ratio", "params_ratio"):
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
+        for f in fields(self):  # 0 and 0.0 are one setting, so they must give one hash
+            value = getattr(self, f.name)
+            if f.type in ("float", "float | None") and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
         self.validate()
 
     def validate(self) -> None:

@@ -10,6 +10,9 @@ def test_hash_is_stable_and_sensitive():
     assert a.hash == TrainConfig(format="tucker2", flops_ratio=2.0).hash  # int and float ratios alike
     assert a.hash != TrainConfig(format="tucker2", flops_ratio=2, seed=1).hash
     assert len(a.hash) == 16 and a.name.startswith("resnet20-tucker2-2xflops-s0-")
+    for name, whole in [("lr", 1), ("weight_decay", 0), ("warmup_epochs", 2), ("label_smoothing", 0), ("momentum", 0)]:
+        same = TrainConfig(**{name: whole}), TrainConfig(**{name: float(whole)})
+        assert same[0] == same[1] and same[0].hash == same[1].hash, name  # a YAML 0 is the setting 0.0
 
 
 def test_round_trip_and_replace():
@@ -31,6 +34,7 @@ def test_round_trip_and_replace():
         ({"format": "tucker2", "flops_ratio": 2, "reg": "so"}, "needs reg_weight > 0"),
         ({"reg": "so", "reg_weight": 1.0}, "choose a low-rank format"),
         ({"format": "tucker2", "flops_ratio": 2, "reg_on": ["U3"]}, "reg_on must name factors"),
+        ({"format": "tucker2", "flops_ratio": 2, "reg_on": 5}, "reg_on must be a factor name or a list of them, got 5"),
         ({"epochs": 0}, "epochs must be > 0"),
         ({"epochs": 2.5}, "epochs must be an integer"),
         ({"batch_size": -3}, "batch_size must be > 0"),

@@ -11,6 +11,7 @@ from elrt_core.study import reproduce
 def test_a_failed_notebook_is_removed_and_old_chapters_do_not_survive(tmp_path, monkeypatch):
     out = tmp_path / "generated"
     out.mkdir()
+    (out / reproduce.MARKER).write_text("")  # written by an earlier build
     (out / "07_old_chapter.ipynb").write_text("{}")  # a chapter of an earlier build
 
     def execute(name: str, parameters: dict, out_dir: Path) -> Path:
@@ -25,6 +26,26 @@ def test_a_failed_notebook_is_removed_and_old_chapters_do_not_survive(tmp_path, 
     assert status == 1
     assert not (out / "02_orthogonality_on_off.ipynb").exists() and not (out / "07_old_chapter.ipynb").exists()
     assert (out / "01_approximation_error.ipynb").exists()
+
+
+def test_a_folder_it_did_not_make_keeps_everything_but_its_chapters(tmp_path, monkeypatch):
+    out = tmp_path / "my_work"
+    out.mkdir()
+    mine = [out / "07_my_analysis.ipynb", out / "notes.txt", out / "sub" / "data.csv"]
+    mine[-1].parent.mkdir()
+    for path in mine:
+        path.write_text("keep")
+    (out / "04_main_results.ipynb").write_text("{}")  # an earlier reproduce into this folder
+    monkeypatch.setattr(reproduce, "execute_notebook", lambda name, parameters, out_dir: None)
+    assert reproduce.run(profiles.load("smoke"), reuse_only=True, out=out) == 0
+    assert all(path.read_text() == "keep" for path in mine)
+    assert not (out / "04_main_results.ipynb").exists()
+
+
+def test_the_source_notebooks_are_never_the_output(monkeypatch):
+    monkeypatch.setattr(reproduce, "execute_notebook", lambda name, parameters, out_dir: pytest.fail("ran"))
+    with pytest.raises(ValueError, match="cannot overwrite their sources"):
+        reproduce.run(profiles.load("smoke"), reuse_only=True, out=reproduce.notebook_dir())
 
 
 @pytest.mark.slow

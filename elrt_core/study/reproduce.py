@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,6 +33,18 @@ def notebook_dir() -> Path:
 def output_dir() -> Path:
     """Executed notebooks go to ``book/generated`` (git-ignored; the book's chapters)."""
     return project_root() / "book" / "generated"
+
+
+MARKER = ".elrt-reproduce"
+"""File that marks a folder of executed notebooks written by :func:`run`."""
+
+
+def remove_old_chapters(out_dir: Path) -> None:
+    """Remove the executed chapters of an earlier build from ``out_dir`` (see :func:`run`)."""
+    owned = (out_dir / MARKER).exists()
+    for path in out_dir.glob("[0-9][0-9]_*.ipynb"):
+        if owned or path.stem in NOTEBOOKS:
+            path.unlink()
 
 
 def chapter_runs(profile: Profile, names: list[str]) -> list[plan_lib.PlannedRun]:
@@ -99,10 +110,16 @@ def run(
 ) -> int:
     """Exit status 0 when every selected notebook ran; 1 naming the ones that failed.
 
-    Executed notebooks are written to ``out`` (default :func:`output_dir`, the book's chapters),
-    which is emptied first so that no chapter of an earlier build is published as current.
+    Executed notebooks are written to ``out`` (default :func:`output_dir`, the book's chapters). When
+    every notebook is selected, the chapters of an earlier build there are removed first, so that none is
+    published as current: the :data:`NOTEBOOKS` names, and in a folder this function made (it holds
+    :data:`MARKER`) every ``NN_*.ipynb``, which catches renamed chapters. Nothing else is touched, and
+    ``out`` may not be the source notebooks' folder.
     """
     names = selected(only)
+    out_dir = Path(out) if out else output_dir()
+    if out_dir.resolve() == notebook_dir().resolve():
+        raise ValueError(f"the executed notebooks cannot overwrite their sources in {out_dir}; choose another folder")
     if not reuse_only:
         report = batch.run(profile, runs=chapter_runs(profile, names), jobs=1, device=device, data_dir=data_dir)
         if not report.ok:
@@ -110,10 +127,10 @@ def run(
     if train_only:
         return 0
     params = {"profile": profile.name, "train_missing": False, "device": device, "data_dir": data_dir or ""}
-    out_dir = Path(out) if out else output_dir()
-    if out_dir.exists() and not only:
-        shutil.rmtree(out_dir)
+    if not only:
+        remove_old_chapters(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).write_text("executed notebooks written by `elrt reproduce`\n")
     failures: dict[str, str] = {}
     pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
     try:
