@@ -91,4 +91,4 @@ def test_a_toy_format_flows_through_conversion_cost_figure_3_and_verdicts(monkey
     counts = verdicts.win_counts(frame)
     assert set(counts["opponent"]) == {"toy", "matrix"} and (counts["layers"] == 2).all()
     claim = verdicts.format_claim(frame, 2.0, "scale", opponents=("toy",))
-    assert "vs toy: input rank only: lower in" in claim.effect
+    assert "vs toy: input rank only (supported): lower in" in claim.effect

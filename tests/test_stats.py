@@ -138,6 +138,37 @@ def test_leader_only_outside_the_noise():
     assert stats.leader(noise) is None
 
 
+def test_equal_differences_have_no_interval_and_decide_nothing():
+    c = stats.paired({0: 1.0, 1: 2.0}, {0: 1.5, 1: 2.5})  # +0.5 twice: sd 0, a t interval of no width
+    assert c.verdict == "inconclusive" and math.isnan(c.low)
+    assert c.effect() == "+0.50 points (n = 2, every difference equal: no interval, sign-flip p = 0.5)"
+
+
+@pytest.mark.parametrize("bad", [[math.nan, 1.0], [math.inf, 1.0, 2.0]])
+def test_non_finite_differences_are_an_error_not_a_p_value(bad):
+    with pytest.raises(ValueError, match="finite"):
+        stats.sign_flip_p(bad)
+    with pytest.raises(ValueError, match="finite"):
+        stats.t_interval(bad)
+
+
+def test_omnibus_without_two_common_seeds_is_no_test():
+    one_seed = {"a": {0: 80.0}, "b": {0: 83.0}}
+    p, n = stats.omnibus(one_seed)
+    assert math.isnan(p) and n == 1
+
+
+def test_leader_waits_for_every_planned_method_and_corrects_for_all_of_them():
+    clear = {m: {s: base + 0.1 * s + 0.01 * (s % 2) * i for s in range(5)} for i, (m, base) in enumerate([("a", 80.0), ("b", 82.0)])}
+    assert stats.leader(clear) == "b"
+    assert stats.leader(clear, planned=["a", "b", "c"]) is None  # c has no runs yet: it could lead
+    near = {"a": {s: 80.0 + 0.3 * (s % 2) for s in range(3)}, "b": {s: 80.5 + 0.05 * s for s in range(3)}}
+    alone = stats.leader(near)
+    near["c"] = {s: 70.0 + s for s in range(3)}
+    # with three planned methods each pair gets a wider (Bonferroni) interval than with two
+    assert alone == "b" and stats.leader(near, planned=["a", "b", "c"]) is None
+
+
 def test_mean_sd_n():
     assert stats.mean_sd_n([80.0, 82.0]) == "81.00 ± 1.41 (2)"
     assert stats.mean_sd_n([80.0]) == "80.00 (1)"

@@ -20,10 +20,19 @@ def test_format_claim_pairs_formats_layer_by_layer_and_counts_wins():
     for i in range(6):
         rows += [(f"l{i}", "tucker2", 0.10 + 0.01 * i), (f"l{i}", "matrix", 0.20 + 0.012 * i), (f"l{i}", "spatial", 0.05)]
     claim = verdicts.format_claim(_errors(rows), 2.0, "scale", {"tucker2": "Tucker-2"})
-    assert "vs matrix: lower in 6 of 6 layers" in claim.effect and "vs spatial: lower in 0 of 6 layers" in claim.effect
+    assert "vs matrix (supported): lower in 6 of 6 layers" in claim.effect
+    assert "vs spatial (contradicted): lower in 0 of 6 layers" in claim.effect
     assert claim.verdict == "contradicted"  # beats one opponent, clearly loses to the other
+    assert claim.effect.count("97.5% CI") == 2  # Bonferroni over the two opponents
     only_matrix = verdicts.format_claim(_errors(rows), 2.0, "scale", {}, opponents=("matrix",))
     assert only_matrix.verdict == "supported" and "n = 6" in only_matrix.effect
+
+
+def test_layer_values_refuses_a_table_of_two_kinds_of_weights():
+    rows = [(f"l{i}", f, 0.1) for i in range(2) for f in ("tucker2", "matrix")]
+    both = pd.concat([_errors(rows).assign(weights="trained"), _errors(rows).assign(weights="initialization")])
+    with pytest.raises(ValueError, match="one kind of weights"):
+        verdicts.layer_values(both, 2.0)
 
 
 def test_format_claim_reads_labels_from_the_format_classes_and_names_the_budget_kind():
@@ -34,8 +43,8 @@ def test_format_claim_reads_labels_from_the_format_classes_and_names_the_budget_
     assert claim.effect.startswith("Tucker-2 (tensor rank) at 2x fewer parameters per layer, relative error of each other")
     # the sign convention is stated: matrix's error (0.1) minus Tucker-2's (0.2) is negative
     assert (
-        "(positive: Tucker-2 (tensor rank) has the lower error): vs matrix rank, channel reshape: lower in 0 of 3 layers, mean -0.100"
-        in claim.effect
+        "(positive: Tucker-2 (tensor rank) has the lower error): vs matrix rank, channel reshape (inconclusive): lower in 0 of 3 "
+        "layers, mean -0.100 (n = 3, every difference equal: no interval" in claim.effect
     )
 
 
@@ -109,7 +118,7 @@ def _run(method, seed, acc, loss=1.0):
 
 def test_values_and_beats_claim_are_paired_and_corrected():
     runs = (
-        [_run("elrt", s, 80 + 0.1 * s + 1.0) for s in range(5)]
+        [_run("elrt", s, 80 + 0.1 * s + 1.0 + 0.02 * (s % 2) - 0.01) for s in range(5)]
         + [_run("a", s, 80 + 0.1 * s) for s in range(5)]
         + [_run("b", s, 80 + 0.1 * s + 1.0 + 0.01 * (-1) ** s) for s in range(5)]
     )
@@ -145,11 +154,12 @@ def test_labels_name_methods_that_have_no_run_yet():
 
 def test_two_way_pairs_the_treatment_with_the_reference_in_the_claimed_direction():
     c = Comparison(reference="a", methods=("a", "b"), treatment="b")
-    runs = [_run("a", s, 80.0 + s, loss=1.0) for s in range(4)] + [_run("b", s, 81.0 + s, loss=0.9) for s in range(3)]
+    runs = [_run("a", s, 80.0 + s, loss=1.0 + 0.01 * s) for s in range(4)]
+    runs += [_run("b", s, 81.0 + s + 0.1 * (s - 1), loss=0.9 + 0.02 * s) for s in range(3)]  # differences +0.9, +1.0, +1.1
     accuracy = verdicts.two_way(runs, c)
     assert (accuracy.n, accuracy.mean, accuracy.verdict) == (3, pytest.approx(1.0), "supported")
     loss = verdicts.two_way(runs, c, "final_train_loss", direction=-1)
-    assert loss.mean == pytest.approx(-0.1) and loss.verdict == "supported"  # lower loss, as claimed
+    assert loss.mean == pytest.approx(-0.09) and loss.verdict == "supported"  # lower loss, as claimed
     assert verdicts.two_way(runs, c, "final_train_loss").verdict == "contradicted"  # claimed higher
     assert verdicts.two_way(runs[:4], c).n == 0
     with pytest.raises(ValueError, match="needs a treatment"):
@@ -158,7 +168,7 @@ def test_two_way_pairs_the_treatment_with_the_reference_in_the_claimed_direction
 
 def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     c = Comparison(reference="dense", methods=("elrt", "a"), headline="elrt")
-    near = [_run("elrt", s, 81.0 + 0.1 * s) for s in range(3)] + [_run("a", s, 80.0 + 0.1 * s) for s in range(3)]
+    near = [_run("elrt", s, 81.0 + 0.1 * s + 0.02 * (s % 2) - 0.01) for s in range(3)] + [_run("a", s, 80.0 + 0.1 * s) for s in range(3)]
     far = [_run("elrt", s, 70.0 + (-1) ** s) for s in range(3)] + [_run("a", s, 70.0) for s in range(3)]
     plans = {net: [run for run, _ in near] for net in (("resnet20", 2.0), ("resnet20", 3.0), ("resnet20", 4.0))}
     claims = verdicts.network_claims(
@@ -196,7 +206,7 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
     assert result.leader_sentence.startswith("No setting is ahead") and result.claim.verdict == "inconclusive"
     clear = [_run("none", s, 80.0 + 0.1 * s) for s in range(5)]
     clear += [_run("so", s, 83.0 + 0.1 * s + 0.01 * (-1) ** s) for s in range(5)]
-    clear += [_run("mc", s, 81.0 + 0.1 * s) for s in range(5)]
+    clear += [_run("mc", s, 81.0 + 0.1 * s + 0.02 * (s % 2)) for s in range(5)]
     lead = verdicts.ranking(clear, c, "scale", _planned("none", "so", "mc"))
     assert lead.leader_sentence == "SO is ahead of every other setting beyond the noise." and lead.claim.verdict == "supported"
     assert lead.any_difference < 0.05

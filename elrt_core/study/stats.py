@@ -59,12 +59,22 @@ _MONTE_CARLO = 100_000
 
 
 def t_interval(diffs: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Two-sided Student-t interval of the mean of ``diffs``; ``(nan, nan)`` for fewer than 2 values."""
-    d = np.asarray(diffs, dtype=float)
-    if len(d) < 2:
+    """Two-sided Student-t interval of the mean of ``diffs``; ``(nan, nan)`` for fewer than 2 values
+    and for values that are all equal (sd = 0: the interval would have no width, not because the
+    noise is small but because these few values did not show it). Non-finite values are an error."""
+    d = _finite(diffs)
+    if len(d) < 2 or d.std(ddof=1) <= 1e-9 * max(1.0, abs(float(d.mean()))):  # equal up to rounding
         return math.nan, math.nan
     half = scipy_stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
     return float(d.mean() - half), float(d.mean() + half)
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    """``values`` as a float array; ValueError if any is NaN or infinite (no statistic is defined)."""
+    d = np.asarray(values, dtype=float)
+    if not np.isfinite(d).all():
+        raise ValueError(f"paired statistics need finite values, got {d.tolist()}")
+    return d
 
 
 def ratio_interval(
@@ -90,7 +100,7 @@ def sign_flip_p(diffs: Sequence[float], seed: int = 0) -> float:
     a ResNet-20 get an exact p); above, ``100,000`` patterns are drawn with ``seed`` (the observed
     pattern counted once, so p > 0). The exact p is never below ``2 / 2^n`` (:func:`least_p`).
     """
-    d = np.abs(np.asarray(diffs, dtype=float))
+    d = np.abs(_finite(diffs))
     if len(d) == 0:
         return 1.0
     observed = abs(float(np.mean(diffs))) - 1e-12  # tolerance: equal means count as "at least as far"
@@ -151,6 +161,8 @@ class Paired:
             return "no paired runs yet"
         if self.n < 2:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
+        if math.isnan(self.low):
+            return f"{self.mean:+.{digits}f}{unit} (n = {self.n}, every difference equal: no interval, sign-flip p = {self.p_value:.2g})"
         level = f"{100 * self.confidence:.3g}%"
         floor = f", its floor at n = {self.n}" if self.n <= _EXACT_LIMIT and self.p_value <= least_p(self.n) * (1 + 1e-9) else ""
         return (
@@ -220,11 +232,13 @@ def omnibus(values: Mapping[str, Mapping[int, float]], *, permutations: int = 20
     """``(p, n)``: do the methods differ at all? A within-seed permutation test on the seeds every
     method has (``n`` of them): the method labels are shuffled within each seed, and p is the share
     of shufflings whose spread of method means (after removing seed effects) is at least the
-    observed one. Exact when ``(k!)^n`` is at most ``permutations``, else a seeded sample."""
+    observed one. Exact when ``(k!)^n`` is at most ``permutations``, else a seeded sample. ``p`` is
+    NaN where no test is possible (fewer than 2 methods or 2 common seeds): with one seed every
+    shuffling gives the observed spread, and a p of 1 would read as evidence of no difference."""
     methods = list(values)
     seeds = sorted(set.intersection(*(set(v) for v in values.values()))) if methods else []
     if len(methods) < 2 or len(seeds) < 2:
-        return 1.0, len(seeds)
+        return math.nan, len(seeds)
     table = np.array([[values[m][s] for m in methods] for s in seeds], dtype=float)
     observed = _spread(table) - 1e-12
     k, n = len(methods), len(seeds)
@@ -240,10 +254,17 @@ def omnibus(values: Mapping[str, Mapping[int, float]], *, permutations: int = 20
     return float((1 + hits) / (permutations + 1)), n
 
 
-def leader(values: Mapping[str, Mapping[int, float]], confidence: float = CONFIDENCE) -> str | None:
+def leader(
+    values: Mapping[str, Mapping[int, float]], confidence: float = CONFIDENCE, planned: Sequence[str] | None = None
+) -> str | None:
     """The method whose paired difference to every other method has a (Bonferroni-corrected)
-    interval above 0, or ``None``: a winner is named only outside the noise."""
-    k = len(values)
+    interval above 0, or ``None``: a winner is named only outside the noise. ``planned``: every method
+    of the comparison (default: those of ``values``). The family is its ``k(k-1)/2`` pairs, and no
+    winner is named while a planned method has no values: it could be the one ahead."""
+    methods = list(values) if planned is None else list(planned)
+    if any(m not in values for m in methods):
+        return None
+    k = len(methods)
     level = bonferroni(k * (k - 1) // 2, confidence)
     for m in values:
         others = [paired(values[o], values[m], confidence=level) for o in values if o != m]

@@ -7,6 +7,7 @@ introduction's table, glued from the chapter that computes them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -159,6 +160,15 @@ class Ranking:
     n_common: int
     leader_sentence: str
 
+    @property
+    def difference_text(self) -> str:
+        """"Do the settings differ at all?" answered in words: the omnibus p over the common seeds, or
+        why there is none."""
+        seeds = f"{self.n_common} seed{'s' if self.n_common != 1 else ''}"
+        if math.isnan(self.any_difference):
+            return f"Do the settings differ at all? Not testable yet: only {seeds} every setting has (a within-seed test needs 2)."
+        return f"Do the settings differ at all? Within-seed permutation test over the {seeds} every setting has: p = {self.any_difference:.3g}."
+
 
 def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[PlannedRun]) -> Ranking:
     """Each other method of ``runs`` (pass the runs of one comparison) against ``comparison.reference``
@@ -175,7 +185,7 @@ def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[Pl
         stats.against_reference(accuracy, comparison.reference, family=family) if comparison.reference in accuracy else []
     )
     any_difference, n_common = stats.omnibus(accuracy)
-    lead = stats.leader(accuracy)
+    lead = stats.leader(accuracy, planned=[comparison.reference, *others])
     effect = "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet"
     claim = Claim(
         effect + without_results([comparison.reference, *others], accuracy, names),
@@ -219,6 +229,8 @@ def layer_values(errors: pd.DataFrame, budget: float, value: str = "rel_error", 
     ``format``, ``layer`` (names), ``budget``, ``value`` and, where present, ``by`` (the budget's cost,
     ``"macs"`` or ``"params"``): layers play the role of seeds, so :func:`stats.paired` compares two
     formats layer by layer."""
+    if "weights" in errors.columns and errors["weights"].nunique() > 1:
+        raise ValueError(f"pass one kind of weights at a time, got {sorted(errors['weights'].unique())}")
     part = errors[(errors["budget"] == budget) & ((errors["by"] == by) if "by" in errors.columns else True)]
     order = {name: i for i, name in enumerate(dict.fromkeys(part["layer"]))}
     out: dict[str, dict[int, float]] = {}
@@ -239,14 +251,18 @@ def format_claim(
     """Claim 1: ``fmt`` approximates the kernels with less relative error than each opponent at the
     same per-layer cost (``budget`` times fewer ``by``); paired over layers (effect = opponent error −
     ``fmt`` error, so positive favours ``fmt``), with its win count. ``names``: default the formats'
-    labels (:attr:`LowRankConv2d.label`)."""
+    labels (:attr:`LowRankConv2d.label`). The intervals are Bonferroni-corrected over the opponents, and
+    each comparison says its own word: the claim's word is *contradicted* if any one is."""
     names = names if names is not None else {f: format_class(f).label for f in (fmt, *opponents)}
     per = layer_values(errors, budget, by=by)
-    comparisons = [stats.paired(per[fmt], per[o], names=(fmt, o), direction=1) for o in opponents]
+    level = stats.bonferroni(len(opponents))
+    comparisons = [stats.paired(per[fmt], per[o], names=(fmt, o), direction=1, confidence=level) for o in opponents]
     parts = []
     for c in comparisons:
         wins = sum(d > 0 for d in c.diffs)
-        parts.append(f"vs {names.get(c.treatment, c.treatment)}: lower in {wins} of {c.n} layers, mean {c.effect('', digits=3)}")
+        parts.append(
+            f"vs {names.get(c.treatment, c.treatment)} ({c.verdict}): lower in {wins} of {c.n} layers, mean {c.effect('', digits=3)}"
+        )
     label = names.get(fmt, fmt)
     return Claim(
         f"{label} at {budget:g}x fewer {COST_NAMES[by]} per layer, relative error of each other format minus its own "
