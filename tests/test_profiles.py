@@ -94,16 +94,17 @@ def test_committed_records_keep_their_identity():
     assert len(found) >= 18
 
 
-def _fake_record(root, profile, run, acc, wall_seconds=None):
+def _fake_record(root, profile, run, acc, wall_seconds=None, status="finished"):
     records.write_json(
         root / profile / run.config.name / "record.json",
         records.build(
             run.config,
-            status="finished",
+            status=status,
             history=[{"epoch": 1, "train_loss": 1.0, "test_top1": acc}],
             sizes={"train_images": 1, "val_images": 0, "test_images": 1},
             cost={},
             provenance={} if wall_seconds is None else {"train_wall_seconds": wall_seconds},
+            divergence={"epoch": 1, "step": 3, "reason": "loss became nan"} if status == "diverged" else None,
         ),
     )
 
@@ -119,6 +120,20 @@ def test_sessions_show_the_runs_that_exist_with_their_true_n(tmp_path):
     assert s.scale(found).endswith("n = 1–3 seeds per method")
     assert s.scale([]).endswith("no finished runs yet")
     assert s.caption("x", basis="bench records") == "x [bench records]"
+
+
+def test_a_diverged_seed_is_neither_missing_nor_retrained_and_the_scale_says_it_was_lost(tmp_path, monkeypatch):
+    runs = plan.comparison(profiles.load("cpu-full"), "orthogonality")  # tucker2 s0-4, then tucker2+so s0-4
+    for run in runs[:2] + runs[5:7]:
+        _fake_record(tmp_path, "cpu-full", run, 50.0)
+    _fake_record(tmp_path, "cpu-full", runs[2], 10.0, status="diverged")  # tucker2 seed 2
+    trained = []
+    monkeypatch.setattr("elrt_core.study.session.get_or_run", lambda config, *a, **k: trained.append(config))  # trains nothing
+    s = Session("cpu-full", str(tmp_path), train_missing=True, notebook="02_orthogonality_on_off")
+    found = s.runs(runs)
+    assert len(found) == 4 and s.diverged == [runs[2]] and runs[2] not in s.missing
+    assert len(trained) == 5 and runs[2].config not in trained  # the missing ones only
+    assert s.scale(found).endswith(f"n = 2 seeds per method; 1 diverged run left out ({runs[2].config.name})")
 
 
 def test_a_paragraph_is_shown_as_markdown_with_its_title_in_bold(monkeypatch):

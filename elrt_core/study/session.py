@@ -72,6 +72,7 @@ class Session:
         self._figures = 0
         self._tables = 0
         self.missing: list[PlannedRun] = []
+        self.diverged: list[PlannedRun] = []
         self._read: dict[str, Record] = {}  # run name -> record of this profile's runs the chapter read
         self.borrowed: dict[str, set[str]] = {}
         """Profile name -> the methods whose runs this notebook read from that other profile."""
@@ -85,7 +86,9 @@ class Session:
     def runs(self, planned: list[PlannedRun], profile: profiles.Profile | None = None) -> list[tuple[PlannedRun, Record]]:
         """The finished record of each planned run: trained first if missing and ``train_missing``,
         else only the runs that exist (a chapter shows what is finished, with its true n; the runs
-        still missing are counted in :attr:`missing`). ``profile``: the profile the runs belong to
+        still missing are counted in :attr:`missing`; a run whose record says it diverged is left out,
+        never retrained, and counted in :attr:`diverged`, which :meth:`scale` reports so that a verdict
+        never hides the seeds it lost). ``profile``: the profile the runs belong to
         where it is not this session's (see :func:`plan.lender`); such runs are read, never trained
         here, and :meth:`reproduce` names the command that trains them."""
         source = profile or self.profile
@@ -94,7 +97,10 @@ class Session:
             self.borrowed.setdefault(source.name, set()).update(run.method for run in planned)
         out = []
         for run in planned:
-            found = records.find(run.config, self.root / source.name)
+            found = records.lookup(run.config, self.root / source.name)
+            if found is not None and not found.finished:
+                self.diverged.append(run)
+                continue
             if found is None and self.train_missing and own:
                 found = get_or_run(run.config, source.name, root=self.root, device=self.device, data_dir=self.data_dir)
             if found is None:
@@ -125,7 +131,7 @@ class Session:
     def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None, profile: profiles.Profile | None = None) -> str:
         """What results rest on: the label of ``profile`` (default: this session's) and the number of
         seeds per method among ``runs`` (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when
-        ``runs`` is empty)."""
+        ``runs`` is empty), and the runs of those methods that diverged (:meth:`runs`), which no number uses."""
         text = (profile or self.profile).describe()
         if runs is None:
             return text
@@ -136,7 +142,10 @@ class Session:
             return f"{text}; no finished runs yet"
         lo, hi = min(map(len, counts.values())), max(map(len, counts.values()))
         n = f"{lo}" if lo == hi else f"{lo}–{hi}"
-        return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "")
+        networks = {(run.method, run.config.model, run.config.flops_ratio) for run, _ in runs}
+        lost = sorted({run.config.name for run in self.diverged if (run.method, run.config.model, run.config.flops_ratio) in networks})
+        diverged = f"; {len(lost)} diverged run{'s' if len(lost) != 1 else ''} left out ({', '.join(lost)})" if lost else ""
+        return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "") + diverged
 
     def caption(self, text: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None) -> str:
         """``text`` and what it rests on: ``basis`` if given, else :meth:`scale` of ``runs``."""
