@@ -186,7 +186,6 @@ def build(
         metrics |= {
             "final_test_top1": last["test_top1"],
             "final_train_loss": last["train_loss"],
-            "best_test_top1": max((h["test_top1"] for h in history if h["test_top1"] is not None), default=None),
         }
         if "val_top1" in last:
             best = max((h for h in history if h["val_top1"] is not None), key=lambda h: h["val_top1"], default=None)

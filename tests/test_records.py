@@ -64,6 +64,19 @@ def test_build_replaces_non_finite_values_and_keeps_validation_metrics():
     json.dumps(rec, allow_nan=False)
 
 
+def test_a_record_holds_no_accuracy_chosen_by_the_test_set():
+    rec = records.build(
+        TrainConfig(epochs=2),
+        status="finished",
+        history=[{"epoch": 1, "train_loss": 1.0, "test_top1": 60.0}, {"epoch": 2, "train_loss": 0.9, "test_top1": 55.0}],
+        sizes={"train_images": 1, "val_images": 0, "test_images": 1},
+        cost={},
+        provenance={},
+    )
+    assert rec["metrics"]["final_test_top1"] == 55.0  # the last epoch, not the best one
+    assert not [key for key in rec["metrics"] if "test" in key and key != "final_test_top1" and key != "test_images"]
+
+
 def test_find_by_config_hash_and_diverged_runs(tmp_path):
     a, b = TrainConfig(epochs=3), TrainConfig(epochs=4)
     records.write_json(tmp_path / "a" / "record.json", _record(a))
