@@ -241,6 +241,7 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
                     "commit": "abcdef0123",
                     "dirty": False,
                     "background_load_cores": load,
+                    "torch_threads": 2,
                 },
             },
         )
@@ -257,11 +258,13 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "contradicted", claim.effect
     assert "resnet20 0.90x (geometric mean of 10 paired step ratios, 95% CI 0.8" in claim.effect
-    assert ") on cpu-x, commit abcdef0" in claim.effect and "resnet50" not in claim.effect
+    assert ") on cpu-x (2 threads), commit abcdef0" in claim.effect and "resnet50" not in claim.effect
+    assert "No interval reaches above 0.9" in claim.effect and "larger speedup of this step is ruled out" in claim.effect
     assert "hardware-aware ranks, not judged: resnet20 1.50x (median) on cpu-x)" in claim.effect  # same machine
     speed("new", "resnet20", 1.1, device="cpu-new", started="2026-12-01T10:00:00+00:00")
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "supported" and "resnet20 1.10x (geometric mean" in claim.effect  # the newest record decides
+    assert "ruled out" not in claim.effect
     assert "on cpu-new" in claim.effect
     assert "1.50x (median) on cpu-x, another machine than the judged records" in claim.effect
     speed("best", "resnet56", 1.2, started="2026-11-01T10:00:00+00:00")  # the best value, but not the newest

@@ -380,8 +380,9 @@ def _started(record: dict) -> datetime:
 
 
 CLAIM_SETTING = {"variant": "channels_last", "rank_rule": "uniform", "batch_size": TrainConfig().batch_size}
-"""The bench setting claim 5 judges, fixed in advance as the one the accuracy study trains: channels-last
-factored layers (the training default), the uniform rank rule, the default batch of 128 images."""
+"""The bench setting claim 5 judges, the network and step the accuracy study trains: channels-last factored
+layers (the training default), the uniform rank rule, the default batch of 128 images. The bench uses the
+machine's threads (its records say how many); the accuracy runs trained one thread each, two side by side."""
 
 
 def _claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio: float, ratio: int = 2) -> bool:
@@ -427,12 +428,17 @@ def _device(record: dict) -> str:
     return record["provenance"]["device_name"]
 
 
-def _judged_speedup(record: dict) -> tuple[str, str]:
-    """One judged bench record in words and its verdict word: the geometric mean of its paired
-    training-step ratios with the 95% interval (:func:`stats.ratio_interval`), the device and the
-    commit it was measured at; *inconclusive* without per-round times (older records) or 2 rounds."""
+def _judged_speedup(record: dict) -> tuple[str, str, float]:
+    """One judged bench record in words, its verdict word and the upper end of its interval: the
+    geometric mean of its paired training-step ratios with the 95% interval
+    (:func:`stats.ratio_interval`), the device, its PyTorch threads and the commit it was measured at;
+    *inconclusive* (upper end NaN) without per-round times (older records) or 2 rounds."""
     prov = record["provenance"]
-    where = f"on {prov['device_name']}, commit {str(prov.get('commit', '?'))[:7]}{' (uncommitted changes)' if prov.get('dirty') else ''}"
+    threads = prov.get("torch_threads")
+    where = (
+        f"on {prov['device_name']}" + (f" ({threads} thread{'s' if threads != 1 else ''})" if threads else "")
+        + f", commit {str(prov.get('commit', '?'))[:7]}{' (uncommitted changes)' if prov.get('dirty') else ''}"
+    )
     if quiet(prov) is None:
         where += ", background load not recorded"
     dense, low = record["dense"].get("train_rounds_ms"), record["lowrank"].get("train_rounds_ms")
@@ -440,13 +446,15 @@ def _judged_speedup(record: dict) -> tuple[str, str]:
         return (
             f"{record['model']} {record['train_speedup']:.2f}x (median; no interval: the record has no per-step times) {where}",
             "inconclusive",
+            math.nan,
         )
     ratio, lo, hi = stats.ratio_interval(dense, low)
     word = stats.verdict(math.log(lo), math.log(hi))
     return (
-        f"{record['model']} {ratio:.2f}x (geometric mean of {len(dense)} paired step ratios, 95% CI "
+        f"{record['model']} {ratio:.2f}x (geometric mean of {len(dense)} paired step ratios, {100 * stats.CONFIDENCE:g}% CI "
         f"{decimals(decisive(lo, 1.0))} to {decimals(decisive(hi, 1.0))}) {where}",
         word,
+        hi,
     )
 
 
@@ -468,9 +476,12 @@ def speed_claim(session, ratio: int = 2):
         return Claim(
             f"no bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs with uniform ranks yet", "inconclusive", BASIS
         )
-    words = {word for _, word in judged}
+    words = {word for _, word, _ in judged}
     word = words.pop() if len(words) == 1 and words <= {"supported", "contradicted"} else "inconclusive"
-    effect = "; ".join(text for text, _ in judged)
+    effect = "; ".join(text for text, _, _ in judged)
+    highs = [hi for _, _, hi in judged]
+    if word != "supported" and not any(math.isnan(hi) for hi in highs):
+        effect += f". No interval reaches above {decimals(max(highs))}x: a larger speedup of this step is ruled out where it was measured"
     judged_devices = {r["provenance"]["device_name"] for (_, hw), r in newest.items() if not hw}
     aware = [
         f"{m} {r['train_speedup']:.2f}x (median) on {r['provenance']['device_name']}"

@@ -142,7 +142,13 @@ def beats_claim(
         stats.paired(values[o], values[subject], names=(o, subject), confidence=level) for o in present if subject in values
     ]
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
-    effect = ("; ".join(parts) or "no paired runs yet") + without_results([subject, *planned], values, names)
+    below = [names.get(c.reference, c.reference) for c in comparisons if c.mean < 0]
+    direction = (  # the direction of the estimates in words: a reader of signs alone can miss it
+        f" ({names.get(subject, subject)}'s mean is the lower one against {len(below)} of {len(comparisons)}: {', '.join(below)})"
+        if below
+        else ""
+    )
+    effect = ("; ".join(parts) or "no paired runs yet") + direction + without_results([subject, *planned], values, names)
     word = _word([c.verdict for c in comparisons], complete=len(present) == len(planned))
     return Claim(f"{names.get(subject, subject)} − each: {effect}", word, scale), comparisons
 
