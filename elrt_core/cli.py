@@ -756,8 +756,7 @@ def _add_bench_parser(sub) -> None:
         "--variant",
         default="channels_last",
         choices=bench.VARIANTS,
-        help="autotuned: per-layer fastest computation; bf16: bfloat16 autocast; compiled: torch.compile; "
-        "folded_bn: inference with batch norm folded into the convs",
+        help="; ".join(f"{name}: {text}" for name, text in bench.VARIANT_TEXT.items()),
     )
     p.add_argument("--reg", default="none", choices=("none", *REGULARIZERS), help="add this regularizer to the low-rank step")
     p.add_argument("--reg-overhead", action="store_true", help="time every regularizer against none instead")

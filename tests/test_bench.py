@@ -650,6 +650,12 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     assert table.set_index("device").loc["cpu-busy", "busy"]  # listed in the table, with its load
     titles = {ax.get_title() for ax in bench_records.speedup_figure(table).axes if ax.get_visible()}
     assert titles == {"NVIDIA H100 80GB HBM3", "cpu-x", "cpu-old"}  # but not drawn
+    write_json(tmp_path / "bench" / "cpu" / "auto" / "r.json", {**record("cpu-auto", shares, 1.25), "variant": "autotuned"})
+    table = bench_records.speedup_table(s)
+    titles = {ax.get_title() for ax in bench_records.speedup_figure(table).axes if ax.get_visible()}
+    assert "cpu-auto" in set(table["device"]) and "cpu-auto" not in titles  # the figure draws the training setting only
+    glossary = bench_records.variants_text()
+    assert all(f"- *{name}*: " in glossary for name in bench.VARIANTS) and "x86_64" in glossary
     assert "Amdahl estimate not measured" in bench.summary(record("NVIDIA H100 80GB HBM3", None, None))
 
 

@@ -29,7 +29,7 @@ from .measure import RANK_SIZES, aligned_ranks, layer_times, rank_table, regular
 from .profiling import PARTS, activation_bytes, amdahl_ceiling, breakdown
 from .reference import reference_speedup, tltorch_model
 from .report import summary
-from .settings import VARIANTS, BenchSettings, record_name
+from .settings import VARIANT_TEXT, VARIANTS, BenchSettings, record_name
 from .steppers import Stepper
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "summary",
     "Stepper",
     "VARIANTS",
+    "VARIANT_TEXT",
     "PARTS",
     "RANK_SIZES",
 ]

@@ -13,17 +13,22 @@ from ..config import RANK_RULE_PATTERN
 from ..regularizers import REGULARIZERS
 from ..train.rank_rule import load_rank_table
 
-__all__ = ["BenchSettings", "VARIANTS", "build_models", "random_batch", "record_name"]
+__all__ = ["BenchSettings", "VARIANTS", "VARIANT_TEXT", "build_models", "random_batch", "record_name"]
 
-VARIANTS = ("factored", "channels_last", "autotuned", "bf16", "compiled", "folded_bn")
-"""How both models run: ``factored`` (default memory format, low-rank layers as chains of convs),
-``channels_last`` (both models in channels-last memory format), ``autotuned`` (channels-last, and
-each low-rank layer computed the way measured fastest for training, then for inference; see
-:func:`elrt_core.lowrank.autotune`), ``bf16`` (channels-last under bfloat16 autocast, the
-``--amp`` of training), ``compiled`` (channels-last, each model wrapped in ``torch.compile``; the
-first steps compile and are not timed), ``folded_bn`` (channels-last; inference runs on copies with
-every batch norm folded into the convolution before it, :func:`elrt_core.lowrank.fold_batchnorm`;
-training as ``channels_last``). Every variant treats dense and low-rank alike."""
+VARIANT_TEXT = {
+    "factored": "default memory format; each low-rank layer runs as its chain of small convolutions",
+    "channels_last": "both networks in channels-last memory format (how the accuracy runs train)",
+    "autotuned": "channels-last, and each low-rank layer computed the way measured fastest for training, then for inference",
+    "bf16": "channels-last under bfloat16 autocast (the `--amp` of training)",
+    "compiled": "channels-last, each network wrapped in `torch.compile` (the compiling steps are not timed)",
+    "folded_bn": "channels-last; inference on copies with every batch norm folded into the convolution before it (training as channels-last)",
+}
+"""How both networks run in a bench, in words (the book's glossary and ``elrt bench --help``). Every
+variant treats dense and low-rank alike; ``autotuned``: :func:`elrt_core.lowrank.autotune`, ``folded_bn``:
+:func:`elrt_core.lowrank.fold_batchnorm`."""
+
+VARIANTS = tuple(VARIANT_TEXT)
+"""The names of :data:`VARIANT_TEXT`."""
 
 
 @dataclass(frozen=True)
