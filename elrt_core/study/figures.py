@@ -282,7 +282,7 @@ def differences(comparisons: list, names: dict[str, str], unit: str = "points") 
     ax.set_yticklabels(
         [
             f"{names.get(c.treatment, c.treatment)} − {names.get(c.reference, c.reference)}\n"
-            f"(n = {c.n}, {100 * c.confidence:.3g}% CI)"
+            f"(n = {c.n}, " + (f"{100 * c.confidence:.3g}% CI)" if not math.isnan(c.low) else "no interval)")
             for c in comparisons
         ],
         fontsize="small",
