@@ -121,10 +121,6 @@ class Profile:
             fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(calibration.RegSetting.of(fields))
         return self.base_config(**fields)
 
-    @property
-    def uses_validation(self) -> bool:
-        return bool(self.train.get("val_split"))
-
     def describe(self) -> str:
         """Short description for captions: profile, epochs, data sizes."""
         t = self.base_config()
@@ -134,11 +130,6 @@ class Profile:
             data += f", {t.val_split:,} held out for validation"
         test = f"{t.test_subset:,} test images" if t.test_subset else f"full {n_test:,}-image test set"
         return f"profile '{self.name}': {t.epochs} epochs, {data}, {test}"
-
-    @property
-    def label(self) -> str:
-        """:meth:`describe`."""
-        return self.describe()
 
 
 def _raw() -> dict[str, Any]:

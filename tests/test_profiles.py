@@ -10,11 +10,11 @@ from elrt_core.study import Session, plan
 def test_profiles_load_and_describe_their_data():
     assert profiles.names() == ["smoke", "cpu-full", "cpu-quick", "paper"]
     full = profiles.load("cpu-full")
-    assert full.label == (
+    assert full.describe() == (
         "profile 'cpu-full': 15 epochs, 45,000 training images, 5,000 held out for validation, full 10,000-image test set"
     )
-    assert full.uses_validation and not profiles.load("cpu-quick").uses_validation
-    assert "10,000-image training subset" in profiles.load("cpu-quick").label
+    assert full.base_config().val_split == 5000 and profiles.load("cpu-quick").base_config().val_split == 0
+    assert "10,000-image training subset" in profiles.load("cpu-quick").describe()
     with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-quick, paper"):
         profiles.load("gpu")
 

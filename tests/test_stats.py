@@ -159,7 +159,9 @@ def test_omnibus_without_two_common_seeds_is_no_test():
 
 
 def test_leader_waits_for_every_planned_method_and_corrects_for_all_of_them():
-    clear = {m: {s: base + 0.1 * s + 0.01 * (s % 2) * i for s in range(5)} for i, (m, base) in enumerate([("a", 80.0), ("b", 82.0)])}
+    clear = {
+        m: {s: base + 0.1 * s + 0.01 * (s % 2) * i for s in range(5)} for i, (m, base) in enumerate([("a", 80.0), ("b", 82.0)])
+    }
     assert stats.leader(clear) == "b"
     assert stats.leader(clear, planned=["a", "b", "c"]) is None  # c has no runs yet: it could lead
     near = {"a": {s: 80.0 + 0.3 * (s % 2) for s in range(3)}, "b": {s: 80.5 + 0.05 * s for s in range(3)}}

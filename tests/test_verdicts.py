@@ -168,7 +168,9 @@ def test_two_way_pairs_the_treatment_with_the_reference_in_the_claimed_direction
 
 def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     c = Comparison(reference="dense", methods=("elrt", "a"), headline="elrt")
-    near = [_run("elrt", s, 81.0 + 0.1 * s + 0.02 * (s % 2) - 0.01) for s in range(3)] + [_run("a", s, 80.0 + 0.1 * s) for s in range(3)]
+    near = [_run("elrt", s, 81.0 + 0.1 * s + 0.02 * (s % 2) - 0.01) for s in range(3)] + [
+        _run("a", s, 80.0 + 0.1 * s) for s in range(3)
+    ]
     far = [_run("elrt", s, 70.0 + (-1) ** s) for s in range(3)] + [_run("a", s, 70.0) for s in range(3)]
     plans = {net: [run for run, _ in near] for net in (("resnet20", 2.0), ("resnet20", 3.0), ("resnet20", 4.0))}
     claims = verdicts.network_claims(

@@ -246,12 +246,18 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
     the table): one panel per device, colour for the rank rule (uniform or hardware-aware), marker for the
     model, the ideal line dashed. The records claim 5 judges (column ``judged``) are ringed; records
     measured beside busy processes (``busy``) are left out."""
-    setting = (table["format"] == "tucker2") & (table["variant"] == CLAIM_SETTING["variant"]) & (table["batch"] == CLAIM_SETTING["batch_size"])
+    setting = (
+        (table["format"] == "tucker2")
+        & (table["variant"] == CLAIM_SETTING["variant"])
+        & (table["batch"] == CLAIM_SETTING["batch_size"])
+    )
     table = table[setting & ~table["busy"]]  # busy: measured beside busy processes, so it times the sharing, not the network
     if table.empty:
         fig, ax = plt.subplots(figsize=(5.2, 1.2))
         ax.axis("off")
-        ax.text(0.5, 0.5, "no Tucker-2 speedup record of the training setting measured on a quiet machine", ha="center", va="center")
+        ax.text(
+            0.5, 0.5, "no Tucker-2 speedup record of the training setting measured on a quiet machine", ha="center", va="center"
+        )
         return fig
     df = table.assign(ranks=table["rank_rule"].map(lambda r: "hardware-aware" if r.startswith("hw:") else r))
     devices, models_order = list(dict.fromkeys(df["device"])), sorted(set(df["model"]))  # one marker per model in every panel
@@ -449,7 +455,8 @@ def _judged_speedup(record: dict) -> tuple[str, str, float]:
     prov = record["provenance"]
     threads = prov.get("torch_threads")
     where = (
-        f"on {prov['device_name']}" + (f" ({threads} thread{'s' if threads != 1 else ''})" if threads else "")
+        f"on {prov['device_name']}"
+        + (f" ({threads} thread{'s' if threads != 1 else ''})" if threads else "")
         + f", commit {str(prov.get('commit', '?'))[:7]}{' (uncommitted changes)' if prov.get('dirty') else ''}"
     )
     if quiet(prov) is None:

@@ -25,7 +25,6 @@ __all__ = [
     "layer_errors",
     "error_curves",
     "training_curves",
-    "accuracy_dots",
     "accuracy_vs_flops",
     "differences",
     "curves_by_method",
@@ -176,40 +175,6 @@ def training_curves(df: pd.DataFrame, hue: str = "label", metric: str = "test_to
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.legend(title=None, fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_dots(df: pd.DataFrame, x: str = "method", y: str = "final_test_top1") -> plt.Figure:
-    """Final test top-1 per method: a bar-free dot plot (a zoomed axis would make bars lie about ratios).
-
-    Black dots are single seeds, the open red diamond the mean over seeds; the dashed line is the mean of
-    the first method (the reference, e.g. no regularizer), so each difference reads off directly.
-    """
-    order = list(dict.fromkeys(df[x]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(order)), 4))
-    means = df.groupby(x, sort=False)[y].mean().reindex(order)
-    ax.axhline(means.iloc[0], color="gray", linestyle="--", linewidth=1, label=f"{order[0]} (reference)")
-    ax.scatter(
-        range(len(order)),
-        means.to_numpy(),
-        marker="D",
-        s=110,
-        facecolors="none",
-        edgecolors="tab:red",
-        linewidths=1.5,
-        zorder=3,
-        label="mean over seeds",
-    )
-    sns.stripplot(df, x=x, y=y, order=order, ax=ax, color="black", size=4, jitter=0.08, zorder=4)
-    ax.scatter([], [], color="black", s=16, label=f"one seed ({df.groupby(x)[y].size().max()} at most per method)")
-    ax.margins(y=0.15)
-    ax.set_ylabel("final test top-1 (%)")
-    ax.set_xlabel("")
-    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
-    ax.tick_params(axis="x", rotation=20)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
     fig.tight_layout()
     return fig
 

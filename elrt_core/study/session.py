@@ -143,7 +143,9 @@ class Session:
         lo, hi = min(map(len, counts.values())), max(map(len, counts.values()))
         n = f"{lo}" if lo == hi else f"{lo}–{hi}"
         networks = {(run.method, run.config.model, run.config.flops_ratio) for run, _ in runs}
-        lost = sorted({run.config.name for run in self.diverged if (run.method, run.config.model, run.config.flops_ratio) in networks})
+        lost = sorted(
+            {run.config.name for run in self.diverged if (run.method, run.config.model, run.config.flops_ratio) in networks}
+        )
         diverged = f"; {len(lost)} diverged run{'s' if len(lost) != 1 else ''} left out ({', '.join(lost)})" if lost else ""
         return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "") + diverged
 

@@ -17,7 +17,6 @@ __all__ = [
     "history_frame",
     "summary",
     "without_runs",
-    "finals_frame",
     "published",
     "columns",
     "COLUMNS",
@@ -50,22 +49,6 @@ def without_runs(planned: Sequence[PlannedRun], runs: Runs) -> str:
     done = {run.method for run, _ in runs}
     missing = list(dict.fromkeys(run.label for run in planned if run.method not in done))
     return f" Planned, without finished runs so far: {' · '.join(missing)}." if missing else ""
-
-
-def finals_frame(runs: Runs) -> pd.DataFrame:
-    """One row per run: method key, label, seed, final test and validation top-1 (%)."""
-    return pd.DataFrame(
-        [
-            {
-                "method": run.method,
-                "label": run.label,
-                "seed": run.config.seed,
-                "final_test_top1": rec.metrics["final_test_top1"],
-                "final_val_top1": rec.metrics.get("final_val_top1"),
-            }
-            for run, rec in runs
-        ]
-    )
 
 
 def summary(runs: Runs) -> pd.DataFrame:

@@ -168,11 +168,13 @@ class Ranking:
 
     @property
     def difference_text(self) -> str:
-        """"Do the settings differ at all?" answered in words: the omnibus p over the common seeds, or
+        """ "Do the settings differ at all?" answered in words: the omnibus p over the common seeds, or
         why there is none."""
         seeds = f"{self.n_common} seed{'s' if self.n_common != 1 else ''}"
         if math.isnan(self.any_difference):
-            return f"Do the settings differ at all? Not testable yet: only {seeds} every setting has (a within-seed test needs 2)."
+            return (
+                f"Do the settings differ at all? Not testable yet: only {seeds} every setting has (a within-seed test needs 2)."
+            )
         return f"Do the settings differ at all? Within-seed permutation test over the {seeds} every setting has: p = {self.any_difference:.3g}."
 
 
