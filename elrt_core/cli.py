@@ -438,8 +438,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _busy_aside(out: Path, result: dict) -> Path:
     """Where to write a bench ``result``: ``out``, unless the result was measured beside busy processes
     and ``out`` holds a record that was not (or did not measure it): then ``<name>-busy.json`` beside it,
-    so a timing of the sharing never replaces a usable measurement (:mod:`elrt_core.bench.load`)."""
-    from .bench.load import busy
+    so a timing of the sharing never replaces a usable measurement (:mod:`elrt_core.machine_load`)."""
+    from .machine_load import busy
 
     if not busy(result["provenance"]) or not out.is_file():
         return out

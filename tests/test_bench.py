@@ -61,7 +61,7 @@ def test_speedup_record_schema(tmp_path, capsys):
 def test_background_load_counts_the_other_processes_cpu_time_not_this_ones(monkeypatch):
     from types import SimpleNamespace
 
-    from elrt_core.bench import load as load_module
+    from elrt_core import machine_load as load_module
     from elrt_core.bench.report import summary
 
     clock = {"wall": 100.0, "own": 5.0, "busy": 1000.0}
@@ -409,9 +409,9 @@ def test_a_speedup_just_under_its_threshold_is_printed_with_the_decimals_that_de
     session = SimpleNamespace(root=tmp_path)
     (row,) = bench_records.thresholds(session).itertuples()  # the busy record's 2.0x never counts
     assert row.measured == 1.2496 and not row.met  # 2 decimals would print 1.25 beside "not reached"
-    assert "2.00x" not in bench_records.verdict(session)
+    assert "2.00x" not in bench_records.targets_text(session)
     assert "2026-11-27" in bench_records.thresholds_history()  # when the thresholds were set, for the caption
-    text = bench_records.verdict(session)
+    text = bench_records.targets_text(session)
     assert "training speedup >= 1.25x not reached (1.2496x)" in text
     assert "resnet56: 1.2496x at 2x fewer MACs" in text  # the best-value list too, never "1.25x at"
     limits = {"speedup": [{"model": "m", "macs_reduction": 2, "min_speedup": v} for v in (1.25, 1.8)]}
@@ -452,7 +452,7 @@ def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
     from elrt_core.study import bench_records
 
     session = SimpleNamespace(root=tmp_path)
-    assert bench_records.verdict(session).startswith("No bench records yet")
+    assert bench_records.targets_text(session).startswith("No bench records yet")
     prov = {"device_name": "cpu-x"}
     for name, model, ratio, speedup in (
         ("a", "resnet56", 2.0, 0.9),
@@ -484,7 +484,7 @@ def test_verdict_names_the_best_speedups_and_the_thresholds(tmp_path):
             "rows": [{"regularizer": "so", "penalty_pct": 1.2}, {"regularizer": "mc", "penalty_pct": 7.5}],
         },
     )
-    text = bench_records.verdict(session)
+    text = bench_records.targets_text(session)
     assert text.startswith("One item per device.\n\n- On cpu-x:") and "resnet50: 1.60x at 2x fewer MACs" in text
     assert "resnet56: 1.11x at 2x fewer MACs, 2.10x at 3x fewer MACs" in text
     assert "training speedup >= 1.25x not reached (1.11x)" in text and "training speedup >= 1.6x reached (2.10x)" in text
@@ -632,7 +632,7 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
     assert pd.isna(goals.loc["NVIDIA H100 80GB HBM3", "amdahl_ceiling"]) and goals.loc["NVIDIA H100 80GB HBM3", "measured"] == 1.3
     assert set(bench_records.breakdown_table(s)["device"]) == {"cpu-x", "cpu-old"}  # the CUDA record has no breakdown
     assert set(bench_records.conv_speedups(s)["device"]) == {"cpu-x", "cpu-old"}
-    assert "On NVIDIA H100 80GB HBM3:" in bench_records.verdict(s)
+    assert "On NVIDIA H100 80GB HBM3:" in bench_records.targets_text(s)
     fig = bench_records.speedup_figure(bench_records.speedup_table(s))
     rings = {
         ax.get_title(): [len(c.get_offsets()) for c in ax.collections if c.get_label() == "judged by claim 5"]

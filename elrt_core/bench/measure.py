@@ -15,9 +15,9 @@ import torch
 from .. import lowrank, models, records
 from ..cost import count, trace_convs
 from ..lowrank.hw_ranks import candidate_ranks, shape_key, table_id
+from ..machine_load import BackgroundLoad
 from ..regularizers import REGULARIZERS
 from ..timing import in_turns, layer_step, timed_turns
-from .load import BackgroundLoad
 from .profiling import activation_bytes, amdahl_ceiling, breakdown
 from .settings import BenchSettings, build_models, random_batch
 from .steppers import Stepper

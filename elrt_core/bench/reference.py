@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from .. import lowrank, records
+from ..machine_load import BackgroundLoad
 from ..timing import in_turns
-from .load import BackgroundLoad
 from .settings import BenchSettings, build_models, random_batch
 from .steppers import Stepper
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .load import busy, quiet_limit
+from ..machine_load import busy, quiet_limit
 
 __all__ = ["summary"]
 
 
 def summary(result: dict[str, Any]) -> str:
     """What a bench record measured, in a few readable lines (``elrt bench`` prints this), and a
-    warning when other processes kept the machine busy meanwhile (:mod:`elrt_core.bench.load`)."""
+    warning when other processes kept the machine busy meanwhile (:mod:`elrt_core.machine_load`)."""
     text = _measured(result)
     if busy(result["provenance"]):
         text += (

@@ -14,8 +14,8 @@ import yaml
 
 from .. import models
 from ..bench import PARTS, VARIANT_TEXT
-from ..bench.load import busy, quiet
 from ..config import TrainConfig
+from ..machine_load import busy, quiet
 from . import stats
 from .display import decimals, decisive
 
@@ -25,8 +25,9 @@ __all__ = [
     "breakdown_table",
     "conv_speedups",
     "layer_table",
-    "verdict",
+    "targets_text",
     "speedup_figure",
+    "variants_text",
     "regularizer_overhead",
     "thresholds",
     "thresholds_history",
@@ -68,7 +69,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
 def speedup_table(session) -> pd.DataFrame | None:
     """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
     ceiling, timed steps per model, the cores other processes kept busy meanwhile (empty where not
-    measured; :mod:`elrt_core.bench.load`), ``busy`` (more than that is quiet), and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
+    measured; :mod:`elrt_core.machine_load`), ``busy`` (more than that is quiet), and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
     without a profiler breakdown (CUDA) has no conv share and no ceiling (empty)."""
     found = load(session.root, "speedup")
     judged = {r["path"] for (_, hw), r in _claim_records(found).items() if not hw}
@@ -192,7 +193,7 @@ def layer_table(session) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def verdict(session) -> str:
+def targets_text(session) -> str:
     """One item of a Markdown list per device: the best measured Tucker-2 training speedup of each model at each
     MAC reduction (over variants, rank rules and batch sizes), then each threshold of
     :func:`thresholds`, reached or not; records measured beside busy processes are left out."""
@@ -418,7 +419,7 @@ def _claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio:
 def _claim_records(found: list[dict], ratio: int = 2) -> dict[tuple[str, bool], dict]:
     """``(model, hardware-aware) -> record``: among speedup records ``found`` (:func:`load`) of each CIFAR
     model (32x32 inputs) in the :data:`CLAIM_SETTING` at ``ratio`` fewer MACs, timed without a penalty
-    and not measured beside other busy processes (:func:`elrt_core.bench.load.quiet` false), the newest
+    and not measured beside other busy processes (:func:`elrt_core.machine_load.quiet` false), the newest
     with uniform ranks (judged by claim 5, whatever its device) and the newest with hardware-aware ranks
     (listed beside), taken from the judged record's device where that device has one, so the two rank
     rules are compared on one machine. One place for this choice: the verdict and the rings of the

@@ -51,7 +51,7 @@ def records_table(root: Path) -> tuple[pd.DataFrame, list[str]]:
                 "device": prov.get("device_name"),
                 "processes": prov.get("world_size", 1),
                 "started": prov.get("started"),
-                "train_minutes": round(prov.get("train_wall_seconds", prov.get("wall_seconds", 0)) / 60, 1),
+                "train_minutes": None if rec.train_minutes is None else round(rec.train_minutes, 1),
             }
         )
     table = pd.DataFrame(rows)

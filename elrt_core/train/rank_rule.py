@@ -13,6 +13,7 @@ import torch
 
 from .. import lowrank, models, records
 from ..lowrank.hw_ranks import TimingTable
+from ..machine_load import busy
 from ..paths import project_root
 
 __all__ = ["rank_tables", "load_rank_table", "resolve_rank_rule"]
@@ -63,8 +64,6 @@ def resolve_rank_rule(
     processes first, then one of batch ``batch_size``, if any), else ``"uniform"``: the fallback, said in the note."""
     if rule != "hw":
         return rule, None
-    from ..bench.load import busy  # here: elrt_core.bench imports this module
-
     name = records.device_name(device)
     geoms = lowrank.convertible(models.get(model), models.input_shape(model))
     usable = [
