@@ -290,11 +290,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if minutes:
         pace = statistics.median(minutes)
         left = len(runs) - sum(map(len, done.values()))
-        print(
-            f"finished runs trained for a median of {pace:.0f} min each ({', '.join(sorted(devices))}); "
-            f"the {left} not finished need about {left * pace / 60:.1f} run-hours at that pace "
-            "(wall time divides by the runs side by side)"
+        rest = (
+            f"the {left} not finished need about {left * pace / 60:.1f} run-hours at that pace (wall time divides by the runs side by side)"
+            if left
+            else "every planned run is finished"
         )
+        print(f"finished runs trained for a median of {pace:.0f} min each ({', '.join(sorted(devices))}); {rest}")
     return 0
 
 

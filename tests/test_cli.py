@@ -145,6 +145,9 @@ def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "10 runs: 2 done, 8 missing" in out and "by priority: 1: 2/8 done, 2: 0/2 done" in out
     assert "median of 80 min each (cpu-x)" in out and "the 8 not finished need about 10.7 run-hours" in out
+    assert main(["plan", "--profile", "smoke", "--methods", "dense", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "every planned run is finished" in out and "run-hours" not in out
 
     assert main(["plan", "--profile", "smoke", "--methods", "dense,matrix", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
