@@ -128,7 +128,7 @@ def test_values_and_beats_claim_are_paired_and_corrected():
     assert [c.reference for c in comparisons] == ["a", "b"]
     assert comparisons[0].verdict == "supported" and comparisons[1].verdict == "inconclusive"
     assert claim.verdict == "inconclusive" and "98.3% CI" in claim.effect and claim.effect.startswith("ELRT − each: vs A +1.00")
-    assert claim.effect.endswith("(ELRT's mean is the lower one against 1 of 2: B); without results so far: missing")
+    assert claim.effect.endswith("(mean below the opponent's for 1 of 2: B); without results so far: missing")
     assert all(c.confidence == pytest.approx(1 - 0.05 / 3) for c in comparisons)  # the planned family of 3
     two, _ = verdicts.beats_claim(values, "elrt", ["a", "x, y", "z"], "scale", verdicts.labels(runs))
     assert two.effect.endswith("; without results so far: x, y · z")  # labels may hold commas

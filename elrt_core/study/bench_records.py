@@ -457,7 +457,7 @@ def _judged_speedup(record: dict) -> tuple[str, str, float]:
     threads = prov.get("torch_threads")
     where = (
         f"on {prov['device_name']}"
-        + (f" ({threads} thread{'s' if threads != 1 else ''})" if threads else "")
+        + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
         + f", commit {str(prov.get('commit', '?'))[:7]}{' (uncommitted changes)' if prov.get('dirty') else ''}"
     )
     if quiet(prov) is None:
@@ -502,7 +502,10 @@ def speed_claim(session, ratio: int = 2):
     effect = "; ".join(text for text, _, _ in judged)
     highs = [hi for _, _, hi in judged]
     if word != "supported" and not any(math.isnan(hi) for hi in highs):
-        effect += f". No interval reaches above {decimals(max(highs))}x: a larger speedup of this step is ruled out where it was measured"
+        bound = math.ceil(max(highs) * 100) / 100  # rounded up: every interval ends at or below it
+        effect += (
+            f". Every interval ends at or below {bound:.2f}x: a larger speedup of this step is ruled out where it was measured"
+        )
     judged_devices = {r["provenance"]["device_name"] for (_, hw), r in newest.items() if not hw}
     aware = [
         f"{m} {r['train_speedup']:.2f}x (median) on {r['provenance']['device_name']}"

@@ -144,9 +144,7 @@ def beats_claim(
     parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
     below = [names.get(c.reference, c.reference) for c in comparisons if c.mean < 0]
     direction = (  # the direction of the estimates in words: a reader of signs alone can miss it
-        f" ({names.get(subject, subject)}'s mean is the lower one against {len(below)} of {len(comparisons)}: {', '.join(below)})"
-        if below
-        else ""
+        f" (mean below the opponent's for {len(below)} of {len(comparisons)}: {' · '.join(below)})" if below else ""
     )
     effect = ("; ".join(parts) or "no paired runs yet") + direction + without_results([subject, *planned], values, names)
     word = _word([c.verdict for c in comparisons], complete=len(present) == len(planned))
