@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -18,6 +20,12 @@ from ..config import TrainConfig
 from ..machine_load import busy, quiet
 from . import stats
 from .display import decimals, decisive
+
+if TYPE_CHECKING:  # for annotations only, never imported at run time
+    from ..records import Record
+    from .plan import PlannedRun
+    from .session import Session
+    from .verdicts import Claim
 
 __all__ = [
     "load",
@@ -66,7 +74,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def speedup_table(session) -> pd.DataFrame | None:
+def speedup_table(session: Session) -> pd.DataFrame | None:
     """One row per speedup record: device, model, format, rank rule, MAC reduction, measured speedups,
     ceiling, timed steps per model, the cores other processes kept busy meanwhile (empty where not
     measured; :mod:`elrt_core.machine_load`), ``busy`` (more than that is quiet), and ``judged``: whether claim 5 judges the record (:func:`_claim_records`). A record
@@ -99,7 +107,7 @@ def speedup_table(session) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def breakdown_table(session) -> pd.DataFrame | None:
+def breakdown_table(session: Session) -> pd.DataFrame | None:
     """Where a training step's time goes (ms per part: the profiler's shares of :func:`elrt_core.bench.breakdown`
     times the record's median step time), dense and low-rank, for every speedup record with a breakdown;
     a part that an older record did not measure is left empty."""
@@ -125,7 +133,7 @@ def breakdown_table(session) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def conv_speedups(session) -> pd.DataFrame | None:
+def conv_speedups(session: Session) -> pd.DataFrame | None:
     """What limits the speedup, per speedup record with breakdowns: how much faster the convolutions
     of the low-rank network run than the dense network's (``conv_speedup``, to compare with
     ``macs_reduction``) and how the rest of the step compares (``rest_ratio`` = low-rank / dense
@@ -154,7 +162,7 @@ def conv_speedups(session) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def layer_table(session) -> pd.DataFrame | None:
+def layer_table(session: Session) -> pd.DataFrame | None:
     """One row per converted conv shape of every layer-times record (``elrt bench --layers``), and
     one ``all`` row per record with the layer-count-weighted totals."""
     rows = []
@@ -193,7 +201,7 @@ def layer_table(session) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def targets_text(session) -> str:
+def targets_text(session: Session) -> str:
     """One item of a Markdown list per device: the best measured Tucker-2 training speedup of each model at each
     MAC reduction (over variants, rank rules and batch sizes), then each threshold of
     :func:`thresholds`, reached or not; records measured beside busy processes are left out."""
@@ -309,7 +317,7 @@ def variants_text() -> str:
     return "\n".join(items)
 
 
-def regularizer_overhead(session) -> pd.DataFrame | None:
+def regularizer_overhead(session: Session) -> pd.DataFrame | None:
     """One row per regularizer of every overhead record, with its device (older records of a device included)."""
     rows = []
     for r in load(session.root, "regularizer_overhead"):
@@ -336,7 +344,7 @@ def thresholds_history() -> str:
     return _thresholds()["history"]
 
 
-def thresholds(session) -> pd.DataFrame | None:
+def thresholds(session: Session) -> pd.DataFrame | None:
     """Each threshold of ``speed_thresholds.yaml`` against the records: the best measured training
     speedup over the variants and rank rules of each device for that model, MAC reduction and batch
     size (and that record's Amdahl ceiling, empty without a breakdown), and each regularizer's
@@ -479,7 +487,7 @@ def _judged_speedup(record: dict) -> tuple[str, str, float]:
     )
 
 
-def speed_claim(session, ratio: int = 2):
+def speed_claim(session: Session, ratio: int = 2) -> Claim:
     """Claim 5 (efficient training): the training-step speedup of Tucker-2 over dense at ``ratio`` fewer
     MACs, per CIFAR model (32x32 inputs), in the :data:`CLAIM_SETTING` and from the newest such record
     of each model that was not measured beside busy processes (whatever its device; other variants and
@@ -524,7 +532,7 @@ def speed_claim(session, ratio: int = 2):
     )
 
 
-def run_speedups(session, runs) -> tuple[dict[str, float], str | None]:
+def run_speedups(session: Session, runs: Sequence[tuple[PlannedRun, Record]]) -> tuple[dict[str, float], str | None]:
     """Method key -> the measured training-step speedup over dense (median) of the network its runs train,
     and the device it was measured on: the newest speedup record in the :data:`CLAIM_SETTING` variant and
     batch with the runs' model, format, FLOPs reduction, rank rule and regularizer (``runs``:
@@ -560,7 +568,7 @@ def speedups_source(speedups: dict[str, float], device: str | None, labels: dict
     return f"on {device}" + (f"; no record there of {' · '.join(missing)}" if missing else ", one machine for all")
 
 
-def reference_table(session) -> pd.DataFrame | None:
+def reference_table(session: Session) -> pd.DataFrame | None:
     """One row per reference record (``elrt bench --reference``): training-step times of dense, this
     project's Tucker-2 network and the TensorLy-Torch one, measured in turns in one run, and the ratios."""
     rows = [
