@@ -183,7 +183,12 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         fields.update(loaded)
     fields.update({f.name: getattr(args, f.name) for f in dataclass_fields(TrainConfig) if getattr(args, f.name) is not None})
     if fields.get("reg", "none") != "none" and fields.get("reg_weight") is None:  # the calibrated lambda of this network
-        TrainConfig.from_dict({**fields, "reg_weight": 1.0})  # the rest of the config is valid before lambda is looked up
+        probe = {
+            **fields,
+            "reg_weight": 1.0,
+            "rank_rule": "uniform" if fields.get("rank_rule") == "hw" else fields.get("rank_rule", "uniform"),
+        }
+        TrainConfig.from_dict(probe)  # the rest of the config is valid before lambda is looked up ("hw" resolves below)
         fields["reg_weight"] = calibration.reg_weight(calibration.RegSetting.of(fields))
     if fields.get("rank_rule") == "hw":  # stored as the table it resolves to on this device, or as the uniform fallback
         fields["rank_rule"], note = _rank_rule(
@@ -289,11 +294,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     minutes = [m for ms in done.values() for m in ms if m is not None]
     if minutes:
         pace = statistics.median(minutes)
-        left = len(runs) - sum(map(len, done.values()))
+        left = len(runs) - sum(map(len, done.values())) - counts.get("diverged", 0)  # a diverged run is never retrained
         rest = (
             f"the {left} not finished need about {left * pace / 60:.1f} run-hours at that pace (wall time divides by the runs side by side)"
             if left
-            else "every planned run is finished"
+            else "no planned run is left to train"
         )
         print(f"finished runs trained for a median of {pace:.0f} min each ({', '.join(sorted(devices))}); {rest}")
     return 0

@@ -28,7 +28,7 @@ from elrt_core.cli import main
         (["reproduce", "--only", "07"], "unknown notebook ['07']"),
         (["reproduce", "--reuse-only", "--train-only"], "not allowed with argument"),
         (["train", "--reg", "so"], "choose a low-rank format"),
-        (["train", "--format", "tucker2", "--reg", "so"], "ratio"),
+        (["train", "--format", "tucker2", "--reg", "so"], "needs exactly one of flops_ratio, params_ratio"),
         (["train", "--format", "tucker2", "--flops-ratio", "2", "--reg", "so", "--reg-on", "U3"], "invalid choice: 'U3'"),
         (["batch", "--jobs", "0"], "argument --jobs: must be > 0"),
         (["bench", "--json", "/proc/elrt-no/x.json"], "is not writable"),
@@ -147,11 +147,21 @@ def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypa
     assert "median of 80 min each (cpu-x)" in out and "the 8 not finished need about 10.7 run-hours" in out
     assert main(["plan", "--profile", "smoke", "--methods", "dense", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "every planned run is finished" in out and "run-hours" not in out
+    assert "no planned run is left to train" in out and "run-hours" not in out
 
     assert main(["plan", "--profile", "smoke", "--methods", "dense,matrix", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "3 runs: 2 done, 1 missing" in out and "tucker2" not in out
+
+    def diverged_matrix(config, root):  # dense finished as above, the matrix run diverged: nothing is left to train
+        if config.format == "matrix":
+            return records.Record(tmp_path, config, {"status": "diverged", "metrics": {}, "provenance": {}})
+        return lookup(config, root)
+
+    monkeypatch.setattr(records, "lookup", diverged_matrix)
+    assert main(["plan", "--profile", "smoke", "--methods", "dense,matrix", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs: 2 done, 1 diverged" in out and "no planned run is left to train" in out
 
 
 @pytest.mark.parametrize("command", ["plan", "batch"])

@@ -225,6 +225,8 @@ def test_train_stores_hw_as_the_resolved_table_or_the_uniform_fallback(table_in_
     args = build_parser().parse_args(argv)
     assert _train_config(args).rank_rule == f"hw:{table_in_results['table_id']}"
     assert table_in_results["table_id"] in args.notes[0]
+    regularized = _train_config(build_parser().parse_args([*argv, "--reg", "so"]))  # lambda is looked up, hw resolved
+    assert regularized.rank_rule == f"hw:{table_in_results['table_id']}" and regularized.reg_weight > 0
     monkeypatch.setattr(records, "device_name", lambda device: "another-cpu")
     args = build_parser().parse_args(argv)
     assert _train_config(args).rank_rule == "uniform" and "falling back" in args.notes[0]

@@ -37,9 +37,21 @@ def test_a_folder_it_did_not_make_keeps_everything_but_its_chapters(tmp_path, mo
         path.write_text("keep")
     (out / "04_main_results.ipynb").write_text("{}")  # an earlier reproduce into this folder
     monkeypatch.setattr(reproduce, "execute_notebook", lambda name, parameters, out_dir: None)
-    assert reproduce.run(profiles.load("smoke"), reuse_only=True, out=out) == 0
-    assert all(path.read_text() == "keep" for path in mine)
+    for _ in range(2):  # the second run treats the folder no differently
+        assert reproduce.run(profiles.load("smoke"), reuse_only=True, out=out) == 0
+        assert all(path.read_text() == "keep" for path in mine)
+    assert not (out / reproduce.MARKER).exists()
     assert not (out / "04_main_results.ipynb").exists()
+
+
+def test_a_folder_it_creates_is_its_own_and_loses_renamed_chapters(tmp_path, monkeypatch):
+    out = tmp_path / "new"
+    monkeypatch.setattr(reproduce, "execute_notebook", lambda name, parameters, out_dir: None)
+    assert reproduce.run(profiles.load("smoke"), reuse_only=True, out=out) == 0
+    assert (out / reproduce.MARKER).exists()
+    (out / "09_renamed_chapter.ipynb").write_text("{}")  # a chapter an earlier build wrote under a name now gone
+    assert reproduce.run(profiles.load("smoke"), reuse_only=True, out=out) == 0
+    assert not (out / "09_renamed_chapter.ipynb").exists()
 
 
 def test_the_source_notebooks_are_never_the_output(monkeypatch):

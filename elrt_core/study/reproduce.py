@@ -41,7 +41,7 @@ MARKER = ".elrt-reproduce"
 
 def remove_old_chapters(out_dir: Path) -> None:
     """Remove the executed chapters of an earlier build from ``out_dir`` (see :func:`run`)."""
-    owned = (out_dir / MARKER).exists()
+    owned = (out_dir / MARKER).exists() or out_dir.resolve() == output_dir().resolve()
     for path in out_dir.glob("[0-9][0-9]_*.ipynb"):
         if owned or path.stem in NOTEBOOKS:
             path.unlink()
@@ -112,9 +112,9 @@ def run(
 
     Executed notebooks are written to ``out`` (default :func:`output_dir`, the book's chapters). When
     every notebook is selected, the chapters of an earlier build there are removed first, so that none is
-    published as current: the :data:`NOTEBOOKS` names, and in a folder this function made (it holds
-    :data:`MARKER`) every ``NN_*.ipynb``, which catches renamed chapters. Nothing else is touched, and
-    ``out`` may not be the source notebooks' folder.
+    published as current: the :data:`NOTEBOOKS` names, and in a folder this function created (it then
+    writes :data:`MARKER` into it) or the default folder, every ``NN_*.ipynb``, which catches renamed
+    chapters. Nothing else is touched, and ``out`` may not be the source notebooks' folder.
     """
     names = selected(only)
     out_dir = Path(out) if out else output_dir()
@@ -129,8 +129,9 @@ def run(
     params = {"profile": profile.name, "train_missing": False, "device": device, "data_dir": data_dir or ""}
     if not only:
         remove_old_chapters(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MARKER).write_text("executed notebooks written by `elrt reproduce`\n")
+    if not out_dir.exists():  # a folder it creates holds only what it writes
+        out_dir.mkdir(parents=True)
+        (out_dir / MARKER).write_text("a folder created by `elrt reproduce` for executed notebooks\n")
     failures: dict[str, str] = {}
     pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
     try:
