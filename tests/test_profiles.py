@@ -131,9 +131,18 @@ def test_a_diverged_seed_is_neither_missing_nor_retrained_and_the_scale_says_it_
     monkeypatch.setattr("elrt_core.study.session.get_or_run", lambda config, *a, **k: trained.append(config))  # trains nothing
     s = Session("cpu-full", str(tmp_path), train_missing=True, notebook="02_orthogonality_on_off")
     found = s.runs(runs)
-    assert len(found) == 4 and s.diverged == [runs[2]] and runs[2] not in s.missing
+    assert len(found) == 4 and found.diverged == [runs[2]] and runs[2] not in s.missing
     assert len(trained) == 5 and runs[2].config not in trained  # the missing ones only
     assert s.scale(found).endswith(f"n = 2 seeds per method; 1 diverged run left out ({runs[2].config.name})")
+    assert "diverged" not in s.scale(s.runs(runs[5:7]))  # another comparison's runs do not inherit the note
+    both = s.runs(runs[:5]) + s.runs(runs[5:])
+    assert both.diverged == [runs[2]] and len(both) == 4
+    for run in runs[:2]:  # every finished seed of tucker2 diverged too: the method has no run left, and the note says why
+        _fake_record(tmp_path, "cpu-full", run, 10.0, status="diverged")
+    alone = s.runs(runs[:5])
+    assert s.scale(alone).endswith(
+        "no finished runs yet; 3 diverged runs left out (" + ", ".join(sorted(r.config.name for r in runs[:3])) + ")"
+    )
 
 
 def test_a_paragraph_is_shown_as_markdown_with_its_title_in_bold(monkeypatch):

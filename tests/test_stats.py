@@ -169,6 +169,7 @@ def test_leader_waits_for_every_planned_method_and_corrects_for_all_of_them():
     near["c"] = {s: 70.0 + s for s in range(3)}
     # with three planned methods each pair gets a wider (Bonferroni) interval than with two
     assert alone == "b" and stats.leader(near, planned=["a", "b", "c"]) is None
+    assert stats.leader(near, planned=["a", "b"]) is None  # c is compared too, planned or not: three methods' pairs
 
 
 def test_mean_sd_n():

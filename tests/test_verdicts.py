@@ -219,6 +219,13 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
     three = Comparison(reference="none", methods=("so", "mc", "srip"))
     partial = verdicts.ranking(clear, three, "scale", _planned("none", "so", "mc", "srip"))  # SRIP planned, no runs yet
     assert partial.claim.verdict == "inconclusive" and partial.claim.effect.endswith("; without results so far: srip")
+    assert partial.leader_sentence.startswith("No setting is ahead")  # SRIP could be the one ahead
+    assert lead.difference_text.startswith("Do the settings differ at all? Within-seed permutation test over the 5 seeds")
+    assert empty.difference_text.endswith("fewer than two settings have finished runs.")
+    one_seed = verdicts.ranking(
+        [_run(m, 0, 80.0 + i) for i, m in enumerate(("none", "so", "mc"))], c, "scale", _planned("none", "so", "mc")
+    )
+    assert one_seed.difference_text.endswith("only 1 seed every setting has (a within-seed test needs 2).")
     assert all(x.confidence == pytest.approx(1 - 0.05 / 3) for x in partial.comparisons)  # SRIP counts in the family
     unplanned = verdicts.ranking(clear, three, "scale", _planned("none", "so", "mc"))  # this profile never trains SRIP
     assert unplanned.claim.verdict == "supported" and "without results" not in unplanned.claim.effect

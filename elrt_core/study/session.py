@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ from . import figures
 from .plan import PlannedRun
 from .runs import get_or_run, results_root
 
-__all__ = ["Session", "load_model", "figure_bundle"]
+__all__ = ["Session", "FoundRuns", "load_model", "figure_bundle"]
 
 
 def figure_bundle(png: Path, svg: Path) -> dict[str, str]:
@@ -46,6 +47,18 @@ def load_model(record: Record) -> nn.Module:
     model = build_model(record.config)
     model.load_state_dict(torch.load(record.path / WEIGHTS_FILE, map_location="cpu"))
     return model.eval()
+
+
+class FoundRuns(list):
+    """What :meth:`Session.runs` found: the ``(PlannedRun, Record)`` pairs of the finished runs (a list),
+    and ``diverged``, the planned runs whose record says they diverged. Adding two keeps both parts."""
+
+    def __init__(self, pairs: Iterable[tuple[PlannedRun, Record]] = (), diverged: Iterable[PlannedRun] = ()) -> None:
+        super().__init__(pairs)
+        self.diverged: list[PlannedRun] = list(diverged)
+
+    def __add__(self, other: list) -> FoundRuns:
+        return FoundRuns([*self, *other], [*self.diverged, *getattr(other, "diverged", ())])
 
 
 class Session:
@@ -72,7 +85,6 @@ class Session:
         self._figures = 0
         self._tables = 0
         self.missing: list[PlannedRun] = []
-        self.diverged: list[PlannedRun] = []
         self._read: dict[str, Record] = {}  # run name -> record of this profile's runs the chapter read
         self.borrowed: dict[str, set[str]] = {}
         """Profile name -> the methods whose runs this notebook read from that other profile."""
@@ -83,23 +95,23 @@ class Session:
         """The command that regenerates this notebook's figures and tables."""
         return f"elrt reproduce --profile {self.profile.name} --only {self.notebook}"
 
-    def runs(self, planned: list[PlannedRun], profile: profiles.Profile | None = None) -> list[tuple[PlannedRun, Record]]:
+    def runs(self, planned: list[PlannedRun], profile: profiles.Profile | None = None) -> FoundRuns:
         """The finished record of each planned run: trained first if missing and ``train_missing``,
         else only the runs that exist (a chapter shows what is finished, with its true n; the runs
         still missing are counted in :attr:`missing`; a run whose record says it diverged is left out,
-        never retrained, and counted in :attr:`diverged`, which :meth:`scale` reports so that a verdict
-        never hides the seeds it lost). ``profile``: the profile the runs belong to
+        never retrained, and listed in the result's ``diverged``, which :meth:`scale` reports so that a
+        verdict never hides the seeds it lost). ``profile``: the profile the runs belong to
         where it is not this session's (see :func:`plan.lender`); such runs are read, never trained
         here, and :meth:`reproduce` names the command that trains them."""
         source = profile or self.profile
         own = source.name == self.profile.name
         if not own and planned:
             self.borrowed.setdefault(source.name, set()).update(run.method for run in planned)
-        out = []
+        out = FoundRuns()
         for run in planned:
             found = records.lookup(run.config, self.root / source.name)
             if found is not None and not found.finished:
-                self.diverged.append(run)
+                out.diverged.append(run)
                 continue
             if found is None and self.train_missing and own:
                 found = get_or_run(run.config, source.name, root=self.root, device=self.device, data_dir=self.data_dir)
@@ -131,22 +143,20 @@ class Session:
     def scale(self, runs: list[tuple[PlannedRun, Record]] | None = None, profile: profiles.Profile | None = None) -> str:
         """What results rest on: the label of ``profile`` (default: this session's) and the number of
         seeds per method among ``runs`` (e.g. "n = 3–5 seeds per method"; "no finished runs yet" when
-        ``runs`` is empty), and the runs of those methods that diverged (:meth:`runs`), which no number uses."""
+        ``runs`` is empty), and, where ``runs`` came from :meth:`runs`, its planned runs that diverged,
+        which no number uses."""
         text = (profile or self.profile).describe()
         if runs is None:
             return text
+        lost = sorted({run.config.name for run in getattr(runs, "diverged", ())})
+        diverged = f"; {len(lost)} diverged run{'s' if len(lost) != 1 else ''} left out ({', '.join(lost)})" if lost else ""
         counts: dict[str, set[int]] = {}
         for run, _ in runs:
             counts.setdefault(run.method, set()).add(run.config.seed)
         if not counts:
-            return f"{text}; no finished runs yet"
+            return f"{text}; no finished runs yet{diverged}"
         lo, hi = min(map(len, counts.values())), max(map(len, counts.values()))
         n = f"{lo}" if lo == hi else f"{lo}–{hi}"
-        networks = {(run.method, run.config.model, run.config.flops_ratio) for run, _ in runs}
-        lost = sorted(
-            {run.config.name for run in self.diverged if (run.method, run.config.model, run.config.flops_ratio) in networks}
-        )
-        diverged = f"; {len(lost)} diverged run{'s' if len(lost) != 1 else ''} left out ({', '.join(lost)})" if lost else ""
         return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "") + diverged
 
     def caption(self, text: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None) -> str:

@@ -261,7 +261,7 @@ def leader(
     interval above 0, or ``None``: a winner is named only outside the noise. ``planned``: every method
     of the comparison (default: those of ``values``). The family is its ``k(k-1)/2`` pairs, and no
     winner is named while a planned method has no values: it could be the one ahead."""
-    methods = list(values) if planned is None else list(planned)
+    methods = list(dict.fromkeys([*(planned or ()), *values]))  # planned or not, every method compared counts
     if any(m not in values for m in methods):
         return None
     k = len(methods)

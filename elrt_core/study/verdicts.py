@@ -163,12 +163,15 @@ class Ranking:
     any_difference: float
     n_common: int
     leader_sentence: str
+    n_methods: int
 
     @property
     def difference_text(self) -> str:
         """ "Do the settings differ at all?" answered in words: the omnibus p over the common seeds, or
         why there is none."""
         seeds = f"{self.n_common} seed{'s' if self.n_common != 1 else ''}"
+        if self.n_methods < 2:
+            return "Do the settings differ at all? Not testable yet: fewer than two settings have finished runs."
         if math.isnan(self.any_difference):
             return (
                 f"Do the settings differ at all? Not testable yet: only {seeds} every setting has (a within-seed test needs 2)."
@@ -203,7 +206,7 @@ def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[Pl
         if lead
         else "No setting is ahead of all others beyond the seed-to-seed noise, so none is named best."
     )
-    return Ranking(claim, comparisons, any_difference, n_common, sentence)
+    return Ranking(claim, comparisons, any_difference, n_common, sentence, len(accuracy))
 
 
 def network_claims(
