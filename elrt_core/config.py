@@ -35,16 +35,27 @@ __all__ = [
     "DATASETS",
     "ADDED_FIELDS",
     "RANK_RULE_PATTERN",
+    "FACTOR_DECAYS",
+    "INITS",
 ]
 
 SCHEDULES = ("cosine", "step", "onecycle")
 REG_SCHEDULES = ("constant", "bansal")
+FACTOR_DECAYS = ("factors", "frobenius", "none")
+INITS = ("scratch", "spectral")
 FACTOR_NAMES = ("U1", "U2")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 """Images in the official training and test sets of each data set."""
 
-ADDED_FIELDS = {"val_split": 0, "orth_init": (), "no_decay_on": (), "rank_rule": "uniform"}
+ADDED_FIELDS = {
+    "val_split": 0,
+    "orth_init": (),
+    "no_decay_on": (),
+    "rank_rule": "uniform",
+    "factor_decay": "factors",
+    "init": "scratch",
+}
 """Fields added after schema 1, with the value that reproduces runs made before they existed: at that
 value a field is left out of :attr:`TrainConfig.hash`."""
 
@@ -87,6 +98,17 @@ class TrainConfig:
     ``orth_init``: factors (``"U1"``, ``"U2"``) drawn with orthonormal rows of their thin side
     instead of Kaiming-variance normals (a control: orthogonality at the start, no penalty).
 
+    ``factor_decay``: how weight decay reaches the convolutions of a low-rank layer: ``"factors"`` (SGD
+    decay on every factor, as on any conv weight), ``"none"`` (no decay on them) or ``"frobenius"``
+    (no decay on the factors; ``weight_decay / 2 * ||K||_F^2`` of each reconstructed kernel ``K`` added to
+    the loss instead: Frobenius decay, Khodak et al., *Initialization and Regularization of Factorized
+    Neural Layers*, ICLR 2021, Sec. 3).
+
+    ``init``: ``"scratch"`` (independent Kaiming-variance factors, :mod:`elrt_core.lowrank.layers`) or
+    ``"spectral"`` (the best fit in the format of a standard Kaiming-initialized dense kernel drawn from
+    ``seed``: for the matrix formats its truncated SVD, split as ``U sqrt(S)``, ``sqrt(S) V^T``; Khodak et al.
+    2021, spectral initialization).
+
     ``rank_rule``: how ranks meet the budget: ``"uniform"`` (every layer reduced alike,
     :func:`elrt_core.lowrank.convert.select_ranks`) or ``"hw:<table id>"`` (register-friendly ranks
     allocated by the measured times of that committed timing table, :mod:`elrt_core.lowrank.hw_ranks`).
@@ -117,6 +139,8 @@ class TrainConfig:
     orth_init: tuple[str, ...] = ()
     no_decay_on: tuple[str, ...] = ()
     rank_rule: str = "uniform"
+    factor_decay: str = "factors"
+    init: str = "scratch"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -172,6 +196,25 @@ class TrainConfig:
                 not value or self.format == "tucker2",
                 f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}",
             )
+        _require(
+            self.factor_decay in FACTOR_DECAYS,
+            f"unknown factor_decay {self.factor_decay!r}; allowed: {', '.join(FACTOR_DECAYS)}",
+        )
+        _require(self.init in INITS, f"unknown init {self.init!r}; allowed: {', '.join(INITS)}")
+        for name, default in (("factor_decay", "factors"), ("init", "scratch")):
+            _require(
+                getattr(self, name) == default or self.format != "dense",
+                f"{name} {getattr(self, name)!r} acts on low-rank factors: choose a low-rank format",
+            )
+        _require(
+            not self.no_decay_on or self.factor_decay == "factors",
+            f"no_decay_on {self.no_decay_on!r} exempts single factors from per-factor decay; "
+            f"factor_decay {self.factor_decay!r} already decides every factor",
+        )
+        _require(
+            not (self.orth_init and self.init != "scratch"),
+            f"orth_init redraws factors from scratch; it cannot combine with init {self.init!r}",
+        )
 
     def _validate_regularizer(self) -> None:
         regs = ("none", *REGULARIZERS)
@@ -263,6 +306,10 @@ class TrainConfig:
             parts.append(f"nowd-{'+'.join(self.no_decay_on)}")
         if self.rank_rule != "uniform":
             parts.append("hwranks")
+        if self.factor_decay != "factors":
+            parts.append({"none": "nodecay", "frobenius": "frobdecay"}[self.factor_decay])
+        if self.init != "scratch":
+            parts.append(f"{self.init}init")
         parts += [f"s{self.seed}", self.hash[:8]]
         return "-".join(parts)
 

@@ -158,6 +158,9 @@ def provenance(
 
 
 def _finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float in it (nested dicts included) replaced by ``None``."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
     return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
@@ -179,7 +182,7 @@ def build(
     """
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
-    history = [{k: _finite_or_none(v) for k, v in row.items()} for row in history]
+    history = [_finite_or_none(row) for row in history]
     metrics: dict[str, Any] = {**sizes}
     if history:
         last = history[-1]

@@ -24,7 +24,18 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["so", "dso", "mc", "srip", "penalty", "REGULARIZERS", "gram_thin"]
+__all__ = [
+    "so",
+    "dso",
+    "mc",
+    "srip",
+    "penalty",
+    "orthogonality",
+    "frobenius_decay",
+    "REGULARIZERS",
+    "gram_thin",
+    "ORTHOGONALITY_SEED",
+]
 
 
 def _check_matrix(a: torch.Tensor) -> None:
@@ -174,3 +185,55 @@ def penalty(
         values = fn(torch.stack(stack) if len(stack) > 1 else stack[0], per_rank=per_rank, generator=generator)
         total = total + values.sum()
     return reg_weight * total
+
+
+ORTHOGONALITY_SEED = 0
+"""Seed of SRIP's start vectors when :func:`orthogonality` measures (never the training generator)."""
+
+
+@torch.no_grad()
+def orthogonality(model: nn.Module) -> dict[str, dict[str, float]]:
+    """How orthogonal the factors of ``model`` are: per factor set (``"U1"``, ``"U2"``) of its low-rank
+    layers, the unweighted penalties (lambda = 1) summed over layers, as a run with that regularizer
+    would add them before lambda: ``so``, ``so_per_rank`` (ELRT's 1/rank scaling), ``srip`` (start
+    vectors seeded :data:`ORTHOGONALITY_SEED`, so the measurement never touches a run's random
+    streams) and ``mc``; ``sq_norm``, the mean over layers of ``||A||_F^2 / t`` (the mean squared norm
+    of a thin-side vector: 1 for orthonormal factors); and ``layers``, the number of layers.
+
+    Logged every epoch by every low-rank run, regularized or not (:mod:`elrt_core.train.loop`), so the
+    orthogonality each method reaches can be compared. ``{}`` for a model without low-rank layers.
+    """
+    generator = torch.Generator().manual_seed(ORTHOGONALITY_SEED)
+    by_name: dict[str, list[torch.Tensor]] = {}
+    for module in model.modules():
+        factors = getattr(module, "factors", None)
+        if callable(factors):
+            for name, a in factors().items():
+                by_name.setdefault(name, []).append(a.detach().float())
+    out: dict[str, dict[str, float]] = {}
+    for name, mats in sorted(by_name.items()):
+        so_values = [so(a) for a in mats]
+        out[name] = {
+            "so": float(sum(so_values)),
+            "so_per_rank": float(sum(v / min(a.shape) for v, a in zip(so_values, mats, strict=True))),
+            "srip": float(sum(srip(a, generator=generator) for a in mats)),
+            "mc": float(sum(mc(a) for a in mats)),
+            "sq_norm": float(sum(_sq_sum(a) / min(a.shape) for a in mats) / len(mats)),
+            "layers": len(mats),
+        }
+    return out
+
+
+def frobenius_decay(model: nn.Module, weight_decay: float) -> torch.Tensor:
+    """``weight_decay / 2 * sum ||K||_F^2`` over the reconstructed kernels ``K`` of the low-rank layers
+    of ``model`` (any module with ``factors()`` and ``kernel()``): weight decay on the product rather
+    than on each factor (Khodak et al., *Initialization and Regularization of Factorized Neural
+    Layers*, ICLR 2021, Sec. 3). Its gradient on ``K`` is ``weight_decay * K``, SGD weight decay's on a
+    dense kernel."""
+    kernels = [
+        m.kernel() for m in model.modules() if callable(getattr(m, "factors", None)) and callable(getattr(m, "kernel", None))
+    ]
+    if not kernels:
+        param = next(model.parameters(), None)
+        return torch.zeros((), device=param.device if param is not None else None)
+    return 0.5 * weight_decay * sum((k**2).sum() for k in kernels)

@@ -8,14 +8,17 @@ from elrt_core.study import Session, plan
 
 
 def test_profiles_load_and_describe_their_data():
-    assert profiles.names() == ["smoke", "cpu-full", "cpu-quick", "paper"]
+    assert profiles.names() == ["smoke", "cpu-full", "cpu-full-30", "cpu-quick", "paper"]
     full = profiles.load("cpu-full")
     assert full.describe() == (
         "profile 'cpu-full': 15 epochs, 45,000 training images, 5,000 held out for validation, full 10,000-image test set"
     )
     assert full.base_config().val_split == 5000 and profiles.load("cpu-quick").base_config().val_split == 0
     assert "10,000-image training subset" in profiles.load("cpu-quick").describe()
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-quick, paper"):
+    # the regime axis: the same data and schedule as cpu-full, twice the epochs, so every run differs only there
+    longer = profiles.load("cpu-full-30")
+    assert {**longer.train, "epochs": 15} == dict(full.train) and longer.base_config().epochs == 30
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-full-30, cpu-quick, paper"):
         profiles.load("gpu")
 
 
@@ -45,7 +48,8 @@ def test_lambda_scales_and_dense_ignores_the_budget():
 
 def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
     runs = plan.plan(profiles.load("cpu-full"))
-    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3  # priorities 1-6 (6: hardware-aware ranks)
+    # priorities 1-6 (6: hardware-aware ranks), then issue 25's mechanism, baseline, lambda and 1/rank runs (7-10)
+    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3 + 6 + 6 + 6 + 3
     assert [r.priority for r in runs] == sorted(r.priority for r in runs)
     first = [(r.method, r.config.seed) for r in runs[:8]]
     assert first == [
@@ -156,27 +160,27 @@ def test_a_paragraph_is_shown_as_markdown_with_its_title_in_bold(monkeypatch):
 
 
 def test_a_comparison_the_profile_does_not_train_is_read_from_the_profile_that_does(tmp_path, monkeypatch):
-    full, quick = profiles.load("cpu-full"), profiles.load("cpu-quick")
-    assert plan.lender(full, "orthogonality") is full  # its own runs where it trains them
-    lender = plan.lender(full, "sensitivity")
-    assert lender is not None and lender.name == "cpu-quick"
-    runs = plan.comparison(quick, "sensitivity")
+    longer, full = profiles.load("cpu-full-30"), profiles.load("cpu-full")
+    assert plan.lender(longer, "orthogonality") is longer  # its own runs where it trains them
+    lender = plan.lender(longer, "sensitivity")
+    assert lender is not None and lender.name == "cpu-full"  # the first profile of the file that trains it
+    runs = plan.comparison(full, "sensitivity")
     for run in runs[:2]:
-        _fake_record(tmp_path, "cpu-quick", run, 50.0)
+        _fake_record(tmp_path, "cpu-full", run, 50.0)
     monkeypatch.setattr("elrt_core.study.session.get_or_run", lambda *a, **k: pytest.fail("a borrowed run was trained"))
-    s = Session("cpu-full", str(tmp_path), train_missing=True, notebook="03_regularizer_comparison")
+    s = Session("cpu-full-30", str(tmp_path), train_missing=True, notebook="03_regularizer_comparison")
     found = s.runs(runs, lender)
     assert [r for r, _ in found] == runs[:2] and s.missing == []  # read, never trained, not this profile's missing
-    assert s.borrowed == {"cpu-quick": {"tucker2+so", "tucker2+so/4", "tucker2+so*4"}}
-    assert s.scale(found, lender).startswith("profile 'cpu-quick': 15 epochs, 10,000-image training subset")
+    assert s.borrowed == {"cpu-full": {"tucker2+so", "tucker2+so/4", "tucker2+so*4"}}
+    assert s.scale(found, lender).startswith("profile 'cpu-full': 15 epochs, 45,000 training images")
 
     import IPython.display
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
     s.reproduce()
-    assert "elrt reproduce --profile cpu-full --only 03_regularizer_comparison" in shown[0].data
-    assert "elrt batch --profile cpu-quick --methods 'tucker2+so,tucker2+so*4,tucker2+so/4'" in shown[0].data
+    assert "elrt reproduce --profile cpu-full-30 --only 03_regularizer_comparison" in shown[0].data
+    assert "elrt batch --profile cpu-full --methods 'tucker2+so,tucker2+so*4,tucker2+so/4'" in shown[0].data
 
 
 def test_the_reproduce_snippet_counts_the_missing_runs_and_estimates_their_hours(tmp_path, monkeypatch):

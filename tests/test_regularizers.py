@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from elrt_core import lowrank, models
+from elrt_core import lowrank, models, regularizers
 from elrt_core.regularizers import REGULARIZERS, dso, mc, penalty, so, srip
 
 
@@ -150,3 +150,41 @@ def test_dso_is_twice_so_plus_a_constant(shape):
     (gd,) = torch.autograd.grad(d, a)
     (gs,) = torch.autograd.grad(so(a), a)
     assert torch.allclose(gd, 2 * gs, rtol=1e-10, atol=1e-12)
+
+
+def test_orthogonality_is_zero_for_orthonormal_factors_and_measures_every_factor_set():
+    m = lowrank.convert(models.get("resnet20"), "tucker2", flops_ratio=2, init="scratch")
+    before = regularizers.orthogonality(m)
+    assert set(before) == {"U1", "U2"} and before["U2"]["layers"] == 18
+    assert before["U2"]["so"] == pytest.approx(regularizers.penalty(m, "so", 1.0, ("U2",)).item(), rel=1e-5)
+    assert before["U1"]["so_per_rank"] == pytest.approx(
+        regularizers.penalty(m, "so", 1.0, ("U1",), per_rank=True).item(), rel=1e-5
+    )
+    for layer in m.modules():
+        if isinstance(layer, lowrank.Tucker2Conv2d):
+            for w in layer.factor_weights().values():
+                torch.nn.init.orthogonal_(w)
+    after = regularizers.orthogonality(m)
+    for name in ("U1", "U2"):
+        for key in ("so", "so_per_rank", "srip", "mc"):
+            assert after[name][key] == pytest.approx(0, abs=1e-3), (name, key)
+        assert after[name]["sq_norm"] == pytest.approx(1, abs=1e-4)
+    assert regularizers.orthogonality(models.get("resnet20")) == {}
+    # the measurement never draws from the global random stream a run trains with
+    torch.manual_seed(1)
+    regularizers.orthogonality(m)
+    drawn_after = torch.rand(3)
+    torch.manual_seed(1)
+    assert torch.equal(drawn_after, torch.rand(3))
+
+
+def test_frobenius_decay_is_weight_decay_on_the_reconstructed_kernel():
+    layer = lowrank.Tucker2Conv2d(8, 6, 3, ranks=(4, 3), padding=1)
+    net = torch.nn.Sequential(layer)
+    value = regularizers.frobenius_decay(net, 0.1)
+    kernel = layer.kernel()
+    assert value.item() == pytest.approx(0.05 * (kernel**2).sum().item(), rel=1e-6)
+    (grad_u2,) = torch.autograd.grad(value, layer.last.weight)
+    (expected,) = torch.autograd.grad(kernel, layer.last.weight, grad_outputs=0.1 * kernel.detach())
+    assert torch.allclose(grad_u2, expected, atol=1e-6)
+    assert regularizers.frobenius_decay(models.get("resnet20"), 0.1).item() == 0

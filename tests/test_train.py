@@ -52,6 +52,55 @@ def test_tiny_low_rank_run_writes_a_complete_record(tmp_path, cifar10_dir):
     assert prov["versions"]["torch"] == torch.__version__.split("+")[0] or prov["versions"]["torch"] in torch.__version__
     assert (tmp_path / "run" / "weights.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
     assert records.read(tmp_path / "run").config == config
+    # every epoch says how orthogonal each factor set is; U2 is the penalized one
+    for h in hist:
+        assert set(h["orthogonality"]) == {"U1", "U2"}
+        assert {"so", "so_per_rank", "srip", "mc", "sq_norm", "layers"} <= set(h["orthogonality"]["U2"])
+    assert hist[-1]["reg_loss"] == pytest.approx(1e-3 * hist[-1]["orthogonality"]["U2"]["so"], rel=0.5)
+
+
+def test_a_run_without_regularizer_logs_orthogonality_and_frobenius_decay(tmp_path, cifar10_dir):
+    config = TrainConfig(**{**TINY, "epochs": 1}, format="tucker2", flops_ratio=2.0, factor_decay="frobenius")
+    rec = fit(config, _options(tmp_path, cifar10_dir))
+    (row,) = rec["metrics"]["history"]
+    assert row["reg_loss"] == 0 and row["reg_weight"] == 0
+    assert row["orthogonality"]["U2"]["so"] > 0 and row["orthogonality"]["U1"]["layers"] == 18
+    assert row["decay_loss"] > 0  # weight_decay / 2 * sum ||K||^2, added to the loss
+    dense = fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir, name="dense"))
+    assert "orthogonality" not in dense["metrics"]["history"][0] and "decay_loss" not in dense["metrics"]["history"][0]
+
+
+def test_factor_decay_decides_which_weights_sgd_decays():
+    def decayed(**kw):
+        config = TrainConfig(**TINY, format="tucker2", flops_ratio=2.0, **kw)
+        model = loop.build_model(config)
+        groups = loop._param_groups(model, config)
+        ids = {id(p) for p in groups[0]["params"]}
+        layer = next(m for m in model.modules() if hasattr(m, "factor_weights"))
+        return {name: id(w) in ids for name, w in [*layer.factor_weights().items(), ("core", layer.core.weight)]}
+
+    assert decayed() == {"U1": True, "U2": True, "core": True}
+    assert decayed(no_decay_on=("U2",)) == {"U1": True, "U2": False, "core": True}
+    assert decayed(factor_decay="none") == {"U1": False, "U2": False, "core": False}
+    assert decayed(factor_decay="frobenius") == {"U1": False, "U2": False, "core": False}
+
+
+def test_spectral_init_is_the_best_fit_of_the_seeds_dense_initialization():
+    from elrt_core import lowrank, models
+
+    config = TrainConfig(**TINY, format="matrix", flops_ratio=2.0, init="spectral", seed=3)
+    model = loop.build_model(config)
+    torch.manual_seed(3)
+    dense = models.get("resnet20")
+    layer, weight = model.layer1[0].conv1, dense.layer1[0].conv1.weight.detach().double()
+    (r,) = layer.ranks
+    u, s, vt = torch.linalg.svd(weight.reshape(weight.shape[0], -1), full_matrices=False)
+    best = (u[:, :r] * s[:r]) @ vt[:r]
+    assert torch.allclose(layer.kernel().detach().double().reshape(best.shape), best, atol=1e-5)
+    # the factors are balanced, U sqrt(S) and sqrt(S) V^T, and differ from a scratch draw
+    scratch = loop.build_model(config.replace(init="scratch"))
+    assert not torch.equal(scratch.layer1[0].conv1.kernel(), layer.kernel())
+    assert isinstance(layer, lowrank.MatrixConv2d)
 
 
 def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, cifar10_dir, monkeypatch):

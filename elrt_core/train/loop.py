@@ -1,8 +1,9 @@
 """One training loop for dense and low-rank models: SGD, schedules, orthogonality penalty, records.
 
 Per epoch it logs train loss (cross-entropy), regularization loss (the penalty actually added,
-lambda included), train top-1, validation and test loss and top-1, learning rate, epoch seconds and
-training images per second. It checkpoints every epoch atomically, resumes exactly (on CPU an
+lambda included), train top-1, validation and test loss and top-1, learning rate, epoch seconds,
+training images per second and, for a low-rank model, how orthogonal its factors are
+(:func:`elrt_core.regularizers.orthogonality`, measured whether or not the run regularizes). It checkpoints every epoch atomically, resumes exactly (on CPU an
 interrupted and resumed run ends with the same metrics as an uninterrupted one: data order and
 SRIP's random vectors are drawn from generators seeded by ``(seed, epoch)``), and runs under
 ``torchrun`` with DistributedDataParallel.
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from .. import data as data_lib
 from .. import lowrank, models, records
 from ..config import ConfigError, RunOptions, TrainConfig
-from ..regularizers import penalty
+from ..regularizers import frobenius_decay, orthogonality, penalty
 from . import checkpoint, distributed, run_folder
 from .distributed import DistContext
 from .schedules import lr_factor, reg_factor
@@ -63,7 +64,8 @@ def build_model(config: TrainConfig) -> nn.Module:
     Low-rank models are converted from the dense architecture with ranks chosen for the
     requested reduction by ``config.rank_rule`` (``hw:<id>``: the hardware-aware rule over that
     committed timing table, :func:`elrt_core.train.rank_rule.load_rank_table`; a missing table is an error) and
-    Kaiming-variance factors drawn from scratch (no pre-trained weights); the factors named in
+    Kaiming-variance factors drawn from scratch (no pre-trained weights), or, with ``config.init ==
+    "spectral"``, the best fit in the format of the freshly Kaiming-initialized dense kernels; the factors named in
     ``config.orth_init`` are then redrawn with orthonormal rows of their thin side
     (``torch.nn.init.orthogonal_``).
     """
@@ -81,8 +83,9 @@ def build_model(config: TrainConfig) -> nn.Module:
             flops_ratio=config.flops_ratio,
             params_ratio=config.params_ratio,
             input_shape=config.input_shape,
-            init="scratch",
+            init="decompose" if config.init == "spectral" else "scratch",
             timing=timing,
+            progress=False,
         )
     for layer in model.modules():
         if isinstance(layer, lowrank.Tucker2Conv2d):
@@ -91,20 +94,23 @@ def build_model(config: TrainConfig) -> nn.Module:
     return model
 
 
-def _param_groups(model: nn.Module, weight_decay: float, no_decay_on: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Conv/linear weights (factors included) decay; batch-norm parameters, biases and the Tucker-2
-    factors named in ``no_decay_on`` do not."""
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """Conv/linear weights (factors included) decay by ``config.weight_decay``; batch-norm parameters,
+    biases, the Tucker-2 factors named in ``config.no_decay_on``, and every conv of a low-rank layer when
+    ``config.factor_decay`` is not ``"factors"``, do not."""
     exempt = {
         id(w)
         for m in model.modules()
         if isinstance(m, lowrank.Tucker2Conv2d)
         for name, w in m.factor_weights().items()
-        if name in no_decay_on
+        if name in config.no_decay_on
     }
+    if config.factor_decay != "factors":
+        exempt |= {id(c.weight) for m in model.modules() if isinstance(m, lowrank.LowRankConv2d) for c in m.convs()}
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.dim() > 1 and id(p) not in exempt else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -226,7 +232,7 @@ def _new_state(config: TrainConfig, model: nn.Module, device: torch.device, chan
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
-        _param_groups(model, config.weight_decay, config.no_decay_on),
+        _param_groups(model, config),
         lr=config.lr,
         momentum=config.momentum,
         nesterov=config.nesterov,
@@ -251,13 +257,16 @@ def _train_epoch(
     device: torch.device,
     show: bool,
 ) -> tuple[torch.Tensor, float]:
-    """One epoch of SGD; returns ``[ce sum, reg sum, correct, count]`` (float64) and the penalty weight used."""
+    """One epoch of SGD; returns ``[ce sum, reg sum, correct, count, Frobenius decay sum]`` (float64) and the
+    penalty weight used."""
     epoch = state.epoch
     loaders.train.set_epoch(epoch)
     srip_gen = _seeded(config.seed, epoch, salt=7)
     reg_weight = config.reg_weight * reg_factor(config.reg_schedule, epoch, config.epochs)
     train_model.train()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
+    frobenius = config.factor_decay == "frobenius"
+    decay = torch.zeros((), device=device)
     bar = tqdm(loaders.train, desc=f"epoch {epoch + 1}/{config.epochs}", disable=None if show else True, leave=False)
     last_step = len(loaders.train) - 1
     for step, (x, y) in enumerate(bar):
@@ -268,6 +277,9 @@ def _train_epoch(
         ce = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         reg = penalty(state.model, config.reg, reg_weight, config.reg_on, per_rank=config.reg_per_rank, generator=srip_gen)
         loss = ce + reg
+        if frobenius:
+            decay = frobenius_decay(state.model, config.weight_decay)
+            loss = loss + decay
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
@@ -280,6 +292,7 @@ def _train_epoch(
                     reg.detach().double() * n,
                     (logits.argmax(1) == y).sum().double(),
                     torch.tensor(n, device=device, dtype=torch.float64),
+                    decay.detach().double() * n,
                 ]
             )
         if step % _NAN_CHECK_EVERY == 0 or step == last_step:
@@ -318,6 +331,8 @@ def _epoch_row(
         "reg_loss": sums[1].item() / sums[3].item(),
         "train_top1": 100.0 * sums[2].item() / sums[3].item(),
     }
+    if config.factor_decay == "frobenius":
+        row["decay_loss"] = sums[4].item() / sums[3].item()
     for k in ("val", "test"):
         if k in evals:
             row |= {
@@ -330,6 +345,9 @@ def _epoch_row(
         "epoch_seconds": round(time.time() - t0, 3),
         "images_per_s": round(sums[3].item() / train_seconds, 1),
     }
+    factors = orthogonality(state.model)
+    if factors:
+        row["orthogonality"] = factors
     return row
 
 
