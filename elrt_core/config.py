@@ -37,12 +37,14 @@ __all__ = [
     "RANK_RULE_PATTERN",
     "FACTOR_DECAYS",
     "INITS",
+    "INIT_PATTERN",
 ]
 
 SCHEDULES = ("cosine", "step", "onecycle")
 REG_SCHEDULES = ("constant", "bansal")
 FACTOR_DECAYS = ("factors", "frobenius", "none")
-INITS = ("scratch", "spectral")
+INITS = ("scratch", "spectral", "decompose:<config hash of a finished dense run>")
+INIT_PATTERN = re.compile(r"scratch|spectral|decompose:[0-9a-f]{16}")
 FACTOR_NAMES = ("U1", "U2")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
@@ -104,10 +106,12 @@ class TrainConfig:
     the loss instead: Frobenius decay, Khodak et al., *Initialization and Regularization of Factorized
     Neural Layers*, ICLR 2021, Sec. 3).
 
-    ``init``: ``"scratch"`` (independent Kaiming-variance factors, :mod:`elrt_core.lowrank.layers`) or
+    ``init``: ``"scratch"`` (independent Kaiming-variance factors, :mod:`elrt_core.lowrank.layers`),
     ``"spectral"`` (the best fit in the format of a standard Kaiming-initialized dense kernel drawn from
     ``seed``: for the matrix formats its truncated SVD, split as ``U sqrt(S)``, ``sqrt(S) V^T``; Khodak et al.
-    2021, spectral initialization).
+    2021, spectral initialization) or ``"decompose:<hash>"`` (the compression baseline: the best fit in the
+    format of the trained kernels of the finished dense run with that config hash, then trained further
+    with this config's schedule; the run reads the dense run's ``weights.pt`` beside its own folder).
 
     ``rank_rule``: how ranks meet the budget: ``"uniform"`` (every layer reduced alike,
     :func:`elrt_core.lowrank.convert.select_ranks`) or ``"hw:<table id>"`` (register-friendly ranks
@@ -200,7 +204,10 @@ class TrainConfig:
             self.factor_decay in FACTOR_DECAYS,
             f"unknown factor_decay {self.factor_decay!r}; allowed: {', '.join(FACTOR_DECAYS)}",
         )
-        _require(self.init in INITS, f"unknown init {self.init!r}; allowed: {', '.join(INITS)}")
+        _require(
+            isinstance(self.init, str) and INIT_PATTERN.fullmatch(self.init) is not None,
+            f"unknown init {self.init!r}; allowed: {', '.join(INITS)}",
+        )
         for name, default in (("factor_decay", "factors"), ("init", "scratch")):
             _require(
                 getattr(self, name) == default or self.format != "dense",
@@ -309,7 +316,7 @@ class TrainConfig:
         if self.factor_decay != "factors":
             parts.append({"none": "nodecay", "frobenius": "frobdecay"}[self.factor_decay])
         if self.init != "scratch":
-            parts.append(f"{self.init}init")
+            parts.append("compressed" if self.init.startswith("decompose:") else f"{self.init}init")
         parts += [f"s{self.seed}", self.hash[:8]]
         return "-".join(parts)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from elrt_core import records
-from elrt_core.config import RunOptions, TrainConfig
+from elrt_core.config import ConfigError, RunOptions, TrainConfig
 from elrt_core.train import TrainingDiverged, fit, loop, run_folder
 from elrt_core.train.schedules import lr_factor, reg_factor
 
@@ -340,3 +340,32 @@ def test_run_files_are_readable_by_others_and_no_tmp_litter_survives(tmp_path, c
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
     for name in ("record.json", "weights.pt", "checkpoint.pt"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+def test_the_compression_baseline_starts_from_the_decomposed_trained_dense_run(tmp_path, cifar10_dir):
+    dense = TrainConfig(**{**TINY, "epochs": 1})
+    fit(dense, _options(tmp_path, cifar10_dir, name=dense.name))
+    compress = TrainConfig(**{**TINY, "epochs": 1}, format="matrix", flops_ratio=2.0, init=f"decompose:{dense.hash}")
+    assert compress.name.startswith("resnet20-matrix-2xflops-compressed-")
+    start = loop.build_model(compress, dense_runs=tmp_path)
+    trained = torch.load(tmp_path / dense.name / "weights.pt", weights_only=True)
+    weight = trained["layer1.0.conv1.weight"].double()
+    u, s, vt = torch.linalg.svd(weight.reshape(weight.shape[0], -1), full_matrices=False)
+    (r,) = start.layer1[0].conv1.ranks
+    best = (u[:, :r] * s[:r]) @ vt[:r]  # the Eckart-Young fit of the trained kernel, not of a fresh draw
+    assert torch.allclose(start.layer1[0].conv1.kernel().detach().double().reshape(best.shape), best, atol=1e-5)
+    assert torch.equal(start.bn1.weight.detach(), trained["bn1.weight"])  # the dense layers keep their trained weights
+    rec = fit(compress, _options(tmp_path, cifar10_dir, name=compress.name))
+    assert rec["status"] == "finished" and rec["config"]["init"] == f"decompose:{dense.hash}"
+    missing = compress.replace(init="decompose:" + "0" * 16)
+    with pytest.raises(ConfigError, match="no finished dense run 0000000000000000"):
+        loop.build_model(missing, dense_runs=tmp_path)
+
+
+def test_a_profile_resolves_the_compression_baseline_to_its_dense_run_of_the_same_seed():
+    from elrt_core import profiles
+
+    p = profiles.load("cpu-full")
+    config = p.config("compress", "resnet20", 2.0, seed=2)
+    assert config.init == f"decompose:{p.config('dense', 'resnet20', 2.0, seed=2).hash}"
+    assert (config.epochs, config.lr, config.schedule, config.format) == (5, 0.01, "cosine", "tucker2")

@@ -58,7 +58,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(config: TrainConfig) -> nn.Module:
+def build_model(config: TrainConfig, dense_runs: Path | None = None) -> nn.Module:
     """The model of ``config``, freshly initialized from ``config.seed``.
 
     Low-rank models are converted from the dense architecture with ranks chosen for the
@@ -67,7 +67,10 @@ def build_model(config: TrainConfig) -> nn.Module:
     Kaiming-variance factors drawn from scratch (no pre-trained weights), or, with ``config.init ==
     "spectral"``, the best fit in the format of the freshly Kaiming-initialized dense kernels; the factors named in
     ``config.orth_init`` are then redrawn with orthonormal rows of their thin side
-    (``torch.nn.init.orthogonal_``).
+    (``torch.nn.init.orthogonal_``). ``config.init == "decompose:<hash>"`` (the compression baseline)
+    decomposes the trained kernels of the finished dense run of that config hash, found in ``dense_runs``
+    (the folder of its profile's runs); without ``dense_runs`` the layers are drawn from scratch, for a
+    caller that loads trained weights into the model next.
     """
     timing = None
     if config.rank_rule != "uniform":
@@ -77,21 +80,45 @@ def build_model(config: TrainConfig) -> nn.Module:
     torch.manual_seed(config.seed)
     model = models.get(config.model, config.num_classes)
     if config.format != "dense":
-        model = lowrank.convert(
-            model,
-            config.format,
-            flops_ratio=config.flops_ratio,
-            params_ratio=config.params_ratio,
-            input_shape=config.input_shape,
-            init="decompose" if config.init == "spectral" else "scratch",
-            timing=timing,
-            progress=False,
+        model = (
+            lowrank.convert(
+                model,
+                config.format,
+                flops_ratio=config.flops_ratio,
+                params_ratio=config.params_ratio,
+                input_shape=config.input_shape,
+                init="decompose" if config.init != "scratch" else "scratch",
+                timing=timing,
+                progress=False,
+            )
+            if not config.init.startswith("decompose:")
+            else _compressed(config, model, timing, dense_runs)
         )
     for layer in model.modules():
         if isinstance(layer, lowrank.Tucker2Conv2d):
             for name in config.orth_init:
                 nn.init.orthogonal_(layer.factor_weights()[name])
     return model
+
+
+def _compressed(config: TrainConfig, dense: nn.Module, timing, dense_runs: Path | None) -> nn.Module:
+    """The low-rank model of ``config`` fitted to the trained dense weights its ``init`` names (see
+    :func:`build_model`); a missing dense run or ``weights.pt`` is a :class:`ConfigError` saying what to train."""
+    budget = {"flops_ratio": config.flops_ratio, "params_ratio": config.params_ratio, "input_shape": config.input_shape}
+    if dense_runs is None:
+        return lowrank.convert(dense, config.format, **budget, init="scratch", timing=timing)
+    wanted = config.init.split(":", 1)[1]
+    found = [r for r in records.scan(dense_runs)[0] if r.config_hash == wanted and r.finished and r.config.format == "dense"]
+    if not found or not (found[0].path / checkpoint.WEIGHTS_FILE).exists():
+        where = (
+            f"{found[0].path} has no {checkpoint.WEIGHTS_FILE}" if found else f"no finished dense run {wanted} in {dense_runs}"
+        )
+        raise ConfigError(
+            f"init {config.init!r} decomposes a trained dense network, but {where}: train that dense run first "
+            "(`elrt batch` of its profile; a record whose weights were not kept is retrained with `elrt train --force`)"
+        )
+    dense.load_state_dict(torch.load(found[0].path / checkpoint.WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return lowrank.convert(dense, config.format, **budget, init="decompose", timing=timing, progress=False)
 
 
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
@@ -423,7 +450,7 @@ def _fit(
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
     show = ctx.is_main and not options.quiet
     loaders = _loaders(config, options, device, ctx, show)
-    model = build_model(config)
+    model = build_model(config, dense_runs=out.parent)
     conversion = lowrank.report(model, config.input_shape)
     state = _new_state(config, model, device, options.channels_last, len(loaders.train))
     if saved is not None:
