@@ -20,7 +20,19 @@ import yaml
 from . import calibration
 from .config import SPLIT_SIZES, ConfigError, TrainConfig
 
-__all__ = ["Method", "RunGroup", "Approximation", "Comparison", "Profile", "load", "names", "methods", "PROFILES_FILE"]
+__all__ = [
+    "Method",
+    "RunGroup",
+    "Approximation",
+    "Comparison",
+    "Profile",
+    "Regime",
+    "load",
+    "names",
+    "methods",
+    "regime",
+    "PROFILES_FILE",
+]
 
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
 
@@ -42,7 +54,9 @@ def _take(spec: Any, where: str, required: tuple[str, ...], optional: tuple[str,
 @dataclass(frozen=True)
 class Method:
     """A method of the study: its ``key`` (as in the file), a readable ``label``, the TrainConfig
-    ``fields`` it sets, and ``reg_weight_scale``, the multiple of the calibrated lambda it trains with."""
+    ``fields`` it sets, and ``reg_weight_scale``, the multiple of the calibrated lambda it trains with.
+    ``init: dense`` in ``fields`` names the compression baseline: the profile's dense run of the same model
+    and seed, decomposed (see :meth:`Profile.config`)."""
 
     key: str
     label: str
@@ -73,19 +87,27 @@ class RunGroup:
 class Approximation:
     """Figure 3: the trained dense ``model`` whose kernels are approximated in each format at each
     per-layer reduction of ``ratios`` (of MACs, and of parameters), and at each MAC reduction of
-    ``curve_ratios`` for the error-versus-MACs curves (empty: no curves)."""
+    ``curve_ratios`` for the error-versus-MACs curves (empty: no curves). ``smallest_effect``: the
+    smallest difference in relative error of interest (claim 1's verdict); ``beyond_paper``: the formats
+    the paper does not compare Tucker-2 with (own words, never the row's)."""
 
     model: str
     ratios: tuple[float, ...]
     formats: tuple[str, ...]
     curve_ratios: tuple[float, ...] = ()
+    smallest_effect: float | None = None
+    beyond_paper: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Comparison:
     """Methods compared with a ``reference`` on one network (``model`` and ``flops_ratio``; both
     ``None`` for comparisons made at every network of the profile, like the main table). A two-way
-    comparison names its ``treatment`` (also in ``methods``); the main table its ``headline`` method."""
+    comparison names its ``treatment`` (also in ``methods``); the main table its ``headline`` method.
+    ``smallest_effect``: the smallest effect of interest, declared before the results it judges (in the
+    unit of the compared metric: accuracy points); an interval inside ``±`` it reads *no meaningful
+    effect*. ``beyond_paper``: compared methods the paper does not compare with (the book's extensions
+    and ablations): each gets its own word, but none decides the row's word."""
 
     reference: str
     methods: tuple[str, ...]
@@ -93,6 +115,8 @@ class Comparison:
     flops_ratio: float | None = None
     headline: str | None = None
     treatment: str | None = None
+    smallest_effect: float | None = None
+    beyond_paper: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +141,8 @@ class Profile:
         fields = {**m.fields, "model": model, "seed": seed}
         if not m.dense:
             fields["flops_ratio"] = flops_ratio
+        if fields.get("init") == "dense":  # the compression baseline: this profile's dense run of the same seed
+            fields["init"] = f"decompose:{self.config('dense', model, flops_ratio, seed).hash}"
         if fields.get("reg", "none") != "none":
             fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(calibration.RegSetting.of(fields))
         return self.base_config(**fields)
@@ -134,7 +160,7 @@ class Profile:
 
 def _raw() -> dict[str, Any]:
     raw = yaml.safe_load(PROFILES_FILE.read_text())
-    _take(raw, "the file", ("methods", "comparisons", "profiles"))
+    _take(raw, "the file", ("methods", "comparisons", "profiles", "regime"))
     return raw
 
 
@@ -149,6 +175,8 @@ def methods() -> dict[str, Method]:
         _require(isinstance(label, str) and label, f"method {key!r} needs a label")
         _require(isinstance(scale, (int, float)) and scale > 0, f"method {key!r}: reg_weight_scale must be > 0, got {scale!r}")
         probe = {**spec, "reg_weight": 1.0} if spec.get("reg", "none") != "none" else dict(spec)
+        if probe.get("init") == "dense":  # resolved per profile and seed by Profile.config
+            probe["init"] = "decompose:" + "0" * 16
         if probe.get("format", "dense") != "dense":
             probe["flops_ratio"] = 2.0
         try:
@@ -159,20 +187,65 @@ def methods() -> dict[str, Method]:
     return out
 
 
+@dataclass(frozen=True)
+class Regime:
+    """The regime axis: ``profiles`` in order of training length, and the ``effects`` followed across
+    them, each ``(treatment, reference)`` on ``model`` at ``flops_ratio`` fewer FLOPs."""
+
+    profiles: tuple[str, ...]
+    model: str
+    flops_ratio: float
+    effects: tuple[tuple[str, str], ...]
+
+
+@cache
+def regime() -> Regime:
+    """The regime axis of ``profiles.yaml`` (validated: known profiles and methods)."""
+    s = _take(_raw()["regime"], "regime", ("profiles", "model", "flops_ratio", "effects"))
+    unknown = [p for p in s["profiles"] if p not in _raw()["profiles"]]
+    _require(not unknown, f"regime names unknown profiles {unknown}")
+    effects = []
+    for i, e in enumerate(s["effects"]):
+        e = _take(e, f"regime effects[{i}]", ("treatment", "reference"))
+        bad = [m for m in e.values() if m not in methods()]
+        _require(not bad, f"regime effects[{i}] names unknown methods {bad}")
+        effects.append((e["treatment"], e["reference"]))
+    return Regime(tuple(s["profiles"]), s["model"], float(s["flops_ratio"]), tuple(effects))
+
+
 def names() -> list[str]:
     """The profile names, in file order."""
     return list(_raw()["profiles"])
 
 
 def _comparison(key: str, spec: Any) -> Comparison:
-    s = _take(spec, f"comparison {key!r}", ("reference",), ("treatment", "methods", "model", "flops_ratio", "headline"))
+    s = _take(
+        spec,
+        f"comparison {key!r}",
+        ("reference", "smallest_effect"),
+        ("treatment", "methods", "model", "flops_ratio", "headline", "beyond_paper"),
+    )
     chosen = tuple(s.get("methods", ())) + ((s["treatment"],) if "treatment" in s else ())
     known = methods()
     for m in (s["reference"], *chosen, *([s["headline"]] if "headline" in s else [])):
         _require(m in known, f"comparison {key!r} names unknown method {m!r}; known: {', '.join(known)}")
+    beyond = tuple(s.get("beyond_paper", ()))
+    _require(set(beyond) <= set(chosen), f"comparison {key!r}: beyond_paper {list(beyond)} must be among its methods")
+    smallest = s["smallest_effect"]
+    _require(
+        isinstance(smallest, (int, float)) and not isinstance(smallest, bool) and smallest > 0,
+        f"comparison {key!r}: smallest_effect must be a number > 0, got {smallest!r}",
+    )
     ratio = s.get("flops_ratio")
     return Comparison(
-        s["reference"], chosen, s.get("model"), None if ratio is None else float(ratio), s.get("headline"), s.get("treatment")
+        s["reference"],
+        chosen,
+        s.get("model"),
+        None if ratio is None else float(ratio),
+        s.get("headline"),
+        s.get("treatment"),
+        float(smallest),
+        beyond,
     )
 
 
@@ -197,7 +270,12 @@ def load(name: str) -> Profile:
     if name not in raw:
         raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(raw)}")
     s = _take(raw[name], f"profile {name!r}", ("description", "train", "runs", "approximation", "comparisons"))
-    a = _take(s["approximation"], f"profile {name!r} approximation", ("model", "ratios", "formats"), ("curve_ratios",))
+    a = _take(
+        s["approximation"],
+        f"profile {name!r} approximation",
+        ("model", "ratios", "formats", "smallest_effect"),
+        ("curve_ratios", "beyond_paper"),
+    )
     _require(
         all(float(r) > 1 for r in [*a["ratios"], *a.get("curve_ratios", [])]),
         f"profile {name!r} approximation: ratios and curve_ratios are reductions (dense / low-rank), each > 1",
@@ -212,6 +290,8 @@ def load(name: str) -> Profile:
             tuple(float(r) for r in a["ratios"]),
             tuple(a["formats"]),
             tuple(float(r) for r in a.get("curve_ratios", ())),
+            float(a["smallest_effect"]),
+            tuple(a.get("beyond_paper", ())),
         ),
         comparisons={k: _comparison(k, v) for k, v in s["comparisons"].items()},
     )

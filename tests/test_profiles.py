@@ -48,8 +48,9 @@ def test_lambda_scales_and_dense_ignores_the_budget():
 
 def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
     runs = plan.plan(profiles.load("cpu-full"))
-    # priorities 1-6 (6: hardware-aware ranks), then issue 25's mechanism, baseline, lambda and 1/rank runs (7-10)
-    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3 + 6 + 6 + 6 + 3
+    # priorities 1-6 (6: hardware-aware ranks), then issue 25's mechanism (7), fair baselines (8), compression and
+    # lambda (9) and 1/rank (10) runs
+    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3 + 6 + 6 + 9 + 3
     assert [r.priority for r in runs] == sorted(r.priority for r in runs)
     first = [(r.method, r.config.seed) for r in runs[:8]]
     assert first == [
@@ -74,7 +75,7 @@ def test_the_plan_of_chosen_methods_keeps_its_order_and_names_an_unknown_method(
     chosen = plan.plan(profiles.load("cpu-full"), only=["tucker2-hw", "dense"])
     assert chosen == [r for r in full if r.method in ("tucker2-hw", "dense")]
     assert [r.method for r in chosen] == ["dense"] * 5 + ["tucker2-hw"] * 3
-    with pytest.raises(ValueError, match="trains no hw; its methods: cp, dense"):
+    with pytest.raises(ValueError, match="trains no hw; its methods: compress, cp, dense"):
         plan.plan(profiles.load("cpu-full"), only=["hw"])
     with pytest.raises(ValueError, match="no method named"):
         plan.plan(profiles.load("cpu-full"), only=[])
