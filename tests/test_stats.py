@@ -176,3 +176,57 @@ def test_mean_sd_n():
     assert stats.mean_sd_n([80.0, 82.0]) == "81.00 ± 1.41 (2)"
     assert stats.mean_sd_n([80.0]) == "80.00 (1)"
     assert stats.mean_sd_n([]) == "—"
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "smallest", "word"),
+    [
+        (-0.2, 0.3, 0.5, "no meaningful effect"),
+        (-0.2, 0.6, 0.5, "inconclusive"),  # reaches past the smallest effect of interest: too wide to tell
+        (0.1, 0.3, 0.5, "supported"),  # excludes zero: the direction is decided, however small
+        (-0.2, 0.3, None, "inconclusive"),  # no smallest effect declared: no null can be stated
+    ],
+)
+def test_no_meaningful_effect_is_an_interval_inside_the_smallest_effect(low, high, smallest, word):
+    assert stats.verdict(low, high, 1, smallest) == word
+
+
+def test_holm_steps_down_and_stops_at_the_first_non_rejection():
+    # p-values out of order; family of 4 (one planned comparison has no values yet)
+    levels = stats.holm_levels([0.02, 0.001, 0.3, 0.012], family=5)
+    assert levels == pytest.approx([1 - 0.05 / 3, 1 - 0.05 / 5, 1 - 0.05 / 3, 1 - 0.05 / 4])
+    # 0.001 < 0.05/5 and 0.012 < 0.05/4 reject; 0.02 is not below 0.05/3: the procedure stops, and 0.3 keeps that level
+    stop = stats.holm_levels([0.001, 0.3, 0.5], family=3)
+    assert stop == pytest.approx([1 - 0.05 / 3, 0.975, 0.975])  # every later one keeps the level where it stopped
+    assert stats.holm_levels([0.04, 0.04]) == pytest.approx([0.975, 0.975])  # Bonferroni would give the same here
+    assert stats.holm_levels([0.01, 0.04]) == pytest.approx([0.975, 0.95])  # Holm rejects both, Bonferroni one
+    with pytest.raises(ValueError, match="family of 1"):
+        stats.holm_levels([0.1, 0.2], family=1)
+
+
+def test_holm_decisions_equal_the_t_test_at_the_holm_level():
+    ref = {s: 80.0 + s for s in range(4)}
+    pairs = [
+        (ref, {s: v + 1.0 + 0.1 * (-1) ** s for s, v in ref.items()}, ("none", "a")),
+        (ref, {s: v + 0.3 + 0.2 * (-1) ** s for s, v in ref.items()}, ("none", "b")),
+    ]
+    out = stats.holm(pairs)
+    assert out[0].adjustment == "Holm" and out[0].confidence == pytest.approx(0.975)
+    for c in out:
+        rejected = c.verdict in ("supported", "contradicted")
+        assert rejected == (c.t_p < 1 - c.confidence)
+    assert "Holm 97.5% CI" in out[0].effect()
+    assert stats.holm(pairs[:1])[0].adjustment == ""  # a family of one is a plain interval
+
+
+def test_minimum_detectable_effect_follows_the_t_power_formula():
+    from scipy import stats as sp
+
+    sd, n = 0.4, 3
+    expected = (sp.t.ppf(0.975, 2) + sp.t.ppf(0.8, 2)) * sd / n**0.5
+    assert stats.minimum_detectable(sd, n) == pytest.approx(expected)
+    assert stats.minimum_detectable(sd, 10) < stats.minimum_detectable(sd, 3)  # more seeds detect less
+    assert stats.minimum_detectable(sd, 1) != stats.minimum_detectable(sd, 1)  # NaN: no spread from one pair
+    c = stats.paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.5, 1: 2.2, 2: 3.9})
+    assert c.detectable == pytest.approx(stats.minimum_detectable(float(np.std(c.diffs, ddof=1)), 3))
+    assert c.detectable_text().startswith("detectable at n = 3 (80% power): ")

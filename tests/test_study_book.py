@@ -66,6 +66,7 @@ def test_every_notebook_has_a_parameters_cell_and_is_committed_without_outputs()
         "04_main_results",
         "05_provenance",
         "06_efficiency",
+        "07_training_length",
     ]
     for name in NOTEBOOKS:
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)

@@ -21,11 +21,33 @@ def test_format_claim_pairs_formats_layer_by_layer_and_counts_wins():
         rows += [(f"l{i}", "tucker2", 0.10 + 0.01 * i), (f"l{i}", "matrix", 0.20 + 0.012 * i), (f"l{i}", "spatial", 0.05)]
     claim = verdicts.format_claim(_errors(rows), 2.0, "scale", {"tucker2": "Tucker-2"})
     assert "vs matrix (supported): lower in 6 of 6 layers" in claim.effect
-    assert "vs spatial (contradicted): lower in 0 of 6 layers" in claim.effect
-    assert claim.verdict == "contradicted"  # beats one opponent, clearly loses to the other
-    assert claim.effect.count("97.5% CI") == 2  # Bonferroni over the two opponents
+    assert "; beyond the paper: vs spatial (contradicted): lower in 0 of 6 layers" in claim.effect
+    # the paper's opponent decides the row; the spatial reshape, which the book added, has its own word only
+    assert claim.verdict == "supported"
+    assert "Holm 97.5% CI" in claim.effect and "Holm 95% CI" in claim.effect  # step-down over the two opponents
+    both = verdicts.format_claim(_errors(rows), 2.0, "scale", {}, beyond=())
+    assert both.verdict == "contradicted"  # with both opponents the paper's, losing to one contradicts the row
     only_matrix = verdicts.format_claim(_errors(rows), 2.0, "scale", {}, opponents=("matrix",))
-    assert only_matrix.verdict == "supported" and "n = 6" in only_matrix.effect
+    assert only_matrix.verdict == "supported" and "n = 6" in only_matrix.effect and "Holm" not in only_matrix.effect
+    assert only_matrix.detectable.startswith("Smallest difference detectable at n = 6 with 80% power: 0.00")
+    tiny = [(f"l{i}", f, e + 0.001 * (i % 2) * (f == "matrix")) for i in range(6) for f, e in (("tucker2", 0.1), ("matrix", 0.1))]
+    null = verdicts.format_claim(_errors(tiny), 2.0, "scale", {}, opponents=("matrix",), smallest=0.01)
+    assert null.verdict == "no meaningful effect"  # the interval lies inside +-0.01: a null, not too little data
+
+
+def test_crossovers_name_the_budget_from_which_a_format_wins_most_layers():
+    rows = []
+    for budget, wins in ((1.25, 0), (1.5, 1), (2.0, 2), (3.0, 3)):
+        for i in range(3):
+            rows += [
+                ("trained", "macs", budget, f"l{i}", "tucker2", 0.1),
+                ("trained", "macs", budget, f"l{i}", "matrix", 0.2 if i < wins else 0.05),
+            ]
+            rows += [("trained", "macs", budget, f"l{i}", "spatial", 0.05)]
+    rows += [("initialization", "macs", 2.0, "l0", "tucker2", 0.1), ("initialization", "macs", 2.0, "l0", "matrix", 0.2)]
+    text = verdicts.crossovers(_budgets(rows), weights="trained")
+    assert text["matrix"] == "0 of 3 at 1.25x · 1 of 3 at 1.5x · 2 of 3 at 2x · 3 of 3 at 3x: a majority from 2x fewer MACs on"
+    assert text["spatial"].endswith("no budget from which Tucker-2 (tensor rank) wins most layers")
 
 
 def test_layer_values_refuses_a_table_of_two_kinds_of_weights():
@@ -106,6 +128,8 @@ def test_combine():
     assert verdicts.combine(["supported", "supported"]) == "supported"
     assert verdicts.combine(["supported", "inconclusive"]) == "inconclusive"
     assert verdicts.combine(["supported", "contradicted"]) == "contradicted"
+    assert verdicts.combine(["no meaningful effect"] * 2) == "no meaningful effect"
+    assert verdicts.combine(["no meaningful effect", "supported"]) == "inconclusive"
     assert verdicts.combine([]) == "inconclusive"
 
 
@@ -127,15 +151,22 @@ def test_values_and_beats_claim_are_paired_and_corrected():
     claim, comparisons = verdicts.beats_claim(values, "elrt", ["a", "b", "missing"], "scale", verdicts.labels(runs))
     assert [c.reference for c in comparisons] == ["a", "b"]
     assert comparisons[0].verdict == "supported" and comparisons[1].verdict == "inconclusive"
-    assert claim.verdict == "inconclusive" and "98.3% CI" in claim.effect and claim.effect.startswith("ELRT − each: vs A +1.00")
+    assert claim.verdict == "inconclusive" and "Holm 98.3% CI" in claim.effect
+    assert claim.effect.startswith("ELRT − each: vs A (supported) +1.00")
     assert claim.effect.endswith("(mean below the opponent's for 1 of 2: B); without results so far: missing")
-    assert all(c.confidence == pytest.approx(1 - 0.05 / 3) for c in comparisons)  # the planned family of 3
+    # Holm over the planned family of 3: the smallest p at 0.05/3, the next at 0.05/2 (where it stops)
+    assert [c.confidence for c in comparisons] == [pytest.approx(1 - 0.05 / 3), pytest.approx(1 - 0.05 / 2)]
     two, _ = verdicts.beats_claim(values, "elrt", ["a", "x, y", "z"], "scale", verdicts.labels(runs))
     assert two.effect.endswith("; without results so far: x, y · z")  # labels may hold commas
     alone, _ = verdicts.beats_claim(values, "elrt", ["a"], "scale", verdicts.labels(runs))
     assert alone.verdict == "supported" and "without results" not in alone.effect
     partial, _ = verdicts.beats_claim(values, "elrt", ["a", "missing"], "scale", verdicts.labels(runs))
     assert partial.verdict == "inconclusive"  # beats A beyond the noise, but "each" includes an untrained method
+    # an opponent the paper does not compare with gets its own line and word, and cannot decide the row
+    ours, _ = verdicts.beats_claim(values, "elrt", ["a", "b", "missing"], "scale", verdicts.labels(runs), beyond=["b", "missing"])
+    assert ours.verdict == "supported" and "; beyond the paper: vs B (inconclusive)" in ours.effect
+    null, _ = verdicts.beats_claim(values, "elrt", ["b"], "scale", verdicts.labels(runs), smallest=0.5)
+    assert null.verdict == "no meaningful effect"  # ELRT − B lies within +-0.5: told apart from too little data
 
 
 def test_paired_claim_text():
@@ -180,7 +211,7 @@ def test_network_claims_compare_the_headline_with_the_others_at_each_network():
     assert (c2.verdict, c3.verdict, c2.scale) == ("supported", "inconclusive", "6 runs")
     assert [x.reference for x in cmp2] == ["a"]  # the headline is not compared with itself
     text = verdicts.networks_text(claims)
-    assert text.startswith("**resnet20 at 2x fewer FLOPs:** supported. ELRT − each: vs A +1.00")
+    assert text.startswith("**resnet20 at 2x fewer FLOPs:** supported. ELRT − each: vs A (supported) +1.00")
     assert "\n\n**resnet20 at 3x fewer FLOPs:** inconclusive." in text
     ((none, _),) = verdicts.network_claims({("resnet20", 4.0): near[:3]}, c, str, plans).values()
     assert none.effect == "ELRT − each: no paired runs yet; without results so far: a" and none.verdict == "inconclusive"
@@ -204,7 +235,8 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
     noisy += [_run("so", s, 80.5 + (-1) ** s) for s in range(4)] + [_run("mc", s, 80.2 - (-1) ** s) for s in range(4)]
     result = verdicts.ranking(noisy, c, "scale", _planned("none", "so", "mc"))
     assert [x.treatment for x in result.comparisons] == ["so", "mc"] and result.n_common == 4
-    assert all(x.confidence == pytest.approx(0.975) for x in result.comparisons)  # Bonferroni over 2 comparisons
+    # Holm over 2 comparisons: both noisy, so the first step (0.05 / 2) does not reject and both keep its level
+    assert all(x.confidence == pytest.approx(0.975) for x in result.comparisons)
     assert result.leader_sentence.startswith("No setting is ahead") and result.claim.verdict == "inconclusive"
     clear = [_run("none", s, 80.0 + 0.1 * s) for s in range(5)]
     clear += [_run("so", s, 83.0 + 0.1 * s + 0.01 * (-1) ** s) for s in range(5)]
@@ -226,10 +258,11 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
         [_run(m, 0, 80.0 + i) for i, m in enumerate(("none", "so", "mc"))], c, "scale", _planned("none", "so", "mc")
     )
     assert one_seed.difference_text.endswith("only 1 seed every setting has (a within-seed test needs 2).")
-    assert all(x.confidence == pytest.approx(1 - 0.05 / 3) for x in partial.comparisons)  # SRIP counts in the family
+    # SRIP counts in the family: Holm starts at 0.05 / 3 for the smallest p, then 0.05 / 2
+    assert sorted(x.confidence for x in partial.comparisons) == [pytest.approx(1 - 0.05 / 2), pytest.approx(1 - 0.05 / 3)]
     unplanned = verdicts.ranking(clear, three, "scale", _planned("none", "so", "mc"))  # this profile never trains SRIP
     assert unplanned.claim.verdict == "supported" and "without results" not in unplanned.claim.effect
-    assert all(x.confidence == pytest.approx(0.975) for x in unplanned.comparisons)
+    assert sorted(x.confidence for x in unplanned.comparisons) == [pytest.approx(0.95), pytest.approx(0.975)]  # Holm over 2
 
 
 def test_a_claim_reads_as_one_sentence():

@@ -1,6 +1,6 @@
 """What the notebooks call: the run plan of a profile, get-or-run, figures, tables and verdicts."""
 
-from . import approximation, figures, plan, tables, verdicts
+from . import approximation, figures, plan, regime, summary, tables, verdicts
 from .approximation import approximation_errors
 from .plan import PlannedRun
 from .runs import MissingRun, get_or_run, results_root, run_dir
@@ -20,4 +20,6 @@ __all__ = [
     "tables",
     "figures",
     "verdicts",
+    "regime",
+    "summary",
 ]

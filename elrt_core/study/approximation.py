@@ -86,9 +86,18 @@ def _versions(versions: Mapping[str, str] | None = None) -> str:
     return f"torch {found['torch'].split('+')[0]} tensorly {found['tensorly']} numpy {found['numpy']}"
 
 
+ANALYSIS_FIELDS = ("model", "ratios", "formats", "curve_ratios")
+"""The fields of an :class:`Approximation` that decide its errors (the others judge them: a verdict setting
+never makes a new table)."""
+
+
+def _analysed(spec: Approximation) -> dict:
+    return {k: v for k, v in dataclasses.asdict(spec).items() if k in ANALYSIS_FIELDS}
+
+
 def errors_key(model: nn.Module, spec: Approximation, versions: Mapping[str, str] | None = None) -> str:
     """First 16 hex digits of the sha256 of ``model``'s conv layers (name, ``repr``, kernel bytes),
-    ``spec``, the analysis code (:func:`code_fingerprint` of each of :data:`CODE`) and the torch,
+    the :data:`ANALYSIS_FIELDS` of ``spec``, the analysis code (:func:`code_fingerprint` of each of :data:`CODE`) and the torch,
     tensorly and numpy versions (this environment's, or ``versions``: ``{"torch": ..., "tensorly":
     ..., "numpy": ...}``, e.g. to check a stored table against the code in another environment)."""
     h = hashlib.sha256()
@@ -96,7 +105,7 @@ def errors_key(model: nn.Module, spec: Approximation, versions: Mapping[str, str
         if isinstance(module, nn.Conv2d):
             h.update(f"{name} {module!r}".encode())
             h.update(module.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    h.update(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
+    h.update(json.dumps(_analysed(spec), sort_keys=True).encode())
     for code in CODE:
         h.update(code_fingerprint(code).encode())
     h.update(_versions(versions).encode())
@@ -131,7 +140,7 @@ def _write(table: pd.DataFrame, path: Path, spec: Approximation, started: float)
     both written to a temporary file in the same folder, then renamed."""
     prov = records.provenance(torch.device("cpu"), seed=0, profile="", started=started, ended=time.time())
     prov = {k: v for k, v in prov.items() if k not in ("seed", "profile")}
-    records.write_json(path.with_suffix(".json"), {"table": path.name, "spec": dataclasses.asdict(spec), "provenance": prov})
+    records.write_json(path.with_suffix(".json"), {"table": path.name, "spec": _analysed(spec), "provenance": prov})
     with atomic.replacing(path) as tmp:
         table.to_csv(tmp, index=False)
 

@@ -28,6 +28,7 @@ __all__ = [
     "accuracy_vs_flops",
     "differences",
     "curves_by_method",
+    "effect_trend",
 ]
 
 ERROR_LABEL = "relative error ||W - Ŵ||² / ||W||²"
@@ -274,5 +275,42 @@ def curves_by_method(df: pd.DataFrame, reference: str, metric: str = "test_top1"
         ax.legend(fontsize="x-small", title=None)
     for ax in list(axes.flat)[len(others) :]:
         ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str = "points") -> plt.Figure:
+    """Each effect against training length: one panel per ``effect`` of ``table`` (rows of
+    :func:`elrt_core.study.regime.trend`), one position per profile on a log axis of the optimizer steps
+    of a run (labelled with the profile), a grey dot per seed's paired difference beside the mean (black
+    diamond) and its 95% interval (black line), the zero line (red, dashed) and the band ``± smallest``
+    (the smallest effect of interest, shaded). A profile without runs of an effect says so at zero."""
+    effects = list(dict.fromkeys(table["effect"]))
+    positions = table.drop_duplicates("profile").sort_values("steps")
+    fig, axes = plt.subplots(len(effects), 1, figsize=(7.5, 0.6 + 2.1 * len(effects)), sharex=True, squeeze=False)
+    for ax, effect in zip(axes[:, 0], effects, strict=True):
+        rows = table[table["effect"] == effect]
+        if smallest is not None:
+            ax.axhspan(-smallest, smallest, color="0.9", zorder=0)
+        ax.axhline(0, color="tab:red", linewidth=1, linestyle="--", zorder=1)
+        for r in rows.itertuples():
+            if r.n == 0:
+                ax.annotate("no runs yet", (r.steps, 0), xytext=(0, 5), textcoords="offset points", ha="center", fontsize="small")
+                continue
+            ax.scatter([r.steps * 0.92] * r.n, r.diffs, color="0.5", s=16, zorder=2)
+            if not math.isnan(r.low):
+                ax.plot([r.steps, r.steps], [r.low, r.high], color="black", linewidth=2, zorder=3)
+            ax.scatter([r.steps], [r.mean], marker="D", color="black", s=40, zorder=4)
+            ax.annotate(f"n = {r.n}", (r.steps, r.mean), xytext=(7, 0), textcoords="offset points", va="center", fontsize="small")
+        ax.margins(y=0.2)
+        ax.set_title(effect, fontsize="medium", loc="left")
+        ax.set_ylabel(unit)
+    bottom = axes[-1, 0]
+    bottom.set_xscale("log")
+    bottom.set_xlim(positions["steps"].min() / 1.4, positions["steps"].max() * 1.4)
+    bottom.xaxis.set_major_locator(ticker.FixedLocator(positions["steps"].tolist()))
+    bottom.xaxis.set_minor_locator(ticker.NullLocator())
+    bottom.set_xticklabels([f"{r.profile}\n{r.steps:,} steps" for r in positions.itertuples()])
+    bottom.set_xlabel("optimizer steps of one run (log scale)")
     fig.tight_layout()
     return fig

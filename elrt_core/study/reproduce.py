@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..paths import project_root
-from ..profiles import Profile
+from ..profiles import Profile, regime
 from . import batch
 from . import plan as plan_lib
 
@@ -22,6 +22,7 @@ NOTEBOOKS = {
     "04_main_results": ("main",),
     "05_provenance": (),
     "06_efficiency": ("rank_rule",),
+    "07_training_length": ("regime",),
 }
 """Notebook name -> the comparisons (of the profile's ``comparisons``) whose runs it reads."""
 
@@ -55,6 +56,13 @@ def chapter_runs(profile: Profile, names: list[str]) -> list[plan_lib.PlannedRun
         for key in NOTEBOOKS[name]:
             if key == "approximation":
                 wanted.add(plan_lib.approximation_run(profile).config.hash)
+            elif key == "regime":  # every run of the regime network (the other profiles' runs are read, not trained)
+                axis = regime()
+                wanted |= {
+                    r.config.hash
+                    for r in everything
+                    if r.config.model == axis.model and r.config.flops_ratio in (None, axis.flops_ratio)
+                }
             elif key == "main":
                 main = profile.comparisons["main"]
                 wanted |= {r.config.hash for r in plan_lib.select(everything, methods=(main.reference, *main.methods))}

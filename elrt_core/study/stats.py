@@ -12,14 +12,20 @@ methods have, the differences ``d_i = treatment_i - reference_i`` (in accuracy p
   2/32 = 0.0625, which is why the verdict rests on the interval, as the study's rules say.
 
 Verdict words (:func:`verdict`): *supported* when the interval excludes 0 in the claimed direction,
-*contradicted* when it excludes 0 the other way, *inconclusive* otherwise (and always for n < 2).
+*contradicted* when it excludes 0 the other way, *no meaningful effect* when it lies inside
+``± smallest``, the smallest effect of interest the comparison declared in advance (``profiles.yaml``),
+and *inconclusive* otherwise (and always for n < 2): an interval too wide to tell. Every comparison
+also states its minimum detectable effect (:func:`minimum_detectable`): the true difference its n and
+noise would detect with 80% power, so a reader tells "no difference" from "too few seeds to see one".
 
-More than two methods (:func:`against_reference`, :func:`omnibus`): each method is compared with a
-reference with Bonferroni-corrected intervals (confidence ``1 - 0.05 / k`` for the k comparisons of
-the planned family, fixed in advance: a method without runs yet counts, so an interval against the
-reference does not widen when other methods' runs land), and
-an omnibus within-seed permutation test says whether the methods differ at all; no "best" method
-is named unless its interval against every other excludes 0 (:func:`leader`).
+More than two methods (:func:`holm`, :func:`against_reference`, :func:`omnibus`): each method is
+compared with a reference under Holm's step-down over the planned family of k comparisons (fixed in
+advance: a method without runs yet counts; Holm 1979). Sorted by their paired-t p-values, the j-th
+comparison (from 0) gets confidence ``1 - 0.05 / (k - j)`` while every earlier one excluded 0, and the
+level of the first that did not from there on: the same family-wise error as Bonferroni
+(``1 - 0.05 / k`` for all), never less power. An omnibus within-seed permutation test says whether the
+methods differ at all; no "best" method is named unless its Bonferroni-corrected interval against every
+other excludes 0 (:func:`leader`).
 """
 
 from __future__ import annotations
@@ -47,12 +53,20 @@ __all__ = [
     "omnibus",
     "leader",
     "mean_sd_n",
+    "holm",
+    "holm_levels",
+    "t_test_p",
+    "minimum_detectable",
+    "combine",
     "CONFIDENCE",
+    "POWER",
     "VERDICTS",
 ]
 
 CONFIDENCE = 0.95
-VERDICTS = ("supported", "contradicted", "inconclusive")
+POWER = 0.8
+"""Power at which :func:`minimum_detectable` states the smallest difference a comparison could detect."""
+VERDICTS = ("supported", "contradicted", "no meaningful effect", "inconclusive")
 _EXACT_LIMIT = 20  # enumerate all 2^n sign patterns up to this n; beyond, a seeded Monte Carlo sample
 _BLOCK = 16  # sign patterns are enumerated 2^16 at a time
 _MONTE_CARLO = 100_000
@@ -121,19 +135,61 @@ def least_p(n: int) -> float:
     return 2.0 / 2**n if n > 0 else 1.0
 
 
-def verdict(low: float, high: float, direction: int = 1) -> str:
+def verdict(low: float, high: float, direction: int = 1, smallest: float | None = None) -> str:
     """*supported* if ``[low, high]`` excludes 0 on the side of ``direction`` (+1: the treatment is
-    claimed higher, -1: lower), *contradicted* if it excludes 0 on the other side, else *inconclusive*."""
+    claimed higher, -1: lower), *contradicted* if it excludes 0 on the other side, *no meaningful
+    effect* if it lies strictly inside ``(-smallest, +smallest)`` (the smallest effect of interest,
+    declared in advance; ``None``: no such check), else *inconclusive*."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction!r}")
-    if math.isnan(low) or math.isnan(high) or low <= 0 <= high:
+    if smallest is not None and not smallest > 0:
+        raise ValueError(f"the smallest effect of interest must be > 0, got {smallest!r}")
+    if math.isnan(low) or math.isnan(high):
         return "inconclusive"
-    return "supported" if (low > 0) == (direction > 0) else "contradicted"
+    if not low <= 0 <= high:
+        return "supported" if (low > 0) == (direction > 0) else "contradicted"
+    if smallest is not None and -smallest < low and high < smallest:
+        return "no meaningful effect"
+    return "inconclusive"
+
+
+def combine(words: Sequence[str]) -> str:
+    """One word for several comparisons: *supported* if all are, *contradicted* if any is, *no
+    meaningful effect* if all are, else *inconclusive* (also for none)."""
+    for word in ("supported", "no meaningful effect"):
+        if words and all(w == word for w in words):
+            return word
+    return "contradicted" if "contradicted" in words else "inconclusive"
+
+
+def t_test_p(diffs: Sequence[float]) -> float:
+    """Two-sided one-sample t-test p-value of the mean of ``diffs`` against 0 (NaN where
+    :func:`t_interval` has no interval): ``p < 1 - c`` exactly when the ``c`` t-interval excludes 0,
+    which is what lets :func:`holm` decide with intervals."""
+    d = _finite(diffs)
+    low, _ = t_interval(d)
+    if math.isnan(low):
+        return math.nan
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    return float(2 * scipy_stats.t.sf(abs(t), len(d) - 1))
+
+
+def minimum_detectable(sd: float, n: int, confidence: float = CONFIDENCE, power: float = POWER) -> float:
+    """The smallest true mean difference a paired two-sided t-test at ``confidence`` detects with
+    ``power``, given ``n`` pairs whose differences have standard deviation ``sd``:
+    ``(t_{(1+c)/2, n-1} + t_{power, n-1}) · sd / sqrt(n)`` (the usual t approximation of the power
+    of a one-sample t-test; e.g. Cohen 1988, ch. 2). NaN for n < 2 or a non-finite ``sd``."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    df = n - 1
+    return float((scipy_stats.t.ppf(0.5 + confidence / 2, df) + scipy_stats.t.ppf(power, df)) * sd / math.sqrt(n))
 
 
 @dataclass(frozen=True)
 class Paired:
-    """A paired comparison: ``treatment - reference`` over the ``seeds`` both have (points)."""
+    """A paired comparison: ``treatment - reference`` over the ``seeds`` both have (points).
+    ``adjustment``: how ``confidence`` was set for a family (``""``, ``"Bonferroni"``, ``"Holm"``);
+    ``smallest``: the smallest effect of interest its verdict used (``None``: none declared)."""
 
     reference: str
     treatment: str
@@ -145,16 +201,29 @@ class Paired:
     p_value: float
     confidence: float
     verdict: str
+    adjustment: str = ""
+    smallest: float | None = None
 
     @property
     def n(self) -> int:
         return len(self.seeds)
 
+    @property
+    def t_p(self) -> float:
+        """Paired-t p-value (:func:`t_test_p`): what orders a Holm family."""
+        return t_test_p(self.diffs) if self.n else math.nan
+
+    @property
+    def detectable(self) -> float:
+        """:func:`minimum_detectable` at this comparison's n, spread and confidence (NaN below n = 2)."""
+        sd = float(np.std(self.diffs, ddof=1)) if self.n >= 2 else math.nan
+        return minimum_detectable(sd, self.n, self.confidence)
+
     def effect(self, unit: str = "points", digits: int = 2) -> str:
         """E.g. ``"+1.23 points (95% CI +0.41 to +2.05, n = 5, sign-flip p = 0.062)"``; without an
-        interval when n < 2. A Bonferroni-corrected interval shows its level (e.g. ``98.3% CI``); the
-        exact p-value cannot fall below ``2 / 2^n`` (0.125 at n = 4), so the verdict rests on the interval; a p at
-        that floor says so (``"p = 0.062, its floor at n = 5"``).
+        interval when n < 2. An interval adjusted for a family shows its level and how (e.g. ``Holm
+        98.8% CI``); the exact p-value cannot fall below ``2 / 2^n`` (0.125 at n = 4), so the verdict rests
+        on the interval; a p at that floor says so (``"p = 0.062, its floor at n = 5"``).
         An interval's end keeps the decimals that decide its sign (:func:`_bound`)."""
         unit = f" {unit}" if unit else ""
         if self.n == 0:
@@ -163,12 +232,20 @@ class Paired:
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}: no interval)"
         if math.isnan(self.low):
             return f"{self.mean:+.{digits}f}{unit} (n = {self.n}, every difference equal: no interval, sign-flip p = {self.p_value:.2g})"
-        level = f"{100 * self.confidence:.3g}%"
+        level = f"{self.adjustment + ' ' if self.adjustment else ''}{100 * self.confidence:.3g}%"
         floor = f", its floor at n = {self.n}" if self.n <= _EXACT_LIMIT and self.p_value <= least_p(self.n) * (1 + 1e-9) else ""
         return (
             f"{self.mean:+.{digits}f}{unit} ({level} CI {_bound(self.low, digits)} to {_bound(self.high, digits)}, n = {self.n}, "
             f"sign-flip p = {self.p_value:.2g}{floor})"
         )
+
+    def detectable_text(self, unit: str = "points", digits: int = 2) -> str:
+        """``"detectable at n = 3: 2.1 points"``: the minimum detectable effect in words, or why there is none."""
+        unit = f" {unit}" if unit else ""
+        value = self.detectable
+        if math.isnan(value):
+            return f"n = {self.n}: no detectable effect can be stated (needs two unequal differences)"
+        return f"detectable at n = {self.n} ({100 * POWER:.0f}% power): {value:.{digits}f}{unit}"
 
 
 def _bound(value: float, digits: int) -> str:
@@ -184,18 +261,63 @@ def paired(
     names: tuple[str, str] = ("reference", "treatment"),
     direction: int = 1,
     confidence: float = CONFIDENCE,
+    smallest: float | None = None,
+    adjustment: str = "",
 ) -> Paired:
     """Compare ``treatment`` with ``reference`` (``{seed: value}``) over their common seeds.
 
-    ``direction``: the sign the claim predicts for ``treatment - reference`` (see :func:`verdict`).
+    ``direction``: the sign the claim predicts for ``treatment - reference``; ``smallest``: the smallest
+    effect of interest (see :func:`verdict`); ``adjustment``: the name of the family correction that
+    set ``confidence``, for the text.
     """
     seeds = tuple(sorted(set(reference) & set(treatment)))
     diffs = tuple(float(treatment[s]) - float(reference[s]) for s in seeds)
     low, high = t_interval(diffs, confidence)
     mean = float(np.mean(diffs)) if diffs else math.nan
-    return Paired(
-        names[0], names[1], seeds, diffs, mean, low, high, sign_flip_p(diffs), confidence, verdict(low, high, direction)
-    )
+    word = verdict(low, high, direction, smallest)
+    return Paired(names[0], names[1], seeds, diffs, mean, low, high, sign_flip_p(diffs), confidence, word, adjustment, smallest)
+
+
+def holm_levels(p_values: Sequence[float], family: int | None = None, confidence: float = CONFIDENCE) -> list[float]:
+    """The confidence of each comparison's interval under Holm's step-down (Holm 1979) over a family of
+    ``family`` comparisons (default: ``len(p_values)``; more when planned ones have no values yet).
+
+    In order of increasing p (NaN last), the j-th (from 0) is tested at ``alpha / (family - j)``,
+    ``alpha = 1 - confidence``: its interval has confidence ``1 - alpha / (family - j)`` and excludes 0
+    exactly when ``p < alpha / (family - j)`` (``p`` from :func:`t_test_p`). At the first that does not,
+    the procedure stops: it and every later one keep that level, whose intervals then all contain 0."""
+    k = len(p_values) if family is None else family
+    if k < len(p_values):
+        raise ValueError(f"a family of {k} comparisons cannot hold {len(p_values)}")
+    alpha = 1 - confidence
+    order = sorted(range(len(p_values)), key=lambda i: (math.isnan(p_values[i]), p_values[i]))
+    levels = [confidence] * len(p_values)
+    stopped: float | None = None
+    for j, i in enumerate(order):
+        levels[i] = stopped if stopped is not None else 1 - alpha / (k - j)
+        if stopped is None and not p_values[i] < alpha / (k - j):
+            stopped = levels[i]
+    return levels
+
+
+def holm(
+    pairs: Sequence[tuple[Mapping[int, float], Mapping[int, float], tuple[str, str]]],
+    *,
+    family: int | None = None,
+    direction: int = 1,
+    confidence: float = CONFIDENCE,
+    smallest: float | None = None,
+) -> list[Paired]:
+    """:func:`paired` of each ``(reference, treatment, names)`` of ``pairs`` at its Holm level
+    (:func:`holm_levels` over ``family`` comparisons, default ``len(pairs)``); a family of one is a
+    plain 95% interval."""
+    first = [paired(r, t, names=n) for r, t, n in pairs]
+    levels = holm_levels([c.t_p for c in first], family, confidence)
+    size = len(pairs) if family is None else family
+    return [
+        paired(r, t, names=n, direction=direction, confidence=level, smallest=smallest, adjustment="Holm" if size > 1 else "")
+        for (r, t, n), level in zip(pairs, levels, strict=True)
+    ]
 
 
 def bonferroni(family: int, confidence: float = CONFIDENCE) -> float:
@@ -211,15 +333,14 @@ def against_reference(
     direction: int = 1,
     confidence: float = CONFIDENCE,
     family: int | None = None,
+    smallest: float | None = None,
 ) -> list[Paired]:
-    """Every other method of ``values`` (``{method: {seed: value}}``) against ``reference``, with
-    Bonferroni-corrected intervals (:func:`bonferroni`) over ``family`` comparisons: the planned
-    number, which counts methods without values yet (default: the methods present)."""
+    """Every other method of ``values`` (``{method: {seed: value}}``) against ``reference`` under Holm's
+    step-down (:func:`holm`) over ``family`` comparisons: the planned number, which counts methods
+    without values yet (default: the methods present)."""
     others = [m for m in values if m != reference]
-    if family is not None and family < len(others):
-        raise ValueError(f"a family of {family} comparisons cannot hold the {len(others)} methods present")
-    level = bonferroni(len(others) if family is None else family, confidence)
-    return [paired(values[reference], values[m], names=(reference, m), direction=direction, confidence=level) for m in others]
+    pairs = [(values[reference], values[m], (reference, m)) for m in others]
+    return holm(pairs, family=family, direction=direction, confidence=confidence, smallest=smallest)
 
 
 def _spread(table: np.ndarray) -> float:

@@ -18,6 +18,7 @@ __all__ = [
     "summary",
     "without_runs",
     "published",
+    "orthogonality",
     "columns",
     "COLUMNS",
     "PUBLISHED_FILE",
@@ -133,3 +134,27 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
 def columns(*keys: str) -> dict[str, tuple[str, str | None]]:
     """The :data:`COLUMNS` specs of ``keys``, in that order (for :meth:`Session.table`)."""
     return {k: COLUMNS[k] for k in keys}
+
+
+def orthogonality(runs: Runs) -> pd.DataFrame:
+    """How orthogonal each method's factors end up, from the ``orthogonality`` each low-rank run logs
+    per epoch (:func:`elrt_core.regularizers.orthogonality`; records made before it was logged have
+    none and are left out): one row per method with ``n`` (runs that logged it) and, per factor set
+    ``U1``/``U2``, means over those runs of the last epoch's SO per layer divided by the rank (0 when
+    orthonormal; ``so_rank_U1``) and mean squared thin-side norm (1 when orthonormal; ``sq_norm_U1``)."""
+    rows = []
+    for run, rec in runs:
+        logged = rec.history[-1].get("orthogonality") if rec.history else None
+        if not logged:
+            continue
+        row = {"method": run.method, "label": run.label}
+        for name, m in logged.items():
+            row[f"so_rank_{name}"] = m["so_per_rank"] / m["layers"]
+            row[f"sq_norm_{name}"] = m["sq_norm"]
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["method", "label", "n"])
+    frame = pd.DataFrame(rows)
+    measures = [c for c in frame.columns if c not in ("method", "label")]
+    out = frame.groupby(["method", "label"], sort=False)[measures].mean()
+    return out.assign(n=frame.groupby(["method", "label"], sort=False).size()).reset_index()

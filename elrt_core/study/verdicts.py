@@ -34,6 +34,9 @@ __all__ = [
     "ranking",
     "networks_text",
     "format_claim",
+    "crossovers",
+    "chosen_on_validation",
+    "detectable_text",
     "layer_values",
     "win_counts",
     "win_table",
@@ -49,20 +52,42 @@ COMPARISON_KEYS = ("weights", "by", "budget")
 @dataclass(frozen=True)
 class Claim:
     """What the study finds for one claim: ``effect`` (numbers with interval and n), ``verdict``
-    (one of :data:`stats.VERDICTS`) and ``scale`` (what the evidence rests on)."""
+    (one of :data:`stats.VERDICTS`), ``scale`` (what the evidence rests on) and ``detectable`` (the
+    smallest difference its n could detect, in words; ``""`` where not stated)."""
 
     effect: str
     verdict: str
     scale: str
+    detectable: str = ""
 
     def sentence(self) -> str:
         """``"<effect> (verdict: <verdict>; <scale>)."``: the claim in one sentence."""
         return f"{self.effect} (verdict: {self.verdict}; {self.scale})."
 
     def glue(self, session, key: str) -> None:
-        """Glue ``<key>_effect``, ``<key>_verdict`` and ``<key>_scale`` for the book's pages."""
-        for part in ("effect", "verdict", "scale"):
+        """Glue ``<key>_effect``, ``<key>_verdict``, ``<key>_scale`` and ``<key>_detectable`` for the book's pages."""
+        for part in ("effect", "verdict", "scale", "detectable"):
             session.glue(f"{key}_{part}", getattr(self, part))
+
+
+def detectable_text(comparisons: Sequence[stats.Paired], unit: str = "points", digits: int = 2) -> str:
+    """The smallest true difference the ``comparisons`` could detect (80% power, each at its own level
+    and n, :attr:`stats.Paired.detectable`) in one sentence: ``"Smallest difference detectable at n = 3 with 80%
+    power: 1.10 to 2.05 points"``;
+    or why none can be stated (fewer than two seeds)."""
+    found = [(c.n, c.detectable) for c in comparisons if not math.isnan(c.detectable)]
+    if not found:
+        return "No detectable effect can be stated yet (fewer than two paired seeds)"
+    ns = sorted({n for n, _ in found})
+    values = sorted(v for _, v in found)
+    n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]} to {ns[-1]}"
+    span = (
+        f"{values[0]:.{digits}f}"
+        if len(values) == 1 or f"{values[0]:.{digits}f}" == f"{values[-1]:.{digits}f}"
+        else (f"{values[0]:.{digits}f} to {values[-1]:.{digits}f}")
+    )
+    unit = f" {unit}" if unit else ""
+    return f"Smallest difference detectable at {n_text} with {100 * stats.POWER:.0f}% power: {span}{unit}"
 
 
 def values(runs: Runs, metric: str = "final_test_top1") -> dict[str, dict[int, float]]:
@@ -82,26 +107,24 @@ def labels(runs: Runs) -> dict[str, str]:
     return found | {key: m.label for key, m in methods().items() if key not in found}
 
 
-def combine(words: Sequence[str]) -> str:
-    """One word for a claim made of several comparisons: *supported* if all are, *contradicted* if
-    any is, else *inconclusive*."""
-    if words and all(w == "supported" for w in words):
-        return "supported"
-    return "contradicted" if "contradicted" in words else "inconclusive"
+combine = stats.combine
 
 
 def two_way(runs: Runs, comparison: Comparison, metric: str = "final_test_top1", direction: int = 1) -> stats.Paired:
     """``comparison.treatment`` − ``comparison.reference`` in ``metric`` (a key of each record's
     ``metrics``), paired by seed over the seeds both have; ``direction``: the sign the claim
-    predicts (+1: the treatment is higher, e.g. accuracy; −1: lower, e.g. training loss)."""
+    predicts (+1: the treatment is higher, e.g. accuracy; −1: lower, e.g. training loss). The
+    comparison's smallest effect of interest applies to test accuracy, the metric it was declared for."""
     if comparison.treatment is None:
         raise ValueError(f"a two-way comparison needs a treatment; this one compares {', '.join(comparison.methods)}")
     by_method = values(runs, metric)
+    smallest = comparison.smallest_effect if metric == "final_test_top1" else None
     return stats.paired(
         by_method.get(comparison.reference, {}),
         by_method.get(comparison.treatment, {}),
         names=(comparison.reference, comparison.treatment),
         direction=direction,
+        smallest=smallest,
     )
 
 
@@ -111,7 +134,7 @@ def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) ->
         f"{names.get(comparison.treatment, comparison.treatment)} − {names.get(comparison.reference, comparison.reference)}: "
         f"{comparison.effect()}"
     )
-    return Claim(effect, comparison.verdict, scale)
+    return Claim(effect, comparison.verdict, scale, detectable_text([comparison]))
 
 
 def without_results(methods: Sequence[str], values: Mapping[str, Mapping[int, float]], names: Mapping[str, str]) -> str:
@@ -123,38 +146,70 @@ def without_results(methods: Sequence[str], values: Mapping[str, Mapping[int, fl
 
 def _word(words: Sequence[str], complete: bool) -> str:
     """:func:`combine` of ``words``, capped at *inconclusive* when the claim covers methods without
-    results (``complete`` false): a claim about every method is not supported by some of them."""
+    results (``complete`` false): a claim about every method is not supported, nor shown empty, by some of them."""
     word = combine(words)
-    return "inconclusive" if word == "supported" and not complete else word
+    return "inconclusive" if word in ("supported", "no meaningful effect") and not complete else word
+
+
+def _deciding(comparisons: Sequence[stats.Paired], beyond: Iterable[str], key: str = "reference") -> list[stats.Paired]:
+    """The comparisons that decide a row: those whose opponent (``key``: the attribute naming it) the
+    paper compares with, i.e. not in ``beyond``."""
+    beyond = set(beyond)
+    return [c for c in comparisons if getattr(c, key) not in beyond]
+
+
+def _opponent_lines(comparisons: Sequence[stats.Paired], names: Mapping[str, str], beyond: Iterable[str], key: str) -> str:
+    """``"vs A (word) effect; vs B (word) effect"``, the paper's opponents first, then ``"; beyond the
+    paper: vs C (word) effect"`` for the book's own comparisons."""
+
+    def line(c: stats.Paired) -> str:
+        return f"vs {names.get(getattr(c, key), getattr(c, key))} ({c.verdict}) {c.effect()}"
+
+    beyond = set(beyond)
+    paper = [line(c) for c in comparisons if getattr(c, key) not in beyond]
+    extra = [line(c) for c in comparisons if getattr(c, key) in beyond]
+    text = "; ".join(paper) or "no paired runs of the paper's comparisons yet"
+    return text + (f"; beyond the paper: {'; '.join(extra)}" if extra else "")
 
 
 def beats_claim(
-    values: dict[str, dict[int, float]], subject: str, opponents: Sequence[str], scale: str, names: dict[str, str]
+    values: dict[str, dict[int, float]],
+    subject: str,
+    opponents: Sequence[str],
+    scale: str,
+    names: dict[str, str],
+    smallest: float | None = None,
+    beyond: Sequence[str] = (),
 ) -> tuple[Claim, list[stats.Paired]]:
-    """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed,
-    Bonferroni-corrected over all ``opponents``, the planned family, with or without results): one
-    effect per opponent with results and the combined word, which is at most *inconclusive* while an
-    opponent has no results (named in the effect)."""
+    """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed, Holm's step-down
+    over all ``opponents``, the planned family, with or without results): one effect and word per
+    opponent with results, the paper's opponents first and those in ``beyond`` (the book's additions) on
+    their own, and the word of the paper's opponents alone, which is at most *inconclusive* while one of
+    them has no results (named in the effect). ``smallest``: the smallest effect of interest."""
     planned = [o for o in opponents if o != subject]
     present = [o for o in planned if o in values]
-    level = stats.bonferroni(len(planned))
-    comparisons = [
-        stats.paired(values[o], values[subject], names=(o, subject), confidence=level) for o in present if subject in values
-    ]
-    parts = [f"vs {names.get(c.reference, c.reference)} {c.effect()}" for c in comparisons]
+    pairs = [(values[o], values[subject], (o, subject)) for o in present] if subject in values else []
+    comparisons = stats.holm(pairs, family=len(planned), smallest=smallest)
     below = [names.get(c.reference, c.reference) for c in comparisons if c.mean < 0]
     direction = (  # the direction of the estimates in words: a reader of signs alone can miss it
         f" (mean below the opponent's for {len(below)} of {len(comparisons)}: {' · '.join(below)})" if below else ""
     )
-    effect = ("; ".join(parts) or "no paired runs yet") + direction + without_results([subject, *planned], values, names)
-    word = _word([c.verdict for c in comparisons], complete=len(present) == len(planned))
-    return Claim(f"{names.get(subject, subject)} − each: {effect}", word, scale), comparisons
+    lines = _opponent_lines(comparisons, names, beyond, "reference") if comparisons else "no paired runs yet"
+    if comparisons and not [o for o in planned if o not in set(beyond)]:
+        lines = lines.replace("no paired runs of the paper's comparisons yet", "none of the paper's comparisons is planned here")
+    effect = lines + direction + without_results([subject, *planned], values, names)
+    deciding = [o for o in planned if o not in set(beyond)]
+    word = _word(
+        [c.verdict for c in _deciding(comparisons, beyond)], complete=all(o in values for o in deciding) and subject in values
+    )
+    claim = Claim(f"{names.get(subject, subject)} − each: {effect}", word, scale, detectable_text(_deciding(comparisons, beyond)))
+    return claim, comparisons
 
 
 @dataclass(frozen=True)
 class Ranking:
     """Several methods against one reference (e.g. the regularizers against Tucker-2): ``claim``
-    (each method's paired effect, Bonferroni-corrected, and the combined word), the ``comparisons``
+    (each method's paired effect and word under Holm's step-down, and the combined word), the ``comparisons``
     behind it, the omnibus p-value ``any_difference`` over the ``n_common`` seeds every method has,
     and ``leader_sentence``: the sentence that names a best method only outside the noise."""
 
@@ -181,7 +236,7 @@ class Ranking:
 
 def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[PlannedRun]) -> Ranking:
     """Each other method of ``runs`` (pass the runs of one comparison) against ``comparison.reference``
-    in final test top-1 (paired by seed, :func:`stats.against_reference`, Bonferroni-corrected over the
+    in final test top-1 (paired by seed, :func:`stats.against_reference`, Holm's step-down over the
     methods of ``comparison`` that the profile's plan trains (``planned``, e.g. :func:`plan.comparison`),
     with or without results), whether they differ at all (:func:`stats.omnibus`) and which leads beyond
     the noise (:func:`stats.leader`). Planned methods without results are named in the claim's effect,
@@ -191,15 +246,19 @@ def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[Pl
     others = [m for m in comparison.methods if m != comparison.reference and m in trained]
     family = len(set(others) | set(accuracy) - {comparison.reference})
     comparisons = (
-        stats.against_reference(accuracy, comparison.reference, family=family) if comparison.reference in accuracy else []
+        stats.against_reference(accuracy, comparison.reference, family=family, smallest=comparison.smallest_effect)
+        if comparison.reference in accuracy
+        else []
     )
     any_difference, n_common = stats.omnibus(accuracy)
     lead = stats.leader(accuracy, planned=[comparison.reference, *others])
-    effect = "; ".join(f"{names[c.treatment]} {c.effect()}" for c in comparisons) or "no finished runs yet"
+    effect = "; ".join(f"{names[c.treatment]} ({c.verdict}) {c.effect()}" for c in comparisons) or "no finished runs yet"
+    deciding = _deciding(comparisons, comparison.beyond_paper, "treatment")
     claim = Claim(
         effect + without_results([comparison.reference, *others], accuracy, names),
-        _word([c.verdict for c in comparisons], complete=all(m in accuracy for m in others)),
+        _word([c.verdict for c in deciding], complete=all(m in accuracy for m in others if m not in comparison.beyond_paper)),
         scale,
+        detectable_text(deciding),
     )
     sentence = (
         f"{names[lead]} is ahead of every other setting beyond the noise."
@@ -222,7 +281,15 @@ def network_claims(
     for net, runs in networks.items():
         trained = {run.method for run in planned[net]}
         opponents = [m for m in comparison.methods if m != comparison.headline and m in trained]
-        out[net] = beats_claim(values(runs), comparison.headline, opponents, scale(runs), labels(runs))
+        out[net] = beats_claim(
+            values(runs),
+            comparison.headline,
+            opponents,
+            scale(runs),
+            labels(runs),
+            comparison.smallest_effect,
+            comparison.beyond_paper,
+        )
     return out
 
 
@@ -256,29 +323,64 @@ def format_claim(
     fmt: str = "tucker2",
     opponents: Sequence[str] = ("matrix", "spatial"),
     by: str = "macs",
+    smallest: float | None = None,
+    beyond: Sequence[str] = ("spatial",),
 ) -> Claim:
     """Claim 1: ``fmt`` approximates the kernels with less relative error than each opponent at the
     same per-layer cost (``budget`` times fewer ``by``); paired over layers (effect = opponent error −
     ``fmt`` error, so positive favours ``fmt``), with its win count. ``names``: default the formats'
-    labels (:attr:`LowRankConv2d.label`). The intervals are Bonferroni-corrected over the opponents, and
-    each comparison says its own word: the claim's word is *contradicted* if any one is."""
+    labels (:attr:`LowRankConv2d.label`). The intervals follow Holm's step-down over the opponents, each
+    comparison says its own word, and the claim's word is that of the opponents the paper compares with
+    (not in ``beyond``: the formats the book added, shown on their own). ``smallest``: the smallest
+    difference in relative error of interest."""
     names = names if names is not None else {f: format_class(f).label for f in (fmt, *opponents)}
     per = layer_values(errors, budget, by=by)
-    level = stats.bonferroni(len(opponents))
-    comparisons = [stats.paired(per[fmt], per[o], names=(fmt, o), direction=1, confidence=level) for o in opponents]
-    parts = []
-    for c in comparisons:
+    comparisons = stats.holm([(per[fmt], per[o], (fmt, o)) for o in opponents], smallest=smallest)
+    beyond = set(beyond)
+
+    def part(c: stats.Paired) -> str:
         wins = sum(d > 0 for d in c.diffs)
-        parts.append(
-            f"vs {names.get(c.treatment, c.treatment)} ({c.verdict}): lower in {wins} of {c.n} layers, mean {c.effect('', digits=3)}"
-        )
+        name = names.get(c.treatment, c.treatment)
+        return f"vs {name} ({c.verdict}): lower in {wins} of {c.n} layers, mean {c.effect('', digits=3)}"
+
+    paper = [part(c) for c in comparisons if c.treatment not in beyond]
+    extra = [part(c) for c in comparisons if c.treatment in beyond]
     label = names.get(fmt, fmt)
+    deciding = [c for c in comparisons if c.treatment not in beyond]
     return Claim(
         f"{label} at {budget:g}x fewer {COST_NAMES[by]} per layer, relative error of each other format minus its own "
-        f"(positive: {label} has the lower error): " + "; ".join(parts),
-        combine([c.verdict for c in comparisons]),
+        f"(positive: {label} has the lower error): "
+        + "; ".join(paper)
+        + (f"; beyond the paper: {'; '.join(extra)}" if extra else ""),
+        combine([c.verdict for c in deciding]),
         scale,
+        detectable_text(deciding, unit="", digits=3) + " (layers play the role of seeds)",
     )
+
+
+def crossovers(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs", weights: str | None = None) -> dict[str, str]:
+    """Per opponent format, where ``fmt`` starts to win: ``{opponent: text}`` with the wins at every
+    per-layer budget of ``errors`` (one kind of ``weights``, budgets by ``by``) and the first budget from
+    which ``fmt`` has the lower error in a majority of layers at that budget and every larger one, e.g.
+    ``"0 of 18 at 1.25x · 9 of 18 at 1.5x · 16 of 18 at 2x: a majority from 2x fewer MACs on"``."""
+    part = errors[errors["by"] == by] if "by" in errors.columns else errors
+    if weights is not None:
+        part = part[part["weights"] == weights]
+    counts = win_counts(part.drop(columns=[c for c in ("weights", "by") if c in part.columns]), fmt)
+    out = {}
+    for opponent, rows in counts.groupby("opponent", sort=False):
+        rows = rows.sort_values("budget")
+        majority = [r.layers > 0 and 2 * r.wins > r.layers for r in rows.itertuples()]
+        steps = " · ".join(f"{r.wins} of {r.layers} at {r.budget:g}x" for r in rows.itertuples())
+        start = next((i for i in range(len(majority)) if all(majority[i:])), None)
+        if start is None:
+            tail = f"no budget from which {format_class(fmt).label} wins most layers"
+        elif start == 0:
+            tail = "a majority at every budget"
+        else:
+            tail = f"a majority from {rows['budget'].iloc[start]:g}x fewer {COST_NAMES[by]} on"
+        out[opponent] = f"{steps}: {tail}"
+    return out
 
 
 def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str] | None = None) -> pd.DataFrame:
@@ -328,3 +430,29 @@ def win_table(errors: pd.DataFrame, fmt: str = "tucker2", budgets: Iterable[floa
     order = wide[rows].drop_duplicates()
     table = table.reindex(pd.MultiIndex.from_frame(order) if len(rows) > 1 else order[rows[0]])
     return table[list(dict.fromkeys(header))].reset_index().rename_axis(columns=None)
+
+
+def chosen_on_validation(runs: Runs, candidates: Sequence[str], names: Mapping[str, str]) -> str:
+    """Which of ``candidates`` (methods, e.g. one regularizer at several strengths) the validation split
+    chooses, in words: the highest mean final validation top-1 over the seeds every candidate has, with
+    the chosen one's test top-1 over the same seeds (reported, never used to choose). Says instead why
+    no choice is made: a profile without a validation split, or candidates without runs."""
+    val, test = values(runs, "final_val_top1"), values(runs, "final_test_top1")
+    missing = [names.get(m, m) for m in candidates if m not in test]
+    if missing:
+        return f"No choice yet: {' · '.join(missing)} without finished runs."
+    if any(m not in val for m in candidates):
+        return "No choice: these runs have no validation split, and the test set never chooses."
+    seeds = sorted(set.intersection(*(set(val[m]) for m in candidates)))
+    if not seeds:
+        return "No choice yet: no seed has a run of every candidate."
+    mean_val = {m: sum(val[m][s] for s in seeds) / len(seeds) for m in candidates}
+    best = max(candidates, key=lambda m: mean_val[m])
+    others = ", ".join(f"{names.get(m, m)} {mean_val[m]:.2f}%" for m in candidates if m != best)
+    chosen_test = sum(test[best][s] for s in seeds) / len(seeds)
+    return (
+        f"The validation split (mean final validation top-1 over the {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
+        f"every candidate has) chooses "
+        f"{names.get(best, best)}: {mean_val[best]:.2f}% (against {others}); its test top-1 over the same seeds is "
+        f"{chosen_test:.2f}%."
+    )

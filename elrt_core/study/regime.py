@@ -1,0 +1,192 @@
+"""The regime a verdict holds in: how far the networks trained, and how each effect moves with training.
+
+Every verdict of the book is made at one training length (a profile: its epochs and images). Two
+things say whether it would hold at another:
+
+* :func:`underfit`: diagnostics computed from the runs' histories: the final training cross-entropy
+  of each method, its training and test top-1, how many runs are still at their best validation
+  accuracy in their last epoch, and the rank correlation across methods between final training loss
+  and test accuracy. When the test ranking is the training-loss ranking and the runs are still
+  improving, a comparison measures how fast each method fits in the time given, not where it ends.
+* :func:`trend`: the effects of :func:`elrt_core.profiles.regime` (treatment − reference, paired by
+  seed) at each profile of the regime axis, against the optimizer steps a run of that profile takes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from ..config import SPLIT_SIZES
+from ..profiles import Profile, load, methods, regime
+from ..records import Record
+from . import plan, stats
+from .plan import PlannedRun
+
+__all__ = ["steps", "Diagnostics", "underfit", "trend", "trend_sentence", "effect_label", "chapter_note"]
+
+Runs = Sequence[tuple[PlannedRun, Record]]
+
+
+def steps(profile: Profile) -> int:
+    """Optimizer steps of one run of ``profile``: ``floor(training images / batch) × epochs`` (the last
+    partial batch of an epoch is dropped, as in training)."""
+    t = profile.base_config()
+    images = t.subset if t.subset is not None else SPLIT_SIZES[t.dataset][0] - t.val_split
+    return images // t.batch_size * t.epochs
+
+
+def effect_label(treatment: str, reference: str) -> str:
+    """``"Tucker-2 + SO (U2) − Tucker-2"``: an effect named by its methods' labels."""
+    labels = methods()
+    return f"{labels[treatment].label} − {labels[reference].label}"
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How far the runs of one profile trained. ``table``: one row per method (``label``, ``n``,
+    ``train_loss`` (final training cross-entropy, mean over seeds), ``train_top1`` and ``test_top1``
+    (last epoch, means)); ``best_last``: runs whose best validation top-1 is in their last epoch, of
+    ``with_val`` runs with a validation split; ``spearman``: the rank correlation across methods of
+    mean final training loss and mean test top-1 (NaN below three methods)."""
+
+    table: pd.DataFrame
+    best_last: int
+    with_val: int
+    spearman: float
+    epochs: int
+
+    @property
+    def runs(self) -> int:
+        return int(self.table["n"].sum()) if len(self.table) else 0
+
+    def text(self) -> str:
+        """The diagnostics in words, with the conclusion they support (or that they do not)."""
+        t = self.table
+        if not len(t):
+            return "No finished runs to diagnose yet."
+        losses = f"{t['train_loss'].min():.2f} to {t['train_loss'].max():.2f}"
+        below = int((t["test_top1"] < t["train_top1"]).sum())
+        parts = [
+            f"After {self.epochs} epochs the final training cross-entropy of the {len(t)} methods ranges from {losses}, "
+            f"and test top-1 is below training top-1 (measured on augmented batches) for {below} of {len(t)}."
+        ]
+        if self.with_val:
+            parts.append(f"{self.best_last} of {self.with_val} runs reach their best validation top-1 in their last epoch.")
+        if not math.isnan(self.spearman):
+            parts.append(
+                f"Across the methods, the rank correlation of final training loss and test top-1 is "
+                f"Spearman ρ = {self.spearman:.2f}."
+            )
+        still_fitting = self.with_val and 2 * self.best_last > self.with_val
+        follows_loss = not math.isnan(self.spearman) and self.spearman <= -0.8
+        if still_fitting and follows_loss:
+            parts.append(
+                "The networks are still fitting their training data, and the test ranking is the training-loss ranking: "
+                "at this length a comparison measures how fast each method fits, not where it would end after full training."
+            )
+        return " ".join(parts)
+
+
+def underfit(runs: Runs) -> Diagnostics:
+    """:class:`Diagnostics` of the finished ``runs`` of one profile (all of its methods, dense included)."""
+    rows, best_last, with_val, epochs = [], 0, 0, 0
+    for run, rec in runs:
+        last = rec.history[-1]
+        epochs = max(epochs, run.config.epochs)
+        rows.append({"method": run.method, "label": run.label, **{k: last[k] for k in ("train_loss", "train_top1", "test_top1")}})
+        if rec.metrics.get("best_val_epoch") is not None:
+            with_val += 1
+            best_last += int(rec.metrics["best_val_epoch"] == len(rec.history))
+    frame = pd.DataFrame(rows, columns=["method", "label", "train_loss", "train_top1", "test_top1"])
+    table = (
+        frame.groupby(["method", "label"], sort=False)
+        .agg(
+            n=("test_top1", "size"),
+            train_loss=("train_loss", "mean"),
+            train_top1=("train_top1", "mean"),
+            test_top1=("test_top1", "mean"),
+        )
+        .reset_index()
+    )
+    rho = float(scipy_stats.spearmanr(table["train_loss"], table["test_top1"]).statistic) if len(table) >= 3 else math.nan
+    return Diagnostics(table, best_last, with_val, rho, epochs)
+
+
+def _effect_runs(session, profile: Profile, treatment: str, reference: str) -> Runs:
+    """The finished runs of ``treatment`` and ``reference`` on the regime network in ``profile`` (read
+    through ``session``, which trains only its own profile's missing runs and only where allowed)."""
+    axis = regime()
+    planned = [
+        r
+        for r in plan.plan(profile)
+        if r.method in (treatment, reference)
+        and r.config.model == axis.model
+        and (r.config.flops_ratio in (None, axis.flops_ratio))
+    ]
+    return session.runs(planned, profile) if planned else []
+
+
+def trend(session, smallest: float | None = None, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Each effect of the regime axis (or of ``effects``, ``(treatment, reference)`` pairs of it) at each of
+    its profiles: one row per (effect, profile) with
+    ``effect`` (label), ``profile``, ``epochs``, ``steps`` (:func:`steps`), ``n``, ``mean``, ``low``,
+    ``high`` (95% CI, NaN below two seeds), ``verdict`` and ``text`` (:meth:`stats.Paired.effect`);
+    ``smallest``: the smallest effect of interest of the verdicts."""
+    from .verdicts import values
+
+    axis, rows = regime(), []
+    chosen = axis.effects if effects is None else tuple(effects)
+    unknown = [e for e in chosen if e not in axis.effects]
+    if unknown:
+        raise ValueError(f"effects {unknown} are not on the regime axis; it follows {list(axis.effects)}")
+    for treatment, reference in chosen:
+        for name in axis.profiles:
+            profile = load(name)
+            found = values(_effect_runs(session, profile, treatment, reference))
+            c = stats.paired(found.get(reference, {}), found.get(treatment, {}), names=(reference, treatment), smallest=smallest)
+            rows.append(
+                {
+                    "effect": effect_label(treatment, reference),
+                    "profile": name,
+                    "epochs": profile.base_config().epochs,
+                    "steps": steps(profile),
+                    "n": c.n,
+                    "mean": c.mean,
+                    "low": c.low,
+                    "high": c.high,
+                    "verdict": c.verdict if c.n else "no runs yet",
+                    "text": c.effect(),
+                    "diffs": c.diffs,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def trend_sentence(table: pd.DataFrame, effect: str) -> str:
+    """``effect`` across the regime in one sentence: ``"<effect>: +1.81 at cpu-quick (2,340 steps, n = 3)
+    → +0.58 at cpu-full (5,265 steps, n = 5) → not yet trained at cpu-full-30"``."""
+    rows = table[table["effect"] == effect].sort_values("steps")
+    parts = [
+        f"{r.mean:+.2f} at {r.profile} ({r.steps:,} steps, n = {r.n})" if r.n else f"not yet trained at {r.profile}"
+        for r in rows.itertuples()
+    ]
+    return f"{effect}: " + " → ".join(parts)
+
+
+def chapter_note(session, effects: Sequence[tuple[str, str]] = ()) -> str:
+    """The regime paragraph of a chapter's "what would change this verdict": the training length its
+    verdict is made at, and each of ``effects`` (pairs of the regime axis) across the profiles of the axis
+    (:func:`trend_sentence`), so a reader sees whether the effect holds, shrinks or flips with training."""
+    text = (
+        f"This verdict is made at {session.profile.describe()}; the chapter on training length shows how far "
+        "these networks trained and how the book's key effects move between profiles that differ only there."
+    )
+    if effects:
+        table = trend(session, effects=effects)
+        text += " " + "; ".join(trend_sentence(table, effect_label(t, r)) for t, r in effects) + "."
+    return text

@@ -1,0 +1,134 @@
+"""The regime of a verdict: underfit diagnostics and effects across training lengths, from records."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from elrt_core import profiles, records
+from elrt_core.study import Session, plan, regime, summary, tables, verdicts
+from elrt_core.study.stats import paired
+
+
+def _record(root, profile, run, acc, *, loss=0.3, train=90.0, best_val_epoch=2, epochs=2, orth=None):
+    history = [
+        {"epoch": e + 1, "train_loss": loss + 0.1 * (epochs - e - 1), "train_top1": train, "test_top1": acc, "val_top1": acc}
+        for e in range(epochs)
+    ]
+    if orth is not None:
+        history[-1]["orthogonality"] = orth
+    data = records.build(
+        run.config,
+        status="finished",
+        history=history,
+        sizes={"train_images": 1, "val_images": 1, "test_images": 1},
+        cost={},
+        provenance={},
+    )
+    data["metrics"]["best_val_epoch"] = best_val_epoch
+    records.write_json(root / profile / run.config.name / "record.json", data)
+
+
+def test_steps_count_the_optimizer_steps_of_a_run():
+    assert regime.steps(profiles.load("cpu-full")) == 45_000 // 128 * 15
+    assert regime.steps(profiles.load("cpu-full-30")) == 2 * regime.steps(profiles.load("cpu-full"))
+    assert regime.steps(profiles.load("cpu-quick")) == 10_000 // 128 * 15
+
+
+def test_underfit_diagnostics_come_from_the_histories():
+    def run(method, seed, test, loss, best_last):
+        rec = SimpleNamespace(
+            history=[
+                {"train_loss": loss + 1, "train_top1": 50.0, "test_top1": 40.0},
+                {"train_loss": loss, "train_top1": test + 3, "test_top1": test},
+            ],
+            metrics={"best_val_epoch": 2 if best_last else 1},
+        )
+        return SimpleNamespace(method=method, label=method.upper(), config=SimpleNamespace(seed=seed, epochs=2)), rec
+
+    runs = [
+        run("a", 0, 80.0, 0.3, True),
+        run("a", 1, 81.0, 0.3, True),
+        run("b", 0, 78.0, 0.4, True),
+        run("c", 0, 75.0, 0.5, False),
+    ]
+    d = regime.underfit(runs)
+    assert d.table["n"].tolist() == [2, 1, 1] and d.table["test_top1"].tolist() == [80.5, 78.0, 75.0]
+    assert (d.best_last, d.with_val, d.runs) == (3, 4, 4)
+    assert d.spearman == pytest.approx(-1.0)  # lower training loss, higher test accuracy, for every method
+    assert "3 of 4 runs reach their best validation top-1 in their last epoch" in d.text()
+    assert "measures how fast each method fits" in d.text()
+    converged = regime.underfit([run("a", 0, 80.0, 0.3, False), run("b", 0, 78.0, 0.4, False), run("c", 0, 79.0, 0.5, False)])
+    assert "how fast" not in converged.text()  # no claim of underfitting when the runs say otherwise
+    assert math.isnan(regime.underfit(runs[:2]).spearman)  # one method: no rank correlation
+
+
+def test_trend_pairs_each_effect_within_each_profile_of_the_axis(tmp_path):
+    axis = profiles.regime()
+    assert axis.profiles == ("cpu-quick", "cpu-full", "cpu-full-30") and ("tucker2+so", "tucker2") in axis.effects
+    full = plan.comparison(profiles.load("cpu-full"), "orthogonality")  # tucker2 s0-4, tucker2+so s0-4
+    for run in full:
+        _record(tmp_path, "cpu-full", run, 80.0 + (run.method == "tucker2+so") * (0.5 + 0.1 * run.config.seed))
+    s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="07_training_length")
+    table = regime.trend(s, 0.5, effects=[("tucker2+so", "tucker2")])
+    rows = {r.profile: r for r in table.itertuples()}
+    assert rows["cpu-full"].n == 5 and rows["cpu-full"].mean == pytest.approx(0.7)
+    assert rows["cpu-quick"].n == 0 and rows["cpu-quick"].verdict == "no runs yet"
+    assert table["steps"].tolist() == sorted(table["steps"])  # the axis in order of training length
+    sentence = regime.trend_sentence(table, regime.effect_label("tucker2+so", "tucker2"))
+    assert sentence.endswith(
+        "not yet trained at cpu-quick → +0.70 at cpu-full (5,265 steps, n = 5) → not yet trained at cpu-full-30"
+    )
+    with pytest.raises(ValueError, match="not on the regime axis"):
+        regime.trend(s, effects=[("cp", "dense")])
+    assert "cpu-full-30" in s.borrowed  # the chapter names the command that trains what it reads elsewhere
+
+
+def test_the_summary_sentences_follow_the_numbers():
+    def run(method, seed, acc):
+        return SimpleNamespace(method=method, label=method, config=SimpleNamespace(seed=seed)), SimpleNamespace(
+            metrics={"final_test_top1": acc}
+        )
+
+    runs = (
+        [run("dense", s, 88.0) for s in range(2)] + [run("t", s, 84.0) for s in range(2)] + [run("m", s, 85.0) for s in range(2)]
+    )
+    runs += [run("e", s, 86.0 + s) for s in range(2)]
+    vs = paired({0: 85.0, 1: 85.0}, {0: 86.0, 1: 87.0}, names=("m", "e"), smallest=0.5)
+    text = summary.accuracy_sentences(runs, {"t": "T"}, reference="dense", headline="e", formats=["t", "m"], headline_vs=[vs])
+    assert (
+        text[0]
+        == "The dense network reaches 88.00% test top-1 (n = 2); every low-rank network of this budget ends 1.5 to 4.0 points below it (84.00 to 86.50%)."
+    )
+    assert text[1] == "Trained without a regularizer, T ends lowest of the 2 formats (84.00%) and m highest (85.00%)."
+    assert text[2].startswith(
+        "e ends at 86.50% (n = 2), above all of them (the other formats: 84.00 to 85.00%): against m +1.50 points,"
+    )
+
+
+def test_the_validation_split_chooses_and_the_test_set_only_reports():
+    def run(method, seed, val, test):
+        return SimpleNamespace(method=method, label=method, config=SimpleNamespace(seed=seed)), SimpleNamespace(
+            metrics={"final_val_top1": val, "final_test_top1": test}
+        )
+
+    runs = [run("so", s, 85.0, 84.0) for s in range(2)] + [run("so/4", s, 86.0, 83.0) for s in range(2)]
+    runs += [run("so*4", 0, 84.0, 90.0)]
+    text = verdicts.chosen_on_validation(runs, ["so", "so/4", "so*4"], {"so/4": "λ/4"})
+    assert "over the 1 seed every candidate has) chooses λ/4: 86.00%" in text  # not so*4, the best on test
+    assert text.endswith("its test top-1 over the same seeds is 83.00%.")
+    assert verdicts.chosen_on_validation(runs, ["so", "x"], {}).startswith("No choice yet: x without finished runs")
+    no_val = [(r, SimpleNamespace(metrics={"final_test_top1": 1.0})) for r, _ in runs]
+    assert "no validation split" in verdicts.chosen_on_validation(no_val, ["so", "so/4"], {})
+
+
+def test_the_orthogonality_table_reads_what_runs_logged(tmp_path):
+    runs = plan.comparison(profiles.load("cpu-full"), "orthogonality")
+    logged = {"U2": {"so_per_rank": 9.0, "sq_norm": 0.5, "layers": 18, "so": 1.0, "srip": 1.0, "mc": 1.0}}
+    _record(tmp_path, "cpu-full", runs[0], 80.0, orth=logged)
+    _record(tmp_path, "cpu-full", runs[5], 80.0)  # an older record: nothing logged, left out
+    found = Session("cpu-full", str(tmp_path), train_missing=False).runs([runs[0], runs[5]])
+    table = tables.orthogonality(found)
+    assert table["method"].tolist() == ["tucker2"] and table["n"].tolist() == [1]
+    assert table["so_rank_U2"].tolist() == [0.5] and table["sq_norm_U2"].tolist() == [0.5]
+    assert len(tables.orthogonality(found[1:])) == 0
