@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -320,10 +319,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from . import calibration, profiles
-    from .study import plan as plan_lib
 
-    prof = profiles.load(args.profile)
-    settings = {calibration.RegSetting.of(asdict(r.config)) for r in plan_lib.plan(prof) if r.config.reg != "none"}
+    settings = profiles.load(args.profile, check_lambdas=False).reg_settings()
     stored, new = calibration.table(), {}
     for setting in sorted(settings, key=lambda x: x.keys):
         lam, p = calibration.calibrate(setting)

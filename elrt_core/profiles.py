@@ -147,6 +147,17 @@ class Profile:
             fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(calibration.RegSetting.of(fields))
         return self.base_config(**fields)
 
+    def reg_settings(self) -> set[calibration.RegSetting]:
+        """The regularizer setting of every regularized run the profile trains, read from its methods and
+        run groups without looking up any lambda (what ``elrt calibrate`` computes the lambdas of)."""
+        out = set()
+        for group in self.runs:
+            for key in group.methods:
+                fields = {**methods()[key].fields, "model": group.model, "flops_ratio": group.flops_ratio}
+                if fields.get("reg", "none") != "none":
+                    out.add(calibration.RegSetting.of(fields))
+        return out
+
     def describe(self) -> str:
         """Short description for captions: profile, epochs, data sizes."""
         t = self.base_config()
@@ -264,8 +275,10 @@ def _group(name: str, i: int, spec: Any) -> RunGroup:
 
 
 @cache
-def load(name: str) -> Profile:
-    """The profile ``name``, validated; ``ConfigError`` naming the allowed profiles if unknown."""
+def load(name: str, *, check_lambdas: bool = True) -> Profile:
+    """The profile ``name``, validated; ``ConfigError`` naming the allowed profiles if unknown.
+    ``check_lambdas=False`` skips the check that every regularized run has a calibrated lambda (for
+    ``elrt calibrate``, which computes the missing ones)."""
     raw = _raw()["profiles"]
     if name not in raw:
         raise ConfigError(f"unknown profile {name!r}; allowed: {', '.join(raw)}")
@@ -295,7 +308,8 @@ def load(name: str) -> Profile:
         ),
         comparisons={k: _comparison(k, v) for k, v in s["comparisons"].items()},
     )
-    for group in profile.runs:  # every run must make a valid config (lambda included)
-        for method in group.methods:
-            profile.config(method, group.model, group.flops_ratio, group.seeds[0])
+    if check_lambdas:
+        for group in profile.runs:  # every run must make a valid config (lambda included)
+            for method in group.methods:
+                profile.config(method, group.model, group.flops_ratio, group.seeds[0])
     return profile

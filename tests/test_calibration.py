@@ -39,3 +39,23 @@ def test_keys_and_the_missing_value_error(tmp_path):
     calibration.write({"net": {"so-U2": 0.5}}, path)
     calibration.write({"net": {"mc-U2": 0.1}}, path)
     assert calibration.table(path) == {"net": {"mc-U2": 0.1, "so-U2": 0.5}}
+
+
+def test_calibrate_needs_no_stored_lambda_to_compute_the_missing_ones(monkeypatch, capsys):
+    """A user who adds a regularized method runs `elrt calibrate --write` before any lambda of it exists."""
+    from elrt_core import calibration, cli, profiles
+    from elrt_core.config import ConfigError
+    from elrt_core.study import plan
+
+    full = profiles.load("cpu-full")
+    planned = {calibration.RegSetting.of(vars(r.config)) for r in plan.plan(full) if r.config.reg != "none"}
+    assert profiles.load("cpu-full", check_lambdas=False).reg_settings() == planned
+
+    def missing(setting):
+        raise ConfigError("no calibrated lambda")
+
+    monkeypatch.setattr(calibration, "reg_weight", missing)
+    monkeypatch.setattr(calibration, "calibrate", lambda s: (1.0, 1.0))  # no network built: only the lookup is under test
+    monkeypatch.setattr(calibration, "table", lambda: {})
+    assert cli.main(["calibrate", "--profile", "cpu-quick"]) == 1  # every value missing: it says so, no traceback
+    assert "rerun with --write" in capsys.readouterr().out
