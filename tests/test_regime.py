@@ -128,7 +128,7 @@ def test_the_orthogonality_table_reads_what_runs_logged(tmp_path):
     _record(tmp_path, "cpu-full", runs[0], 80.0, orth=logged)
     _record(tmp_path, "cpu-full", runs[5], 80.0)  # an older record: nothing logged, left out
     found = Session("cpu-full", str(tmp_path), train_missing=False).runs([runs[0], runs[5]])
-    table = tables.orthogonality(found)
+    table = tables.orthogonality(found + found)  # two comparisons' runs joined: each run counts once
     assert table["method"].tolist() == ["tucker2"] and table["n"].tolist() == [1]
     assert table["so_rank_U2"].tolist() == [0.5] and table["sq_norm_U2"].tolist() == [0.5]
     assert len(tables.orthogonality(found[1:])) == 0

@@ -141,12 +141,14 @@ def orthogonality(runs: Runs) -> pd.DataFrame:
     per epoch (:func:`elrt_core.regularizers.orthogonality`; records made before it was logged have
     none and are left out): one row per method with ``n`` (runs that logged it) and, per factor set
     ``U1``/``U2``, means over those runs of the last epoch's SO per layer divided by the rank (0 when
-    orthonormal; ``so_rank_U1``) and mean squared thin-side norm (1 when orthonormal; ``sq_norm_U1``)."""
-    rows = []
+    orthonormal; ``so_rank_U1``) and mean squared thin-side norm (1 when orthonormal; ``sq_norm_U1``). A run
+    listed twice (two comparisons' runs joined) counts once."""
+    rows, seen = [], set()
     for run, rec in runs:
         logged = rec.history[-1].get("orthogonality") if rec.history else None
-        if not logged:
+        if not logged or run.config.hash in seen:  # a run listed twice counts once
             continue
+        seen.add(run.config.hash)
         row = {"method": run.method, "label": run.label}
         for name, m in logged.items():
             row[f"so_rank_{name}"] = m["so_per_rank"] / m["layers"]
