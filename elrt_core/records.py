@@ -9,8 +9,9 @@ half-written record never exists, and strict JSON (no NaN: a value that is not f
 
 Schema 2 (this version) added ``status: diverged`` with ``metrics.divergence``, and the validation
 metrics (``val_loss``/``val_top1`` per epoch, ``final_val_top1``, ``best_val_top1``); schema-1
-records read as records without a validation split. :func:`validate` names the first missing or
-mistyped key of a record.
+records read as records without a validation split. :func:`validate` names the first missing,
+mistyped or out-of-range key of a record (an accuracy outside [0, 100]); :func:`parse` also checks that
+the history is as long as the run went.
 """
 
 from __future__ import annotations

@@ -83,6 +83,8 @@ def check(state: Any, name: str, *, config_hash: str | None = None, epochs: int 
     if epoch < 1 or (epochs is not None and epoch > epochs):
         within = f"1 to the config's {epochs}" if epochs is not None else "at least 1"
         raise CheckpointError(f"{name} says epoch {epoch}; a checkpoint of this run holds {within}")
-    if len(state["history"]) != epoch:
-        raise CheckpointError(f"{name} says epoch {epoch} but holds {len(state['history'])} history rows")
+    if len(state["history"]) != epoch or not all(isinstance(row, dict) for row in state["history"]):
+        raise CheckpointError(
+            f"{name} says epoch {epoch} but holds {len(state['history'])} history rows, not one object per epoch"
+        )
     return state
