@@ -26,7 +26,8 @@ __all__ = ["replacing", "write_bytes", "write_text"]
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; write it in the ``with`` body, and on a normal exit it
     is fsynced, made 0644 and renamed over ``path``, and the folder is fsynced (folders are created).
-    An exception removes it and leaves ``path`` as it was."""
+    An exception removes it and leaves ``path`` as it was; an OS error that names no file (a full disk
+    during a write) is raised again naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -37,8 +38,10 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     _fsync(path.parent)
 

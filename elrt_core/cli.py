@@ -3,30 +3,45 @@
 Every argument is validated before any work starts (no data is read, no folder created): a bad one
 ends the command with one line ``elrt: error: ...`` naming the bad value and the allowed ones, and
 exit status 2. A run that diverges ends with one line ``elrt: diverged: ...`` and exit status 3; a run
-whose folder another process is training in ends with ``elrt: busy: ...`` and exit status 4.
+whose folder another process is training in ends with ``elrt: busy: ...`` and exit status 4. The file
+system refusing (disk full, permission denied, a file where a folder belongs) ends with one line
+naming the path and the fix, exit status 5; Ctrl-C, from the first moment on, with exit status 130;
+a reader of the output that goes away (``elrt plan | head``) quietly with exit status 141. Warnings
+are one line ``elrt: warning: ...`` each.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
+import warnings
 from collections import Counter
 from dataclasses import fields as dataclass_fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import yaml
+try:  # importing PyTorch takes seconds: Ctrl-C meanwhile ends as it does later, in one line with exit status 130
+    import yaml
 
-from . import models
-from .config import DATASETS, FACTOR_NAMES, REG_SCHEDULES, SCHEDULES, ConfigError, TrainConfig
-from .lowrank import FORMATS
-from .regularizers import REGULARIZERS
+    from . import models
+    from .config import DATASETS, FACTOR_NAMES, REG_SCHEDULES, SCHEDULES, ConfigError, TrainConfig
+    from .data import DataNotFoundError
+    from .lowrank import FORMATS
+    from .regularizers import REGULARIZERS
+    from .train import TrainingDiverged
+    from .train.run_folder import BUSY_EXIT_STATUS, FolderBusy
+except KeyboardInterrupt:
+    print("elrt: interrupted", file=sys.stderr)
+    raise SystemExit(128 + signal.SIGINT) from None
 
 if TYPE_CHECKING:
     from .profiles import Profile
@@ -35,10 +50,25 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-"""Exit status after Ctrl-C (128 + SIGINT, as a shell reports it)."""
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+"""Exit status after Ctrl-C (130, as a shell reports it)."""
 EXIT_DIVERGED = 3
+EXIT_OS_ERROR = 5
+"""Exit status when the file system refuses: disk full, permission denied, a file where a folder belongs."""
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""Exit status when the reader of the output went away (141, as a shell reports ``elrt plan | head``)."""
 DEVICES = ("auto", "cpu", "cuda")
+_OS_FIXES = {
+    errno.ENOSPC: "free some space and run it again (a run resumes from its last epoch's checkpoint)",
+    errno.EDQUOT: "free some space and run it again (a run resumes from its last epoch's checkpoint)",
+    errno.EACCES: "give this user access to it, or choose another folder",
+    errno.EPERM: "give this user access to it, or choose another folder",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.EISDIR: "a folder stands where a file belongs: move it away",
+    errno.ENOTDIR: "a file stands where a folder belongs: move it away",
+    errno.EEXIST: "a file stands where a folder belongs: move it away",
+}
+"""The fix to name for an OS error, by errno."""
 
 
 class UsageError(Exception):
@@ -263,8 +293,8 @@ def _planned(prof: Profile, args: argparse.Namespace) -> list[PlannedRun]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from . import profiles, records
+    from .study import plan as plan_lib
     from .study.runs import run_dir
-    from .train import checkpoint
 
     prof = profiles.load(args.profile)
     runs = _planned(prof, args)
@@ -274,19 +304,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     devices: set[str] = set()
     for run in runs:
         rec = records.lookup(run.config, records.results_root(args.results) / prof.name)
-        ckpt = run_dir(run.config, prof.name, args.results) / checkpoint.CHECKPOINT_FILE
-        if rec is not None and rec.finished:
-            status = f"done: test {rec.metrics['final_test_top1']:.2f}%"
+        status = plan_lib.status(rec, run_dir(run.config, prof.name, args.results))
+        if status == "done":
             done[run.priority].append(rec.train_minutes)
             devices.add(rec.provenance.get("device_name") or "unknown device")
-        elif rec is not None:
-            status = "diverged"
-        elif ckpt.exists():
-            status = "partial (checkpoint)"
-        else:
-            status = "missing"
-        counts[status.split(":")[0].split(" ")[0]] = counts.get(status.split(":")[0].split(" ")[0], 0) + 1
-        print(f"{run.priority}  {run.method:<18} {run.config.name:<58} {status}")
+        counts[status.split(" (")[0]] = counts.get(status.split(" (")[0], 0) + 1
+        shown = f"done: test {rec.metrics['final_test_top1']:.2f}%" if status == "done" else status
+        print(f"{run.priority}  {run.method:<18} {run.config.name:<58} {shown}")
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     planned = Counter(run.priority for run in runs)
     print("by priority: " + ", ".join(f"{p}: {len(done[p])}/{n} done" for p, n in sorted(planned.items())))
@@ -610,7 +634,9 @@ def cmd_gpu_receive(args: argparse.Namespace) -> int:
     print(", ".join(f"{len(v)} {k}" for k, v in outcome.items()) + f" (into {results})")
     for path in outcome["conflicts"]:
         print(f"conflict: {path} differs from the file already in {results}; left as it was")
-    return 0 if not outcome["conflicts"] else 1
+    for path in outcome["busy"]:
+        print(f"busy: {path} not written: a process is training in its run folder; receive again when it ends")
+    return 0 if not outcome["conflicts"] and not outcome["busy"] else 1
 
 
 def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
@@ -805,17 +831,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .data import DataNotFoundError
-    from .train import TrainingDiverged
-    from .train.run_folder import BUSY_EXIT_STATUS, FolderBusy
+def _os_error(e: OSError) -> str:
+    """One line for an OS error: what the system said, the path(s), and the fix (:data:`_OS_FIXES`)."""
+    paths = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+    fix = _OS_FIXES.get(e.errno)
+    return f"{e.strerror or e}" + (f": {paths}" if paths else "") + (f"; {fix}" if fix else "")
 
-    parser = build_parser()
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as ``elrt: warning: ...`` on one line, without the library's file and source line."""
+    print(f"elrt: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so that flushing it at exit fails no more."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a stdout without a file descriptor (a test's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
-        if args.root:
-            os.environ["ELRT_ROOT"] = args.root
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            args = build_parser().parse_args(argv)
+            if args.root:
+                os.environ["ELRT_ROOT"] = args.root
+            status = args.func(args)
+            sys.stdout.flush()  # a reader that went away is noticed here, not in the interpreter's exit
+            return status
     except TrainingDiverged as e:
         print(f"elrt: diverged: {e}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -833,6 +876,14 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split()) if isinstance(e, DataNotFoundError) else str(e)
         print(f"elrt: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `elrt plan | head`: stop quietly, as other command-line tools do
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:  # disk full, permission denied, a file where a folder belongs: one line, never a traceback
+        if os.environ.get("ELRT_DEBUG"):
+            raise
+        print(f"elrt: error: {_os_error(e)}", file=sys.stderr)
+        return EXIT_OS_ERROR
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "FACTOR_DECAYS",
     "INITS",
     "INIT_PATTERN",
+    "MAX_SEED",
 ]
 
 SCHEDULES = ("cosine", "step", "onecycle")
@@ -47,6 +49,8 @@ INITS = ("scratch", "spectral", "decompose:<config hash of a finished dense run>
 INIT_PATTERN = re.compile(r"scratch|spectral|decompose:[0-9a-f]{16}")
 FACTOR_NAMES = ("U1", "U2")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+MAX_SEED = 2**32 - 1
+"""The largest seed: every generator a run seeds from it (NumPy's, PyTorch's, SRIP's per epoch) accepts it."""
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 """Images in the official training and test sets of each data set."""
 
@@ -74,6 +78,17 @@ class ConfigError(ValueError):
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _choice(what: str, value: Any, allowed: Iterable[str]) -> None:
+    """``value`` is one of the strings ``allowed`` (a list or a mapping from YAML is refused, never looked up)."""
+    allowed = tuple(allowed)
+    _require(isinstance(value, str) and value in allowed, f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _switch(name: str, value: Any) -> None:
+    """``value`` is a boolean: a YAML string such as ``"false"`` or ``"no"`` is an error, not a true value."""
+    _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
 
 
 def _number(name: str, value: Any) -> None:
@@ -169,9 +184,8 @@ class TrainConfig:
         self._validate_data()
 
     def _validate_network(self) -> None:
-        _require(self.model in models.MODELS, f"unknown model {self.model!r}; allowed: {', '.join(models.MODELS)}")
-        formats = ("dense", *FORMATS)
-        _require(self.format in formats, f"unknown format {self.format!r}; allowed: {', '.join(formats)}")
+        _choice("model", self.model, models.MODELS)
+        _choice("format", self.format, ("dense", *FORMATS))
         ratios = {k: v for k, v in (("flops_ratio", self.flops_ratio), ("params_ratio", self.params_ratio)) if v is not None}
         for k, v in ratios.items():
             _number(k, v)
@@ -200,10 +214,7 @@ class TrainConfig:
                 not value or self.format == "tucker2",
                 f"{name} acts on Tucker-2 factors: format must be tucker2, got {self.format!r}",
             )
-        _require(
-            self.factor_decay in FACTOR_DECAYS,
-            f"unknown factor_decay {self.factor_decay!r}; allowed: {', '.join(FACTOR_DECAYS)}",
-        )
+        _choice("factor_decay", self.factor_decay, FACTOR_DECAYS)
         _require(
             isinstance(self.init, str) and INIT_PATTERN.fullmatch(self.init) is not None,
             f"unknown init {self.init!r}; allowed: {', '.join(INITS)}",
@@ -224,8 +235,8 @@ class TrainConfig:
         )
 
     def _validate_regularizer(self) -> None:
-        regs = ("none", *REGULARIZERS)
-        _require(self.reg in regs, f"unknown regularizer {self.reg!r}; allowed: {', '.join(regs)}")
+        _choice("regularizer", self.reg, ("none", *REGULARIZERS))
+        _switch("reg_per_rank", self.reg_per_rank)
         _number("reg_weight", self.reg_weight)
         _require(self.reg_weight >= 0, f"reg_weight must be >= 0, got {self.reg_weight}")
         if self.reg != "none":
@@ -233,9 +244,7 @@ class TrainConfig:
             _require(self.reg_weight > 0, f"regularizer {self.reg!r} needs reg_weight > 0")
         bad = [f for f in self.reg_on if f not in FACTOR_NAMES]
         _require(not bad and self.reg_on, f"reg_on must name factors among {FACTOR_NAMES}, got {self.reg_on!r}")
-        _require(
-            self.reg_schedule in REG_SCHEDULES, f"unknown reg_schedule {self.reg_schedule!r}; allowed: {', '.join(REG_SCHEDULES)}"
-        )
+        _choice("reg_schedule", self.reg_schedule, REG_SCHEDULES)
 
     def _validate_optimization(self) -> None:
         for name in ("epochs", "batch_size", "seed"):
@@ -243,7 +252,7 @@ class TrainConfig:
             _require(isinstance(v, int) and not isinstance(v, bool), f"{name} must be an integer, got {v!r}")
         _require(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
         _require(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
-        _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _require(0 <= self.seed <= MAX_SEED, f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing"):
             _number(name, getattr(self, name))
         _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
@@ -251,10 +260,11 @@ class TrainConfig:
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _require(0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         _require(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        _require(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        _switch("nesterov", self.nesterov)
 
     def _validate_data(self) -> None:
-        _require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
+        _choice("dataset", self.dataset, DATASETS)
         for name in ("subset", "test_subset"):
             v = getattr(self, name)
             _require(

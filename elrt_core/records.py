@@ -9,8 +9,9 @@ half-written record never exists, and strict JSON (no NaN: a value that is not f
 
 Schema 2 (this version) added ``status: diverged`` with ``metrics.divergence``, and the validation
 metrics (``val_loss``/``val_top1`` per epoch, ``final_val_top1``, ``best_val_top1``); schema-1
-records read as records without a validation split. :func:`validate` names the first missing or
-mistyped key of a record.
+records read as records without a validation split. :func:`validate` names the first missing,
+mistyped or out-of-range key of a record (an accuracy outside [0, 100]); :func:`parse` also checks that
+the history is as long as the run went.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "Record",
     "write_json",
     "read",
+    "parse",
     "scan",
     "find",
     "lookup",
@@ -277,9 +279,19 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
 _NUMBER = (int, float)
 
 
+_ACCURACIES = ("final_test_top1", "final_val_top1", "best_val_top1", "best_test_top1")
+_ROW_ACCURACIES = ("train_top1", "val_top1", "test_top1")
+
+
+def _percent(value: Any) -> bool:
+    """``value`` is an accuracy a record may hold: ``None`` (not measured, or not finite) or a number in [0, 100]."""
+    return value is None or (isinstance(value, _NUMBER) and not isinstance(value, bool) and 0 <= value <= 100)
+
+
 def validate(data: Any, path: Path | str = "record") -> None:
-    """Raise :class:`InvalidRecord` naming ``path`` and the first key of ``data`` that is missing or
-    of the wrong type (top level; ``metrics.history`` rows; ``final_test_top1`` of a finished run)."""
+    """Raise :class:`InvalidRecord` naming ``path`` and the first key of ``data`` that is missing, of
+    the wrong type or out of range (top level; ``metrics.history`` rows; ``final_test_top1`` of a
+    finished run; every accuracy in [0, 100])."""
 
     def bad(what: str) -> InvalidRecord:
         return InvalidRecord(f"{path}: {what}")
@@ -302,6 +314,12 @@ def validate(data: Any, path: Path | str = "record") -> None:
         for key in ("epoch", "train_loss", "test_top1"):
             if key not in row:
                 raise bad(f"'metrics.history[{i}]' has no {key!r}")
+        for key in _ROW_ACCURACIES:
+            if not _percent(row.get(key)):
+                raise bad(f"'metrics.history[{i}].{key}' must be a percentage in [0, 100], got {row[key]!r}")
+    for key in _ACCURACIES:
+        if not _percent(data["metrics"].get(key)):
+            raise bad(f"'metrics.{key}' must be a percentage in [0, 100], got {data['metrics'][key]!r}")
     if data["status"] == "finished":
         final = data["metrics"].get("final_test_top1")
         if not isinstance(final, _NUMBER) or isinstance(final, bool) or not math.isfinite(final):
@@ -309,12 +327,24 @@ def validate(data: Any, path: Path | str = "record") -> None:
 
 
 def read(run_dir: Path, *, check_hash: bool = True) -> Record:
-    """Parse and :func:`validate` ``run_dir/record.json``; raise :class:`InvalidRecord` saying why it
+    """Parse ``run_dir/record.json`` (see :func:`parse`); raise :class:`InvalidRecord` saying why it
     cannot be used. ``check_hash=False`` accepts a record whose config hashes differently today."""
     path = Path(run_dir) / RECORD_FILE
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidRecord(f"{path}: unreadable ({e})") from None
+    return parse(text, path, check_hash=check_hash)
+
+
+def parse(text: str | bytes, path: Path, *, check_hash: bool = True) -> Record:
+    """The record in ``text``, the content of the record file ``path``: checked by :func:`validate`, its
+    config parsed and hashing to its ``config_hash`` (unless not ``check_hash``), and its history as
+    long as the run went (every epoch of a finished run; fewer for a diverged one); else
+    :class:`InvalidRecord` naming ``path``."""
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidRecord(f"{path}: unreadable ({e})") from None
     validate(data, path)
     try:
@@ -326,7 +356,10 @@ def read(run_dir: Path, *, check_hash: bool = True) -> Record:
             f"{path}: stale: config_hash {data['config_hash']} but the config hashes to {config.hash} "
             "today (a default or the hashing changed); rerun it"
         )
-    return Record(Path(run_dir), config, data)
+    rows = len(data["metrics"]["history"])
+    if rows > config.epochs or (data["status"] == "finished" and rows != config.epochs):
+        raise InvalidRecord(f"{path}: a {data['status']} run of {config.epochs} epochs with {rows} history rows")
+    return Record(Path(path).parent, config, data)
 
 
 _PARSED: dict[Path, tuple[tuple[int, int], Record | InvalidRecord]] = {}

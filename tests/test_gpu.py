@@ -365,7 +365,8 @@ def test_progress_reads_the_checkpoints_of_unfinished_runs(tmp_path):
     prof = profiles.load("smoke")
     first, second = (r.config.name for r in plan(prof)[:2])
     (tmp_path / "smoke" / first).mkdir(parents=True)
-    torch.save({"epoch": 1, "history": [{"epoch": 1, "epoch_seconds": 2.5}]}, tmp_path / "smoke" / first / "checkpoint.pt")
+    saved = {"config_hash": "0" * 16, "epoch": 1, "model": {}, "optimizer": {}, "scheduler": {}, "wall_seconds": 2.5}
+    torch.save({**saved, "history": [{"epoch": 1, "epoch_seconds": 2.5}]}, tmp_path / "smoke" / first / "checkpoint.pt")
     (tmp_path / "smoke" / second).mkdir(parents=True)
     (tmp_path / "smoke" / second / "checkpoint.pt").write_bytes(b"not a checkpoint")
     got = jobs.progress(prof, tmp_path)
@@ -407,13 +408,19 @@ def test_collect_leaves_out_records_the_tree_already_holds(trained, tmp_path):
 
 
 def test_collect_splits_volumes_leaves_out_the_last_planned_checkpoint_and_receive_joins_them(tmp_path):
-    names = [r.config.name for r in plan(profiles.load("paper"))][:3]
+    import torch
+
+    runs = plan(profiles.load("paper"))[:3]
+    names = [r.config.name for r in runs]
     results = tmp_path / "dev"
     blobs = {}
-    for n in reversed(names):  # written in reverse: the order must come from the plan, not from the disk
+    for run in reversed(runs):  # written in reverse: the order must come from the plan, not from the disk
+        n = run.config.name
         (results / "paper" / n).mkdir(parents=True)
-        blobs[n] = os.urandom(6 * MIB)
-        (results / "paper" / n / "checkpoint.pt").write_bytes(blobs[n])
+        weights = torch.frombuffer(bytearray(os.urandom(6 * MIB)), dtype=torch.uint8)  # incompressible
+        saved = {"config_hash": run.config.hash, "epoch": 1, "model": {"w": weights}, "optimizer": {}, "scheduler": {}}
+        torch.save({**saved, "history": [{"epoch": 1}], "wall_seconds": 1.0}, results / "paper" / n / "checkpoint.pt")
+        blobs[n] = (results / "paper" / n / "checkpoint.pt").read_bytes()
     out = tmp_path / "OUT"
     manifest = collect.collect(results, out, name="ckpt", limit_bytes=14 * MIB, volume_bytes=5 * MIB)
     assert [m["path"] for m in manifest["members"]] == [f"paper/{n}/checkpoint.pt" for n in names[:2]]

@@ -10,7 +10,8 @@ from elrt_core.study import Session, plan, regime, summary, tables, verdicts
 from elrt_core.study.stats import paired
 
 
-def _record(root, profile, run, acc, *, loss=0.3, train=90.0, best_val_epoch=2, epochs=2, orth=None):
+def _record(root, profile, run, acc, *, loss=0.3, train=90.0, orth=None):
+    epochs = run.config.epochs  # a finished record holds one history row per epoch
     history = [
         {"epoch": e + 1, "train_loss": loss + 0.1 * (epochs - e - 1), "train_top1": train, "test_top1": acc, "val_top1": acc}
         for e in range(epochs)
@@ -25,7 +26,7 @@ def _record(root, profile, run, acc, *, loss=0.3, train=90.0, best_val_epoch=2, 
         cost={},
         provenance={},
     )
-    data["metrics"]["best_val_epoch"] = best_val_epoch
+    data["metrics"]["best_val_epoch"] = epochs
     records.write_json(root / profile / run.config.name / "record.json", data)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from elrt_core import records
 from elrt_core.config import ConfigError, RunOptions, TrainConfig
-from elrt_core.train import TrainingDiverged, fit, loop, run_folder
+from elrt_core.train import TrainingDiverged, checkpoint, fit, loop, run_folder
 from elrt_core.train.schedules import lr_factor, reg_factor
 
 TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine", weight_decay=5e-4)
@@ -230,7 +230,7 @@ def test_nan_loss_gives_a_diverged_record_and_keeps_the_last_good_checkpoint(tmp
     monkeypatch.setattr(loop, "penalty", nan_in_second_epoch)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2.*last good checkpoint \(epoch 1\)"):
         fit(config, _options(tmp_path, cifar10_dir))
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     rec = records.read(tmp_path / "run")
     assert rec.status == "diverged" and rec.metrics["divergence"]["epoch"] == 2 and len(rec.history) == 1

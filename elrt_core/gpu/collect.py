@@ -10,10 +10,18 @@ runs, so that a later session resumes them. A device call returns at most 8 file
 first, and the manifest names them. A file identical to the tree's copy (a record the tree
 already holds) is not new and stays behind.
 
-:func:`receive` (here) checks the volumes against the manifest and writes the members into the
-results folder: records, bench records, reports and weights only where no different file is
-there already (a different one is a conflict, reported and left alone); checkpoints unless the
-run has finished here; logs always.
+:func:`receive` (here) checks the volumes against the manifest, opens the archive without trusting
+it (:mod:`.archive`: plain files at allowed paths only, bounded decompression), checks every member
+(records against the record schema, checkpoints and weights readable without running code, JSON
+objects for the rest) and only then writes into the results folder, never replacing newer local work:
+
+* records, bench records, reports and weights only where no different file is there already (a
+  different one is a conflict, reported and left alone);
+* a checkpoint only where the run has no record here and the local checkpoint, if any, is of the
+  same config and an earlier epoch;
+* a log where there is none; a different local log keeps its lines and gets the received ones
+  appended;
+* nothing into a run folder that a running ``elrt train`` holds locked (``busy``: receive again later).
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .. import records
+from .. import atomic, records
+from ..train import checkpoint, run_folder
+from . import archive
 
 __all__ = ["collect", "receive", "gather", "CollectError", "VOLUME_BYTES", "FILES_LIMIT", "FILE_BYTES_LIMIT", "TOTAL_BYTES_LIMIT"]
 
@@ -40,7 +50,12 @@ TOTAL_BYTES_LIMIT = 64 * MIB
 """What one device call brings back from ``$OUT``."""
 VOLUME_BYTES = 15 * MIB
 MANIFEST_ROOM = 1 * MIB
+UNPACKED_LIMIT = 4 * TOTAL_BYTES_LIMIT
+"""The most bytes a received archive may expand to: what comes back is at most 64 MiB compressed, and
+checkpoints and weights hardly compress (logs and JSON do, but are small)."""
 FORMAT = "elrt-gpu-collect"
+_VOLUME_FILE = re.compile(r"[A-Za-z0-9._-]+\.tgz\.\d{3}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SEGMENT = r"[A-Za-z0-9_.+=-]+"
 _ALLOWED = re.compile(
     rf"gpu/{_SEGMENT}\.json|bench/(?:{_SEGMENT}/)*{_SEGMENT}\.json"
@@ -83,7 +98,7 @@ def _kind(rel: str, path: Path) -> str | None:
     if parts[2] == "weights.pt" and record.exists():
         try:
             return "weights" if json.loads(record.read_text())["config"]["format"] == "dense" else None
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
     return None
 
@@ -194,13 +209,35 @@ def collect(
     return manifest
 
 
-def _read_archive(manifest_path: Path) -> tuple[dict[str, Any], bytes]:
+def _read_manifest(manifest_path: Path) -> dict[str, Any]:
+    """The collect manifest at ``manifest_path``, checked to have the shape :func:`collect` writes."""
     try:
         manifest = json.loads(Path(manifest_path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CollectError(f"cannot read the collect manifest {manifest_path}: {e}") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CollectError(f"{manifest_path} is not a manifest written by `elrt gpu collect`")
+    volumes, members = manifest.get("volumes"), manifest.get("members")
+    if not isinstance(volumes, list) or not isinstance(members, list):
+        raise CollectError(f"{manifest_path} has no list of 'volumes' and 'members': not a manifest `elrt gpu collect` wrote")
+    for i, v in enumerate(volumes):
+        ok = (
+            isinstance(v, dict)
+            and isinstance(v.get("file"), str)
+            and _VOLUME_FILE.fullmatch(v["file"])
+            and isinstance(v.get("bytes"), int)
+            and isinstance(v.get("sha256"), str)
+            and _SHA256.fullmatch(v["sha256"])
+        )
+        if not ok:
+            raise CollectError(f"{manifest_path}: volume entry {i} needs a volume 'file' name, its 'bytes' and its 'sha256'")
+    if not all(isinstance(m, dict) and isinstance(m.get("path"), str) and isinstance(m.get("bytes"), int) for m in members):
+        raise CollectError(f"{manifest_path}: every member entry needs its 'path' and 'bytes'")
+    return manifest
+
+
+def _read_archive(manifest_path: Path) -> tuple[dict[str, Any], bytes]:
+    manifest = _read_manifest(manifest_path)
     parts, problems = [], []
     for v in manifest["volumes"]:
         path = Path(manifest_path).parent / v["file"]
@@ -216,38 +253,90 @@ def _read_archive(manifest_path: Path) -> tuple[dict[str, Any], bytes]:
     return manifest, b"".join(parts)
 
 
-def _safe(rel: str) -> bool:
-    return _ALLOWED.fullmatch(rel) is not None and all(s not in ("", ".", "..") for s in rel.split("/"))
+def _check_member(rel: str, data: bytes, where: str) -> Any:
+    """The parsed content of archive member ``rel`` (a record, a checkpoint's or weights' tensors, a JSON
+    object; a log as it is); :class:`CollectError` naming it if it is not what its name says."""
+    name = f"{where}: {rel}"
+    try:
+        if rel.endswith("/" + records.RECORD_FILE):
+            return records.parse(data, Path(rel))
+        if rel.endswith(".json"):
+            content = json.loads(data)
+            if not isinstance(content, dict):
+                raise CollectError(f"{name} holds a {type(content).__name__}, not a JSON object")
+            return content
+        if rel.endswith("/" + checkpoint.CHECKPOINT_FILE):
+            return checkpoint.check(checkpoint.load(io.BytesIO(data), name), name)
+        if rel.endswith("/" + checkpoint.WEIGHTS_FILE):
+            weights = checkpoint.load(io.BytesIO(data), name)
+            if not isinstance(weights, dict):
+                raise CollectError(f"{name} holds a {type(weights).__name__}, not a state dict")
+            return weights
+        return data
+    except (records.InvalidRecord, checkpoint.CheckpointError) as e:
+        raise CollectError(f"{where}: {e}; nothing written") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CollectError(f"{name} is not JSON ({e}); nothing written") from None
+
+
+def _checkpoint_outcome(target: Path, received: dict[str, Any]) -> str:
+    """Whether a received checkpoint replaces ``target``: ``written`` where there is none or it is an
+    earlier epoch of the same config, ``kept`` where the local one is as far or further (or the run
+    finished here), ``conflicts`` where the local one is another config's or unreadable."""
+    if (target.parent / records.RECORD_FILE).exists():
+        return "kept"
+    if not target.exists():
+        return "written"
+    try:
+        here = checkpoint.check(checkpoint.load(target), str(target))
+    except checkpoint.CheckpointError:
+        return "conflicts"
+    if here["config_hash"] != received["config_hash"]:
+        return "conflicts"
+    return "written" if received["epoch"] > here["epoch"] else "kept"
+
+
+def _log_outcome(target: Path, data: bytes, where: str) -> tuple[str, bytes]:
+    """What a received log does with the local ``target``: ``written`` (there is none), ``same`` (its
+    lines are there already) or ``appended`` after the local lines; with the bytes to write."""
+    if not target.exists():
+        return "written", data
+    here = target.read_bytes()
+    if data in here:
+        return "same", here
+    separator = b"" if not here or here.endswith(b"\n") else b"\n"
+    return "appended", here + separator + f"---- received from {where}\n".encode() + data
 
 
 def receive(manifest_path: Path, results: Path) -> dict[str, list[str]]:
-    """Write the archive of ``manifest_path`` into ``results`` (rules in the module docstring);
-    returns the member paths by outcome: ``written``, ``same``, ``kept`` (checkpoint of a run finished here), ``conflicts``."""
+    """Write the archive of ``manifest_path`` into ``results`` (rules in the module docstring); nothing is
+    written unless every member checks out. Returns the member paths by outcome: ``written``,
+    ``appended`` (a log added to the local one), ``same``, ``kept`` (the local run is finished or further
+    along), ``busy`` (its run folder is locked by a training process) and ``conflicts``."""
     manifest, blob = _read_archive(manifest_path)
-    outcome: dict[str, list[str]] = {"written": [], "same": [], "kept": [], "conflicts": []}
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        members = tar.getmembers()
-        bad = [m.name for m in members if not (m.isfile() and _safe(m.name))]
-        if bad:
-            raise CollectError(f"{manifest_path}: unexpected archive members {bad[:5]}; nothing written")
-        for m in members:
-            data = tar.extractfile(m).read()
-            target = Path(results) / m.name
-            name = target.name
-            if name == "checkpoint.pt" and (target.parent / records.RECORD_FILE).exists():
-                outcome["kept"].append(m.name)
-            elif name in ("checkpoint.pt", "train.log") or not target.exists():
-                _write(target, data)
-                outcome["written"].append(m.name)
-            elif target.read_bytes() == data:
-                outcome["same"].append(m.name)
-            else:
-                outcome["conflicts"].append(m.name)
+    where = Path(manifest_path).name
+    members = archive.read_members(blob, allowed=_ALLOWED, limit=UNPACKED_LIMIT, what=str(manifest_path), gzip=True)
+    listed = {m["path"]: m["bytes"] for m in manifest["members"]}
+    unlisted = [rel for rel, data in members.items() if listed.get(rel) != len(data)]
+    if unlisted or len(listed) != len(members):
+        raise CollectError(
+            f"{manifest_path}: the archive and its manifest list different files (e.g. {unlisted[:3]}); nothing written"
+        )
+    parsed = {rel: _check_member(rel, data, str(manifest_path)) for rel, data in members.items()}
+    outcome: dict[str, list[str]] = {"written": [], "appended": [], "same": [], "kept": [], "busy": [], "conflicts": []}
+    for rel, data in members.items():
+        target = Path(results) / rel
+        if run_folder.busy(target.parent):
+            result = "busy"
+        elif target.name == checkpoint.CHECKPOINT_FILE:
+            result = _checkpoint_outcome(target, parsed[rel])
+        elif target.name == "train.log":
+            result, data = _log_outcome(target, data, where)
+        elif not target.exists():
+            result = "written"
+        else:
+            result = "same" if target.read_bytes() == data else "conflicts"
+        if result in ("written", "appended"):
+            atomic.write_bytes(target, data)
+        outcome[result].append(rel)
     return outcome
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

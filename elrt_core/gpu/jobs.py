@@ -273,9 +273,10 @@ def progress(profile: Profile, results: Path) -> dict[str, dict[str, Any]]:
         folder = Path(results) / profile.name / run.config.name
         if (folder / records.RECORD_FILE).exists() or not (folder / checkpoint.CHECKPOINT_FILE).is_file():
             continue
+        path = folder / checkpoint.CHECKPOINT_FILE
         try:
-            saved = checkpoint.load(folder / checkpoint.CHECKPOINT_FILE)
-        except Exception as e:  # a checkpoint being replaced right now, or foreign: report, do not fail the batch
+            saved = checkpoint.check(checkpoint.load(path), str(path))
+        except (checkpoint.CheckpointError, OSError) as e:  # being replaced right now, or foreign: report, do not fail the batch
             out[run.config.name] = {"error": f"{type(e).__name__}: {e}"}
             continue
         last = saved["history"][-1] if saved.get("history") else {}

@@ -39,7 +39,7 @@ import numpy as np
 from .. import atomic
 from .. import data as data_lib
 from ..data.checksums import BINARY_MD5
-from . import source
+from . import archive, source
 
 __all__ = [
     "pack",
@@ -84,7 +84,15 @@ WEBP = {"lossless": True, "method": 0, "quality": 0}
 about 5% of the bytes at 40 times the encoding time)."""
 _CODEC = {"name": "webp-lossless", **WEBP, "tile": TILE, "columns": COLUMNS, "images_per_piece": IMAGES_PER_PIECE}
 _GROUP = re.compile(r"g\d+")
+_PIECE_NAME = re.compile(r"images-\d+\.webp|labels\.u8|resume\.tar\.\d{3}")
 _CHECKPOINT_MEMBER = re.compile(r"[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+=-]+/checkpoint\.pt")
+_PIECE_KEYS: dict[str, type] = {"name": str, "group": str, "bytes": int, "sha256": str, "kind": str}
+_KIND_KEYS: dict[str, dict[str, type]] = {
+    "images": {"split": str, "start": int, "count": int},
+    "labels": {"train": int, "test": int},
+    "resume": {"runs": list},
+}
+"""The keys of a manifest's piece entry, and of each kind of piece, with their types."""
 
 
 class PackError(ValueError):
@@ -247,27 +255,21 @@ def _assign_groups(sizes: list[int], limit: int) -> list[int]:
     return groups
 
 
-def _existing(pack_dir: Path) -> dict[str, Path]:
-    """Piece files already in the pack's group folders, by name."""
-    if not pack_dir.is_dir():
-        return {}
-    return {p.name: p for g in pack_dir.iterdir() if g.is_dir() and _GROUP.fullmatch(g.name) for p in g.iterdir() if p.is_file()}
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _reusable(old: dict[str, Any] | None, existing: dict[str, Path]) -> list[_Piece] | None:
-    """The image and label pieces of an earlier pack with the same codec, if all are present and intact."""
-    if not old or old.get("version") != VERSION or old.get("codec") != _CODEC:
+def _reusable(old: dict[str, Any] | None, pack_dir: Path) -> list[_Piece] | None:
+    """The image and label pieces of the earlier pack ``old`` in ``pack_dir``, if it has the same codec
+    and all of them are present and intact."""
+    if not old or old.get("version") != VERSION or old.get("codec") != _CODEC or _manifest_problem(old):
         return None
     kept = []
     for entry in old["pieces"]:
         if entry["kind"] == "resume":
             continue
-        path = existing.get(entry["name"])
-        content = path.read_bytes() if path else b""
+        path = pack_dir / entry["group"] / entry["name"]
+        content = path.read_bytes() if path.is_file() else b""
         if _sha256(content) != entry["sha256"]:
             return None
         kept.append(
@@ -294,9 +296,8 @@ def pack(
     of an earlier pack with the same settings are reused when their checksums still match.
     """
     pack_dir = Path(pack_dir) if pack_dir else root / PACK_DIR
-    old = _read(pack_dir / MANIFEST)
-    existing = _existing(pack_dir)
-    pieces = _reusable(old, existing)
+    old = _earlier(pack_dir)
+    pieces = _reusable(old, pack_dir)
     if pieces is None:
         _require_webp()
         log(f"encoding CIFAR-10 from {data_dir or 'the default data folder'} into lossless WebP pieces")
@@ -309,21 +310,11 @@ def pack(
     tree = tree_bytes(root)
     limit = group_limit(tree) if limit is None else limit
     groups = _assign_groups([len(p.data) for p in pieces], limit)
-    entries = []
-    for piece, g in zip(pieces, groups, strict=True):
-        target = pack_dir / f"g{g}" / piece.name
-        if not (target.is_file() and target.read_bytes() == piece.data):
-            atomic.write_bytes(target, piece.data)
-        entries.append(
-            {"name": piece.name, "group": f"g{g}", "bytes": len(piece.data), "sha256": _sha256(piece.data), **piece.meta}
-        )
-    placed = {(e["group"], e["name"]) for e in entries}
-    for g in (p for p in pack_dir.iterdir() if p.is_dir() and _GROUP.fullmatch(p.name)):
-        for f in g.iterdir():
-            if (g.name, f.name) not in placed:
-                f.unlink()
-        if not any(g.iterdir()):
-            g.rmdir()
+    entries = [
+        {"name": piece.name, "group": f"g{g}", "bytes": len(piece.data), "sha256": _sha256(piece.data), **piece.meta}
+        for piece, g in zip(pieces, groups, strict=True)
+    ]
+    _place(pack_dir, [(e["group"], p) for e, p in zip(entries, pieces, strict=True)], _owned(old))
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -344,25 +335,100 @@ def pack(
     return manifest
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _place(pack_dir: Path, placed: list[tuple[str, _Piece]], owned: set[tuple[str, str]]) -> None:
+    """Write each ``(group, piece)`` into ``pack_dir/<group>/`` and remove the pieces of the earlier
+    pack (``owned``: its ``(group, name)`` pairs) that are no longer placed. Only files the pack wrote
+    are replaced or removed: another file where a piece goes is refused before anything is written."""
+    changed = [(pack_dir / g / p.name, p) for g, p in placed if not _holds(pack_dir / g / p.name, p.data)]
+    foreign = [t for t, _ in changed if (t.exists() or t.is_symlink()) and (t.parent.name, t.name) not in owned]
+    if foreign:
+        raise PackError(f"{foreign[0]} is not a piece of the pack in {pack_dir}: move it away, or give another --out")
+    for target, piece in changed:
+        atomic.write_bytes(target, piece.data)
+    for group, name in owned - {(g, p.name) for g, p in placed}:
+        (pack_dir / group / name).unlink(missing_ok=True)
+    for folder in {pack_dir / g for g, _ in owned}:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    return path.is_file() and not path.is_symlink() and path.read_bytes() == data
+
+
+def _read(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
+def _earlier(pack_dir: Path) -> dict[str, Any] | None:
+    """The manifest of the pack already in ``pack_dir`` (any version), ``None`` if there is none;
+    :class:`PackError` if ``pack_dir`` holds a ``manifest.json`` that is not a pack's (it is not replaced)."""
+    path = pack_dir / MANIFEST
+    if not path.exists():
+        return None
+    manifest = _read(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PackError(f"{path} is not the manifest of a pack: move it away, or give another --out")
+    return manifest
+
+
+def _owned(old: dict[str, Any] | None) -> set[tuple[str, str]]:
+    """``(group, name)`` of the pieces the earlier pack ``old`` lists: the only files a new pack may replace or remove."""
+    pieces = old.get("pieces") if old else None
+    return {
+        (e["group"], e["name"])
+        for e in (pieces if isinstance(pieces, list) else [])
+        if isinstance(e, dict) and _GROUP.fullmatch(str(e.get("group"))) and _PIECE_NAME.fullmatch(str(e.get("name")))
+    }
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """How ``manifest`` differs from the shape :func:`pack` writes (pieces, groups, source), or ``None``."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return "is not a pack manifest" if isinstance(manifest, dict) else f"holds a {type(manifest).__name__}, not an object"
+    pieces, groups = manifest.get("pieces"), manifest.get("groups")
+    if not isinstance(pieces, list) or not isinstance(groups, list):
+        return "has no list of 'pieces' and 'groups'"
+    for i, e in enumerate(pieces):
+        if not isinstance(e, dict):
+            return f"has a piece entry {i} that is not an object"
+        kind = e.get("kind")
+        keys = {**_PIECE_KEYS, **(_KIND_KEYS.get(kind, {}) if isinstance(kind, str) else {})}
+        bad = [k for k, t in keys.items() if not isinstance(e.get(k), t) or isinstance(e.get(k), bool)]
+        if bad:
+            return f"has a piece entry {i} without a valid {bad[0]!r}"
+        if e["kind"] not in _KIND_KEYS or not _PIECE_NAME.fullmatch(e["name"]) or not _GROUP.fullmatch(e["group"]):
+            return f"names a piece {e['group']!r}/{e['name']!r} of kind {e['kind']!r} that no pack writes"
+        if e["kind"] == "images" and e["split"] not in ("train", "test"):
+            return f"has an image piece of split {e['split']!r}"
+    if [e["kind"] for e in pieces].count("labels") != 1:
+        return "does not list one labels piece"
+    if not all(isinstance(g, dict) and isinstance(g.get("folder"), str) and _GROUP.fullmatch(g["folder"]) for g in groups):
+        return "has a group entry without a folder g<N>"
+    try:
+        source.check(manifest.get("source"))
+    except ValueError as e:
+        return f"has no valid source state ({e})"
+    return None
+
+
 def read_manifest(pack_dir: Path) -> dict[str, Any]:
-    """The manifest of the pack in ``pack_dir``; :class:`PackError` if it is missing or not a pack manifest."""
-    manifest = _read(Path(pack_dir) / MANIFEST)
-    if manifest is None or manifest.get("format") != FORMAT:
+    """The manifest of the pack in ``pack_dir``; :class:`PackError` if it is missing, not a pack
+    manifest, or not of the shape :func:`pack` writes."""
+    path = Path(pack_dir) / MANIFEST
+    manifest = _read(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackError(
-            f"no pack manifest at {Path(pack_dir) / MANIFEST}: run `elrt gpu pack` here, and carry "
-            f"{PACK_DIR / MANIFEST} in the device call"
+            f"no pack manifest at {path}: run `elrt gpu pack` here, and carry {PACK_DIR / MANIFEST} in the device call"
         )
     if manifest.get("version") != VERSION:
-        raise PackError(
-            f"{Path(pack_dir) / MANIFEST} is pack version {manifest.get('version')}; this code reads version {VERSION}"
-        )
+        raise PackError(f"{path} is pack version {manifest.get('version')}; this code reads version {VERSION}")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise PackError(f"{path} {problem}; run `elrt gpu pack` again and carry the new manifest")
     return manifest
 
 
@@ -447,16 +513,14 @@ def _extract_checkpoints(contents: dict[str, bytes], manifest: dict[str, Any], r
     written, kept = [], []
     if not blob:
         return written, kept
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
-        for member in tar:
-            if not (member.isfile() and _CHECKPOINT_MEMBER.fullmatch(member.name)):
-                raise PackError(f"unexpected member {member.name!r} in the resume pieces")
-            target = results / member.name
-            if target.exists() or (target.parent / "record.json").exists():
-                kept.append(member.name)
-                continue
-            atomic.write_bytes(target, tar.extractfile(member).read())
-            written.append(member.name)
+    members = archive.read_members(blob, allowed=_CHECKPOINT_MEMBER, limit=len(blob), what="the resume pieces")
+    for name, data in members.items():
+        target = results / name
+        if target.exists() or (target.parent / "record.json").exists():
+            kept.append(name)
+            continue
+        atomic.write_bytes(target, data)
+        written.append(name)
     return written, kept
 
 

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["blob_id", "state", "verify", "environment", "COMMIT_VAR", "DIRTY_VAR"]
+__all__ = ["blob_id", "state", "check", "verify", "environment", "COMMIT_VAR", "DIRTY_VAR"]
 
 COMMIT_VAR = "ELRT_SOURCE_COMMIT"
 DIRTY_VAR = "ELRT_SOURCE_DIRTY"
@@ -55,9 +55,28 @@ def state(root: Path) -> dict[str, Any]:
     }
 
 
+def check(recorded: Any) -> None:
+    """``ValueError`` naming the first way ``recorded`` (read from a pack's manifest) differs from what
+    :func:`state` returns: a 40-digit ``commit``, a boolean ``dirty``, and ``files`` mapping relative
+    paths inside the tree (no ``..``) to object ids."""
+    if not isinstance(recorded, dict):
+        raise ValueError(f"a source state is an object, got {type(recorded).__name__}")
+    if not (isinstance(recorded.get("commit"), str) and len(recorded["commit"]) == 40) or not isinstance(
+        recorded.get("dirty"), bool
+    ):
+        raise ValueError("a source state needs a 40-digit 'commit' and a true or false 'dirty'")
+    files = recorded.get("files")
+    if not isinstance(files, dict) or not all(isinstance(oid, str) for oid in files.values()):
+        raise ValueError("a source state needs 'files', paths with their object ids")
+    outside = next((p for p in files if Path(p).is_absolute() or ".." in Path(p).parts), None)
+    if outside is not None:
+        raise ValueError(f"the source state names a file outside the tree: {outside!r}")
+
+
 def verify(root: Path, recorded: dict[str, Any]) -> dict[str, Any]:
-    """Compare the files under ``root`` with ``recorded`` (a :func:`state`): ``{"commit", "dirty",
-    "changed"}`` where ``changed`` names (up to 20) files that are missing or differ."""
+    """Compare the files under ``root`` with ``recorded`` (a :func:`state`, shape-checked by
+    :func:`check`): ``{"commit", "dirty", "changed"}`` where ``changed`` names (up to 20) files that are
+    missing or differ."""
     changed = []
     for path, oid in recorded["files"].items():
         p = root / path

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import TrainConfig
 from ..profiles import Profile, load, methods, names
+from ..records import RECORD_FILE, Record
+from ..train.checkpoint import CHECKPOINT_FILE
 
-__all__ = ["PlannedRun", "plan", "select", "comparison", "lender", "approximation_run", "networks"]
+__all__ = ["PlannedRun", "plan", "select", "comparison", "lender", "approximation_run", "networks", "status"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,14 @@ def approximation_run(p: Profile) -> PlannedRun:
     if not dense:
         raise ValueError(f"profile {p.name!r} trains no dense {p.approximation.model} for the approximation analysis")
     return dense[0]
+
+
+def status(record: Record | None, folder: Path) -> str:
+    """The status of a planned run: ``done`` or ``diverged`` by its ``record`` (found by config hash),
+    else by what its run ``folder`` holds: ``unusable record`` (a record file that cannot be used, which
+    the record lookup reports), ``partial (checkpoint)`` or ``missing``."""
+    if record is not None:
+        return "done" if record.finished else "diverged"
+    if (folder / RECORD_FILE).exists():
+        return "unusable record"
+    return "partial (checkpoint)" if (folder / CHECKPOINT_FILE).exists() else "missing"

@@ -1,19 +1,37 @@
-"""``elrt reproduce``: train the missing runs of a profile, then execute the notebooks with papermill."""
+"""``elrt reproduce``: train the missing runs of a profile, then execute the notebooks with papermill.
+
+A chapter is written atomically: papermill executes the notebook into a temporary folder, the
+executed copy gets the completion mark (notebook metadata :data:`COMPLETE`) and only then replaces the
+chapter in the output folder, so an interrupted or killed ``reproduce`` leaves the previous chapter or
+none, never a partial one. :func:`is_complete` tells a chapter with the mark from one without.
+"""
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .. import atomic
 from ..paths import project_root
 from ..profiles import Profile, regime
 from . import batch
 from . import plan as plan_lib
 
-__all__ = ["run", "selected", "chapter_runs", "NOTEBOOKS", "notebook_dir", "output_dir", "execute_notebook"]
+__all__ = [
+    "run",
+    "selected",
+    "chapter_runs",
+    "NOTEBOOKS",
+    "COMPLETE",
+    "notebook_dir",
+    "output_dir",
+    "execute_notebook",
+    "is_complete",
+]
 
 NOTEBOOKS = {
     "01_approximation_error": ("approximation",),
@@ -38,13 +56,26 @@ def output_dir() -> Path:
 
 MARKER = ".elrt-reproduce"
 """File that marks a folder of executed notebooks written by :func:`run`."""
+COMPLETE = "elrt_complete"
+"""Notebook metadata key set to ``true`` in a chapter whose every cell ran (:func:`execute_notebook`)."""
 
 
-def remove_old_chapters(out_dir: Path) -> None:
-    """Remove the executed chapters of an earlier build from ``out_dir`` (see :func:`run`)."""
+def is_complete(chapter: Path) -> bool:
+    """Whether the executed notebook ``chapter`` carries the completion mark of :func:`execute_notebook`."""
+    import nbformat
+
+    try:
+        return nbformat.read(chapter, as_version=4).metadata.get(COMPLETE) is True
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a notebook
+        return False
+
+
+def remove_old_chapters(out_dir: Path, *, incomplete_only: bool = False) -> None:
+    """Remove the executed chapters of an earlier build from ``out_dir`` (see :func:`run`); with
+    ``incomplete_only``, only those without the completion mark (:func:`is_complete`)."""
     owned = (out_dir / MARKER).exists() or out_dir.resolve() == output_dir().resolve()
     for path in out_dir.glob("[0-9][0-9]_*.ipynb"):
-        if owned or path.stem in NOTEBOOKS:
+        if (owned or path.stem in NOTEBOOKS) and not (incomplete_only and is_complete(path)):
             path.unlink()
 
 
@@ -72,10 +103,12 @@ def chapter_runs(profile: Profile, names: list[str]) -> list[plan_lib.PlannedRun
 
 
 def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
-    """Run ``notebooks/<name>.ipynb`` with papermill, writing the executed copy to ``out_dir``.
+    """Run ``notebooks/<name>.ipynb`` with papermill and write the executed copy, with the completion
+    mark, to ``out_dir`` atomically (see the module docstring); returns its path.
 
     Where pyzmq has CurveZMQ, the kernel gets keys if its kernelspec supports them (jupyter_client's
     ``transport_encryption="auto"``), so ipykernel does not warn about unencrypted TCP on every chapter."""
+    import nbformat
     import papermill as pm
     import zmq
     from traitlets.config import Config
@@ -83,15 +116,20 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
     encryption = {"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {}
 
     target = out_dir / f"{name}.ipynb"
-    pm.execute_notebook(
-        str(notebook_dir() / f"{name}.ipynb"),
-        str(target),
-        parameters=parameters,
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(notebook_dir()),
-        config=Config(encryption),
-    )
+    with tempfile.TemporaryDirectory(prefix=f"elrt-{name}-") as tmp:
+        executed = Path(tmp) / target.name
+        pm.execute_notebook(
+            str(notebook_dir() / f"{name}.ipynb"),
+            str(executed),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(notebook_dir()),
+            config=Config(encryption),
+        )
+        nb = nbformat.read(executed, as_version=4)
+        nb.metadata[COMPLETE] = True
+        atomic.write_text(target, nbformat.writes(nb))
     return target
 
 
@@ -122,7 +160,8 @@ def run(
     every notebook is selected, the chapters of an earlier build there are removed first, so that none is
     published as current: the :data:`NOTEBOOKS` names, and in a folder this function created (it then
     writes :data:`MARKER` into it) or the default folder, every ``NN_*.ipynb``, which catches renamed
-    chapters. Nothing else is touched, and ``out`` may not be the source notebooks' folder.
+    chapters; with ``only``, just those of them without the completion mark (:func:`is_complete`). Nothing
+    else is touched, and ``out`` may not be the source notebooks' folder.
     """
     names = selected(only)
     out_dir = Path(out) if out else output_dir()
@@ -135,8 +174,7 @@ def run(
     if train_only:
         return 0
     params = {"profile": profile.name, "train_missing": False, "device": device, "data_dir": data_dir or ""}
-    if not only:
-        remove_old_chapters(out_dir)
+    remove_old_chapters(out_dir, incomplete_only=bool(only))  # with --only, the other chapters stay if complete
     if not out_dir.exists():  # a folder it creates holds only what it writes
         out_dir.mkdir(parents=True)
         (out_dir / MARKER).write_text("a folder created by `elrt reproduce` for executed notebooks\n")
@@ -149,7 +187,7 @@ def run(
                 fut.result() if fut else execute_notebook(name, params, out_dir)
                 print(f"ok      {name} -> {out_dir / (name + '.ipynb')}")
             except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
-                (out_dir / f"{name}.ipynb").unlink(missing_ok=True)  # a failed chapter is never published
+                (out_dir / f"{name}.ipynb").unlink(missing_ok=True)  # nor is the previous build's copy of a failed chapter
                 first = str(e).strip().splitlines()
                 failures[name] = first[-1] if first else type(e).__name__
                 print(f"FAILED  {name}: {failures[name]}", file=sys.stderr)

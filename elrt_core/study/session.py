@@ -16,12 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
 
 from .. import profiles, records
 from ..records import Record
-from ..train.checkpoint import WEIGHTS_FILE
+from ..train import checkpoint
 from ..train.loop import build_model
 from . import display as display_tables
 from . import figures
@@ -45,7 +44,7 @@ def _png_width(png: Path) -> int:
 def load_model(record: Record) -> nn.Module:
     """The trained model of ``record`` (architecture rebuilt from its config, weights from ``weights.pt``)."""
     model = build_model(record.config)
-    model.load_state_dict(torch.load(record.path / WEIGHTS_FILE, map_location="cpu"))
+    model.load_state_dict(checkpoint.load(record.path / checkpoint.WEIGHTS_FILE))
     return model.eval()
 
 

@@ -117,7 +117,7 @@ def _compressed(config: TrainConfig, dense: nn.Module, timing, dense_runs: Path 
             f"init {config.init!r} decomposes a trained dense network, but {where}: train that dense run first "
             "(`elrt batch` of its profile; a record whose weights were not kept is retrained with `elrt train --force`)"
         )
-    dense.load_state_dict(torch.load(found[0].path / checkpoint.WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    dense.load_state_dict(checkpoint.load(found[0].path / checkpoint.WEIGHTS_FILE))
     return lowrank.convert(dense, config.format, **budget, init="decompose", timing=timing, progress=False)
 
 
@@ -247,10 +247,19 @@ class _State:
             path,
         )
 
-    def restore(self, saved: dict[str, Any]) -> None:
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
+    def restore(self, saved: dict[str, Any], source: Path) -> None:
+        """Continue from ``saved`` (a checkpoint checked by :func:`.checkpoint.check`, read from
+        ``source``); :class:`.run_folder.RunFolderError` in one line if its tensors do not fit this model."""
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:  # torch lists every key: keep its first line
+            first = str(e).strip().splitlines()
+            raise run_folder.RunFolderError(
+                f"{source} does not fit the model and optimizer of this config ({first[0] if first else type(e).__name__}); "
+                "pass --force to start this run over"
+            ) from None
         self.history, self.epoch, self.wall_before = saved["history"], saved["epoch"], saved["wall_seconds"]
 
 
@@ -454,7 +463,7 @@ def _fit(
     conversion = lowrank.report(model, config.input_shape)
     state = _new_state(config, model, device, options.channels_last, len(loaders.train))
     if saved is not None:
-        state.restore(saved)
+        state.restore(saved, ckpt_path)
         if show:
             print(f"resuming {out} at epoch {state.epoch + 1}/{config.epochs}")
     train_model = DistributedDataParallel(state.model) if ctx.enabled else state.model

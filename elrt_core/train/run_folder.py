@@ -7,7 +7,9 @@ from what is there, never deleting anything unless ``force`` is given:
 * a finished record of the same config: reuse it (the run is not trained again);
 * a diverged record of the same config: refuse (training it again gives the same divergence);
 * a checkpoint of the same config: resume from it when ``resume`` is set, else refuse;
-* a record or checkpoint of another config, or one that cannot be read: refuse, naming it.
+* a record or checkpoint of another config, or one that cannot be read: refuse, naming it (so is a
+  stale record, whose config hashes differently today, and a checkpoint that is not the training
+  loop's, e.g. one whose epoch lies beyond the config's epochs).
 
 ``force`` starts the run over: the old record and checkpoint are removed first.
 """
@@ -58,8 +60,8 @@ def _decide(out: Path, config: TrainConfig, resume: bool) -> Claim:
     record_path, ckpt_path = out / records.RECORD_FILE, out / checkpoint.CHECKPOINT_FILE
     retry = "pass --force to start this run over, or choose another --out"
     if record_path.exists():
-        try:
-            rec = records.read(out, check_hash=False)
+        try:  # a stale record (its config hashes differently today) is refused, never reused
+            rec = records.read(out)
         except records.InvalidRecord as e:
             raise RunFolderError(f"{e}; {retry}") from None
         if rec.config_hash != config.hash:
@@ -74,16 +76,13 @@ def _decide(out: Path, config: TrainConfig, resume: bool) -> Claim:
         )
     if ckpt_path.exists():
         try:
-            state = checkpoint.load(ckpt_path)
-            saved_hash, epoch = state["config_hash"], state["epoch"]
-        except Exception as e:  # any unpickling or key error: the file is not a checkpoint of ours
-            raise RunFolderError(f"{ckpt_path} cannot be read as a checkpoint ({type(e).__name__}: {e}); {retry}") from None
-        if saved_hash != config.hash:
-            raise RunFolderError(f"{ckpt_path} belongs to config {saved_hash}, not {config.hash}; {retry}")
+            state = checkpoint.check(checkpoint.load(ckpt_path), str(ckpt_path), config_hash=config.hash, epochs=config.epochs)
+        except checkpoint.CheckpointError as e:
+            raise RunFolderError(f"{e}; {retry}") from None
         if resume:
             return Claim("resume", state=state)
         raise RunFolderError(
-            f"{out} holds a checkpoint of this config at epoch {epoch}: pass --resume to continue it, or --force to start over"
+            f"{out} holds a checkpoint of this config at epoch {state['epoch']}: pass --resume to continue it, or --force to start over"
         )
     return Claim("fresh")
 
