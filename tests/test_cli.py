@@ -25,7 +25,7 @@ from elrt_core.cli import main
         (["info", "resnet21"], "invalid choice: 'resnet21'"),
         (["info", "resnet20", "--format", "tucker2", "--flops-ratio", "0.5"], "must be > 1, got 0.5"),
         (["reproduce", "--profile", "gpu"], "invalid choice: 'gpu'"),
-        (["reproduce", "--only", "07"], "unknown notebook ['07']"),
+        (["reproduce", "--only", "09"], "unknown notebook ['09']"),
         (["reproduce", "--reuse-only", "--train-only"], "not allowed with argument"),
         (["train", "--reg", "so"], "choose a low-rank format"),
         (["train", "--format", "tucker2", "--reg", "so"], "needs exactly one of flops_ratio, params_ratio"),
