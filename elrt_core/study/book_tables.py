@@ -80,7 +80,7 @@ def profiles_table() -> pd.DataFrame:
         rows.append(
             {
                 "profile": name,
-                "what": p.description,
+                "what": p.description.split(":")[0],  # the rest repeats the columns
                 "epochs": t.epochs,
                 "schedule": f"{t.schedule}, peak lr {t.lr:g}",
                 "batch": t.batch_size,

@@ -152,6 +152,8 @@ def _slug(name: str) -> str:
 # when that word alone is wider than the column could be (``break-word``, unlike ``anywhere``, does
 # not let the browser squeeze a column below its longest word: "channels_last" stays whole).
 _CELL_STYLE = {True: "text-align:right; white-space:nowrap", False: "text-align:left; overflow-wrap:break-word"}
+_NUMBER_TEXT = re.compile(r"[-+−]?[\d.,]+%?( ± [\d.,]+)?( \(\d+\))?")
+"""A number written as text, such as "85.19 ± 0.20 (3)": set like a number (right-aligned, never broken)."""
 _SCROLL = '<div class="elrt-table-scroll" style="overflow-x:auto; max-width:100%">'
 """Opens the box a table scrolls sideways in where it is wider than the page (a phone), never the page."""
 _HEAD_STYLE = {True: "text-align:right; overflow-wrap:break-word", False: "text-align:left; overflow-wrap:break-word"}
@@ -240,7 +242,8 @@ class Table:
         body = []
         for _, row in self.text.iloc[:rows, :cols].iterrows():
             cells = "".join(
-                f'<td style="{_CELL_STYLE[num]}">{html.escape(v)}</td>' for v, num in zip(row.tolist(), self._numeric[:cols])
+                f'<td style="{_CELL_STYLE[num or bool(_NUMBER_TEXT.fullmatch(v))]}">{html.escape(v)}</td>'
+                for v, num in zip(row.tolist(), self._numeric[:cols])
             )
             body.append(f"<tr>{cells}</tr>")
         return f'<table class="dataframe elrt-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

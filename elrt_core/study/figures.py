@@ -143,10 +143,11 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _top_legend(fig: plt.Figure, handles: list, ncol: int = 2) -> None:
-    """The figure's legend above its panels, where it covers no data; the panels make room for it."""
-    rows = math.ceil(len(handles) / ncol)
+    """The figure's legend above its panels, where it covers no data: the figure grows by its height."""
+    extra = 0.15 + 0.24 * math.ceil(len(handles) / ncol)
+    fig.set_figheight(fig.get_figheight() + extra)
     fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.24 * rows) / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - extra / fig.get_figheight()))
 
 
 def _budget_part(df: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -177,7 +178,7 @@ def layer_errors(df: pd.DataFrame, by: str = "macs", budgets: Iterable[float] | 
     labels = format_labels(part)
     style = _format_style(labels)
     fig, axes = plt.subplots(
-        1, len(budgets), figsize=(FIG_WIDTH, 1.4 + 0.24 * len(layers)), sharey=True, sharex=True, squeeze=False
+        1, len(budgets), figsize=(FIG_WIDTH, 1.1 + 0.24 * len(layers)), sharey=True, sharex=True, squeeze=False
     )
     offsets = {f: 0.6 * (i / max(1, len(labels) - 1) - 0.5) for i, f in enumerate(labels)}  # formats side by side
     position = {layer: i for i, layer in enumerate(layers)}
@@ -216,7 +217,7 @@ def error_curves(df: pd.DataFrame, by: str = "macs", ncols: int = 3, layers: Ite
     order = list(part.sort_values("index")["layer"].unique())
     shown = [layer for layer in order if layers is None or layer in set(layers)]
     nrows = math.ceil(len(shown) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(FIG_WIDTH, 1.2 + 1.75 * nrows), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(FIG_WIDTH, 0.8 + 1.75 * nrows), sharex=True, sharey=True, squeeze=False)
     for ax, layer in zip(axes.flat, shown):
         for (fmt, kind), line in part[part["layer"] == layer].sort_values("cost").groupby(["format", "weights"]):
             ax.plot(line["cost"], line["rel_error"], dashes[kind], color=style[fmt][0], marker=style[fmt][1], markersize=3)
@@ -249,7 +250,7 @@ def error_summary(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
     labels = format_labels(part)
     style = _format_style(labels)
     n_layers = part["layer"].nunique()
-    fig, axes = plt.subplots(len(kinds), 1, figsize=(FIG_WIDTH, 0.6 + 2.9 * len(kinds)), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(FIG_WIDTH, 0.4 + 2.9 * len(kinds)), sharex=True, sharey=True, squeeze=False)
     for ax, kind in zip(axes[:, 0], kinds):
         here = part[part["weights"] == kind].groupby(["format", "budget"])["rel_error"].agg(["median", "size"]).reset_index()
         here = here[here["size"] == n_layers]
@@ -259,13 +260,23 @@ def error_summary(df: pd.DataFrame, by: str = "macs") -> plt.Figure:
         ax.set_title(f"{kind} weights" if kind else "")
         ax.set_ylabel("median over layers")
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(here["budget"].unique())))
+        ax.xaxis.set_major_locator(ticker.FixedLocator(_spaced(sorted(here["budget"].unique()))))
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%gx"))
         ax.xaxis.set_minor_locator(ticker.NullLocator())
     axes[-1, 0].set_xlabel(f"fewer {COST_NAMES[by]} per layer than dense (log scale)")
     fig.supylabel(ERROR_LABEL)
     _top_legend(fig, _format_handles(labels, line=True))
     return fig
+
+
+def _spaced(values: list[float], ratio: float = 1.45) -> list[float]:
+    """``values`` (ascending, > 0) thinned so that each kept one is at least ``ratio`` times the last:
+    tick labels of a log axis that do not run into each other."""
+    kept: list[float] = []
+    for v in values:
+        if not kept or v >= ratio * kept[-1]:
+            kept.append(v)
+    return kept
 
 
 def _zoom_window(epochs: pd.Series, zoom_epochs: int | None) -> int | None:
@@ -294,7 +305,7 @@ def training_curves(
     styles = method_styles(df[hue])
     band = "sd" if df.groupby(hue)["seed"].nunique().max() > 1 else None
     rows = 1 if start is None else 2
-    fig, axes = plt.subplots(rows, 2, figsize=(FIG_WIDTH, 3.0 + 2.6 * (rows - 1)), squeeze=False)
+    fig, axes = plt.subplots(rows, 2, figsize=(FIG_WIDTH, 2.7 + 2.6 * (rows - 1)), squeeze=False)
     names = {
         "train_loss": "training loss (cross-entropy)",
         metric: f"{'validation' if metric.startswith('val') else 'test'} top-1 (%)",
@@ -398,10 +409,13 @@ def differences(comparisons: list, names: dict[str, str], unit: str = "points") 
     than the seed noise. The axis spans the seeds and means (and 0) with room to spare, and every interval
     end up to twice that far out; an interval reaching further (few seeds make very wide t intervals) is
     drawn to the edge with an arrow and its end written there."""
-    fig, ax = plt.subplots(figsize=(FIG_WIDTH, 0.9 + 1.05 * len(comparisons)))
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH, 0.6 + 1.05 * len(comparisons)))
     lo_edge, hi_edge = _difference_axis(comparisons)
     for y, c in enumerate(comparisons):
-        ax.text(0.0, y - 0.2, _difference_label(c, names), transform=ax.get_yaxis_transform(), va="bottom", ha="left")
+        ax.text(
+            0.01, y - 0.2, _difference_label(c, names), transform=ax.get_yaxis_transform(), va="bottom", ha="left",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0}, zorder=6,
+        )  # fmt: skip
         lanes = [y + 0.2 + 0.1 * (i % 2) for i in range(c.n)]  # two lanes, so that seeds a hair apart both show
         ax.scatter(sorted(c.diffs), lanes, color=SEED_GREY, edgecolors="white", linewidths=0.6, s=32, zorder=4)
         if c.n >= 2:
@@ -431,7 +445,7 @@ def curves_by_method(
     df = df[df["epoch"] >= start]
     cols = min(2, max(1, len(others)))
     rows = -(-len(others) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(FIG_WIDTH, 1.0 + 2.5 * rows), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(FIG_WIDTH, 0.7 + 2.5 * rows), sharex=True, sharey=True, squeeze=False)
     ref = df[df[hue] == reference]
     for ax, method in zip(axes.flat, others):
         sns.lineplot(ref, x="epoch", y=metric, errorbar="sd", color=REFERENCE_GREY, ax=ax)

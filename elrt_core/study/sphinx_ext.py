@@ -152,11 +152,9 @@ def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def frame_table(df: pd.DataFrame, title: str | None = None) -> nodes.table:
+def frame_table(df: pd.DataFrame) -> nodes.table:
     """``df`` as a docutils table (header row, no index; floats with one decimal, missing as an em dash)."""
     table = nodes.table(classes=["elrt-config"])
-    if title:
-        table += nodes.title(title, title)
     group = nodes.tgroup(cols=len(df.columns))
     table += group
     group.extend(nodes.colspec(colwidth=1) for _ in df.columns)
@@ -174,7 +172,8 @@ def frame_table(df: pd.DataFrame, title: str | None = None) -> nodes.table:
 
 class ConfigTable(SphinxDirective):
     """``{elrt-config} WHAT``: a table of :mod:`elrt_core.study.book_tables`, computed at build time
-    (see the module docstring); ``:caption:`` titles it, ``:name:`` labels and numbers it."""
+    (see the module docstring); with a ``:caption:`` it is numbered as a table (caption above it), and
+    ``:name:`` labels it."""
 
     required_arguments = 1
     optional_arguments = 1
@@ -199,9 +198,14 @@ class ConfigTable(SphinxDirective):
         return Path(os.environ.get("ELRT_RESULTS") or Path(self.env.srcdir) / "results")
 
     def run(self) -> list[nodes.Node]:
-        table = frame_table(self._frame(), self.options.get("caption"))
-        self.add_name(table)
-        return [table]
+        table = frame_table(self._frame())
+        if "caption" not in self.options:
+            return [table]
+        node = numbered_table()  # the caption above the table, outside the box it may scroll in
+        node += nodes.caption(self.options["caption"], "", *self.parse_inline(self.options["caption"])[0])
+        node += table
+        self.add_name(node)
+        return [node]
 
 
 class CitationBlock(SphinxDirective):
