@@ -1,10 +1,16 @@
 """Read a built book in headless Chromium as a reader would, and say what is wrong on each page.
 
-Every HTML page is served from 127.0.0.1 and opened at 1400 px width with every other request
-aborted (so MathJax from a CDN fails as it would offline). On each page it checks that
+Every HTML page is served from 127.0.0.1 and opened at a desktop width (1400 px) and a phone's (390 px)
+with every other request aborted (so MathJax from a CDN fails as it would offline). On each page it
+checks that
 
-- no element is wider than the content column and the page does not scroll sideways;
-- every image loaded (``naturalWidth > 0``);
+- the page does not scroll sideways; at the desktop width no element is wider than the content column
+  either, while on the phone a table may scroll sideways inside its own box (never the page) if its first
+  column stays in view (``position: sticky``);
+- every image loaded (``naturalWidth > 0``) and has descriptive alt text: words, not a file name or path;
+- no text of an SVG figure is smaller than 8 px at the size the figure is shown (its smallest is reported);
+- the introduction's summary (``#summary`` or ``.elrt-summary``) starts within the first 900 px, and at
+  the desktop width ends there too (``summary_pages``);
 - no raw TeX is left in the text once MathJax has run (``$..$``, ``\\(..\\)``, ``\\frac``...), and
   MathJax reported no error;
 - no stderr or traceback output box is shown;
@@ -13,7 +19,8 @@ aborted (so MathJax from a CDN fails as it would offline). On each page it check
 
 and it takes a full-page screenshot, the page's height in pixels, its first heading and its first
 line of text. Used by tests/test_browser.py (planted defects) and tests/test_study_book.py (the
-smoke book); by hand: ``python tests/book_browser.py _build/html --out _build/screenshots``.
+smoke book); by hand: ``python tests/book_browser.py _build/html --out _build/screenshots`` (both
+widths, screenshots and a summary.json in one folder per width).
 """
 
 from __future__ import annotations
@@ -32,7 +39,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 WIDTH = 1400
+PHONE = 390
+WIDTHS = (WIDTH, PHONE)
+"""The window widths every page is read at: a desktop and a phone."""
 HEIGHT = 900
+FIRST_SCREEN = 900
+"""How far down the introduction's summary must start (and, at the desktop width, end), in px."""
+MIN_FIGURE_TEXT = 8.0
+"""The smallest text an SVG figure may show at its displayed size, in px."""
+SUMMARY_SELECTOR = "#summary, .elrt-summary"
+"""The element that holds a page's summary (a section labelled ``summary`` or a box of class ``elrt-summary``)."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -88,6 +104,9 @@ class PageReport:
     problems: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     math: str = ""
+    width: int = WIDTH
+    smallest_figure_text: float | None = None
+    scrolled_boxes: list[str] = field(default_factory=list)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -143,13 +162,14 @@ _WAIT_FOR_IMAGES = """async () => {
   return imgs.length;
 }"""
 
-_INSPECT = """() => {
-  const out = {overflow: [], images: [], tex: [], mathErrors: 0, errorBoxes: [], text: '', height: 0, heading: '', first: ''};
+_INSPECT = """([phone, summarySelector]) => {
+  const out = {overflow: [], scrolled: [], images: [], alts: [], tex: [], mathErrors: 0, errorBoxes: [], text: '', height: 0,
+               heading: '', first: '', summary: null};
   const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const colRect = col.getBoundingClientRect();
   const describe = el => {
     const cls = (el.getAttribute('class') || '').trim().split(/\\s+/).filter(Boolean).slice(0, 3).join('.');
-    const text = (el.innerText || el.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
+    const text = Array.from((el.innerText || el.textContent || '').trim().replace(/\\s+/g, ' ')).slice(0, 60).join('');
     return `<${el.tagName.toLowerCase()}${cls ? '.' + cls : ''}> "${text}"`;
   };
   const docWidth = document.documentElement.scrollWidth;
@@ -176,8 +196,12 @@ _INSPECT = """() => {
       if (boxes.has(box)) continue;
       boxes.add(box);
       const inner = box.children.length === 1 ? box.children[0] : box;
-      out.overflow.push(`${describe(inner)} is ${box.scrollWidth}px wide in a ${box.clientWidth}px box that scrolls sideways ` +
-                        `(content column ${Math.round(colRect.width)}px)`);
+      const text = `${describe(inner)} is ${box.scrollWidth}px wide in a ${box.clientWidth}px box that scrolls sideways ` +
+                   `(content column ${Math.round(colRect.width)}px)`;
+      const cell = box.querySelector('table tr > :first-child');
+      if (!phone) out.overflow.push(text);
+      else if (cell && getComputedStyle(cell).position !== 'sticky') out.overflow.push(`${text}, and its first column does not stay in view`);
+      else out.scrolled.push(text);  // on a phone, a box of its own that scrolls is the way a wide table fits
       continue;
     }
     const r = el.getBoundingClientRect();
@@ -186,6 +210,14 @@ _INSPECT = """() => {
   }
   for (const img of document.images)
     if (!img.complete || img.naturalWidth === 0) out.images.push(img.getAttribute('src') || '(no src)');
+  for (const img of col.querySelectorAll('img')) {  // alt text that says what the image shows, not its file
+    const alt = (img.getAttribute('alt') || '').trim();
+    const words = alt.split(/\\s+/).filter(w => /[A-Za-z]{2,}/.test(w)).length;
+    if (words < 3 || /(^|\\s)(\\.{0,2}\\/|[A-Za-z]:\\\\)\\S|\\.(svg|png|jpe?g|gif|webp)\\b|[0-9a-f]{16,}/i.test(alt))
+      out.alts.push(`${img.getAttribute('src') || '(no src)'} has alt ${JSON.stringify(alt)}`);
+  }
+  const summary = document.querySelector(summarySelector);
+  if (summary) { const r = summary.getBoundingClientRect(); out.summary = [r.top + window.scrollY, r.bottom + window.scrollY]; }
   const walker = document.createTreeWalker(col, NodeFilter.SHOW_TEXT);
   const skip = 'pre, code, kbd, samp, script, style, textarea, mjx-container, .highlight, .MathJax';
   const chunks = [];
@@ -200,9 +232,57 @@ _INSPECT = """() => {
   const h = col.querySelector('h1, h2') || document.querySelector('h1');
   out.heading = h ? h.innerText.replace(/[#¶]\\s*$/, '').trim() : '';
   const visible = Array.from(col.querySelectorAll('p, li, td, .admonition')).find(el => el.innerText.trim() && el.getClientRects().length);
-  out.first = visible ? visible.innerText.trim().replace(/\\s+/g, ' ').slice(0, 160) : '';
+  out.first = visible ? Array.from(visible.innerText.trim().replace(/\\s+/g, ' ')).slice(0, 160).join('') : '';
   return out;
 }"""
+
+
+_FIGURE_TEXT = r"""async () => {
+  const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const found = [];
+  const measure = (svg, src) => {  // the smallest text of one SVG at its displayed size, in CSS px
+    let least = null;
+    for (const t of svg.querySelectorAll('text')) {
+      const m = t.getScreenCTM();
+      const words = t.textContent.trim();
+      if (!m || !words) continue;
+      const px = parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b);
+      if (px > 0 && (!least || px < least.px)) least = {src, px, text: words.slice(0, 40)};
+    }
+    if (least) found.push(least);
+  };
+  for (const svg of col.querySelectorAll('svg')) if (svg.querySelector('text')) measure(svg, 'an inline SVG');
+  for (const img of col.querySelectorAll('img')) {  // an SVG image: laid out again, hidden, at the size it is shown
+    const src = img.currentSrc || img.src, r = img.getBoundingClientRect();
+    if (!r.width || !(/\.svg([?#]|$)/i.test(src) || src.startsWith('data:image/svg'))) continue;
+    let svg;
+    try { svg = new DOMParser().parseFromString(await (await fetch(src)).text(), 'image/svg+xml').documentElement; }
+    catch (e) { continue; }
+    if (svg.tagName.toLowerCase() !== 'svg') continue;
+    svg = document.importNode(svg, true);
+    svg.setAttribute('width', r.width);
+    svg.setAttribute('height', r.height);
+    const box = document.createElement('div');
+    box.style.cssText = 'position:absolute; left:0; top:0; visibility:hidden; pointer-events:none';
+    box.appendChild(svg);
+    document.body.appendChild(box);
+    measure(svg, img.getAttribute('src'));
+    box.remove();
+  }
+  return found;
+}"""
+
+
+def _summary_problems(span: list[float] | None, width: int) -> list[str]:
+    """Where the summary is not in the first screen: missing, starting below it, or (desktop) ending below it."""
+    if span is None:
+        return [f"no summary on the page ({SUMMARY_SELECTOR})"]
+    top, bottom = span
+    if top > FIRST_SCREEN:
+        return [f"the summary starts at {top:.0f} px, below the first {FIRST_SCREEN} px"]
+    if width > PHONE and bottom > FIRST_SCREEN:
+        return [f"the summary ends at {bottom:.0f} px, below the first {FIRST_SCREEN} px"]
+    return []
 
 
 def _tex_problems(text: str) -> list[str]:
@@ -228,8 +308,10 @@ def check_pages(
     screenshots: Path | None = None,
     forbidden: tuple[str, ...] = (),
     width: int = WIDTH,
+    summary_pages: tuple[str, ...] = (),
 ) -> list[PageReport]:
-    """Open every page (default :func:`pages_of`) and return one :class:`PageReport` per page."""
+    """Open every page (default :func:`pages_of`) in a ``width``-px window and return one
+    :class:`PageReport` per page; the pages named in ``summary_pages`` must show their summary first."""
     from playwright.sync_api import sync_playwright
 
     html_dir = Path(html_dir).resolve()
@@ -255,16 +337,28 @@ def check_pages(
             context.route("**/*", route)
             for rel in pages:
                 blocked.clear()
-                report = PageReport(page=rel.as_posix())
+                report = PageReport(page=rel.as_posix(), width=width)
                 page = context.new_page()
                 try:
                     page.goto(base + rel.as_posix(), wait_until="load", timeout=60000)
                     report.math = page.evaluate(_WAIT_FOR_MATH)
                     page.evaluate(_WAIT_FOR_IMAGES)
-                    found = page.evaluate(_INSPECT)
+                    found = page.evaluate(_INSPECT, [width <= PHONE, SUMMARY_SELECTOR])
                     report.height, report.heading, report.first_text = found["height"], found["heading"], found["first"]
+                    report.scrolled_boxes = found["scrolled"]
                     report.problems += [f"too wide: {o}" for o in found["overflow"]]
                     report.problems += [f"image did not load: {src}" for src in found["images"]]
+                    report.problems += [f"image without descriptive alt text: {a}" for a in found["alts"]]
+                    sizes = page.evaluate(_FIGURE_TEXT)
+                    report.smallest_figure_text = round(min(f["px"] for f in sizes), 1) if sizes else None
+                    report.problems += [
+                        f"figure text {f['px']:.1f} px at its displayed size (under {MIN_FIGURE_TEXT:g} px): "
+                        f"{f['text']!r} in {f['src']}"
+                        for f in sizes
+                        if f["px"] < MIN_FIGURE_TEXT
+                    ]
+                    if report.page in summary_pages:
+                        report.problems += _summary_problems(found["summary"], width)
                     report.problems += _tex_problems(found["tex"])
                     if found["mathErrors"]:
                         report.problems.append(f"MathJax could not render {found['mathErrors']} formula(s)")
@@ -296,11 +390,34 @@ def write_summary(reports: list[PageReport], path: Path, *, width: int = WIDTH) 
     return path
 
 
+def check_widths(
+    html_dir: Path,
+    pages: list[Path] | None = None,
+    *,
+    screenshots: Path | None = None,
+    widths: tuple[int, ...] = WIDTHS,
+    **options,
+) -> list[PageReport]:
+    """:func:`check_pages` at each of ``widths`` (screenshots in ``<screenshots>/<width>/``); the reports
+    of every width, width by width. ``options``: ``forbidden`` and ``summary_pages``."""
+    return [
+        report
+        for width in widths
+        for report in check_pages(
+            html_dir, pages, screenshots=None if screenshots is None else Path(screenshots) / str(width), width=width, **options
+        )
+    ]
+
+
 def describe(reports: list[PageReport]) -> str:
-    """A plain-text account: one line per page, then its problems indented."""
+    """A plain-text account: one line per page and width, then its problems indented."""
     lines = []
     for r in reports:
-        lines.append(f"{r.page}: {r.height} px, {len(r.problems)} problem(s); \u201c{r.heading}\u201d \u2014 {r.first_text[:90]}")
+        text = "" if r.smallest_figure_text is None else f", figure text from {r.smallest_figure_text:g} px"
+        lines.append(
+            f"{r.page} at {r.width} px: {r.height} px tall{text}, {len(r.problems)} problem(s); "
+            f"\u201c{r.heading}\u201d \u2014 {r.first_text[:90]}"
+        )
         lines += [f"    {p}" for p in r.problems]
         if r.blocked:
             lines.append(f"    blocked requests: {', '.join(r.blocked[:4])}")
@@ -312,14 +429,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("html", type=Path, help="the built book, e.g. _build/html")
     parser.add_argument("--out", type=Path, default=Path("_build/screenshots"), help="screenshots and summary.json")
     parser.add_argument("--forbid", action="append", default=[], help="a string that must not appear in any page text")
+    parser.add_argument("--width", type=int, action="append", help=f"window width in px (repeatable; default {WIDTHS})")
+    parser.add_argument(
+        "--summary", action="append", default=None, help="a page that must show its summary first (default book/intro.html)"
+    )
     args = parser.parse_args(argv)
     why = missing_requirement()
     if why:
         print(f"cannot check the book in a browser: {why}", file=sys.stderr)
         return 2
-    reports = check_pages(args.html, screenshots=args.out, forbidden=tuple(args.forbid))
+    reports = check_widths(
+        args.html,
+        screenshots=args.out,
+        widths=tuple(args.width or WIDTHS),
+        forbidden=tuple(args.forbid),
+        summary_pages=tuple(args.summary if args.summary is not None else ["book/intro.html"]),
+    )
     print(describe(reports))
-    print(f"summary: {args.out / 'summary.json'}")
+    print(f"screenshots and summary.json: {args.out}/<width>/")
     return 1 if any(r.problems for r in reports) else 0
 
 

@@ -15,7 +15,7 @@ import pytest
 browser = pytest.mark.usefixtures("browser_ready")
 
 TEMPLATE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>{head}</head>
-<body style="margin:0"><main><article class="bd-article" style="width:760px; margin:0 auto; font-family:sans-serif">
+<body style="margin:0"><main><article class="bd-article" style="max-width:760px; margin:0 auto; font-family:sans-serif">
 <h1>{title}</h1><p>First paragraph of {title}.</p>
 {body}
 </article></main></body></html>"""
@@ -24,6 +24,15 @@ TEMPLATE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</t
 def _write(folder: Path, name: str, body: str, head: str = "") -> Path:
     (folder / f"{name}.html").write_text(TEMPLATE.format(title=name, body=body, head=head))
     return Path(f"{name}.html")
+
+
+def _svg(folder: Path, name: str, font_px: float) -> str:
+    """An SVG image 400 user units wide whose one text is ``font_px`` units tall; returns its file name."""
+    (folder / name).write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="300pt" height="75pt" viewBox="0 0 400 100">'
+        f'<text x="10" y="50" style="font-size: {font_px}px; font-family: sans-serif">accuracy (%)</text></svg>'
+    )
+    return name
 
 
 def _check(folder: Path, *pages: Path, **kwargs):
@@ -168,3 +177,67 @@ def test_a_long_wide_table_fits_the_column_and_downloads_as_csv(tmp_path):
             assert box.evaluate("b => b.scrollWidth > b.clientWidth && b.clientWidth <= b.parentElement.clientWidth")
         finally:
             browser_.close()
+
+
+@browser
+@pytest.mark.parametrize(
+    "alt, ok",
+    [
+        ("Figure: test top-1 per epoch of Tucker-2 with and without SO", True),
+        ("Figure: relative error ||W - Ŵ||²/||W||² of each layer (dense / low-rank)", True),
+        ("", False),
+        ("../../_images/2096982c81d42a080ce5812ecd60a71b2fa336f71b74218f08a0c88624f5b551.svg", False),
+        ("fig4_orthogonality_on_off.png", False),
+        ("a plot", False),
+    ],
+)
+def test_an_image_needs_alt_text_that_says_what_it_shows(tmp_path, alt, ok):
+    image = _svg(tmp_path, "f.svg", 20)
+    report = _check(tmp_path, _write(tmp_path, "alt", f'<img src="{image}" alt="{alt}" width="400">'))["alt.html"]
+    assert (report.problems == []) == ok, report.problems
+    assert ok or report.problems[0].startswith("image without descriptive alt text: f.svg")
+
+
+@browser
+def test_svg_text_is_measured_at_the_size_the_figure_is_shown(tmp_path):
+    image = _svg(tmp_path, "fig.svg", 12)  # 12 units: 12 px at 400 px wide, 3 px at 100 px wide
+    body = f'<img src="{image}" alt="Figure: accuracy of each method per epoch" style="width:{{}}px">'
+    large, small = _write(tmp_path, "large", body.format(400)), _write(tmp_path, "small", body.format(100))
+    inline = _write(
+        tmp_path, "inline", '<svg width="100" height="25" viewBox="0 0 400 100"><text y="50" font-size="12">x axis</text></svg>'
+    )
+    reports = _check(tmp_path, large, small, inline)
+    assert reports["large.html"].problems == [] and reports["large.html"].smallest_figure_text == 12
+    assert reports["small.html"].problems == ["figure text 3.0 px at its displayed size (under 8 px): 'accuracy (%)' in fig.svg"]
+    assert reports["inline.html"].smallest_figure_text == 3 and len(reports["inline.html"].problems) == 1
+
+
+@browser
+def test_on_a_phone_a_wide_table_may_scroll_in_its_own_box_if_its_first_column_stays(tmp_path):
+    cells = "".join(f'<td style="white-space:nowrap">value number {i}</td>' for i in range(12))
+    sticky = '<td style="position:sticky; left:0; background:white">Tucker-2</td>'
+    box = '<div style="overflow-x:auto"><table><tr>{}</tr></table></div>'
+    kept = _write(tmp_path, "kept", box.format(sticky + cells))
+    lost = _write(tmp_path, "lost", box.format("<td>Tucker-2</td>" + cells))
+    page = _write(tmp_path, "page", f"<table><tr>{cells}</tr></table>")
+    reports = _check(tmp_path, kept, lost, page, width=book_browser.PHONE)
+    assert reports["kept.html"].problems == [] and len(reports["kept.html"].scrolled_boxes) == 1
+    assert reports["lost.html"].problems[0].endswith("and its first column does not stay in view")
+    assert any("the page scrolls sideways" in p for p in reports["page.html"].problems)
+    assert _check(tmp_path, kept)["kept.html"].problems[0].startswith("too wide: <table>")  # a desktop shows it whole
+
+
+@browser
+def test_the_summary_must_open_the_page(tmp_path):
+    summary = '<section id="summary"><p>ELRT is level with the matrix formats.</p></section>'
+    first = _write(tmp_path, "first", summary)
+    late = _write(tmp_path, "late", '<div style="height:1200px"></div>' + summary)
+    long = _write(tmp_path, "long", summary.replace("<p>", '<p style="height:1000px">'))
+    none = _write(tmp_path, "none", "<p>No summary.</p>")
+    pages = ("first.html", "late.html", "long.html", "none.html")
+    desk = _check(tmp_path, first, late, long, none, summary_pages=pages)
+    phone = _check(tmp_path, first, late, long, none, summary_pages=pages, width=book_browser.PHONE)
+    assert desk["first.html"].problems == [] and phone["first.html"].problems == []
+    assert desk["late.html"].problems[0].startswith("the summary starts at") and phone["late.html"].problems
+    assert desk["long.html"].problems[0].startswith("the summary ends at") and phone["long.html"].problems == []
+    assert desk["none.html"].problems == ["no summary on the page (#summary, .elrt-summary)"]

@@ -60,6 +60,15 @@ def test_headers_formats_no_index_and_missing_values():
     assert "<details" not in t.to_html() and not t.truncated
 
 
+def test_the_key_column_comes_first_then_the_result_and_the_table_scrolls_in_its_own_box():
+    t = display.table(_summary(), COLUMNS, result="final_top1", key="method")
+    heads, _ = _cells(t.to_html())
+    assert heads[:3] == ["method", "test top-1 (%)", "MACs per image"]
+    assert '<div class="elrt-table-scroll" style="overflow-x:auto; max-width:100%"><table' in t.to_html()
+    with pytest.raises(KeyError, match="key column"):
+        display.table(_summary(), COLUMNS, key="label")
+
+
 def test_result_defaults_to_the_first_column_and_unknown_columns_fail():
     assert display.table(_summary(), COLUMNS).text.columns[0] == "method"
     with pytest.raises(KeyError, match="no column"):
@@ -172,6 +181,99 @@ def test_figures_are_saved_at_200_dpi_and_shown_as_svg(tmp_path):
     assert base64.b64decode(bundle["image/png"]) == head
 
 
+def _layer_frame():
+    """Figure 3-like rows: 4 layers x 4 formats x 3 MAC budgets, trained and initialization weights."""
+    rng = np.random.default_rng(0)
+    rows = [
+        {"layer": f"layer{i}.conv", "index": i, "format": f, "by": "macs", "budget": b, "rel_error": rng.uniform(0.1, 0.9),
+         "macs": 1e6 / b, "params": 1e3 / b, "weights": w}
+        for w in ("trained", "initialization")
+        for i in range(4)
+        for f in ("tucker2", "matrix", "spatial", "cp")
+        for b in (2.0, 3.0, 4.0)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _history(labels=("Tucker-2", "Tucker-2 + SO (U2)", "ELRT (Tucker-2 + SO on U1, U2, 1/rank)")):
+    rows = [
+        {"label": label, "seed": seed, "epoch": e, "train_loss": 2.0 / e + 0.01 * k, "test_top1": 40 + 3 * e + k + 0.1 * seed}
+        for k, label in enumerate(labels)
+        for seed in range(3)
+        for e in range(1, 16)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _every_figure():
+    """One figure of each kind the chapters draw, from small synthetic inputs."""
+    from elrt_core.study import stats
+
+    figures.set_style()
+    layers = _layer_frame()
+    diffs = [stats.paired(dict.fromkeys(range(5), 80.0), {s: 80.5 + 0.2 * s for s in range(5)}, names=("a", "b"))]
+    summary = pd.DataFrame(
+        {"model": ["resnet20"] * 3, "flops_ratio": [None, 2.0, 2.0], "label": ["dense", "Tucker-2", "CP"],
+         "macs": [4.0e7, 2.0e7, 2.0e7], "test_top1": [87.5, 85.0, 85.0], "test_sd": [0.1, 0.2, None], "n": [5, 5, 2]}
+    )  # fmt: skip
+    return {
+        "layer_errors": figures.layer_errors(layers[layers["weights"] == "trained"], "macs"),
+        "error_curves": figures.error_curves(layers, "macs"),
+        "error_summary": figures.error_summary(layers, "macs"),
+        "training_curves": figures.training_curves(_history()[lambda d: d["label"] != d["label"].iloc[-1]]),
+        "accuracy_vs_flops": figures.accuracy_vs_flops(summary),
+        "differences": figures.differences(diffs, {"a": "Tucker-2", "b": "ELRT (Tucker-2 + SO on U1, U2, 1/rank)"}),
+        "curves_by_method": figures.curves_by_method(_history(), "Tucker-2"),
+    }
+
+
+def test_every_figure_fits_a_phone_column_with_text_of_at_least_ten_points(tmp_path):
+    """6 in wide at most, as saved (a 390-px phone shows it at 0.62: 10-pt text at 8.3 px), every text 10 pt or more."""
+    from matplotlib.text import Text
+
+    for name, fig in _every_figure().items():
+        _, svg = figures.save(fig, name, tmp_path)
+        width_pt = float(re.search(r'<svg[^>]* width="([0-9.]+)pt"', svg.read_text()).group(1))
+        assert width_pt <= (figures.FIG_WIDTH + 0.25) * 72, (name, width_pt / 72)
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        small = {t.get_text(): t.get_fontsize() for t in texts if t.get_fontsize() < figures.MIN_FONT_PT}
+        assert texts and not small, (name, small)
+        assert "<text" in svg.read_text()  # text stays text: the browser check measures it
+        figures.plt.close(fig)
+
+
+def test_formats_differ_in_colour_and_in_marker():
+    formats = ["tucker2", "matrix", "spatial", "cp", "toy"]
+    colours, markers = figures.format_colours(formats), figures.format_markers(formats)
+    assert len(set(colours.values())) == len(formats) and len(set(markers.values())) == len(formats)
+    assert figures.format_colours(["spatial"]) == {"spatial": colours["spatial"]}  # the same in every figure
+
+
+def test_seed_dots_sit_beside_the_interval_not_under_it():
+    from elrt_core.study import stats
+
+    figures.set_style()
+    c = stats.paired(dict.fromkeys(range(5), 80.0), {0: 80.6, 1: 80.6, 2: 80.61, 3: 81.0, 4: 80.2}, names=("a", "b"))
+    ax = figures.differences([c], {}).axes[0]
+    seeds = [col for col in ax.collections if len(col.get_offsets()) == c.n]
+    ys = seeds[0].get_offsets()[:, 1]
+    assert len(seeds) == 1 and all(y >= 0.15 for y in ys)  # the interval is drawn at y = 0
+    assert len(set(ys)) == 2  # two lanes: seeds a hair apart both show
+    figures.plt.close(ax.figure)
+
+
+def test_training_curves_zoom_into_the_last_epochs():
+    figures.set_style()
+    df = _history()
+    fig = figures.training_curves(df)
+    full, zoom = fig.axes[1], fig.axes[3]  # test top-1: all epochs, then the last third
+    assert zoom.get_xlim()[0] >= 10 and full.get_xlim()[0] < 2
+    assert zoom.get_ylim()[1] - zoom.get_ylim()[0] < (full.get_ylim()[1] - full.get_ylim()[0]) / 2
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(dict.fromkeys(df["label"]))
+    figures.plt.close(fig)
+    assert len(figures.training_curves(df, zoom_epochs=0).axes) == 2
+
+
 def _cell(doc, tags):
     cell = nodes.container(classes=["cell"] + [f"tag_{t}" for t in tags])
     cell += nodes.literal_block(text=f"cell {tags}")
@@ -188,7 +290,7 @@ def test_a_very_wide_interval_is_cut_at_the_axis_edge_and_its_end_written_there(
     low, high = fig.axes[0].get_xlim()
     assert low <= min(narrow.low, -2.0) and high >= max(narrow.high, 3.0)  # every seed, mean and the narrow CI fit
     assert high - low < 20  # the wide interval does not set the scale
-    notes = [t.get_text() for t in fig.axes[0].texts]
+    notes = [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("CI to")]
     assert notes == [f"CI to {wide.low:+.1f}", f"CI to {wide.high:+.1f}"]
     moderate = stats.paired(dict.fromkeys(range(3), 80.0), {0: 78.2, 1: 79.5, 2: 79.3}, names=("a", "d"))  # CI -2.8 to +0.8
     low, high = figures.differences([moderate, wide], {}).axes[0].get_xlim()

@@ -41,14 +41,11 @@ def smoke_book(tmp_path_factory, cifar10_dir):
     book = work / "book_src"
     generated = book / "book" / "generated"
     _elrt("reproduce", "--profile", "smoke", "--reuse-only", "--out", str(generated), env=env)
-    for name in ("_config.yml", "_toc.yml", "references.bib"):
+    for name in ("_config.yml", "_toc.yml", "references.bib", "CITATION.cff"):  # the cite page reads the last two
         shutil.copy(ROOT / name, book / name)
     shutil.copytree(ROOT / "_static", book / "_static")
     for page in (ROOT / "book").glob("*.md"):
         shutil.copy(page, book / "book" / page.name)
-    (book / "elrt_core").mkdir()
-    for name in ("profiles.yaml", "reg_weights.yaml"):  # the methods page includes them
-        shutil.copy(ROOT / "elrt_core" / name, book / "elrt_core" / name)
     build = subprocess.run(
         [str(Path(sys.executable).parent / "jupyter-book"), "build", "--all", str(book)],
         capture_output=True,
@@ -76,25 +73,48 @@ def test_every_notebook_has_a_parameters_cell_and_is_committed_without_outputs()
         assert all(not c.get("outputs") for c in code), f"{name} is committed with outputs"
 
 
+def _blocks(outputs, kind: str) -> list[str]:
+    """The MyST blocks of one kind (``glue:figure`` or ``elrt-table``) among the Markdown outputs."""
+    return [md for o in outputs if f"{{{kind}}}" in (md := o.get("data", {}).get("text/markdown", ""))]
+
+
 def test_every_notebook_executes_and_every_figure_and_table_states_its_basis(smoke_book):
+    """Each figure is glued and shown as a numbered figure with a label and descriptive alt text, each
+    table as a numbered table; both say what they rest on (the training profile, or another basis)."""
     for name in NOTEBOOKS:
         nb = nbformat.read(smoke_book["generated"] / f"{name}.ipynb", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.output_type == "error"], name
-        texts = [o.get("data", {}).get("text/markdown", "") for o in outputs]
-        figures = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
-        shown_tables = [i for i, o in enumerate(outputs) if "<table" in o.get("data", {}).get("text/html", "")]
+        figures, shown_tables = _blocks(outputs, "glue:figure"), _blocks(outputs, "elrt-table")
         assert figures or shown_tables, f"{name} shows nothing"
-        captions = [texts[i + 1] for i in figures] + [texts[i - 1] for i in shown_tables]  # figure: caption after; table: before
-        assert all(c.startswith(("**Figure", "**Table")) for c in captions), (name, captions)
+        glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
+        for block in figures:
+            key = re.search(r"\{glue:figure\} (\S+)", block).group(1)
+            alt = re.search(r"^:alt: (.+)$", block, re.M).group(1)
+            assert key in glued and f":name: {key}" in block and len(alt.split()) >= 4, (name, block[:300])
+        texts = [o.get("data", {}).get("text/markdown", "") for o in outputs]
         assert f"elrt reproduce --profile smoke --only {name}" in texts[-1], name  # the reproduce snippet ends the chapter
-        for caption in captions:  # each states what it rests on: the training profile, or another basis
-            bases = [b for b in OTHER_BASES if b in caption]
-            assert bases or all(w in caption for w in PROFILE_WORDS), (name, caption)
-            assert not (bases and "epochs" in caption), (name, caption)
+        for block in figures + shown_tables:  # each states what it rests on: the training profile, or another basis
+            basis = re.search(r"^Based on: (.+)$", block, re.M).group(1)
+            bases = [b for b in OTHER_BASES if b in basis]
+            assert bases or all(w in basis for w in PROFILE_WORDS), (name, basis)
+            assert not (bases and "epochs" in basis), (name, basis)
         if name == "06_efficiency":  # bench records and published speedups; training runs only for the rank rules' accuracy
-            assert any(bench_records.BASIS in c for c in captions) and any(tables.PUBLISHED_BASIS in c for c in captions)
-            assert all(bench_records.BASIS in c or tables.PUBLISHED_BASIS in c or "hardware-aware" in c for c in captions)
+            blocks = figures + shown_tables
+            assert any(bench_records.BASIS in b for b in blocks) and any(tables.PUBLISHED_BASIS in b for b in blocks)
+            assert all(bench_records.BASIS in b or tables.PUBLISHED_BASIS in b or "hardware-aware" in b for b in blocks)
+
+
+def test_no_chapter_prints_a_raw_text_box(smoke_book):
+    """A chapter says why a section is empty in a line of text (Session.note, Session.planned), never in a
+    box of printed output."""
+    printed = {}
+    for name in NOTEBOOKS:
+        nb = nbformat.read(smoke_book["generated"] / f"{name}.ipynb", as_version=4)
+        streams = [o.text for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "stream"]
+        if streams:
+            printed[name] = streams
+    assert not printed, printed
 
 
 def test_figures_are_saved_as_png_and_svg(smoke_book):
@@ -161,20 +181,30 @@ def test_no_published_file_holds_a_path_of_the_building_machine(smoke_book, cifa
 
 
 def test_every_page_reads_well_in_a_browser(smoke_book, cifar10_dir, browser_ready):
-    """Headless Chromium at 1400 px, network blocked: no overflow, images loaded, math rendered, no
-    error boxes, no machine paths (tests/book_browser.py). Screenshots and summary.json go to
-    _build/screenshots/."""
+    """Headless Chromium at 1400 and 390 px, network blocked: no overflow (on the phone, wide tables scroll
+    in their own box with their first column in view), images loaded with descriptive alt text, figure text
+    of 8 px or more as shown, math rendered, no error boxes, no machine paths (tests/book_browser.py).
+    Screenshots and summary.json go to _build/screenshots/<width>/."""
     html = smoke_book["html"]
     pages = book_browser.pages_of(html)
     assert {f"book/generated/{n}.html" for n in NOTEBOOKS} | {"book/intro.html", "book/references.html"} <= {
         p.as_posix() for p in pages
     }
-    reports = book_browser.check_pages(
+    reports = book_browser.check_widths(
         html, pages, screenshots=ROOT / "_build" / "screenshots", forbidden=(str(cifar10_dir), str(smoke_book["work"]), str(ROOT))
     )
     print(book_browser.describe(reports))
     assert all(r.height > 0 and r.heading for r in reports), book_browser.describe(reports)
     assert not [r for r in reports if r.problems], book_browser.describe([r for r in reports if r.problems])
-    math = {r.page: r.math for r in reports}
-    assert math["book/methods.html"] == "rendered"
+    math = {(r.page, r.width): r.math for r in reports}
+    assert math[("book/methods.html", book_browser.WIDTH)] == "rendered"
     assert not [r.blocked for r in reports if r.blocked], "the book fetched from the network"
+
+
+def test_the_introduction_opens_with_its_summary(smoke_book, browser_ready):
+    """The introduction's summary (a section labelled ``summary`` or a box of class ``elrt-summary``) starts
+    within its first 900 px at 1400 and at 390 px, and ends there at 1400 px."""
+    intro = [Path("book/intro.html")]
+    reports = book_browser.check_widths(smoke_book["html"], intro, summary_pages=("book/intro.html",))
+    summary = [p for r in reports for p in r.problems if "summary" in p]
+    assert not summary, summary

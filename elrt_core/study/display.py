@@ -6,10 +6,11 @@ One call in a notebook::
                        "macs": ("MACs per image", ",d")}, name="main_results")
 
 (or ``Session.table(df, caption, runs, columns=...)``, which adds the caption and a file name).
-The columns appear in the order given, the first one being the result (accuracy) column unless
-``result=`` names another, which is then moved to the front. No index column is shown. At most
+The columns appear in the order given, except that ``result=`` (the accuracy, say) and before it
+``key=`` (what names a row: the method) move to the front. No index column is shown. At most
 ``max_columns`` columns and ``max_rows`` rows are on screen; when the table has more, the rest is in
-a collapsed ``<details>`` box (scrolling sideways inside the box, never the page). Every table has a
+a collapsed ``<details>`` box. A table wider than the page (on a phone) scrolls sideways inside its
+own box (``elrt-table-scroll``), never the page, with its first column kept in view (``_static/elrt.css``). Every table has a
 link that downloads the full table as CSV. The CSV travels inside the notebook output as a ``data:``
 URL, like the notebook's images, so it works in Jupyter, in the built book and offline, wherever
 papermill wrote the executed notebook. Missing values show as an em dash; integers get thousands
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Col", "Table", "table", "format_value", "decisive", "decimals", "MISSING", "MAX_COLUMNS", "MAX_ROWS"]
+__all__ = ["Col", "Table", "table", "columns_of", "format_value", "decisive", "decimals", "MISSING", "MAX_COLUMNS", "MAX_ROWS"]
 
 MISSING = "\u2014"
 """What a missing value (NaN, None) shows as: an em dash."""
@@ -60,8 +61,8 @@ class Col:
 ColumnsSpec = Mapping[str, str | tuple] | Sequence[Col | tuple | str] | None
 
 
-def _columns(spec: ColumnsSpec, df: pd.DataFrame) -> list[Col]:
-    """Normalize the accepted spellings of column specs into :class:`Col` objects."""
+def columns_of(spec: ColumnsSpec, df: pd.DataFrame) -> list[Col]:
+    """Normalize the accepted spellings of column specs into :class:`Col` objects (``None``: every column of ``df``)."""
     if spec is None:  # every column, header = name with spaces
         return [Col(str(c), str(c).replace("_", " ")) for c in df.columns]
     items = list(spec.items()) if isinstance(spec, Mapping) else list(spec)
@@ -151,6 +152,10 @@ def _slug(name: str) -> str:
 # when that word alone is wider than the column could be (``break-word``, unlike ``anywhere``, does
 # not let the browser squeeze a column below its longest word: "channels_last" stays whole).
 _CELL_STYLE = {True: "text-align:right; white-space:nowrap", False: "text-align:left; overflow-wrap:break-word"}
+_NUMBER_TEXT = re.compile(r"[-+−]?[\d.,]+%?( ± [\d.,]+)?( \(\d+\))?")
+"""A number written as text, such as "85.19 ± 0.20 (3)": set like a number (right-aligned, never broken)."""
+_SCROLL = '<div class="elrt-table-scroll" style="overflow-x:auto; max-width:100%">'
+"""Opens the box a table scrolls sideways in where it is wider than the page (a phone), never the page."""
 _HEAD_STYLE = {True: "text-align:right; overflow-wrap:break-word", False: "text-align:left; overflow-wrap:break-word"}
 
 
@@ -169,23 +174,28 @@ class Table:
         *,
         name: str = "table",
         result: str | None = None,
+        key: str | None = None,
         max_columns: int = MAX_COLUMNS,
         max_rows: int = MAX_ROWS,
     ) -> None:
         if max_columns < 1 or max_rows < 1:
             raise ValueError("max_columns and max_rows must be at least 1")
-        cols = _columns(columns, df)
+        cols = columns_of(columns, df)
         missing_index = [c.key for c in cols if c.key not in df.columns and c.key in (df.index.names or [])]
         if missing_index:
             df = df.reset_index(level=missing_index)
         unknown = [c.key for c in cols if c.key not in df.columns]
         if unknown:
             raise KeyError(f"no column {unknown} in the table; it has {list(df.columns)}")
-        if result is not None:
-            first = [c for c in cols if c.key == result]
+        for lead in (result, key):  # the key column ends up first, the result column next
+            if lead is None:
+                continue
+            first = [c for c in cols if c.key == lead]
             if not first:
-                raise KeyError(f"result column {result!r} is not among the columns {[c.key for c in cols]}")
-            cols = first + [c for c in cols if c.key != result]
+                raise KeyError(
+                    f"{'key' if lead == key else 'result'} column {lead!r} is not among the columns {[c.key for c in cols]}"
+                )
+            cols = first + [c for c in cols if c.key != lead]
         headers = [c.header for c in cols]
         if len(set(headers)) != len(headers):
             raise ValueError(f"headers must be distinct: {headers}")
@@ -232,7 +242,8 @@ class Table:
         body = []
         for _, row in self.text.iloc[:rows, :cols].iterrows():
             cells = "".join(
-                f'<td style="{_CELL_STYLE[num]}">{html.escape(v)}</td>' for v, num in zip(row.tolist(), self._numeric[:cols])
+                f'<td style="{_CELL_STYLE[num or bool(_NUMBER_TEXT.fullmatch(v))]}">{html.escape(v)}</td>'
+                for v, num in zip(row.tolist(), self._numeric[:cols])
             )
             body.append(f"<tr>{cells}</tr>")
         return f'<table class="dataframe elrt-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -240,7 +251,7 @@ class Table:
     def to_html(self) -> str:
         rows, cols = self.shape
         shown_rows, shown_cols = min(rows, self.max_rows), min(cols, self.max_columns)
-        parts = ['<div class="elrt-table-block">', self._html_table(shown_rows, shown_cols)]
+        parts = ['<div class="elrt-table-block">', _SCROLL, self._html_table(shown_rows, shown_cols), "</div>"]
         if self.truncated:
             left_off = []
             if cols > shown_cols:
@@ -250,7 +261,7 @@ class Table:
             parts.append(f'<p class="elrt-table-note">Shown: {" and ".join(left_off)}.</p>')
             parts.append(
                 f'<details class="elrt-table-full"><summary>Full table ({rows} rows, {cols} columns)</summary>'
-                f'<div style="overflow-x:auto; max-width:100%">{self._html_table(rows, cols)}</div></details>'
+                f"{_SCROLL}{self._html_table(rows, cols)}</div></details>"
             )
         parts.append(
             f'<p class="elrt-table-download"><a download="{self.name}.csv" href="{self.csv_href()}">'
@@ -271,7 +282,7 @@ def table(df: pd.DataFrame, columns: ColumnsSpec = None, **options: Any) -> Tabl
 
     ``columns``: a mapping ``key -> header`` or ``key -> (header, fmt)``, or a list of :class:`Col`,
     ``(key, header[, fmt])`` tuples or plain keys; None takes every column. ``result``: the key of
-    the result column, moved to the front (default: the first column given). Other ``options``:
-    ``name``, ``max_columns``, ``max_rows`` of :class:`Table`.
+    the result column, moved to the front (default: the first column given); ``key``: the column that
+    names a row, moved before it. Other ``options``: ``name``, ``max_columns``, ``max_rows`` of :class:`Table`.
     """
     return Table(df, columns, **options)

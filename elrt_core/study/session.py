@@ -22,8 +22,8 @@ from .. import profiles, records
 from ..records import Record
 from ..train import checkpoint
 from ..train.loop import build_model
+from . import blocks, figures
 from . import display as display_tables
-from . import figures
 from .plan import PlannedRun
 from .runs import get_or_run, results_root
 
@@ -33,6 +33,16 @@ __all__ = ["Session", "FoundRuns", "load_model", "figure_bundle"]
 def figure_bundle(png: Path, svg: Path) -> dict[str, str]:
     """A display bundle of a saved figure: ``image/svg+xml`` (text) and ``image/png`` (base64)."""
     return {"image/svg+xml": Path(svg).read_text(), "image/png": base64.b64encode(Path(png).read_bytes()).decode("ascii")}
+
+
+class _SavedFigure:
+    """A saved figure that displays as :func:`figure_bundle` (what ``glue`` stores)."""
+
+    def __init__(self, png: Path, svg: Path) -> None:
+        self.png, self.svg = Path(png), Path(svg)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict[str, str], dict]:
+        return figure_bundle(self.png, self.svg), {"image/png": {"width": _png_width(self.png) // 2}}
 
 
 def _png_width(png: Path) -> int:
@@ -81,7 +91,6 @@ class Session:
         self.figure_dir = self.root / self.profile.name / "figures"
         self.approximation_dir = self.root / self.profile.name / "approximation"
         """Where Figure 3's error tables of this profile are kept (:func:`approximation_errors`)."""
-        self._figures = 0
         self._tables = 0
         self.missing: list[PlannedRun] = []
         self._read: dict[str, Record] = {}  # run name -> record of this profile's runs the chapter read
@@ -158,21 +167,18 @@ class Session:
         n = f"{lo}" if lo == hi else f"{lo}–{hi}"
         return f"{text}, n = {n} seed{'s' if hi > 1 else ''}" + (" per method" if len(counts) > 1 else "") + diverged
 
-    def caption(self, text: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None) -> str:
-        """``text`` and what it rests on: ``basis`` if given, else :meth:`scale` of ``runs``."""
-        return f"{text} [{basis or self.scale(runs)}]"
-
     def reproduce(self) -> None:
         """Display the "reproduce this chapter" snippet: the command that re-executes it from the runs
         that exist, the one that trains its missing runs first (with their number and an estimate of the
-        run-hours, from the median training time of the runs it read), and the training of the runs read
-        from other profiles (:attr:`borrowed`)."""
+        run-hours, from the median training time of the runs it read), the one that retrains all of its
+        runs from scratch in a fresh results folder (with the run-hours its runs took), the training of
+        the runs read from other profiles (:attr:`borrowed`), and a link to the book's Reproduce page."""
         from IPython.display import Markdown, display
 
         lines = [f"{self.command} --reuse-only   # execute it from the runs that exist; trains nothing"]
         missing = list(dict.fromkeys(run.config.name for run in self.missing))
+        minutes = [m for rec in self._read.values() if (m := rec.train_minutes) is not None]
         if missing:
-            minutes = [m for rec in self._read.values() if (m := rec.train_minutes) is not None]
             estimate = (
                 f", about {len(missing) * statistics.median(minutes) / 60:.1f} run-hours at the median of the runs it read"
                 if minutes
@@ -182,27 +188,59 @@ class Session:
                 f"{self.command}   # train its {len(missing)} missing run{'s' if len(missing) != 1 else ''} first{estimate} "
                 f"(`elrt plan --profile {self.profile.name}` lists them)"
             )
+        if self._read:
+            took = f"; here they took {sum(minutes) / 60:.1f} run-hours" if minutes else ""
+            lines.append(
+                f"ELRT_RESULTS=$PWD/fresh-results {self.command}   # retrain its {len(self._read) + len(missing)} runs "
+                f"from scratch in a new folder{took}"
+            )
         lines += [
             f"elrt batch --profile {name} --methods '{','.join(sorted(methods))}'   # the runs it reads from profile '{name}'"
             for name, methods in sorted(self.borrowed.items())
         ]
-        display(Markdown("## Reproduce this chapter\n\n```bash\n" + "\n".join(lines) + "\n```"))
+        display(
+            Markdown(
+                "## Reproduce this chapter\n\n```bash\n" + "\n".join(lines) + "\n```\n\n"
+                "Setting up a machine, getting the data and the compute of each profile: {doc}`../reproduce`."
+            )
+        )
 
     def figure(
-        self, fig, name: str, caption: str, runs: list[tuple[PlannedRun, Record]] | None = None, basis: str | None = None
-    ) -> None:
-        """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``), display it with its caption
-        (see :meth:`caption` for ``runs`` and ``basis``).
+        self,
+        fig,
+        name: str,
+        caption: str,
+        runs: list[tuple[PlannedRun, Record]] | None = None,
+        basis: str | None = None,
+        *,
+        alt: str | None = None,
+        collapsed: str | None = None,
+    ) -> str:
+        """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``) and show it as a numbered figure
+        of the book (:mod:`elrt_core.study.blocks`): ``caption``, a legend line with what it rests on
+        (``basis`` if given, else :meth:`scale` of ``runs``), ``alt`` text (default: from the caption)
+        and the label ``fig-<name>``, which it returns for cross-references (``{numref}`fig-...```).
+        ``collapsed``: the title of a closed box to put it in (e.g. a figure of every layer).
 
-        The output holds the saved SVG (what the book shows: sharp at any zoom) and the saved 200-dpi
-        PNG, displayed at half its pixel width so that it has the same size as the SVG in Jupyter."""
-        from IPython.display import Markdown, display
+        The glued bundle holds the saved SVG (what the book shows: sharp at any zoom, text as text) and
+        the 200-dpi PNG, displayed at half its pixel width so that it has the same size in Jupyter."""
+        from IPython.display import display
 
         png, svg = figures.save(fig, name, self.figure_dir)
-        self._figures += 1
-        display(figure_bundle(png, svg), raw=True, metadata={"image/png": {"width": _png_width(png) // 2}})
-        display(Markdown(f"**Figure {self._figures}.** {self.caption(caption, runs, basis)}"))
         figures.plt.close(fig)
+        key = blocks.label("fig", name)
+        self.glue(key, _SavedFigure(png, svg))
+        alt = alt or blocks.alt_text(caption)
+        basis = basis or self.scale(runs)
+        bundle = figure_bundle(png, svg)
+        display(
+            {
+                "text/markdown": blocks.figure_block(key, caption, basis, alt, collapsed),
+                "text/html": blocks.figure_html(bundle["image/png"], _png_width(png) // 2, caption, basis, alt),
+            },
+            raw=True,
+        )
+        return key
 
     def table(
         self,
@@ -214,26 +252,62 @@ class Session:
         *,
         name: str | None = None,
         result: str | None = None,
+        key: str | None = None,
         max_columns: int = display_tables.MAX_COLUMNS,
         max_rows: int = display_tables.MAX_ROWS,
-    ) -> None:
-        """Display ``df`` with its caption (see :meth:`caption` for ``runs`` and ``basis``) as a readable
-        table (:func:`elrt_core.study.display.table`: ``columns`` with headers, units and formats, the
-        result column first, no index, long or wide tables collapsed, a CSV download). ``name`` names the
-        CSV file (default ``<notebook>_table<N>``)."""
-        from IPython.display import Markdown, display
+        collapsed: str | None = None,
+    ) -> str:
+        """Show ``df`` as a numbered table of the book with its caption and a legend line with what it
+        rests on (see :meth:`figure` for ``runs``, ``basis`` and ``collapsed``), as a readable table
+        (:func:`elrt_core.study.display.table`: ``columns`` with headers, units and formats, the ``key``
+        column first and kept in view when the table scrolls sideways on a phone, then the result column;
+        no index, long or wide tables collapsed, a CSV download). ``key`` defaults to the method column
+        (``label``) where the table shows one. ``name`` names the CSV file (default
+        ``<notebook>_table<N>``); the table's label, which it returns, is ``tab-<name>``."""
+        from IPython.display import display
 
         self._tables += 1
+        keys = [c.key for c in display_tables.columns_of(columns, df)]
         shown = display_tables.table(
             df,
             columns,
             name=name or f"{self.notebook or 'table'}_table{self._tables}",
             result=result,
+            key=key or ("label" if "label" in keys else None),
             max_columns=max_columns,
             max_rows=max_rows,
         )
-        display(Markdown(f"**Table {self._tables}.** {self.caption(caption, runs, basis)}"))
-        display(shown)
+        label = blocks.label("tab", shown.name)
+        basis = basis or self.scale(runs)
+        html = shown.to_html()
+        display(
+            {
+                "text/markdown": blocks.table_block(label, caption, basis, html, collapsed),
+                "text/html": blocks.table_html(caption, basis, html),
+            },
+            raw=True,
+        )
+        return label
+
+    @staticmethod
+    def note(text: str) -> None:
+        """Display one line of text (a Markdown paragraph), e.g. why a section shows nothing yet: a
+        chapter prints nothing, so no output box of raw text reaches the book."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(" ".join(text.split())))
+
+    def planned(self, what: str, planned: list[PlannedRun], runs: list[tuple[PlannedRun, Record]] = ()) -> None:
+        """Display "**<what>.** Planned: N runs, not yet trained." for a part of the plan without the
+        runs to show it (``planned``: its runs; ``runs``: those finished), instead of an empty figure or
+        table; it names the command that lists them."""
+        done = {run.config.name for run, _ in runs}
+        missing = len({run.config.name for run in planned} - done)
+        trained = f" ({len(done)} finished)" if done else ""
+        self.note(
+            f"**{what}.** Planned: {missing} run{'s' if missing != 1 else ''}, not yet trained{trained}; "
+            f"`elrt plan --profile {self.profile.name}` lists them."
+        )
 
     @staticmethod
     def glue(key: str, value) -> None:
