@@ -116,7 +116,7 @@ def _record(run, folder: Path, seconds: float | None):
     data = records.build(
         run.config,
         status="finished",
-        history=[{"epoch": 1, "train_loss": 1.0, "test_top1": 50.0}],
+        history=[{"epoch": e + 1, "train_loss": 1.0, "test_top1": 50.0} for e in range(run.config.epochs)],  # one row per epoch
         sizes={"train_images": 1, "val_images": 0, "test_images": 1},
         cost={"macs": 10, "params": 5, "macs_ratio": 1.0, "params_ratio": 1.0},
         provenance=provenance,
@@ -225,3 +225,21 @@ def test_the_directives_number_tables_and_render_the_config_in_a_sphinx_build(tm
     assert "Table 2" in text and "Tucker-2 + SO (U2)" in text and "tucker2+so" in text
     assert "cpu-full" in text  # the compute of each profile, from no records: none finished
     assert "@software{elrt_study," in text
+
+
+def test_the_build_refuses_a_chapter_without_its_completion_mark(tmp_path):
+    import nbformat
+    from sphinx.errors import ExtensionError
+
+    from elrt_core.study.reproduce import COMPLETE
+
+    generated = tmp_path / "book" / "generated"
+    generated.mkdir(parents=True)
+    done, cut = nbformat.v4.new_notebook(), nbformat.v4.new_notebook()
+    done.metadata[COMPLETE] = True
+    nbformat.write(done, generated / "02_done.ipynb")
+    nbformat.write(cut, generated / "03_cut.ipynb")  # what an interrupted execution would leave
+    app = SimpleNamespace(srcdir=str(tmp_path))
+    sphinx_ext.refuse_incomplete_chapters(app, None, ["book/intro", "book/generated/02_done"])
+    with pytest.raises(ExtensionError, match="03_cut.ipynb has no completion mark"):
+        sphinx_ext.refuse_incomplete_chapters(app, None, ["book/generated/02_done", "book/generated/03_cut"])

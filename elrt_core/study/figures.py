@@ -49,8 +49,8 @@ __all__ = [
 ERROR_LABEL = "relative error ||W - Ŵ||² / ||W||²"
 PNG_DPI = 200
 """Resolution of the saved PNG files (the book shows the SVG; the PNG is for slides and papers)."""
-FIG_WIDTH = 6.0
-"""Width of every figure in inches (576 px in the book): a phone's 358-px column shrinks it to 0.62."""
+FIG_WIDTH = 5.6
+"""Width of every figure in inches (538 px in the book): a phone's column of about 340 px shrinks it to 0.63, so 10-pt text stays above 8 px."""
 MIN_FONT_PT = 10.0
 """The smallest text of any figure, in points: 13 px at its own size, 8.3 px on a 390-px phone."""
 STYLE = {
@@ -475,7 +475,7 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
     (the smallest effect of interest, shaded). A profile without runs of an effect says so at zero."""
     effects = list(dict.fromkeys(table["effect"]))
     positions = table.drop_duplicates("profile").sort_values("steps")
-    fig, axes = plt.subplots(len(effects), 1, figsize=(7.5, 0.6 + 2.1 * len(effects)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(effects), 1, figsize=(FIG_WIDTH, 0.6 + 2.1 * len(effects)), sharex=True, squeeze=False)
     for ax, effect in zip(axes[:, 0], effects, strict=True):
         rows = table[table["effect"] == effect]
         if smallest is not None:
@@ -483,15 +483,19 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
         ax.axhline(0, color="tab:red", linewidth=1, linestyle="--", zorder=1)
         for r in rows.itertuples():
             if r.n == 0:
-                ax.annotate("no runs yet", (r.steps, 0), xytext=(0, 5), textcoords="offset points", ha="center", fontsize="small")
+                ax.annotate(
+                    "no runs yet", (r.steps, 0), xytext=(0, 5), textcoords="offset points", ha="center", fontsize=MIN_FONT_PT
+                )
                 continue
             ax.scatter([r.steps * 0.92] * r.n, r.diffs, color="0.5", s=16, zorder=2)
             if not math.isnan(r.low):
                 ax.plot([r.steps, r.steps], [r.low, r.high], color="black", linewidth=2, zorder=3)
             ax.scatter([r.steps], [r.mean], marker="D", color="black", s=40, zorder=4)
-            ax.annotate(f"n = {r.n}", (r.steps, r.mean), xytext=(7, 0), textcoords="offset points", va="center", fontsize="small")
+            ax.annotate(
+                f"n = {r.n}", (r.steps, r.mean), xytext=(7, 0), textcoords="offset points", va="center", fontsize=MIN_FONT_PT
+            )
         ax.margins(y=0.2)
-        ax.set_title(effect, fontsize="medium", loc="left")
+        ax.set_title(effect, loc="left")
         ax.set_ylabel(unit)
     bottom = axes[-1, 0]
     bottom.set_xscale("log")

@@ -21,6 +21,8 @@ writes: a caption paragraph, then the table's HTML; numbered as a table of the b
 ``compute`` or ``chapters PROFILE``, the last two from the run records under ``$ELRT_RESULTS``, else the
 book's ``results/``).
 
+A chapter without the completion mark of ``elrt reproduce`` (an interrupted execution) stops the build.
+
 The repository link and the launch buttons appear only where ``repository.url`` is set in
 ``_config.yml`` (the one place the study's address is written); a launch button opens the chapter's
 source notebook in ``notebooks/``, which the repository holds, not the executed copy the book renders.
@@ -55,6 +57,7 @@ __all__ = [
     "frame_table",
     "repository_buttons",
     "launch_from_sources",
+    "refuse_incomplete_chapters",
     "setup",
 ]
 
@@ -260,9 +263,27 @@ def launch_from_sources(app, pagename, templatename, context, doctree) -> None:
         context["header_buttons"] = _to_sources(context["header_buttons"])
 
 
+def refuse_incomplete_chapters(app, env, docnames: list[str]) -> None:
+    """Stop the build at a chapter without the completion mark of ``elrt reproduce``
+    (:func:`elrt_core.study.reproduce.is_complete`): a chapter whose execution was interrupted is never
+    published, whoever left it there."""
+    from sphinx.errors import ExtensionError
+
+    from .reproduce import is_complete
+
+    for doc in docnames:
+        path = Path(app.srcdir) / f"{doc}.ipynb"
+        if doc.startswith("book/generated/") and path.exists() and not is_complete(path):
+            raise ExtensionError(
+                f"{path} has no completion mark: its execution was interrupted or it was not written by "
+                "`elrt reproduce`; rerun `elrt reproduce` (or `make book`) before building"
+            )
+
+
 def setup(app):
     app.setup_extension("sphinxcontrib.bibtex")  # declares the plugin group that the style joins
     register_plugin("sphinxcontrib.bibtex.style.referencing", "author_year_round", RoundAuthorYearStyle)
+    app.connect("env-before-read-docs", refuse_incomplete_chapters)
     app.connect("doctree-read", remove_tagged_cells)
     app.connect("build-finished", clean_notebook_sources)
     app.connect("config-inited", repository_buttons)
