@@ -61,7 +61,7 @@ def test_a_job_that_finds_its_folder_taken_is_left_to_the_other_process_not_fail
         def done(self) -> bool:
             return True
 
-    def submit(job, folder, gpu):
+    def submit(job, folder):
         status.write_job(Path(job.out), "busy", {"executor": "local", "job_id": "7"})
         return Ended()
 
@@ -70,6 +70,19 @@ def test_a_job_that_finds_its_folder_taken_is_left_to_the_other_process_not_fail
     pool.start(run, "1/1")
     pool.reap()
     assert pool.report.skipped == [run.config.name] and not pool.report.failed
+
+
+def test_local_jobs_get_one_gpu_each_round_robin(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,MIG-5e1f")
+    assert batch._visible_gpus("cuda") == ["2", "MIG-5e1f"] and batch._visible_gpus("cpu") is None
+    pool = batch._LocalPool(batch._Settings(profiles.load("smoke"), None, "cuda", 1, None, False), ["2", "MIG-5e1f"], print)
+    given = []
+    for i in range(3):
+        given.append(pool._free_gpu())
+        pool.active[i] = (None, None, 0.0, given[-1])
+    assert given == ["2", "MIG-5e1f", "2"]
+    del pool.active[0]
+    assert pool._free_gpu() == "2"  # the least used
 
 
 @pytest.fixture(scope="module")
@@ -231,16 +244,17 @@ def test_a_time_limit_signal_requeues_the_run_which_ends_as_if_never_interrupted
     equal those of the uninterrupted run of the same config (trained by the local_batch fixture)."""
     prof, done_root, _, _ = local_batch
     run = plan.plan(prof)[0]
-    job = batch._Settings(prof, tmp_path, "cpu", 1, str(cifar10_dir), False).job(run)
+    job = batch._Settings(prof, tmp_path, "cpu", 1, str(cifar10_dir), False).job(run, gpu="3")  # a CPU run: only named
     out = Path(job.out)
     out.mkdir(parents=True)
-    handle = executors.submit_local(job, executors.submitit_folder(out.parent), None)
+    handle = executors.submit_local(job, executors.submitit_folder(out.parent))
     said = wait_for(lambda: (epochs_done(out) >= 1 and status.read_job(out)) or None, 240, "the first checkpoint")
     assert not (out / records.RECORD_FILE).exists(), "the run finished before the signal"
     os.kill(said["pid"], signal.SIGUSR2)
     wait_for(handle.done, 240, "the requeued job's end", step=0.2)
     rec, job_file = records.read(out), status.read_job(out)
     assert rec.finished and rec.provenance["resumptions"] == 1 and job_file["starts"] == 2 and job_file["state"] == "finished"
+    assert rec.provenance["job"]["gpus"] == "3"  # the one GPU handed to the job is all it sees
     mine = torch.load(out / checkpoint.WEIGHTS_FILE, weights_only=True)
     theirs = torch.load(done_root / prof.name / run.config.name / checkpoint.WEIGHTS_FILE, weights_only=True)
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -84,11 +84,19 @@ class _Settings:
     data_dir: str | None
     compile: bool
 
-    def job(self, run_: plan_lib.PlannedRun, capture_output: bool = True) -> executors.RunJob:
+    def job(self, run_: plan_lib.PlannedRun, capture_output: bool = True, gpu: str | None = None) -> executors.RunJob:
         out = run_dir(run_.config, self.profile.name, self.root).resolve()  # jobs may start elsewhere
         data_dir = str(Path(self.data_dir).resolve()) if self.data_dir else None
         return executors.RunJob(
-            run_.config.to_dict(), str(out), self.profile.name, self.device, self.threads, data_dir, self.compile, capture_output
+            run_.config.to_dict(),
+            str(out),
+            self.profile.name,
+            self.device,
+            self.threads,
+            data_dir,
+            self.compile,
+            capture_output,
+            gpu,
         )
 
 
@@ -134,21 +142,16 @@ def _outcome(run_: plan_lib.PlannedRun, out: Path, job_id: str, report: BatchRep
             log(f"           | {line}")
 
 
-def _visible_gpus(device: str) -> list[int] | None:
-    """The GPU ids a local job may be given (``None``: the runs use no GPU)."""
+def _visible_gpus(device: str) -> list[str] | None:
+    """The GPUs local jobs are handed, one each, as ``CUDA_VISIBLE_DEVICES`` names them (``None``: no GPU)."""
     import torch
 
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return list(range(torch.cuda.device_count())) or None
-    try:
-        return [int(x) for x in visible.split(",") if x.strip()] or None
-    except ValueError:
-        raise ValueError(
-            f"CUDA_VISIBLE_DEVICES={visible!r}: --executor local hands out GPUs by index; give indices (e.g. 0,1)"
-        ) from None
+    if visible is not None:
+        return [x.strip() for x in visible.split(",") if x.strip()] or None
+    return [str(i) for i in range(torch.cuda.device_count())] or None
 
 
 @dataclass
@@ -156,23 +159,23 @@ class _LocalPool:
     """The local jobs of one batch: starting, finishing and stopping them, with the report."""
 
     settings: _Settings
-    gpus: list[int] | None
+    gpus: list[str] | None
     log: _Log
     report: BatchReport = field(default_factory=BatchReport)
-    active: dict[Any, tuple[plan_lib.PlannedRun, Path, float, int | None]] = field(default_factory=dict)
+    active: dict[Any, tuple[plan_lib.PlannedRun, Path, float, str | None]] = field(default_factory=dict)
 
     def start(self, run_: plan_lib.PlannedRun, position: str) -> None:
-        job = self.settings.job(run_)
+        gpu = self._free_gpu()
+        job = self.settings.job(run_, gpu=gpu)
         out = Path(job.out)
         if not _claimable(run_, out, self.report, self.log):
             return
-        gpu = self._free_gpu()
-        handle = executors.submit_local(job, executors.submitit_folder(out.parent), gpu)
+        handle = executors.submit_local(job, executors.submitit_folder(out.parent))
         self.active[handle] = (run_, out, time.time(), gpu)
         where = "" if gpu is None else f", GPU {gpu}"
         self.log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; {position}{where})")
 
-    def _free_gpu(self) -> int | None:
+    def _free_gpu(self) -> str | None:
         if not self.gpus:
             return None
         used = [gpu for *_, gpu in self.active.values()]

@@ -4,10 +4,10 @@ A planned run becomes a :class:`RunJob`, a picklable callable that trains one co
 folder, resuming the folder's checkpoint, in whatever process the executor starts:
 
 * ``local``: :func:`submit_local` starts one job (a submitit controller and its task, a fresh
-  interpreter) with its own GPU ids, no time limit of its own, and the job folder
-  ``<results>/<profile>/.jobs/submitit``; the scheduler of :mod:`.batch` keeps at most ``--jobs``
-  of them alive (submitit's LocalExecutor would start every submitted job at once, give each GPU 0,
-  and kill a job after a default of two minutes);
+  interpreter) that sees only the GPU handed to it (:attr:`RunJob.gpu`), with no time limit of its own,
+  in the job folder ``<results>/<profile>/.jobs/submitit``; the scheduler of :mod:`.batch` keeps at
+  most ``--jobs`` of them alive and hands out the GPUs (submitit's LocalExecutor would start every
+  submitted job at once, give each GPU 0, and stop a job after a default of two minutes);
 * ``debug``: :func:`run_debug` runs the job in this process (a failure opens pdb);
 * ``slurm``: :func:`submit_slurm` submits one job array per resource class (:func:`classes`),
   ``%``-limited, each task signalled ``signal_delay_s`` before its time limit; :func:`slurm_scripts`
@@ -99,8 +99,9 @@ def _job_info() -> dict[str, Any]:
 @dataclass(frozen=True)
 class RunJob:
     """Train the config ``config`` (a :meth:`TrainConfig.to_dict`) in run folder ``out``, resuming its
-    checkpoint; ``profile`` is for the record's provenance. Returns ``"finished"``, ``"diverged"`` or
-    ``"busy"`` (another process trains in the folder: left to it); any other error fails the job."""
+    checkpoint; ``profile`` is for the record's provenance; ``gpu``: the one GPU the job may see (as
+    ``CUDA_VISIBLE_DEVICES`` names it; ``None``: what the executor gives). Returns ``"finished"``,
+    ``"diverged"`` or ``"busy"`` (another process trains in the folder: left to it); any other error fails the job."""
 
     config: dict[str, Any]
     out: str
@@ -110,8 +111,11 @@ class RunJob:
     data_dir: str | None = None
     compile: bool = False
     capture_output: bool = True
+    gpu: str | None = None
 
     def __call__(self) -> str:
+        if self.gpu is not None:  # before CUDA starts in this process; an index or a GPU/MIG UUID alike
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
         info = _job_info()
         out = Path(self.out)
         before = status_lib.read_job(out) or {}
@@ -165,15 +169,11 @@ class RunJob:
         return DelayedSubmission(self)
 
 
-def submit_local(job: RunJob, folder: Path, gpu: int | None) -> submitit.Job:
-    """Start ``job`` now in a fresh interpreter (a submitit LocalExecutor job) that sees only GPU ``gpu``
-    (none for ``None``); the job's controller writes into ``folder/controllers.log``, not this terminal."""
+def submit_local(job: RunJob, folder: Path) -> submitit.Job:
+    """Start ``job`` now in a fresh interpreter (a submitit LocalExecutor job), which sees no GPU unless
+    ``job.gpu`` names one; the job's controller writes into ``folder/controllers.log``, not this terminal."""
     executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
-    executor.update_parameters(
-        timeout_min=_LOCAL_TIMEOUT_MIN,
-        gpus_per_node=0 if gpu is None else 1,
-        visible_gpus=() if gpu is None else (gpu,),
-    )
+    executor.update_parameters(timeout_min=_LOCAL_TIMEOUT_MIN)
     with _output_to(Path(folder) / "controllers.log"):  # the controller inherits these: its messages go there
         return executor.submit(job)
 
