@@ -4,6 +4,7 @@ once, a second pass trains nothing, two batches at once train each run once, a r
 and SIGHUP stop the batch and its runs, and a run interrupted by its time-limit signal is requeued and
 ends with the weights of an uninterrupted run. Tiny runs (128 images, 4 epochs) of real CIFAR-10."""
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -172,12 +173,21 @@ def _scheduler(script: str, root: Path, cifar10_dir: Path, log: Path) -> subproc
     )
 
 
-def _gone(session: int) -> bool:
-    try:
-        os.killpg(session, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def _gone(*sessions: int) -> bool:
+    """Whether no process is left in any of ``sessions`` (the batch's, and each job's own: its pid)."""
+    for session in sessions:
+        try:
+            os.killpg(session, 0)
+            return False
+        except ProcessLookupError:
+            continue
+    return True
+
+
+def _kill(*sessions: int) -> None:
+    for session in sessions:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(session, signal.SIGKILL)
 
 
 KILLED = RunGroup(1, "resnet20", 2.0, ("tucker2",), (2,))
@@ -194,13 +204,13 @@ def test_a_run_killed_with_kill_9_resumes_from_its_checkpoint_in_the_debug_execu
         "from elrt_core.profiles import RunGroup; from elrt_core.study import batch; "
         f"batch.run(tiny({KILLED!r}, epochs={KILLED_EPOCHS}), jobs=1, threads=1, device='cpu')"
     )
-    proc = _scheduler(script, tmp_path, cifar10_dir, tmp_path / "batch.log")
+    proc, job = _scheduler(script, tmp_path, cifar10_dir, tmp_path / "batch.log"), {}
     try:
-        wait_for(lambda: epochs_done(out) >= 1, 240, "the first checkpoint")
+        job = wait_for(lambda: epochs_done(out) >= 1 and status.read_job(out), 240, "the first checkpoint")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the scheduler, the job's controller and its training process
+        _kill(proc.pid, job.get("pid", proc.pid))  # the scheduler and the job's controller; the training process
         proc.wait()
-    wait_for(lambda: _gone(proc.pid) and not run_folder.busy(out), 30, "the end of the killed processes")
+    wait_for(lambda: _gone(proc.pid, job["pid"]) and not run_folder.busy(out), 30, "the end of the killed processes")
     assert not (out / records.RECORD_FILE).exists(), "the run finished before it was killed"
     before = status.run_status(run, out.parent)
     assert before.state == "partial" and 1 <= before.epoch < KILLED_EPOCHS
@@ -224,15 +234,14 @@ def test_sigterm_and_sighup_stop_the_batch_and_its_runs(sig, tmp_path, cifar10_d
         "sys.exit(main(['batch', '--profile', 'smoke', '--methods', 'dense', '--jobs', '1', '--threads', '1', '--device', 'cpu']))"
     )
     log = tmp_path / "batch.log"
-    proc = _scheduler(script, tmp_path, cifar10_dir, log)
+    proc, job = _scheduler(script, tmp_path, cifar10_dir, log), {}
     try:
-        wait_for(lambda: run_folder.busy(out), 240, "the first run's start")
+        job = wait_for(lambda: run_folder.busy(out) and status.read_job(out), 240, "the first run's start")
         os.kill(proc.pid, sig)  # the scheduler only
         assert proc.wait(timeout=90) == 130, log.read_text()
-        wait_for(lambda: _gone(proc.pid), 30, "the end of every process of the batch")
+        wait_for(lambda: _gone(proc.pid, job["pid"]), 30, "the end of every process of the batch")
     finally:
-        if not _gone(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc.pid, job.get("pid", proc.pid))
     text = log.read_text()
     assert f"[stopped]  {first.config.name} (terminated by {sig.name})" in text and "elrt: interrupted" in text
     assert not run_folder.busy(out) and not (out / records.RECORD_FILE).exists()

@@ -96,6 +96,15 @@ def _job_info() -> dict[str, Any]:
     }
 
 
+def _own_session() -> None:
+    """Make this local job a session of its own, as each run of a batch always was: Linux shares the CPU
+    between sessions first (autogroup), so jobs left in the batch's session would split one share (on the
+    2-core reference machine beside other work, a run took twice as long). The terminal's Ctrl-C then
+    reaches the job through its controller, which stops it."""
+    with contextlib.suppress(PermissionError):  # already a session or group leader
+        os.setsid()
+
+
 @dataclass(frozen=True)
 class RunJob:
     """Train the config ``config`` (a :meth:`TrainConfig.to_dict`) in run folder ``out``, resuming its
@@ -117,6 +126,8 @@ class RunJob:
         if self.gpu is not None:  # before CUDA starts in this process; an index or a GPU/MIG UUID alike
             os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
         info = _job_info()
+        if info["executor"] == "local":
+            _own_session()
         out = Path(self.out)
         before = status_lib.read_job(out) or {}
         starts = before.get("starts", 0) + 1 if before.get("job_id") == info["job_id"] else 1
