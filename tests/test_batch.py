@@ -256,7 +256,7 @@ def test_a_time_limit_signal_requeues_the_run_which_ends_as_if_never_interrupted
     job = batch._Settings(prof, tmp_path, "cpu", 1, str(cifar10_dir), False).job(run, gpu="3")  # a CPU run: only named
     out = Path(job.out)
     out.mkdir(parents=True)
-    handle = executors.submit_local(job, executors.submitit_folder(out.parent))
+    handle = executors.submit_local(job, status.submitit_folder(out.parent))
     said = wait_for(lambda: (epochs_done(out) >= 1 and status.read_job(out)) or None, 240, "the first checkpoint")
     assert not (out / records.RECORD_FILE).exists(), "the run finished before the signal"
     os.kill(said["pid"], signal.SIGUSR2)

@@ -3,6 +3,7 @@ they do not apply, and a real one-node Slurm (``scripts/slurm-local.sh``): a pro
 job array, one job preempted with ``scancel --signal``, every record landing and the preempted run
 resumed from its checkpoint. Where Slurm cannot be started here, that test is skipped with one line."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -97,7 +98,31 @@ def test_slurm_without_sbatch_says_what_to_do(tmp_path, capsys, monkeypatch):
     assert "no `sbatch` here; run on a Slurm login node, or add --dry-run" in capsys.readouterr().err
 
 
+def test_status_calls_a_run_failed_whose_slurm_job_is_gone_without_a_record(tmp_path, monkeypatch):
+    prof = tiny(RunGroup(1, "resnet20", 2.0, ("dense", "tucker2"), (0,)))
+    queued, running = plan.plan(prof)
+    base = tmp_path / prof.name
+    status.write_submitted(base / queued.config.name, "slurm", "9_0")
+    status.write_submitted(base / running.config.name, "slurm", "9_1")
+    status.write_job(base / running.config.name, "running", {"executor": "slurm", "job_id": "9_1", "host": "node7"})
+    status.submitit_folder(base).mkdir(parents=True)
+    (status.submitit_folder(base) / "9_0_0_log.out").write_text("slurmstepd: error: *** JOB 10 CANCELLED DUE TO TIME LIMIT ***\n")
+    monkeypatch.setattr(status, "slurm_active", lambda ids: {"9_1"})
+    assert [s.state for s in status.profile_status(prof, plan.plan(prof), tmp_path)] == ["failed", "running"]
+    gone = status.profile_status(prof, [queued], tmp_path)[0]
+    assert gone.detail.startswith("Slurm job 9_0 ended without a record") and "DUE TO TIME LIMIT" in gone.log[-1]
+    monkeypatch.setattr(status, "slurm_active", lambda ids: None)  # no Slurm to ask: the job files are believed
+    assert [s.state for s in status.profile_status(prof, plan.plan(prof), tmp_path)] == ["queued", "running"]
+
+
 # ---- a real one-node Slurm ---------------------------------------------------------------------------
+def _signal(job_id: str) -> None:
+    """``scancel --signal USR2`` to one job, as a preemption would; scancel retries while Slurm requeues
+    the job ("try again later") and would signal the requeued job too, so it is stopped after 3 s."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(["scancel", "--signal=USR2", job_id], timeout=3)
+
+
 @pytest.fixture(scope="module")
 def slurm():
     """The one-node Slurm of scripts/slurm-local.sh (CI's .ci/run starts it; else this starts it, and
@@ -131,7 +156,7 @@ def test_a_profile_runs_as_a_slurm_job_array_and_a_preempted_run_resumes(slurm, 
     job_id = json.loads((status.jobs_folder(out) / f"{out.name}.submit.json").read_text())["job_id"]
     wait_for(lambda: epochs_done(out) >= 1, 300, "the victim's first checkpoint")
     assert not (out / records.RECORD_FILE).exists(), "the victim finished before it was preempted"
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=60)
+    _signal(job_id)
     again = batch.run(prof, executor="slurm", slurm=options, device="cpu", root=tmp_path, log=said.append)
     assert not again.submitted and victim.config.name in again.skipped  # queued or running in Slurm: not submitted twice
     t0 = time.time()

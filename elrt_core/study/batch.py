@@ -138,7 +138,7 @@ def _outcome(run_: plan_lib.PlannedRun, out: Path, job_id: str, report: BatchRep
         report.failed.append(name)
         why = said.get("error") or "ended without a record (killed?)"
         log(f"[failed]   {name}: {why}; see {out / LOG_FILE}")
-        for line in status_lib.log_tail(out):
+        for line in status_lib.log_tail(out / LOG_FILE):
             log(f"           | {line}")
 
 
@@ -170,7 +170,7 @@ class _LocalPool:
         out = Path(job.out)
         if not _claimable(run_, out, self.report, self.log):
             return
-        handle = executors.submit_local(job, executors.submitit_folder(out.parent))
+        handle = executors.submit_local(job, status_lib.submitit_folder(out.parent))
         self.active[handle] = (run_, out, time.time(), gpu)
         where = "" if gpu is None else f", GPU {gpu}"
         self.log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; {position}{where})")
@@ -250,17 +250,15 @@ def _run_debug(queue: list[plan_lib.PlannedRun], settings: _Settings, report: Ba
             continue
         t0 = time.time()
         log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; in this process)")
-        executors.run_debug(job, executors.submitit_folder(out.parent))
+        executors.run_debug(job, status_lib.submitit_folder(out.parent))
         _outcome(run_, out, (status_lib.read_job(out) or {}).get("job_id", ""), report, log, (time.time() - t0) / 60)
 
 
-def _queued_in_slurm(queue: list[plan_lib.PlannedRun], base: Path) -> dict[str, str]:
+def _queued_in_slurm(queue: list[plan_lib.PlannedRun], settings: _Settings) -> dict[str, str]:
     """``{run name: job id}`` of the runs of ``queue`` that an earlier submission left queued or running
-    in Slurm (by their job files, confirmed by ``squeue``)."""
-    said = {r.config.name: status_lib.run_status(r, base) for r in queue}
-    ids = {n: s.job.get("job_id", "") for n, s in said.items() if s.state in ("queued", "running") and s.job.get("job_id")}
-    active = executors.slurm_active(list(ids.values())) or set()
-    return {n: j for n, j in ids.items() if j in active}
+    in Slurm (:func:`.status.profile_status`: their job files, confirmed by ``squeue``)."""
+    found = status_lib.profile_status(settings.profile, queue, settings.root)
+    return {s.name: s.job["job_id"] for s in found if s.state in ("queued", "running") and s.job.get("executor") == "slurm"}
 
 
 def _submit_slurm(
@@ -268,7 +266,7 @@ def _submit_slurm(
 ) -> tuple[BatchReport, list[tuple[plan_lib.PlannedRun, str]]]:
     """Submit ``queue`` (less what Slurm already holds) as job arrays, or print their scripts (``dry_run``)."""
     report, base = BatchReport(), records.results_root(settings.root) / settings.profile.name
-    held = _queued_in_slurm(queue, base)
+    held = _queued_in_slurm(queue, settings)
     for name, job_id in held.items():
         report.skipped.append(name)
         log(f"[queued]   {name}: already in Slurm as job {job_id}; not submitted again")
@@ -276,13 +274,13 @@ def _submit_slurm(
     if dry_run:
         jobs, profile = [settings.job(r) for r in todo], settings.profile.name
         sizes = {name: len(members) for name, members in executors.classes(jobs, profile).items()}
-        for name, script in executors.slurm_scripts(jobs, profile, options, executors.submitit_folder(base)).items():
+        for name, script in executors.slurm_scripts(jobs, profile, options, status_lib.submitit_folder(base)).items():
             log(f"# ---- {name}: {sizes[name]} run(s); not submitted (--dry-run)\n{script}")
         return report, []
     todo = [r for r in todo if _claimable(r, run_dir(r.config, settings.profile.name, settings.root), report, log)]
     by_name = {r.config.name: r for r in todo}
     submitted = executors.submit_slurm(
-        [settings.job(r) for r in todo], settings.profile.name, options, executors.submitit_folder(base)
+        [settings.job(r) for r in todo], settings.profile.name, options, status_lib.submitit_folder(base)
     )
     pairs = [(by_name[Path(job.out).name], job_id) for job, job_id in submitted]
     for run_, job_id in pairs:
@@ -298,7 +296,7 @@ def _wait_slurm(pairs: list[tuple[plan_lib.PlannedRun, str]], settings: _Setting
     t0, seen, left = time.time(), {}, dict(pairs)
     try:
         while left:
-            active = executors.slurm_active(list(left.values()))
+            active = status_lib.slurm_active(list(left.values()))
             for run_, job_id in list(left.items()):
                 out = run_dir(run_.config, settings.profile.name, settings.root)
                 said = status_lib.read_job(out) or {}

@@ -5,7 +5,7 @@ folder, resuming the folder's checkpoint, in whatever process the executor start
 
 * ``local``: :func:`submit_local` starts one job (a submitit controller and its task, a fresh
   interpreter) that sees only the GPU handed to it (:attr:`RunJob.gpu`), with no time limit of its own,
-  in the job folder ``<results>/<profile>/.jobs/submitit``; the scheduler of :mod:`.batch` keeps at
+  in the job folder ``<results>/<profile>/.jobs/submitit`` (:func:`.status.submitit_folder`); the scheduler of :mod:`.batch` keeps at
   most ``--jobs`` of them alive and hands out the GPUs (submitit's LocalExecutor would start every
   submitted job at once, give each GPU 0, and stop a job after a default of two minutes);
 * ``debug``: :func:`run_debug` runs the job in this process (a failure opens pdb);
@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import subprocess
+import signal
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -48,8 +48,6 @@ __all__ = [
     "submit_slurm",
     "slurm_scripts",
     "classes",
-    "submitit_folder",
-    "slurm_active",
     "MAX_REQUEUES",
 ]
 
@@ -58,11 +56,6 @@ MAX_REQUEUES = 20
 """Time-limit requeues a job may take before it ends as failed (preemptions do not count)."""
 _LOCAL_TIMEOUT_MIN = 60 * 24 * 365
 """A local job has no time limit of its own (``elrt batch --minutes`` stops runs), yet submitit needs one."""
-
-
-def submitit_folder(base: Path) -> Path:
-    """The submitit job folder (pickles, submitit's logs, sbatch scripts) of the profile folder ``base``."""
-    return Path(base) / status_lib.JOBS_FOLDER / "submitit"
 
 
 @contextlib.contextmanager
@@ -176,6 +169,7 @@ class RunJob:
     def checkpoint(self) -> DelayedSubmission:
         """Called by submitit on preemption or before the time limit: the run's checkpoint is its last
         finished epoch, so the job requeued is this same job (it resumes from that checkpoint)."""
+        signal.signal(signal.Signals["SIG" + submitit.JobEnvironment.USR_SIG], signal.SIG_IGN)  # a second one: requeued already
         status_lib.write_job(Path(self.out), "requeued", {**(status_lib.read_job(Path(self.out)) or {})})
         return DelayedSubmission(self)
 
@@ -272,20 +266,3 @@ def submit_slurm(jobs: Sequence[RunJob], profile: str, options: SlurmOptions, fo
             handles = [executor.submit(job) for job in members]
         submitted += [(job, handle.job_id) for job, handle in zip(members, handles)]
     return submitted
-
-
-def slurm_active(job_ids: Sequence[str]) -> set[str] | None:
-    """Which of ``job_ids`` (``<array id>_<index>`` or plain ids) Slurm still holds (pending, running,
-    requeued), from ``squeue``; ``None`` where ``squeue`` cannot answer (no Slurm here)."""
-    arrays = sorted({j.split("_")[0] for j in job_ids})
-    if not arrays:
-        return set()
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0 and "Invalid job id" not in out.stderr:
-        return None
-    return {line.strip() for line in out.stdout.splitlines() if line.strip()} & set(job_ids)

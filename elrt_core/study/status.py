@@ -5,14 +5,16 @@ running; ``checkpoint.pt``: the epochs done) and, for a run that ``elrt batch`` 
 from two small files in ``<results>/<profile>/.jobs/``: ``<run>.submit.json``, written by the
 submitter (executor, job id, when), and ``<run>.job.json``, written by the job itself as it goes
 (``running``, ``requeued``, ``stopped``, ``failed``, ``busy``, ``finished``, ``diverged``; host,
-process, GPUs, how many times it started). No scheduler is asked: Slurm without its accounting
-database cannot say whether a job ended, so the answer is read where the jobs leave it, the same on a
-laptop, a login node or in CI. The states:
+process, GPUs, how many times it started). Slurm without its accounting database cannot say how a
+job ended, so the answer is read where the jobs leave it, the same on a laptop, a login node or in CI;
+only whether Slurm still holds a job is asked (``squeue``, where it answers). The states:
 
 * ``done`` / ``diverged``: a record exists;
 * ``running``: the run folder is locked, or its job says so from another host (epochs done shown);
 * ``queued``: submitted, or requeued after a preemption, and not started yet;
-* ``failed``: its last job ended with an error (the last lines of its ``train.log`` say why);
+* ``failed``: its last job ended with an error (the last lines of its ``train.log`` say why), or its
+  Slurm job is gone without a record (``squeue``, where it answers, no longer holds it; the last lines
+  of the job's Slurm log);
 * ``partial``: a checkpoint and nothing running (the next ``elrt batch`` resumes it);
 * ``missing``: nothing yet.
 """
@@ -22,7 +24,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-from collections.abc import Iterable
+import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ __all__ = [
     "JOBS_FOLDER",
     "LOG_FILE",
     "jobs_folder",
+    "submitit_folder",
+    "slurm_active",
     "write_submitted",
     "write_job",
     "read_job",
@@ -55,6 +60,28 @@ _TAIL_LINES = 3
 def jobs_folder(out: Path) -> Path:
     """The job files' folder of the profile that run folder ``out`` belongs to: ``<out>/../.jobs``."""
     return Path(out).parent / JOBS_FOLDER
+
+
+def submitit_folder(base: Path) -> Path:
+    """submitit's folder (pickled jobs, their logs, sbatch scripts) of the profile folder ``base``."""
+    return Path(base) / JOBS_FOLDER / "submitit"
+
+
+def slurm_active(job_ids: Sequence[str]) -> set[str] | None:
+    """Which of ``job_ids`` (``<array id>_<index>`` or plain ids) Slurm still holds (pending, running,
+    requeued), from ``squeue``; ``None`` where ``squeue`` cannot answer (no Slurm here)."""
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    if not arrays:
+        return set()
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        return None
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()} & set(job_ids)
 
 
 def _now() -> str:
@@ -85,10 +112,10 @@ def write_job(out: Path, state: str, job: dict[str, Any], **more: Any) -> None:
     records.write_json(jobs_folder(out) / f"{Path(out).name}.job.json", {**job, "state": state, "updated": _now(), **more})
 
 
-def log_tail(out: Path, lines: int = _TAIL_LINES) -> list[str]:
-    """The last ``lines`` non-empty lines of the run's ``train.log`` (none if it has no log)."""
+def log_tail(path: Path, lines: int = _TAIL_LINES) -> list[str]:
+    """The last ``lines`` non-empty lines of the log file ``path`` (none if there is no such file)."""
     try:
-        with open(Path(out) / LOG_FILE, "rb") as f:
+        with open(path, "rb") as f:
             f.seek(0, 2)
             f.seek(max(0, f.tell() - 8192))
             text = f.read().decode("utf-8", "replace")
@@ -143,8 +170,20 @@ def _from_jobs(out: Path) -> tuple[str | None, dict[str, Any]]:
     return None, job
 
 
-def run_status(run: plan_lib.PlannedRun, base: Path) -> RunStatus:
-    """The state of ``run`` whose run folder is ``base/<run name>`` (see the module docstring)."""
+def _ended_in_slurm(status: RunStatus, base: Path, active: set[str] | None) -> None:
+    """A run its job files call queued or running whose Slurm job is gone (``active``: what ``squeue``
+    still holds; ``None``: no Slurm to ask) ended without a word: failed, with the job's Slurm log."""
+    job_id = status.job.get("job_id")
+    if status.state not in ("queued", "running") or status.job.get("executor") != "slurm" or active is None or job_id in active:
+        return
+    status.state = "failed"
+    status.job = {**status.job, "error": f"Slurm job {job_id} ended without a record"}
+    status.log = log_tail(submitit_folder(base) / f"{job_id}_0_log.out")
+
+
+def run_status(run: plan_lib.PlannedRun, base: Path, active: set[str] | None = None) -> RunStatus:
+    """The state of ``run`` whose run folder is ``base/<run name>`` (see the module docstring);
+    ``active``: the Slurm jobs ``squeue`` holds, read before this call (``None``: none to ask)."""
     out = Path(base) / run.config.name
     status = RunStatus(run.config.name, run.priority, run.method, "missing", run.config.epochs)
     rec = records.lookup(run.config, base)
@@ -160,10 +199,11 @@ def run_status(run: plan_lib.PlannedRun, base: Path) -> RunStatus:
         status.state = "running"
     elif from_jobs is not None:
         status.state = from_jobs
+        _ended_in_slurm(status, base, active)
     elif (out / checkpoint.CHECKPOINT_FILE).is_file():
         status.state = "partial"
     if status.state == "failed":
-        status.log = log_tail(out)
+        status.log = status.log or log_tail(out / LOG_FILE)
         status.detail = status.job.get("error", "")
     where = " ".join(f"{k} {status.job[k]}" for k in ("executor", "job_id", "host") if status.job.get(k))
     status.detail = "; ".join(x for x in (status.detail, where) if x)
@@ -171,6 +211,10 @@ def run_status(run: plan_lib.PlannedRun, base: Path) -> RunStatus:
 
 
 def profile_status(profile: Profile, runs: Iterable[plan_lib.PlannedRun], root: Path | str | None = None) -> list[RunStatus]:
-    """:func:`run_status` of each of ``runs`` of ``profile`` under ``<root>/<profile>``."""
-    base = records.results_root(root) / profile.name
-    return [run_status(run, base) for run in runs]
+    """:func:`run_status` of each of ``runs`` of ``profile`` under ``<root>/<profile>``; Slurm, where it
+    answers, is asked once which of their jobs it still holds (before any record is read)."""
+    base, runs = records.results_root(root) / profile.name, list(runs)
+    said = [_from_jobs(base / r.config.name)[1] for r in runs]
+    ids = [j["job_id"] for j in said if j.get("executor") == "slurm" and j.get("job_id")]
+    active = slurm_active(ids) if ids else set()
+    return [run_status(run, base, active) for run in runs]
