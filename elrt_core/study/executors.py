@@ -7,7 +7,9 @@ folder, resuming the folder's checkpoint, in whatever process the executor start
   interpreter) that sees only the GPU handed to it (:attr:`RunJob.gpu`), with no time limit of its own,
   in the job folder ``<results>/<profile>/.jobs/submitit`` (:func:`.status.submitit_folder`); the scheduler of :mod:`.batch` keeps at
   most ``--jobs`` of them alive and hands out the GPUs (submitit's LocalExecutor would start every
-  submitted job at once, give each GPU 0, and stop a job after a default of two minutes);
+  submitted job at once, give each GPU 0, and stop a job after a default of two minutes; its
+  controller restarts a requeued job at most 6 times, but a local job is requeued only by a USR2 sent to
+  it, and the next batch resumes the run anyway);
 * ``debug``: :func:`run_debug` runs the job in this process (a failure opens pdb);
 * ``slurm``: :func:`submit_slurm` submits one job array per resource class (:func:`classes`),
   ``%``-limited, each task signalled ``signal_delay_s`` before its time limit; :func:`slurm_scripts`
