@@ -248,14 +248,15 @@ def _slurm_options(args: argparse.Namespace) -> SlurmOptions | None:
     """The Slurm options of ``elrt batch`` (``None`` for another executor, which takes none of them)."""
     from .study.executors import SlurmOptions
 
+    local_only = {"jobs": "Slurm runs up to --max-running jobs at once", "minutes": "give --time-min per job on Slurm"}
+    for name, why in local_only.items():
+        if args.executor != "local" and getattr(args, name) is not None:
+            raise UsageError(f"{_flag(name)} applies to --executor local only; {why}")
     given = [n for n in _SLURM_FLAGS if getattr(args, n) not in (None, False, [])]
     if args.executor != "slurm":
         if given:
             raise UsageError(f"{_flag(given[0])} applies to --executor slurm only")
         return None
-    for name, why in (("jobs", "Slurm runs up to --max-running jobs at once"), ("minutes", "give --time-min per job")):
-        if getattr(args, name) is not None:
-            raise UsageError(f"{_flag(name)} applies to --executor local only; {why}")
     sbatch = {}
     for item in args.sbatch or []:
         match = _SBATCH_OPTION.fullmatch(item)

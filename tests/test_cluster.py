@@ -85,6 +85,7 @@ def test_dry_run_prints_the_scripts_and_creates_nothing(tmp_path, capsys):
         (["--executor", "slurm", "--dry-run", "--sbatch", "qos"], "--sbatch 'qos': expected KEY=VALUE"),
         (["--executor", "slurm", "--mem", "0"], "--mem: must be > 0"),
         (["--executor", "nomad"], "invalid choice: 'nomad'"),
+        (["--executor", "debug", "--jobs", "2"], "--jobs applies to --executor local only"),
     ],
 )
 def test_options_that_do_not_apply_are_refused_in_one_line(argv, needle, tmp_path, capsys):
