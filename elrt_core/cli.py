@@ -45,6 +45,7 @@ except KeyboardInterrupt:
 
 if TYPE_CHECKING:
     from .profiles import Profile
+    from .study.executors import SlurmOptions
     from .study.plan import PlannedRun
 
 __all__ = ["main", "build_parser"]
@@ -263,7 +264,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---- batch / plan / reproduce / calibrate -----------------------------------------------------------
+_SLURM_RESOURCES = ("partition", "account", "gpus", "cpus", "time_min", "max_running", "signal_delay_s")
+_SLURM_FLAGS = (*_SLURM_RESOURCES, "mem", "setup", "sbatch", "dry_run", "wait")
+_SBATCH_OPTION = re.compile(r"([a-z][a-z0-9-]*)=(.*)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _slurm_options(args: argparse.Namespace) -> SlurmOptions | None:
+    """The Slurm options of ``elrt batch`` (``None`` for another executor, which takes none of them)."""
+    from .study.executors import SlurmOptions
+
+    local_only = {"jobs": "Slurm runs up to --max-running jobs at once", "minutes": "give --time-min per job on Slurm"}
+    for name, why in local_only.items():
+        if args.executor != "local" and getattr(args, name) is not None:
+            raise UsageError(f"{_flag(name)} applies to --executor local only; {why}")
+    given = [n for n in _SLURM_FLAGS if getattr(args, n) not in (None, False, [])]
+    if args.executor != "slurm":
+        if given:
+            raise UsageError(f"{_flag(given[0])} applies to --executor slurm only")
+        return None
+    sbatch = {}
+    for item in args.sbatch or []:
+        match = _SBATCH_OPTION.fullmatch(item)
+        if match is None:
+            raise UsageError(f"--sbatch {item!r}: expected KEY=VALUE with the long option name, e.g. --sbatch qos=high")
+        sbatch[match[1]] = match[2]
+    fields = {"mem_gb": args.mem, "setup": tuple(args.setup or ()), "sbatch": sbatch}
+    fields |= {n: getattr(args, n) for n in _SLURM_RESOURCES if getattr(args, n) is not None}
+    return SlurmOptions(**fields)
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
+    import shutil
+
     from . import profiles
     from .study import batch
 
@@ -271,10 +307,37 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.results:
         _check_output(Path(args.results), "--results")
     runs = _planned(prof, args) if args.methods is not None else None
-    _check_data("cifar10", args.data_dir, download=False)
-    options = _options(args, "jobs", "threads", "minutes", "device", "data_dir", "max_priority")
-    report = batch.run(prof, **options, root=args.results, runs=runs)
+    slurm = _slurm_options(args)
+    if slurm is not None and not args.dry_run and shutil.which("sbatch") is None:
+        raise UsageError("--executor slurm: no `sbatch` here; run on a Slurm login node, or add --dry-run to see the job scripts")
+    if not args.dry_run:
+        _check_data("cifar10", args.data_dir, download=False)
+    threads = args.threads or (slurm.cpus if slurm else None)
+    options = _options(args, "executor", "minutes", "device", "data_dir", "max_priority", "compile", "dry_run", "wait")
+    report = batch.run(prof, **options, jobs=args.jobs or 1, threads=threads, slurm=slurm, root=args.results, runs=runs)
     return 0 if report.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import profiles
+    from .study import status
+
+    prof = profiles.load(args.profile)
+    if args.json:
+        _check_output(Path(args.json), "--json", folder=False)
+    found = status.profile_status(prof, _planned(prof, args), args.results)
+    for s in found:
+        epochs = f"epoch {s.epoch}/{s.epochs}" if s.epoch is not None and s.state not in ("done", "diverged") else ""
+        print(f"{s.priority}  {s.method:<18} {s.name:<58} {s.state:<8} {epochs}  {s.detail}".rstrip())
+        for line in s.log:
+            print(f"      | {line}")
+    counts = Counter(s.state for s in found)
+    print(f"{len(found)} runs: " + ", ".join(f"{counts[k]} {k}" for k in status.STATES if counts[k]))
+    if args.json:
+        from .records import write_json
+
+        write_json(Path(args.json), {"profile": prof.name, "runs": [s.as_dict() for s in found]})
+    return 0
 
 
 def _planned(prof: Profile, args: argparse.Namespace) -> list[PlannedRun]:
@@ -477,7 +540,7 @@ def _busy_aside(out: Path, result: dict) -> Path:
     return out.with_name(f"{out.stem}-busy{out.suffix}") if kept else out
 
 
-# ---- gpu: pack / unpack / bench / batch / collect / receive -----------------------------------------
+# ---- gpu: pack / unpack / bench / collect / receive -----------------------------------------------
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -544,8 +607,11 @@ def cmd_gpu_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_gpu_unpack(args: argparse.Namespace) -> int:
-    from .gpu import pack
+    from . import profiles
+    from .gpu import jobs, pack
+    from .paths import project_root
 
+    prof = profiles.load(args.profile)
     pack_dir = _in_project(args.pack, pack.PACK_DIR)
     data_out, results = _in_project(args.data_out, pack.DEVICE_DATA), _in_project(args.results, pack.DEVICE_RESULTS)
     _check_output(data_out, "--data-out")
@@ -554,6 +620,7 @@ def cmd_gpu_unpack(args: argparse.Namespace) -> int:
     report = pack.unpack(pack_dir, data_out, results)
     print(f"data: {report['data']}" + (" (already there)" if report["data_reused"] else ""))
     print(f"checkpoints: {len(report['checkpoints_written'])} written, {len(report['checkpoints_kept'])} kept as they were")
+    jobs.arrive(project_root(), report["source"], prof, results)
     return 0
 
 
@@ -568,35 +635,6 @@ def cmd_gpu_bench(args: argparse.Namespace) -> int:
     report = jobs.bench(settings, results, lock_wait_s=args.lock_wait)
     print(f"bench: {len(report['written'])} record(s), {len(report['failed'])} failed, {report['seconds']:.0f} s")
     return 0 if not report["failed"] else 1
-
-
-def cmd_gpu_batch(args: argparse.Namespace) -> int:
-    from . import profiles
-    from .gpu import jobs, pack
-    from .paths import project_root
-    from .train import resolve_device
-
-    prof = profiles.load(args.profile)
-    root = project_root()
-    results, data_dir = _in_project(args.results, pack.DEVICE_RESULTS), _in_project(args.data_dir, pack.DEVICE_DATA)
-    _check_output(results, "--results")
-    resolve_device(args.device)
-    _check_data("cifar10", str(data_dir), download=False)
-    report = jobs.train(
-        prof,
-        root=root,
-        minutes=args.minutes,
-        jobs=args.jobs,
-        threads=args.threads,
-        device=args.device,
-        data_dir=data_dir,
-        results=results,
-        max_priority=args.max_priority,
-        compile=args.compile,
-        bench_first=not args.no_bench,
-        bench_timeout_s=args.bench_timeout,
-    )
-    return 0 if not report["outcome"]["failed"] and not report.get("interrupted") else 1
 
 
 def cmd_gpu_collect(args: argparse.Namespace) -> int:
@@ -643,7 +681,7 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     from . import bench, profiles
     from .gpu import jobs
 
-    p = sub.add_parser("gpu", help="carry data to a lent GPU, train there until a deadline, bring the records back")
+    p = sub.add_parser("gpu", help="carry data to a lent GPU and the records back (training there: elrt batch)")
     gsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
 
     g = gsub.add_parser("pack", help="(here) write CIFAR-10 and unfinished checkpoints as pieces that fit device calls")
@@ -657,7 +695,8 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.set_defaults(func=cmd_gpu_pack)
 
-    g = gsub.add_parser("unpack", help="(device) check the pack and write the data and checkpoints")
+    g = gsub.add_parser("unpack", help="(device) check the pack, write the data and checkpoints, ready the tree for elrt batch")
+    g.add_argument("--profile", default="paper", choices=profiles.names(), help="whose records to copy from the tree")
     g.add_argument("--pack", help="pack folder (default: <study>/.device/pack)")
     g.add_argument("--data-out", help="data folder to write (default: <study>/.device/data)")
     g.add_argument("--results", help="results folder for the checkpoints (default: <study>/.device/results)")
@@ -674,20 +713,6 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lock-wait", type=_NON_NEGATIVE, default=0.0, help="seconds to wait for a training batch holding the GPU")
     g.add_argument("--results", help="results folder (default: <study>/.device/results)")
     g.set_defaults(func=cmd_gpu_bench)
-
-    g = gsub.add_parser("batch", help="(device) bench, then train the profile's plan until the deadline, side by side")
-    g.add_argument("--profile", default="paper", choices=profiles.names())
-    g.add_argument("--minutes", type=_POSITIVE, required=True, help="deadline from the start of this command, bench included")
-    g.add_argument("--jobs", type=_POSITIVE_INT, default=12, help="training processes side by side on the GPU")
-    g.add_argument("--threads", type=_POSITIVE_INT, default=1, help="CPU threads per training process")
-    g.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
-    g.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
-    g.add_argument("--compile", action="store_true", help="torch.compile each model (pays compile time at every start)")
-    g.add_argument("--no-bench", action="store_true", help="skip the bench (e.g. one ran in the background already)")
-    g.add_argument("--bench-timeout", type=_POSITIVE, default=180.0, help="seconds the bench may take at most")
-    g.add_argument("--data-dir", help="verified CIFAR-10 (default: <study>/.device/data)")
-    g.add_argument("--results", help="results folder (default: <study>/.device/results)")
-    g.set_defaults(func=cmd_gpu_batch)
 
     g = gsub.add_parser("collect", help="(device) archive the new records, bench records and checkpoints into --out")
     g.add_argument("--out", required=True, help="folder whose files come back ($OUT on the device)")
@@ -712,21 +737,60 @@ def _version() -> str:
 _METHODS_HELP = "only these methods of the plan, comma-separated (e.g. tucker2-hw,tucker2), in plan order"
 
 
-def _add_study_parsers(sub) -> None:
-    """``batch``, ``plan``, ``reproduce`` and ``calibrate``: commands that act on a profile."""
-    from . import profiles
+def _add_slurm_args(g: argparse._ArgumentGroup) -> None:
+    """The options of ``elrt batch --executor slurm`` (each job is one run)."""
+    from .study.executors import SlurmOptions
 
-    p = sub.add_parser("batch", help="train the missing runs of a profile, several processes side by side")
+    d = SlurmOptions()
+    g.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    g.add_argument("--account", help="Slurm account (default: yours)")
+    g.add_argument("--gpus", type=_COUNT, help=f"GPUs per job (default: {d.gpus})")
+    g.add_argument("--cpus", type=_POSITIVE_INT, help=f"CPUs per job (default: {d.cpus})")
+    g.add_argument("--mem", type=_POSITIVE, help="GB of memory per job (default: the partition's)")
+    g.add_argument("--time-min", type=_POSITIVE_INT, help=f"minutes per job; a job past them is requeued (default: {d.time_min})")
+    g.add_argument("--max-running", type=_POSITIVE_INT, help=f"jobs of an array running at once (default: {d.max_running})")
+    g.add_argument(
+        "--signal-delay-s",
+        type=_POSITIVE_INT,
+        help=f"seconds before the limit a job is told to stop (default: {d.signal_delay_s})",
+    )
+    g.add_argument(
+        "--setup", action="append", help="a shell line run before each job, e.g. 'source venv/bin/activate' (repeatable)"
+    )
+    g.add_argument("--sbatch", action="append", metavar="KEY=VAL", help="any other sbatch option, e.g. qos=high (repeatable)")
+    g.add_argument("--dry-run", action="store_true", help="print the job scripts; submit nothing")
+    g.add_argument("--wait", action="store_true", help="follow the jobs until every one has ended")
+
+
+def _add_study_parsers(sub) -> None:
+    """``batch``, ``status``, ``plan``, ``reproduce`` and ``calibrate``: commands that act on a profile."""
+    from . import profiles
+    from .study.executors import EXECUTORS
+
+    p = sub.add_parser("batch", help="train the missing runs of a profile: local processes side by side, or Slurm job arrays")
     p.add_argument("--profile", default="cpu-full", choices=profiles.names())
-    p.add_argument("--jobs", type=_POSITIVE_INT, default=1, help="training processes side by side")
-    p.add_argument("--threads", type=_POSITIVE_INT, help="PyTorch threads per process (default: PyTorch's)")
-    p.add_argument("--minutes", type=_POSITIVE, help="start no run after this many minutes; stop the rest (they resume)")
+    p.add_argument(
+        "--executor", default="local", choices=EXECUTORS, help="local processes, Slurm job arrays, or this process (pdb)"
+    )
+    p.add_argument("--jobs", type=_POSITIVE_INT, help="local runs side by side (default: 1)")
+    p.add_argument("--threads", type=_POSITIVE_INT, help="PyTorch threads per run (default: PyTorch's; Slurm: --cpus)")
+    p.add_argument("--minutes", type=_POSITIVE, help="start no local run after this many minutes; stop the rest (they resume)")
     p.add_argument("--max-priority", type=_POSITIVE_INT, help="train only run groups up to this priority")
     p.add_argument("--methods", help=_METHODS_HELP)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--data-dir")
     p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model (pays compile time at every start)")
+    _add_slurm_args(p.add_argument_group("--executor slurm (one job array per network)"))
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("status", help="where each run of a profile stands: done, running, queued, failed, diverged")
+    p.add_argument("--profile", default="cpu-full", choices=profiles.names())
+    p.add_argument("--max-priority", type=_POSITIVE_INT)
+    p.add_argument("--methods", help=_METHODS_HELP)
+    p.add_argument("--results", help="results folder (default: $ELRT_RESULTS, else <study>/results)")
+    p.add_argument("--json", help="also write the table to this JSON file")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("plan", help="list the runs a profile needs, in training order, and their status")
     p.add_argument("--profile", default="cpu-full", choices=profiles.names())

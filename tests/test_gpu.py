@@ -1,6 +1,6 @@
 """Ready for a lent GPU, dry-run on the CPU: the tree stays small enough to travel, the data pack
-round-trips exactly and catches damage, the device's batch trains planned runs side by side and
-writes normal records, and what comes back fits a device call and lands in results/ intact."""
+round-trips exactly and catches damage, the device's calls unpack, ready the tree and train with
+``elrt batch`` into normal records, and what comes back fits a device call and lands in results/ intact."""
 
 import dataclasses
 import fcntl
@@ -22,6 +22,7 @@ from elrt_core.data import load
 from elrt_core.data.checksums import BINARY_MD5
 from elrt_core.gpu import calls, collect, jobs, pack, source
 from elrt_core.profiles import RunGroup
+from elrt_core.study import batch as study_batch
 from elrt_core.study.plan import plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,12 +168,16 @@ def test_device_calls_carry_one_group_each_and_fit_the_tool(packed):
     assert "setsid" in calls_[0].command and "gpu bench" in calls_[0].command and "gpu unpack" not in calls_[0].command
     last = calls_[-1].command
     assert (
-        last.index("gpu unpack")
-        < last.index("gpu batch --profile paper --minutes 8 --no-bench")
+        last.index("gpu unpack --profile paper")
+        < last.index(f". {jobs.SOURCE_ENV};")
+        < last.index(f"flock -w {calls.BENCH_S} .device/results/gpu.lock true")
+        < last.index("batch --profile paper --executor local --device cuda --jobs 12 --threads 1 --minutes 8 ")
+        < last.index("status --profile paper --results .device/results --json .device/results/gpu/status-paper.json")
         < last.index('gpu collect --out "$OUT"')
     )
-    single = calls.device_calls({"groups": [{"folder": "g1"}]}, minutes=8)
-    assert len(single) == 1 and "--no-bench" not in single[0].command and "setsid" not in single[0].command
+    single = calls.device_calls({"groups": [{"folder": "g1"}]}, minutes=8)[0].command
+    assert "setsid" not in single and "flock" not in single
+    assert single.index(f"timeout {calls.BENCH_S} $E gpu bench") < single.index("--minutes 5 ")  # the bench's time comes first
     with pytest.raises(ValueError, match="no room"):
         calls.device_calls(manifest, minutes=9)
 
@@ -220,32 +225,6 @@ def test_bench_waits_for_the_gpu_lock(tmp_path):
         os.close(fd)
     with jobs.gpu_lock(tmp_path, wait_s=0.0) as waited:
         assert waited < 0.5
-
-
-def test_batch_waits_for_a_bench_at_most_its_time_limit(tmp_path, cifar10_dir):
-    empty = dataclasses.replace(profiles.load("smoke"), runs=())
-    kwargs = dict(
-        root=REPO,
-        minutes=1,
-        jobs=1,
-        threads=1,
-        device="cpu",
-        data_dir=cifar10_dir,
-        results=tmp_path,
-        bench_first=False,
-        bench_timeout_s=0.5,
-        pack_dir=tmp_path / "no-pack",
-        log=lambda s: None,
-    )
-    fd = os.open(tmp_path / jobs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # a bench still running
-    try:
-        held = jobs.train(empty, **kwargs)
-    finally:
-        os.close(fd)
-    assert held["bench_wait_seconds"] is None and held["source"] is None and held["outcome"]["finished"] == []
-    free = jobs.train(empty, **kwargs)
-    assert free["bench_wait_seconds"] == 0.0 and len(list((tmp_path / "gpu").glob("batch-smoke-*.json"))) >= 1
 
 
 def test_bench_set_on_the_cpu_writes_records_per_device(tmp_path):
@@ -316,66 +295,47 @@ def test_seed_records_copies_what_the_tree_holds_and_keeps_the_rest(tmp_path):
     assert (tmp_path / "dev" / "smoke" / "b" / "record.json").read_text() == "device"
 
 
+def test_arrive_names_the_packed_commit_and_copies_the_tree_records(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "results" / "smoke" / "a").mkdir(parents=True)
+    (tree / "results" / "smoke" / "a" / "record.json").write_text("tree")
+    (tree / "code.py").write_text("print(1)\n")
+    state = {"commit": "c" * 40, "files": {"code.py": source.blob_id(tree / "code.py")}}
+    got = jobs.arrive(tree, state, profiles.load("smoke"), tmp_path / "dev", log=lambda s: None)
+    assert got["records_copied"] == 1 and (tmp_path / "dev" / "smoke" / "a" / "record.json").read_text() == "tree"
+    assert (tree / jobs.SOURCE_ENV).read_text() == f"export ELRT_SOURCE_COMMIT={'c' * 40}\nexport ELRT_SOURCE_DIRTY=0\n"
+    (tree / "code.py").write_text("print(2)\n")
+    assert not jobs.arrive(tree, state, profiles.load("smoke"), tmp_path / "dev", log=lambda s: None)["records_copied"]
+    assert (tree / jobs.SOURCE_ENV).read_text().endswith("ELRT_SOURCE_DIRTY=1\n")
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, packed, cifar10_dir):
-    """``gpu batch`` on a two-run smoke profile (dense and Tucker-2, seed 0), two processes, CPU, no bench."""
+def trained(tmp_path_factory, cifar10_dir):
+    """The training of the device's last call, on the CPU: ``elrt batch --executor local`` of a two-run
+    smoke profile (dense and Tucker-2, seed 0) into the device's results folder, then its status report."""
     smoke = profiles.load("smoke")
     prof = dataclasses.replace(smoke, runs=(RunGroup(1, "resnet20", 2.0, ("dense", "tucker2"), (0,)),))
     results = tmp_path_factory.mktemp("device-results")
-    said = []
-    report = jobs.train(
-        prof,
-        root=REPO,
-        minutes=10,
-        jobs=2,
-        threads=1,
-        device="cpu",
-        data_dir=cifar10_dir,
-        results=results,
-        bench_first=False,
-        pack_dir=packed[0],
-        log=said.append,
-    )
-    return prof, results, report, said
+    report = study_batch.run(prof, jobs=2, threads=1, device="cpu", data_dir=str(cifar10_dir), root=results, log=lambda s: None)
+    main(["status", "--profile", "smoke", "--results", str(results), "--json", str(results / "gpu" / "status-smoke.json")])
+    return prof, results, report
 
 
 @pytest.mark.slow
-def test_batch_trains_the_plan_side_by_side_into_normal_records(trained, packed):
-    prof, results, report, said = trained
+def test_the_device_batch_writes_normal_records_and_a_status_report(trained):
+    prof, results, report = trained
     names = [r.config.name for r in plan(prof)]
-    assert sorted(report["outcome"]["finished"]) == sorted(names) and not report["outcome"]["failed"], said
-    assert any("2 process(es)" in s for s in said)
-    recs = [records.read(results / "smoke" / n) for n in names]
-    for rec in recs:
+    assert sorted(report.finished) == sorted(names) and not report.failed
+    for name in names:
+        rec = records.read(results / "smoke" / name)
         assert rec.finished and rec.provenance["device"] == "cpu" and rec.provenance["profile"] == "smoke"
-        assert rec.provenance["versions"]["torch"] and rec.provenance["device_name"]
-        assert rec.provenance["torch_threads"] == 1
-    starts = [rec.provenance["started"] for rec in recs]
-    ends = [rec.provenance["ended"] for rec in recs]
-    assert max(starts) <= min(ends)  # the two runs overlapped in time
-    assert report["source"]["commit"] == packed[1]["source"]["commit"]
-    (written,) = (results / "gpu").glob("batch-smoke-*.json")
-    assert json.loads(written.read_text())["outcome"]["finished"] == report["outcome"]["finished"]
-    assert report["progress"] == {}  # nothing left unfinished
-
-
-def test_progress_reads_the_checkpoints_of_unfinished_runs(tmp_path):
-    import torch
-
-    prof = profiles.load("smoke")
-    first, second = (r.config.name for r in plan(prof)[:2])
-    (tmp_path / "smoke" / first).mkdir(parents=True)
-    saved = {"config_hash": "0" * 16, "epoch": 1, "model": {}, "optimizer": {}, "scheduler": {}, "wall_seconds": 2.5}
-    torch.save({**saved, "history": [{"epoch": 1, "epoch_seconds": 2.5}]}, tmp_path / "smoke" / first / "checkpoint.pt")
-    (tmp_path / "smoke" / second).mkdir(parents=True)
-    (tmp_path / "smoke" / second / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    got = jobs.progress(prof, tmp_path)
-    assert got[first] == {"epoch": 1, "epochs": 2, "epoch_seconds": 2.5} and "error" in got[second] and len(got) == 2
+    table = {r["name"]: r["state"] for r in json.loads((results / "gpu" / "status-smoke.json").read_text())["runs"]}
+    assert all(table[n] == "done" for n in names) and len(table) == len(plan(profiles.load("smoke")))
 
 
 @pytest.mark.slow
 def test_collect_fits_a_device_call_and_receive_restores_it(trained, tmp_path):
-    prof, results, _, _ = trained
+    prof, results, _ = trained
     out = tmp_path / "OUT"
     assert main(["gpu", "collect", "--out", str(out), "--results", str(results), "--name", "back"]) == 0
     files = sorted(p for p in out.rglob("*") if p.is_file())
@@ -398,7 +358,7 @@ def test_collect_fits_a_device_call_and_receive_restores_it(trained, tmp_path):
 
 @pytest.mark.slow
 def test_collect_leaves_out_records_the_tree_already_holds(trained, tmp_path):
-    prof, results, _, _ = trained
+    prof, results, _ = trained
     dense = plan(prof)[0].config.name
     tree = tmp_path / "tree"
     (tree / "smoke" / dense).mkdir(parents=True)
@@ -447,10 +407,8 @@ def test_collect_refuses_a_full_out_folder(tmp_path):
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["gpu", "batch", "--minutes", "0"], "--minutes: must be > 0"),
-        (["gpu", "batch"], "the following arguments are required: --minutes"),
-        (["gpu", "batch", "--minutes", "5", "--profile", "gpu"], "invalid choice: 'gpu'"),
-        (["gpu", "batch", "--minutes", "5", "--jobs", "0"], "--jobs: must be > 0"),
+        (["gpu", "batch", "--minutes", "5"], "invalid choice: 'batch'"),  # training there is `elrt batch`
+        (["gpu", "unpack", "--profile", "gpu"], "invalid choice: 'gpu'"),
         (["gpu", "unpack", "--pack", "/nonexistent"], "no pack manifest at /nonexistent/manifest.json"),
         (["gpu", "receive", "/nonexistent.json"], "no collect manifest"),
         (["gpu", "collect", "--out", "/tmp/x", "--results", "/nonexistent"], "is not a folder"),

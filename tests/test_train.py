@@ -158,44 +158,6 @@ def test_a_locked_run_folder_is_refused(tmp_path, cifar10_dir):
             fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir))
 
 
-def test_a_batch_leaves_a_run_another_process_is_training_to_that_process(tmp_path):
-    import fcntl
-
-    from elrt_core import profiles
-    from elrt_core.study import batch, plan, runs
-
-    profile = profiles.load("smoke")
-    run = plan.plan(profile)[0]
-    out = runs.run_dir(run.config, profile.name, tmp_path)
-    assert not run_folder.busy(out)  # no folder yet
-    out.mkdir(parents=True)
-    logged = []
-    pool = batch._Pool(profile, lambda r, o: pytest.fail("started a run that is busy"), {}, tmp_path, logged.append)
-    with open(out / run_folder.LOCK_FILE, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        assert run_folder.busy(out)
-        pool.start(run, "1/1")
-    assert pool.report.skipped == [run.config.name] and not pool.active
-    assert logged and logged[0].startswith("[busy]") and not (out / batch.CONFIG_FILE).exists()
-    assert not run_folder.busy(out)  # released with its holder; the probe left no lock behind
-
-
-def test_a_train_that_finds_its_folder_taken_is_left_to_the_other_process_not_failed(tmp_path):
-    import sys
-
-    from elrt_core import profiles
-    from elrt_core.study import batch, plan
-
-    profile = profiles.load("smoke")
-    run = plan.plan(profile)[0]
-    exits_busy = [sys.executable, "-c", f"import sys; sys.exit({run_folder.BUSY_EXIT_STATUS})"]
-    pool = batch._Pool(profile, lambda r, o: exits_busy, {}, tmp_path, lambda line: None)
-    pool.start(run, "1/1")  # the folder was free when probed; the process then finds it taken
-    next(iter(pool.active)).wait()
-    pool.reap()
-    assert pool.report.skipped == [run.config.name] and not pool.report.failed
-
-
 def test_the_cli_names_a_busy_run_folder_with_its_own_exit_status(tmp_path, cifar10_dir, capsys):
     import fcntl
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pack as pack_lib
+from .jobs import LOCK_FILE, SOURCE_ENV
 
 __all__ = ["DeviceCall", "device_calls", "COMMAND_LIMIT", "CALL_LIMIT_S", "CARRY_LIMIT"]
 
@@ -29,6 +30,10 @@ FINISH_S = 120
 """Seconds the last call keeps beside the batch's minutes: unpack before, stopping the runs and collect after."""
 STOP_S = 30
 """Seconds after the deadline at which the batch is interrupted (it then stops its runs, each keeping its checkpoint)."""
+BENCH_S = 180
+"""Seconds the CUDA bench may take: the last call waits that long at most for it (a single call runs it first)."""
+JOBS = 12
+"""Training processes side by side on the lent GPU (one CPU thread each)."""
 
 _ENV = "export PYTHONPATH=. PYTHONUNBUFFERED=1; E='python3 -m elrt_core.cli'"
 _CHECK = (
@@ -52,11 +57,19 @@ class DeviceCall:
 
 
 def _last(profile: str, minutes: float, bench_inline: bool) -> str:
-    bench = "" if bench_inline else " --no-bench"
+    """Unpack, wait for the bench (or run it here), train until the deadline, write the status, collect."""
+    results, data = pack_lib.DEVICE_RESULTS, pack_lib.DEVICE_DATA
+    bench = f"timeout {BENCH_S} $E gpu bench; " if bench_inline else f"flock -w {BENCH_S} {results}/{LOCK_FILE} true; "
+    train_minutes = minutes - BENCH_S / 60 if bench_inline else minutes
+    batch = (
+        f"$E batch --profile {profile} --executor local --device cuda --jobs {JOBS} --threads 1 --minutes {train_minutes:g} "
+        f"--results {results} --data-dir {data}"
+    )
     return (
-        f"$E gpu unpack || exit 3; timeout -s INT -k 30 {round(minutes * 60) + STOP_S} $E gpu batch --profile {profile} "
-        f"--minutes {minutes:g}{bench}"
-        f' 2>&1 | tee "$OUT/batch.log"; cp .device/bench.log "$OUT/" 2>/dev/null; $E gpu collect --out "$OUT"'
+        f"$E gpu unpack --profile {profile} || exit 3; . {SOURCE_ENV}; {bench}"
+        f'timeout -s INT -k 30 {round(train_minutes * 60) + STOP_S} {batch} 2>&1 | tee "$OUT/batch.log"; '
+        f"$E status --profile {profile} --results {results} --json {results}/gpu/status-{profile}.json > /dev/null; "
+        f'cp .device/bench.log "$OUT/" 2>/dev/null; $E gpu collect --out "$OUT"'
     )
 
 

@@ -1,37 +1,29 @@
-"""The work of a lent GPU machine: the CUDA bench set, then as many planned runs as fit a deadline.
+"""The work of a lent GPU machine besides training: the CUDA bench set, and the arrival of the pack.
 
 :func:`bench` measures dense against Tucker-2 at 2x and 3x fewer MACs for ResNet-20, -56 (CIFAR
-shapes) and ResNet-50 (ImageNet shapes) with :func:`elrt_core.bench.speedup`, one process, and
-writes one record per setting under ``<results>/bench/<device>/<device name>/``. :func:`train`
-hands the profile's plan to the scheduler :func:`elrt_core.study.batch.run` (one ``elrt train``
-process per run, several side by side, in priority order, each resuming its checkpoint and
-stopped at the deadline) after three cheap preparations: the records the tree already holds are
-copied in, so finished runs are not trained again; the source check of the pack
-(:mod:`.source`) is handed to the runs' provenance; and the bench lock is taken, so training
-does not overlap a bench still running in the background (it waits at most the bench's time limit). Its report is written as
-``<results>/gpu/batch-<profile>-<UTC time>.json``.
+shapes) and ResNet-50 (ImageNet shapes) with :func:`elrt_core.bench.speedup`, one process, holding
+``<results>/gpu.lock`` (:func:`gpu_lock`; the device call waits for it before training), and writes
+one record per setting under ``<results>/bench/<device>/<device name>/``. :func:`arrive` prepares the
+training that ``elrt batch --executor local --device cuda`` then does like on any machine: it checks
+the copied tree against the pack's commit (:mod:`.source`) for the runs' provenance and copies in the
+records the tree already holds, so finished runs are not trained again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import fcntl
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .. import records
 from ..bench import BenchSettings
+from ..paths import RESULTS_FOLDER
 from ..profiles import Profile
-from ..study import batch as study_batch
 from . import pack as pack_lib
 from . import source
 
@@ -40,17 +32,19 @@ __all__ = [
     "BENCH_RATIOS",
     "bench_settings",
     "bench",
-    "train",
-    "progress",
+    "arrive",
     "seed_records",
     "gpu_lock",
     "LOCK_FILE",
+    "SOURCE_ENV",
 ]
 
 BENCH_MODELS: dict[str, int] = {"resnet20": 128, "resnet56": 128, "resnet50": 64}
 """Bench models and their batch sizes: the CIFAR ResNets at the training batch, ResNet-50 at ImageNet shapes."""
 BENCH_RATIOS = (2.0, 3.0)
 LOCK_FILE = "gpu.lock"
+SOURCE_ENV = pack_lib.DEVICE_DATA.parent / "source.env"
+"""Shell ``export`` lines naming the commit of the device's copy of the tree (relative to the tree)."""
 _Log = Callable[[str], None]
 
 
@@ -141,148 +135,17 @@ def seed_records(profile: Profile, tree_results: Path, results: Path) -> int:
     return copied
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set for the block (inherited by the training processes)."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _source_check(root: Path, pack_dir: Path, log: _Log) -> dict[str, Any] | None:
-    """:func:`.source.verify` of the tree against the pack's source state, or ``None`` without a pack."""
-    try:
-        manifest = pack_lib.read_manifest(pack_dir)
-    except pack_lib.PackError:
-        log(f"no pack manifest in {pack_dir}: run records name the commit only if git works here")
-        return None
-    verified = source.verify(root, manifest["source"])
-    log(
-        f"source: commit {verified['commit'][:12]}, {'DIFFERS from it: ' + ', '.join(verified['changed']) if verified['dirty'] else 'unchanged'}"
-    )
-    return verified
-
-
-def _bench_subprocess(results: Path, timeout_s: float, device: str, log: _Log) -> dict[str, Any]:
-    """Run ``elrt gpu bench`` in its own process (so a hang costs at most ``timeout_s``); its exit status and seconds."""
-    cmd = [sys.executable, "-m", "elrt_core.cli", "gpu", "bench", "--device", device, "--results", str(results)]
-    t0 = time.time()
-    try:
-        code = subprocess.run(cmd, timeout=timeout_s).returncode
-    except subprocess.TimeoutExpired:
-        code = None
-        log(f"[bench] stopped after {timeout_s:.0f} s; training goes on")
-    return {"exit": code, "seconds": round(time.time() - t0, 1)}
-
-
-def train(
-    profile: Profile,
-    *,
-    root: Path,
-    minutes: float,
-    jobs: int,
-    threads: int | None,
-    device: str,
-    data_dir: Path,
-    results: Path,
-    max_priority: int | None = None,
-    compile: bool = False,
-    bench_first: bool = True,
-    bench_timeout_s: float = 180.0,
-    pack_dir: Path | None = None,
-    log: _Log = print,
-) -> dict[str, Any]:
-    """Bench (unless ``bench_first`` is false), then train the plan of ``profile`` until ``minutes``
-    after the start of this call (bench and waits included); returns and writes the report."""
-    started = time.time()
-    deadline = started + 60 * minutes
-    report: dict[str, Any] = {
-        "profile": profile.name,
-        "minutes": minutes,
-        "jobs": jobs,
-        "threads": threads,
-        "device": device,
-        "compile": compile,
-        "started": _iso(started),
-    }
-    verified = _source_check(root, Path(pack_dir) if pack_dir else root / pack_lib.PACK_DIR, log)
-    report["source"] = verified
-    report["records_copied"] = seed_records(profile, root / "results", results)
-    env = source.environment(verified) if verified else {}
-    outcome = study_batch.BatchReport()
-    try:
-        with _environment(env):
-            if bench_first:
-                report["bench"] = _bench_subprocess(results, min(bench_timeout_s, max(deadline - time.time(), 1.0)), device, log)
-            with contextlib.ExitStack() as held:
-                try:  # a bench running in the background: wait for it, at most bench_timeout_s
-                    report["bench_wait_seconds"] = round(
-                        held.enter_context(gpu_lock(results, min(bench_timeout_s, max(deadline - time.time(), 0.0)), log)), 1
-                    )
-                except TimeoutError as e:
-                    report["bench_wait_seconds"] = None
-                    log(f"{e}; training starts beside it")
-                left = (deadline - time.time()) / 60
-                if left <= 0:
-                    log("no time left for training")
-                else:
-                    outcome = study_batch.run(
-                        profile,
-                        jobs=jobs,
-                        threads=threads,
-                        minutes=left,
-                        device=device,
-                        data_dir=str(data_dir),
-                        root=results,
-                        max_priority=max_priority,
-                        log=log,
-                        extra=("--compile",) if compile else (),
-                    )
-    except KeyboardInterrupt:  # `timeout -s INT` past the deadline: the scheduler has stopped its runs; keep the report
-        report["interrupted"] = True
-        log("interrupted: the runs were stopped and keep their checkpoints")
-    report.update(
-        {
-            "outcome": asdict(outcome),
-            "progress": progress(profile, results),
-            "ended": _iso(time.time()),
-            "seconds": round(time.time() - started, 1),
-        }
-    )
-    out = results / "gpu" / f"batch-{profile.name}-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    records.write_json(out, report)
-    log(f"report: {out}")
-    return report
-
-
-def progress(profile: Profile, results: Path) -> dict[str, dict[str, Any]]:
-    """Each unfinished planned run with a checkpoint: ``{"epoch": epochs done, "epochs": planned,
-    "epoch_seconds": wall seconds of its last epoch}``, to size the next session."""
-    from ..study.plan import plan
-    from ..train import checkpoint
-
-    out = {}
-    for run in plan(profile):
-        folder = Path(results) / profile.name / run.config.name
-        if (folder / records.RECORD_FILE).exists() or not (folder / checkpoint.CHECKPOINT_FILE).is_file():
-            continue
-        path = folder / checkpoint.CHECKPOINT_FILE
-        try:
-            saved = checkpoint.check(checkpoint.load(path), str(path))
-        except (checkpoint.CheckpointError, OSError) as e:  # being replaced right now, or foreign: report, do not fail the batch
-            out[run.config.name] = {"error": f"{type(e).__name__}: {e}"}
-            continue
-        last = saved["history"][-1] if saved.get("history") else {}
-        out[run.config.name] = {"epoch": saved["epoch"], "epochs": run.config.epochs, "epoch_seconds": last.get("epoch_seconds")}
-    return out
-
-
-def _iso(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
+def arrive(root: Path, source_state: dict[str, Any], profile: Profile, results: Path, log: _Log = print) -> dict[str, Any]:
+    """On the lent machine, after the pack is unpacked: check the tree against the pack's source state
+    (:func:`.source.verify`) and write the variables that hand the answer to the runs' records as shell
+    ``export`` lines into :data:`SOURCE_ENV` (the device call sources them before ``elrt batch``); copy
+    the tree's records of ``profile`` into ``results``, so that finished runs are not trained again."""
+    verified = source.verify(root, source_state)
+    state = "DIFFERS from it: " + ", ".join(verified["changed"]) if verified["dirty"] else "unchanged"
+    log(f"source: commit {verified['commit'][:12]}, {state}")
+    env = root / SOURCE_ENV
+    env.parent.mkdir(parents=True, exist_ok=True)
+    env.write_text("".join(f"export {k}={v}\n" for k, v in source.environment(verified).items()))
+    copied = seed_records(profile, root / RESULTS_FOLDER, results)
+    log(f"records: {copied} of profile {profile.name} copied from the tree (their runs are not trained again)")
+    return {"source": verified, "records_copied": copied}

@@ -232,6 +232,7 @@ class _State:
     history: list[dict[str, Any]]
     epoch: int = 0
     wall_before: float = 0.0
+    resumptions: int = 0
 
     def save(self, config: TrainConfig, path: Path, resumed_at: float) -> None:
         checkpoint.save_atomic(
@@ -243,6 +244,7 @@ class _State:
                 "scheduler": self.scheduler.state_dict(),
                 "history": self.history,
                 "wall_seconds": self.wall_before + time.time() - resumed_at,
+                "resumptions": self.resumptions,
             },
             path,
         )
@@ -261,6 +263,7 @@ class _State:
                 "pass --force to start this run over"
             ) from None
         self.history, self.epoch, self.wall_before = saved["history"], saved["epoch"], saved["wall_seconds"]
+        self.resumptions = saved.get("resumptions", 0) + 1  # this start is one more
 
 
 def _new_state(config: TrainConfig, model: nn.Module, device: torch.device, channels_last: bool, steps_per_epoch: int) -> _State:
@@ -399,10 +402,11 @@ def _check_finite(state: _State, row: dict[str, Any]) -> None:
         raise _Diverged(None, f"{what} after epoch {row['epoch']}")
 
 
-def fit(config: TrainConfig, options: RunOptions | None = None) -> dict[str, Any]:
+def fit(config: TrainConfig, options: RunOptions | None = None, job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``config`` in ``options.out`` (default :class:`RunOptions`) and return its record (see
     :mod:`.run_folder` for what an existing folder leads to: a finished run of the same config is
-    returned without training)."""
+    returned without training). ``job``: the batch job that runs it (executor, job id, visible GPUs),
+    for the record's provenance (:mod:`elrt_core.study.executors`)."""
     options = options or RunOptions()
     started = time.time()
     device = resolve_device(options.device)
@@ -420,18 +424,26 @@ def fit(config: TrainConfig, options: RunOptions | None = None) -> dict[str, Any
                 if ctx.is_main and not options.quiet:
                     print(f"{options.out} already holds the finished run of this config: reusing it (--force retrains)")
                 return claim.record.data
-            return _fit(config, options, device, ctx, started, claim.state)
+            return _fit(config, options, device, ctx, started, claim.state, job)
     finally:
         distributed.teardown(ctx)
 
 
 def _run_extra(
-    options: RunOptions, device: torch.device, ctx: DistContext, source: str, wall_seconds: float, resumed: bool
+    options: RunOptions,
+    device: torch.device,
+    ctx: DistContext,
+    source: str,
+    wall_seconds: float,
+    state: _State,
+    job: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """What a record's provenance adds about this run: wall time, resumption, processes, data, options."""
+    """What a record's provenance adds about this run: wall time, resumptions (starts from a checkpoint),
+    processes, data, options, and the batch job that ran it."""
     return {
         "train_wall_seconds": round(wall_seconds, 3),
-        "resumed": resumed,
+        "resumed": state.resumptions > 0,
+        "resumptions": state.resumptions,
         "world_size": ctx.world_size,
         "data_source": source,
         "run_options": {
@@ -440,6 +452,7 @@ def _run_extra(
             "compile": options.compile,
         },
         **({"notes": list(options.notes)} if options.notes else {}),
+        **({"job": job} if job is not None else {}),
     }
 
 
@@ -453,7 +466,13 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 
 def _fit(
-    config: TrainConfig, options: RunOptions, device: torch.device, ctx: DistContext, started: float, saved: dict[str, Any] | None
+    config: TrainConfig,
+    options: RunOptions,
+    device: torch.device,
+    ctx: DistContext,
+    started: float,
+    saved: dict[str, Any] | None,
+    job: dict[str, Any] | None,
 ) -> dict[str, Any]:
     out = Path(options.out)
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
@@ -469,11 +488,11 @@ def _fit(
     train_model = DistributedDataParallel(state.model) if ctx.enabled else state.model
     if options.compile:
         train_model = torch.compile(train_model)
-    resumed_at, start_epoch = time.time(), state.epoch
+    resumed_at = time.time()
 
     def record(status: str, divergence: dict | None = None) -> dict[str, Any]:
         ended = time.time()
-        extra = _run_extra(options, device, ctx, loaders.source, state.wall_before + ended - resumed_at, start_epoch > 0)
+        extra = _run_extra(options, device, ctx, loaders.source, state.wall_before + ended - resumed_at, state, job)
         prov = records.provenance(device, seed=config.seed, profile=options.profile, started=started, ended=ended, extra=extra)
         return records.build(
             config,

@@ -1,0 +1,37 @@
+"""Helpers of the batch and cluster tests: a profile of tiny runs, a run's epochs, waiting for a condition."""
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from elrt_core import profiles
+from elrt_core.profiles import Profile, RunGroup
+from elrt_core.train import checkpoint
+
+
+def tiny(*groups: RunGroup, epochs: int = 4) -> Profile:
+    """The smoke profile shrunk to seconds a run (128 training, 64 test images), with ``groups`` as its runs."""
+    smoke = profiles.load("smoke")
+    train = {**smoke.train, "subset": 128, "test_subset": 64, "val_split": 0, "epochs": epochs}
+    return dataclasses.replace(smoke, train=train, runs=groups)
+
+
+def epochs_done(out: Path) -> int:
+    """The epochs the checkpoint in run folder ``out`` holds (0 without one, or while it is replaced)."""
+    try:
+        return torch.load(out / checkpoint.CHECKPOINT_FILE, weights_only=False)["epoch"]
+    except (OSError, EOFError, RuntimeError, KeyError):
+        return 0
+
+
+def wait_for(condition, timeout: float, what: str, step: float = 0.05):
+    """Poll ``condition`` until it is true (its value is returned); the test fails after ``timeout`` s."""
+    t0 = time.time()
+    while not (got := condition()):
+        if time.time() - t0 > timeout:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(step)
+    return got
