@@ -272,7 +272,7 @@ def _train_epoch(
     for step, (x, y) in enumerate(bar):
         if options.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, options.amp):
+        with _autocast(device, options.amp), _recomputing(state.model, options):
             logits = train_model(x)
         ce = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         reg = penalty(state.model, config.reg, reg_weight, config.reg_on, per_rank=config.reg_per_rank, generator=srip_gen)
@@ -305,6 +305,17 @@ def _train_epoch(
             if show:
                 bar.set_postfix(loss=f"{ce.item():.3f}", reg=f"{reg.item():.3g}")
     return sums, reg_weight
+
+
+def _recomputing(model: nn.Module, options: RunOptions) -> contextlib.AbstractContextManager:
+    """The context in which low-rank layers recompute (:mod:`elrt_core.lowrank.recompute`); none
+    for a compiled model, whose compiler chooses what to recompute."""
+    return contextlib.nullcontext() if options.compile else lowrank.recomputing(model)
+
+
+def _recompute_levels(model: nn.Module) -> list[str]:
+    """The recompute levels the model's low-rank layers run at (empty for a dense model), for provenance."""
+    return sorted({m.recompute for m in model.modules() if isinstance(m, lowrank.LowRankConv2d)})
 
 
 def _epoch_row(
@@ -390,9 +401,16 @@ def fit(config: TrainConfig, options: RunOptions | None = None) -> dict[str, Any
 
 
 def _run_extra(
-    options: RunOptions, device: torch.device, ctx: DistContext, source: str, wall_seconds: float, resumed: bool
+    options: RunOptions,
+    device: torch.device,
+    ctx: DistContext,
+    source: str,
+    wall_seconds: float,
+    resumed: bool,
+    recompute: list[str],
 ) -> dict[str, Any]:
-    """What a record's provenance adds about this run: wall time, resumption, processes, data, options."""
+    """What a record's provenance adds about this run: wall time, resumption, processes, data, options
+    (``recompute``: the levels the low-rank layers ran at, :func:`_recompute_levels`)."""
     return {
         "train_wall_seconds": round(wall_seconds, 3),
         "resumed": resumed,
@@ -402,6 +420,7 @@ def _run_extra(
             "amp": options.amp and device.type == "cuda",
             "channels_last": options.channels_last,
             "compile": options.compile,
+            "recompute": recompute,
         },
         **({"notes": list(options.notes)} if options.notes else {}),
     }
@@ -423,7 +442,7 @@ def _fit(
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
     show = ctx.is_main and not options.quiet
     loaders = _loaders(config, options, device, ctx, show)
-    model = build_model(config)
+    model = lowrank.set_recompute(build_model(config), options.recompute)
     conversion = lowrank.report(model, config.input_shape)
     state = _new_state(config, model, device, options.channels_last, len(loaders.train))
     if saved is not None:
@@ -437,7 +456,9 @@ def _fit(
 
     def record(status: str, divergence: dict | None = None) -> dict[str, Any]:
         ended = time.time()
-        extra = _run_extra(options, device, ctx, loaders.source, state.wall_before + ended - resumed_at, start_epoch > 0)
+        wall = state.wall_before + ended - resumed_at
+        levels = [] if options.compile else _recompute_levels(state.model)  # compiled: no recomputation context
+        extra = _run_extra(options, device, ctx, loaders.source, wall, start_epoch > 0, levels)
         prov = records.provenance(device, seed=config.seed, profile=options.profile, started=started, ended=ended, extra=extra)
         return records.build(
             config,
