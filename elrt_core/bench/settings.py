@@ -113,7 +113,7 @@ def record_name(s: BenchSettings, measure: str = "speedup") -> str:
     ``<format>-ranktable`` (``measure="rank_table"``), ``regularizers`` or ``<format>-<ratio>x``
     (``-layers`` or ``-reference`` added for those measures), with ``-hw-<table id>`` for the
     hardware-aware ranks, ``-<reg>`` for a speedup timed with a regularizer and ``-recompute-<level>``
-    for one timed at a recompute level other than the formats' defaults."""
+    for one whose low-rank step ran at a level given explicitly (``--recompute``)."""
     hw = "" if s.rank_rule == "uniform" else f"-hw-{s.rank_rule.removeprefix('hw:')}"
     if measure == "speedup" and s.reg != "none":
         hw += f"-{s.reg}"

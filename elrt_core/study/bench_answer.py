@@ -57,6 +57,12 @@ def _coverage(found) -> tuple[int, int, object]:
     return paired, len(found), max(map(started, found))
 
 
+def _network(model: str, ratio: int, ranks: str) -> str:
+    """A table row's network in words: ``ResNet-20, 2x fewer MACs, uniform ranks``."""
+    name = model.replace("resnet", "ResNet-") if model.startswith("resnet") else model
+    return f"{name}, {ratio}x fewer MACs, {ranks} ranks"
+
+
 def _interval(numerator: list[float] | None, denominator: list[float] | None) -> tuple[float, float, float]:
     """Geometric mean of paired ratios and its 95% interval (:func:`stats.ratio_interval`); NaNs without rounds."""
     if not numerator or not denominator or len(numerator) != len(denominator):
@@ -83,6 +89,7 @@ def efficiency_table(session: Session) -> pd.DataFrame | None:
         timed = "best_dense" in r  # older records timed one dense variant only
         rows.append(
             {
+                "network": _network(model, ratio, ranks),
                 "model": model,
                 "macs_reduction": ratio,
                 "ranks": ranks,
@@ -129,6 +136,7 @@ def memory_table(session: Session) -> pd.DataFrame | None:
         d, lr = r["dense"], r["lowrank"]
         rows.append(
             {
+                "network": _network(model, ratio, ranks),
                 "model": model,
                 "macs_reduction": ratio,
                 "ranks": ranks,
@@ -152,6 +160,7 @@ def targets_table(session: Session) -> pd.DataFrame | None:
             for c in targets.checks(r, level):
                 rows.append(
                     {
+                        "network": _network(model, ratio, ranks),
                         "model": model,
                         "macs_reduction": ratio,
                         "ranks": ranks,
