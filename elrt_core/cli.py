@@ -487,7 +487,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     rule, note = _rank_rule(args.rank_rule, args.device, args.format, args.model, args.batch_size)
     fields = _options(args, "model", "format", "flops_ratio", "device", "batch_size", "steps", "warmup", "variant", "reg")
-    settings = bench.BenchSettings(**fields, rank_rule=rule)
+    settings = bench.BenchSettings(**fields, rank_rule=rule, recompute=args.recompute, dense_compiled=args.dense_compiled)
     settings.validate()
     measures = {  # measure: (its flag, whether given, the function)
         "regularizers": ("--reg-overhead", args.reg_overhead, bench.regularizer_overhead),
@@ -515,7 +515,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = measures[measure][2](settings) if measure in measures else bench.speedup(settings)
+    progress = lambda line: print(f"elrt bench: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    result = measures[measure][2](settings) if measure in measures else bench.speedup(settings, log=progress)
     if measure != "rank_table":
         result["rank_rule_requested"], result["rank_rule_note"] = args.rank_rule, note
     out = _busy_aside(out, result)
@@ -836,6 +837,7 @@ def _add_tool_parsers(sub) -> None:
 
 def _add_bench_parser(sub) -> None:
     from . import bench
+    from .lowrank.recompute import LEVELS
 
     p = sub.add_parser("bench", help="measure dense vs low-rank training/inference speed and memory")
     p.add_argument("--model", default="resnet20", choices=models.MODELS)
@@ -874,6 +876,17 @@ def _add_bench_parser(sub) -> None:
         "--rank-rule",
         default="uniform",
         help="how the low-rank ranks are chosen: uniform, hw (this device's newest timing table, else uniform) or hw:<table id>",
+    )
+    p.add_argument(
+        "--recompute",
+        choices=LEVELS,
+        help="recompute level of the low-rank layers for the run's low-rank step (default: each format's own); "
+        "every level is timed beside it",
+    )
+    p.add_argument(
+        "--dense-compiled",
+        action="store_true",
+        help="also time dense under torch.compile among the dense variants (compiling takes minutes on a CPU)",
     )
     p.add_argument("--threads", type=_POSITIVE_INT)
     p.add_argument("--json", help="record file to write (default: results/bench/<device>/<machine>/..., one folder per machine)")

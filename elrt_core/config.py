@@ -359,6 +359,9 @@ class RunOptions:
     ``profile``: name of the profile the run belongs to (provenance only). ``notes``: lines for the
     record's provenance (e.g. which timing table ``--rank-rule hw`` resolved to, or its fallback). ``resume``/``force``:
     what to do with what the run folder already holds (see :mod:`elrt_core.train.run_folder`).
+    ``recompute``: how much low-rank layers recompute in backward instead of keeping for it, one of
+    :data:`elrt_core.lowrank.recompute.LEVELS` (``"off"`` turns it off), or None for each format's
+    default; the results are bitwise the same whatever it is.
     """
 
     out: Path = Path("runs/default")
@@ -373,3 +376,4 @@ class RunOptions:
     profile: str = "custom"
     threads: int | None = None
     notes: tuple[str, ...] = ()
+    recompute: str | None = None

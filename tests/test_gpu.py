@@ -250,14 +250,12 @@ def test_bench_set_on_the_cpu_writes_records_per_device(tmp_path):
     (path,) = (tmp_path / "bench" / "cpu").glob("*/resnet20-tucker2-2x-b4-channels_last.json")
     rec = json.loads(path.read_text())
     assert rec["kind"] == "speedup" and path.parent.name == records.device_slug(rec["provenance"]["device_name"])
-    assert rec["amdahl_ceiling"] is not None  # the CPU has a breakdown; CUDA records store None instead of NaN
+    assert rec["dense"]["breakdown"] and rec["lowrank"]["breakdown"]  # the CPU has a breakdown; CUDA records have none
 
 
 def test_bench_tables_read_records_without_a_cpu_breakdown(tmp_path):
-    from elrt_core import bench
     from elrt_core.study import bench_records
 
-    assert bench.amdahl_ceiling(None, 2.0) is None and bench.amdahl_ceiling({"conv": 0.5}, 2.0) == pytest.approx(4 / 3)
     entry = {"train_step_ms": 10.0, "infer_ms": 3.0, "activation_bytes": 100}
     records.write_json(
         tmp_path / "bench" / "cuda" / "h" / "r.json",
@@ -271,15 +269,15 @@ def test_bench_tables_read_records_without_a_cpu_breakdown(tmp_path):
             "train_speedup": 1.1,
             "infer_speedup": 1.2,
             "memory_ratio": 1.5,
-            "amdahl_ceiling": None,
             "dense": entry,
             "lowrank": entry,
             "provenance": {"device_name": "NVIDIA H100"},
         },
     )
     table = bench_records.speedup_table(SimpleNamespace(root=tmp_path))
-    assert table["conv_share_dense"].isna().all() and table["amdahl_ceiling"].isna().all()
-    assert bench_records.thresholds(SimpleNamespace(root=tmp_path))["amdahl_ceiling"].isna().all()
+    assert table["train_speedup_best"].isna().all() and table["activation_ratio"].notna().all()
+    assert bench_records.thresholds(SimpleNamespace(root=tmp_path))["measured"].notna().all()
+    assert bench_records.breakdown_table(SimpleNamespace(root=tmp_path)) is None  # no CPU breakdown
 
 
 def test_seed_records_copies_what_the_tree_holds_and_keeps_the_rest(tmp_path):

@@ -6,18 +6,25 @@ and inference forward passes **alternating** dense and low-rank, so slow drifts 
 (other processes, thermal state) affect both alike. The reported times are medians. On CUDA every
 timed region ends with a synchronization.
 
-Also measured:
+A speedup (:func:`speedup`) times in turns:
 
-* **Activation memory** of a training step: bytes of the tensors autograd saves for the backward
-  pass (``torch.autograd.graph.saved_tensors_hooks``), the part of training memory that depends
-  on the architecture; on CUDA also the peak allocated memory.
-* **Where the time goes** (``breakdown``): the time of each top-level operator of a training step,
-  measured with ``torch.profiler`` on the CPU and summed per part: convolutions (forward and
-  backward, split by kernel shape into 1x1 factors, k x k and depthwise), batch norm, ReLU,
-  tensor additions (residual sums and the gradient sums at branch points), the optimizer; the
-  rest is "other". From the dense breakdown, the **Amdahl ceiling** is the speedup reached if only
-  the converted convolutions became ``macs_ratio`` times faster. On CUDA no breakdown is measured
-  (operator CPU times are launch times there), and the ceiling is ``null``.
+* **dense in every variant that could be its fastest** (:data:`DENSE_LAYOUTS`: NCHW and channels-last,
+  eager fp32, beside the run's own variant; ``torch.compile`` where asked and where it compiles), so the
+  low-rank step is compared with the same variant and with the **best dense step** of the machine at the
+  given thread count;
+* **the low-rank network at each recompute level** (:data:`elrt_core.lowrank.recompute.LEVELS`), so the
+  time that recomputation costs is measured beside what it saves.
+
+Also measured, per network:
+
+* **Activation memory** of a training step (:func:`activation_bytes`): bytes of the tensors autograd
+  keeps for backward (``torch.autograd.graph.saved_tensors_hooks``, with the low-rank layers'
+  recomputation as training runs it), the part of training memory that depends on the architecture;
+  the **peak memory of a step** (:func:`peak_step_bytes`: the peak resident set size during a step on
+  the CPU, the CUDA allocator's peak on a GPU), and parameter and optimizer-state bytes.
+* **Where the time goes** (:func:`breakdown`, CPU only): the profiler's time of each top-level operator
+  of a training step, summed per part (:data:`PARTS`: convolutions by kernel, batch norm, ReLU, tensor
+  additions, layout conversions, the loss, the optimizer, the rest); the parts add up to the step.
 
 ``--rank-rule`` says how the low-rank network's ranks were chosen (``uniform``, or ``hw:<id>`` for
 the hardware-aware rule over a committed timing table, :mod:`elrt_core.lowrank.hw_ranks`), and
@@ -25,11 +32,13 @@ the hardware-aware rule over a committed timing table, :mod:`elrt_core.lowrank.h
 register-friendly rank candidate, forward + backward, in turns.
 """
 
-from .measure import RANK_SIZES, aligned_ranks, layer_times, rank_table, regularizer_overhead, speedup
-from .profiling import PARTS, activation_bytes, amdahl_ceiling, breakdown
+from .measure import RANK_SIZES, aligned_ranks, layer_times, rank_table, regularizer_overhead
+from .memory import activation_bytes, peak_step_bytes, state_bytes
+from .profiling import CONV_PARTS, PARTS, breakdown
 from .reference import reference_speedup, tltorch_model
 from .report import summary
 from .settings import VARIANT_TEXT, VARIANTS, BenchSettings, record_name
+from .speedup import DENSE_LAYOUTS, speedup
 from .steppers import Stepper
 
 __all__ = [
@@ -39,9 +48,10 @@ __all__ = [
     "layer_times",
     "aligned_ranks",
     "activation_bytes",
+    "peak_step_bytes",
+    "state_bytes",
     "breakdown",
     "rank_table",
-    "amdahl_ceiling",
     "record_name",
     "reference_speedup",
     "tltorch_model",
@@ -50,5 +60,7 @@ __all__ = [
     "VARIANTS",
     "VARIANT_TEXT",
     "PARTS",
+    "CONV_PARTS",
+    "DENSE_LAYOUTS",
     "RANK_SIZES",
 ]

@@ -1,10 +1,9 @@
-"""The measurements of ``elrt bench``, each returning a JSON-ready record: dense vs low-rank speed
-(:func:`speedup`), regularizer overhead, per-layer times, and the timing table of the hardware-aware
+"""The measurements of ``elrt bench`` beside the speedup (:mod:`.speedup`), each returning a
+JSON-ready record: regularizer overhead, per-layer times, and the timing table of the hardware-aware
 rank rule (:func:`rank_table`)."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict
 from functools import partial
@@ -13,78 +12,18 @@ from typing import Any
 import torch
 
 from .. import lowrank, models, records
-from ..cost import count, trace_convs
+from ..cost import trace_convs
 from ..lowrank.hw_ranks import candidate_ranks, shape_key, table_id
 from ..machine_load import BackgroundLoad
 from ..regularizers import REGULARIZERS
-from ..timing import in_turns, layer_step, timed_turns
-from .profiling import activation_bytes, amdahl_ceiling, breakdown
+from ..timing import in_turns, layer_step
 from .settings import BenchSettings, build_models, random_batch
 from .steppers import Stepper
 
-__all__ = ["speedup", "regularizer_overhead", "aligned_ranks", "layer_times", "rank_table", "RANK_SIZES"]
+__all__ = ["regularizer_overhead", "aligned_ranks", "layer_times", "rank_table", "RANK_SIZES"]
 
 RANK_SIZES = 8
 """Rank sizes per rank entry that :func:`rank_table` times (see :func:`elrt_core.lowrank.hw_ranks.register_sizes`)."""
-
-
-def speedup(s: BenchSettings) -> dict[str, Any]:
-    """Dense vs low-rank training/inference step times, memory, breakdown and Amdahl ceiling (JSON-ready)."""
-    s.validate()
-    device = torch.device(s.device)
-    started, load = time.time(), BackgroundLoad()
-    dense, low, shape = build_models(s, device)
-    x, y = random_batch(s, shape, device)
-    rep = lowrank.report(low, shape)
-    steppers = [Stepper(dense, x, y, **s.stepper_options), Stepper(low, x, y, s.reg, **s.stepper_options)]
-    choices: dict[str, Any] = {}
-    if s.variant == "autotuned":
-        choices["train"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=True).items()}
-    train_rounds = timed_turns([st.train for st in steppers], s.steps, s.warmup)
-    train = [statistics.median(t) for t in train_rounds]
-    if s.variant == "autotuned":
-        choices["inference"] = {n: impl for n, (impl, _) in lowrank.autotune(low, x, train=False).items()}
-    infer_steppers = steppers
-    if s.variant == "folded_bn":
-        infer_steppers = [Stepper(lowrank.fold_batchnorm(st.model), x, y) for st in steppers]
-    infer = in_turns([st.infer for st in infer_steppers], s.steps, s.warmup)
-    if s.variant == "autotuned":
-        lowrank.set_impl(low, choices["train"])
-    result: dict[str, Any] = {
-        "kind": "speedup",
-        **asdict(s),
-        "macs_ratio": rep.macs_ratio,
-        "params_ratio": rep.params_ratio,
-        "impl_choices": choices,
-    }
-    for name, model, t_train, t_infer, rounds in (
-        ("dense", dense, train[0], infer[0], train_rounds[0]),
-        ("lowrank", low, train[1], infer[1], train_rounds[1]),
-    ):
-        entry = {
-            "train_step_ms": 1000 * t_train,
-            "train_rounds_ms": [1000 * t for t in rounds],  # round i of dense pairs with round i of low-rank
-            "infer_ms": 1000 * t_infer,
-            "train_images_per_s": s.batch_size / t_train,
-            "macs": count(model, shape).macs,
-        }
-        with steppers[0].context():  # bf16: under autocast; compiled: these measure the eager model
-            entry["activation_bytes"] = activation_bytes(model, x)
-            if device.type == "cpu":
-                entry["breakdown"] = breakdown(model, x, y)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            steppers[0 if name == "dense" else 1].train()
-            entry["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
-        result[name] = entry
-    result["train_speedup"] = train[0] / train[1]
-    result["infer_speedup"] = infer[0] / infer[1]
-    result["memory_ratio"] = result["dense"]["activation_bytes"] / result["lowrank"]["activation_bytes"]
-    result["amdahl_ceiling"] = amdahl_ceiling(result["dense"].get("breakdown"), rep.macs_ratio)
-    result["provenance"] = records.provenance(
-        device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
-    )
-    return result
 
 
 def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dict[str, Any]:

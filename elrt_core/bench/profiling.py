@@ -1,37 +1,25 @@
-"""Where a training step's time and memory go: activation bytes saved for backward, the time share of
-each part of a CPU step (``torch.profiler``), and the Amdahl ceiling of a conv-only speedup."""
+"""Where a CPU training step's time goes: the profiler's time of each top-level operator, summed per
+part, parts that add up to the step (:func:`breakdown`)."""
 
 from __future__ import annotations
 
-import statistics
+import contextlib
+import os
+import sys
 import time
+from collections.abc import Callable, Iterator
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+__all__ = ["breakdown", "PARTS", "CONV_PARTS"]
 
-__all__ = ["activation_bytes", "breakdown", "amdahl_ceiling", "PARTS"]
+CONV_PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise")
+"""The convolution parts of a breakdown, by kernel (their sum is the breakdown's ``conv``)."""
 
-
-def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the tensors autograd saves for backward in one training forward pass of ``x``."""
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    del out
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    return sum(n for ptr, n in seen.items() if ptr not in params)
-
-
-PARTS = ("conv_kxk", "conv_1x1", "conv_depthwise", "batchnorm", "relu", "add", "optimizer", "other")
-"""The parts of a training step in a breakdown (``conv`` is added as the sum of the three conv parts)."""
+PARTS = (*CONV_PARTS, "batchnorm", "relu", "add", "layout", "loss", "optimizer", "other")
+"""The parts of a training step in a breakdown; they sum to the step. ``layout``: memory-format
+conversions and copies (``contiguous``, ``clone``, ``copy_``, ``to``); ``loss``: cross-entropy
+forward and backward; ``optimizer``: gradient accumulation and the SGD step; ``other``: everything
+else (pooling, the classifier, shortcuts, autograd and Python bookkeeping, profiler overhead).
+Records made before the ``layout`` and ``loss`` parts existed counted both in ``other``."""
 
 _PART_OF_OP = {
     "aten::conv2d": "conv",
@@ -45,6 +33,17 @@ _PART_OF_OP = {
     "aten::threshold_backward": "relu",
     "aten::add": "add",
     "aten::add_": "add",
+    "aten::contiguous": "layout",
+    "aten::clone": "layout",
+    "aten::copy_": "layout",
+    "aten::to": "layout",
+    "aten::_to_copy": "layout",
+    "aten::cross_entropy_loss": "loss",
+    "aten::log_softmax": "loss",
+    "aten::_log_softmax_backward_data": "loss",
+    "aten::nll_loss_nd": "loss",
+    "aten::nll_loss_backward": "loss",
+    "torch::autograd::AccumulateGrad": "optimizer",
     "Optimizer.step#SGD.step": "optimizer",
     "Optimizer.zero_grad#SGD.zero_grad": "optimizer",
 }
@@ -74,59 +73,73 @@ def _outermost(event) -> bool:
     return True
 
 
-def breakdown(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 5) -> dict[str, float]:
-    """Share of a CPU training step's time per part (the parts of :data:`PARTS` sum to 1).
+@contextlib.contextmanager
+def _silenced_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block: the profiler's C++ start/stop lines never reach the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
-    Each step (forward, cross-entropy, backward, SGD step) runs under ``torch.profiler``; the
-    inclusive CPU time of every outermost operator named in ``_PART_OF_OP`` is added to its part.
-    Shares are the median of each part over ``steps`` profiled steps divided by the median step
-    wall time (``other``: the remainder: pooling, loss, copies, autograd bookkeeping, profiler
-    overhead). Medians, because the memory-bound parts (batch norm, ReLU, additions) slow down
-    by up to 2-3x for a step or two when other work shares the machine's memory bandwidth. One
-    unprofiled step comes first. On CUDA, operator CPU times are launch times, so this breakdown
-    is only meaningful on the CPU.
-    """
+
+def _profiled(step: Callable[[], object]) -> tuple[list, float]:
+    """The profiler events of one call of ``step`` and its wall seconds; the profiler's own start and
+    stop are silenced, the step's messages are not."""
     from torch.profiler import ProfilerActivity, profile
 
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
+    prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+    with _silenced_stderr():
+        prof.__enter__()
+    try:
+        t0 = time.perf_counter()
+        step()
+        wall = time.perf_counter() - t0
+    finally:
+        with _silenced_stderr():
+            prof.__exit__(None, None, None)
+    return list(prof.events()), wall
 
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
+def _parts(events: list) -> dict[str, float]:
+    """Seconds per part (every part of :data:`PARTS` but ``other``) of one profiled step."""
+    parts = dict.fromkeys(PARTS[:-1], 0.0)
+    for ev in events:
+        part = _PART_OF_OP.get(ev.name)
+        if part is None or not _outermost(ev):
+            continue
+        if part == "conv":
+            part = _conv_kind(ev)
+        parts[part] += ev.cpu_time_total * 1e-6  # µs -> s
+    return parts
+
+
+def breakdown(step: Callable[[], object], steps: int = 5) -> dict[str, float]:
+    """Share of a CPU training step's time per part of :data:`PARTS`, summing to 1, and ``conv`` (the
+    sum of :data:`CONV_PARTS`).
+
+    ``step`` runs one training step as it is timed (:meth:`elrt_core.bench.Stepper.train_step`); one
+    unprofiled call comes first, then ``steps`` profiled ones. In each, the inclusive time of every
+    outermost operator named in ``_PART_OF_OP`` is added to its part; the operators run one after
+    another on the calling thread, so the parts fit in the step's wall time and ``other`` is the rest.
+    Shares are each part's total over the profiled steps divided by their total wall time, so they
+    add up to 1 exactly; multiplied by a step time they give parts that add up to that step. On CUDA,
+    operator CPU times are launch times, so this breakdown is only meaningful on the CPU.
+    """
     step()
-    per_step: list[dict[str, float]] = []
-    totals: list[float] = []
+    totals = dict.fromkeys(PARTS[:-1], 0.0)
+    wall = 0.0
     for _ in range(steps):
-        parts = dict.fromkeys(PARTS[:-1], 0.0)
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            t0 = time.perf_counter()
-            step()
-            totals.append(time.perf_counter() - t0)
-        for ev in prof.events():
-            part = _PART_OF_OP.get(ev.name)
-            if part is None or not _outermost(ev):
-                continue
-            if part == "conv":
-                part = _conv_kind(ev)
-            parts[part] += ev.cpu_time_total * 1e-6  # µs -> s
-        per_step.append(parts)
-    medians = {k: statistics.median(p[k] for p in per_step) for k in PARTS[:-1]}
-    total = max(statistics.median(totals), sum(medians.values()))
-    shares = {k: v / total for k, v in medians.items()}
-    shares["other"] = max(0.0, 1.0 - sum(shares.values()))  # when the parts fill the step, 1 - sum rounds to ~-1e-16
-    shares["conv"] = shares["conv_kxk"] + shares["conv_1x1"] + shares["conv_depthwise"]
+        events, seconds = _profiled(step)
+        for k, v in _parts(events).items():
+            totals[k] += v
+        wall += seconds
+    total = max(wall, sum(totals.values()))  # timer granularity can put the parts a microsecond past the wall
+    shares = {k: v / total for k, v in totals.items()}
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))  # 1 - sum can round to -1e-16
+    shares["conv"] = sum(shares[k] for k in CONV_PARTS)
     return shares
-
-
-def amdahl_ceiling(dense_breakdown: dict[str, float] | None, macs_ratio: float) -> float | None:
-    """Speedup of the dense step if only its convolutions (share ``dense_breakdown["conv"]`` of the
-    step) ran ``macs_ratio`` times faster: ``1 / ((1 - share) + share / macs_ratio)``; ``None``
-    without a breakdown (CUDA), never NaN."""
-    if not dense_breakdown:
-        return None
-    share = dense_breakdown["conv"]
-    return 1.0 / ((1 - share) + share / macs_ratio)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..machine_load import busy, quiet_limit
+from .targets import checks, levels
 
 __all__ = ["summary"]
 
@@ -58,12 +59,57 @@ def _measured(result: dict[str, Any]) -> str:
             f"penalty alone {row['penalty_ms']:.2f} ms ({row['penalty_pct']:.2f}% of the unregularized step)"
             for row in result["rows"]
         )
+    return _speedup_text(result)
+
+
+def _mb(n: int | None) -> str:
+    return "not measured" if n is None else f"{n / 1e6:.0f} MB"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def _speedup_text(result: dict[str, Any]) -> str:
+    """A speedup record in lines: what was timed, times against the same and the best dense variant, each
+    recompute level's cost and memory, the step's peak memory, and the targets of issue 28."""
     d, lr = result["dense"], result["lowrank"]
-    ceiling = "not measured (no breakdown)" if result["amdahl_ceiling"] is None else f"{result['amdahl_ceiling']:.2f}x"
-    return (
-        f"{result['model']} {result['format']} {result['macs_ratio']:.2f}x fewer MACs ({result.get('rank_rule', 'uniform')} ranks), "
-        f"{result['variant']}, on "
-        f"{result['provenance']['device_name']}: train step {d['train_step_ms']:.1f} -> {lr['train_step_ms']:.1f} ms "
-        f"(speedup {result['train_speedup']:.2f}x), inference {result['infer_speedup']:.2f}x, activation memory "
-        f"dense/low-rank {result['memory_ratio']:.2f}x, Amdahl estimate {ceiling}"
+    lines = [
+        f"{result['model']} {result['format']} {result['macs_ratio']:.2f}x fewer MACs ({result.get('rank_rule', 'uniform')} "
+        f"ranks), {result['variant']}, batch {result['batch_size']}, on {result['provenance']['device_name']} "
+        f"({result['provenance'].get('torch_threads', '?')} threads)",
+        f"train step: dense {d['train_step_ms']:.1f} ms -> low-rank {lr['train_step_ms']:.1f} ms: speedup "
+        f"{result['train_speedup']:.2f}x against the same dense variant",
+    ]
+    if "dense_variants" in result:
+        lines += _variant_lines(result)
+    lines.append(
+        f"activation memory (bytes kept for backward): dense {_mb(d['activation_bytes'])}, low-rank "
+        f"{_mb(lr['activation_bytes'])} ({1 / result['memory_ratio']:.2f}x dense); inference speedup {result['infer_speedup']:.2f}x"
     )
+    for level in levels(result):
+        found = checks(result, level)
+        if found:
+            at = "" if level is None else f" (recompute {level})"
+            lines.append(f"targets{at}: " + "; ".join(c.text() for c in found))
+    return "\n".join(lines)
+
+
+def _variant_lines(result: dict[str, Any]) -> list[str]:
+    """The lines of a record with dense variants and recompute levels (made after issue 28)."""
+    variants, levels, d = result["dense_variants"], result["lowrank_levels"], result["dense"]
+    best = result["best_dense"]
+    lines = [
+        "dense variants: "
+        + ", ".join(f"{k} {v['train_step_ms']:.1f} ms" for k, v in variants.items())
+        + f"; best: {best}, low-rank speedup against it {result['train_speedup_best']:.2f}x",
+    ]
+    off = levels.get("off", {}).get("train_step_ms")
+    for name, level in levels.items():
+        cost = "" if not off or name == "off" else f" ({100 * (level['train_step_ms'] / off - 1):+.1f}% vs off)"
+        lines.append(
+            f"  low-rank, recompute {name}{' (this run)' if name == result['lowrank']['recompute'] else ''}: "
+            f"{level['train_step_ms']:.1f} ms{cost}, activation memory {_ratio(level['activation_bytes'], d['activation_bytes'])} "
+            f"dense, step peak memory {_ratio(level['peak_step_bytes'], d['peak_step_bytes'])} dense"
+        )
+    return lines

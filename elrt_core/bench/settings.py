@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import lowrank, models
 from ..config import RANK_RULE_PATTERN
+from ..lowrank.recompute import LEVELS
 from ..regularizers import REGULARIZERS
 from ..train.rank_rule import load_rank_table
 
@@ -33,7 +34,10 @@ VARIANTS = tuple(VARIANT_TEXT)
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What to measure. ``steps``: timed steps per model; ``warmup``: untimed steps first."""
+    """What to measure. ``steps``: timed steps per model; ``warmup``: untimed steps first.
+    ``recompute``: the recompute level of the low-rank layers (:data:`elrt_core.lowrank.recompute.LEVELS`;
+    None: each format's default); the other levels are timed beside it. ``dense_compiled``: also time
+    dense under ``torch.compile`` among the dense variants (compiling takes minutes on a CPU)."""
 
     model: str = "resnet20"
     format: str = "tucker2"
@@ -46,6 +50,8 @@ class BenchSettings:
     reg: str = "none"
     seed: int = 0
     rank_rule: str = "uniform"
+    recompute: str | None = None
+    dense_compiled: bool = False
 
     @property
     def channels_last(self) -> bool:
@@ -76,6 +82,8 @@ class BenchSettings:
             raise ValueError(f"unknown variant {self.variant!r}; allowed: {', '.join(VARIANTS)}")
         if self.reg != "none" and self.reg not in REGULARIZERS:
             raise ValueError(f"unknown regularizer {self.reg!r}; allowed: none, {', '.join(REGULARIZERS)}")
+        if self.recompute is not None and self.recompute not in LEVELS:
+            raise ValueError(f"unknown recompute level {self.recompute!r}; allowed: {', '.join(LEVELS)}")
         if RANK_RULE_PATTERN.fullmatch(self.rank_rule) is None:
             raise ValueError(
                 f"rank_rule must be 'uniform' or 'hw:<table id>', got {self.rank_rule!r} (resolve 'hw' with resolve_rank_rule)"
@@ -104,10 +112,13 @@ def record_name(s: BenchSettings, measure: str = "speedup") -> str:
     """File name of a bench record: ``<model>-<what>-b<batch>-<variant>.json``, where ``what`` is
     ``<format>-ranktable`` (``measure="rank_table"``), ``regularizers`` or ``<format>-<ratio>x``
     (``-layers`` or ``-reference`` added for those measures), with ``-hw-<table id>`` for the
-    hardware-aware ranks and ``-<reg>`` for a speedup timed with a regularizer."""
+    hardware-aware ranks, ``-<reg>`` for a speedup timed with a regularizer and ``-recompute-<level>``
+    for one whose low-rank step ran at a level given explicitly (``--recompute``)."""
     hw = "" if s.rank_rule == "uniform" else f"-hw-{s.rank_rule.removeprefix('hw:')}"
     if measure == "speedup" and s.reg != "none":
         hw += f"-{s.reg}"
+    if measure == "speedup" and s.recompute is not None:
+        hw += f"-recompute-{s.recompute}"
     if measure == "rank_table":
         kind = f"{s.format}-ranktable"
     elif measure == "regularizers":

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..lowrank import recomputing
 from ..regularizers import penalty
 from ..timing import seconds
 
@@ -19,7 +20,8 @@ class Stepper:
     """One model with its optimizer and a fixed batch; ``train()``/``infer()`` time one step (s).
 
     ``autocast``: run forward passes under bfloat16 autocast; ``compiled``: call the model through
-    ``torch.compile`` (parameters, optimizer and penalty stay those of ``model``)."""
+    ``torch.compile`` (parameters, optimizer and penalty stay those of ``model``). A training forward
+    runs within :func:`elrt_core.lowrank.recomputing` (as the training loop runs it), except compiled."""
 
     def __init__(
         self,
@@ -34,7 +36,7 @@ class Stepper:
     ):
         self.model, self.x, self.y, self.reg, self.reg_weight = model, x, y, reg, reg_weight
         self.forward = torch.compile(model) if compiled else model
-        self.autocast = autocast
+        self.autocast, self.compiled = autocast, compiled
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
         self.gen = torch.Generator().manual_seed(0)
 
@@ -43,8 +45,10 @@ class Stepper:
             return torch.autocast(self.x.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _step(self) -> None:
-        with self.context():
+    def train_step(self) -> None:
+        """One training step, untimed: forward, loss (and penalty), backward, SGD step."""
+        self.model.train()
+        with self.context(), contextlib.nullcontext() if self.compiled else recomputing(self.model):
             loss = F.cross_entropy(self.forward(self.x), self.y)
         if self.reg != "none":
             loss = loss + penalty(self.model, self.reg, self.reg_weight, generator=self.gen)
@@ -53,9 +57,8 @@ class Stepper:
         self.opt.step()
 
     def train(self) -> float:
-        """Seconds of one training step: forward, loss (and penalty), backward, SGD step."""
-        self.model.train()
-        return seconds(self._step, self.x.device)
+        """Seconds of one training step (:meth:`train_step`)."""
+        return seconds(self.train_step, self.x.device)
 
     def regularize(self) -> float:
         """Seconds of the penalty alone: its forward and backward (0 for ``reg="none"``)."""

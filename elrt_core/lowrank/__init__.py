@@ -4,6 +4,7 @@ from .convert import RATIO_TOLERANCE, ConversionReport, LayerReport, convert, co
 from .fold import fold_batchnorm
 from .hw_ranks import TimingTable, allocate, register_sizes
 from .layers import FORMATS, CPConv2d, LowRankConv2d, MatrixConv2d, SpatialConv2d, Tucker2Conv2d
+from .recompute import Recomputing, recomputing, set_recompute
 from .speed import autotune, set_impl
 
 __all__ = [
@@ -27,4 +28,7 @@ __all__ = [
     "RATIO_TOLERANCE",
     "autotune",
     "set_impl",
+    "set_recompute",
+    "recomputing",
+    "Recomputing",
 ]

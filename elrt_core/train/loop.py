@@ -311,7 +311,7 @@ def _train_epoch(
     for step, (x, y) in enumerate(bar):
         if options.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, options.amp):
+        with _autocast(device, options.amp), _recomputing(state.model, options):
             logits = train_model(x)
         ce = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         reg = penalty(state.model, config.reg, reg_weight, config.reg_on, per_rank=config.reg_per_rank, generator=srip_gen)
@@ -344,6 +344,17 @@ def _train_epoch(
             if show:
                 bar.set_postfix(loss=f"{ce.item():.3f}", reg=f"{reg.item():.3g}")
     return sums, reg_weight
+
+
+def _recomputing(model: nn.Module, options: RunOptions) -> contextlib.AbstractContextManager:
+    """The context in which low-rank layers recompute (:mod:`elrt_core.lowrank.recompute`); none
+    for a compiled model, whose compiler chooses what to recompute."""
+    return contextlib.nullcontext() if options.compile else lowrank.recomputing(model)
+
+
+def _recompute_levels(model: nn.Module) -> list[str]:
+    """The recompute levels the model's low-rank layers run at (empty for a dense model), for provenance."""
+    return sorted({m.recompute for m in model.modules() if isinstance(m, lowrank.LowRankConv2d)})
 
 
 def _epoch_row(
@@ -437,9 +448,11 @@ def _run_extra(
     wall_seconds: float,
     state: _State,
     job: dict[str, Any] | None,
+    recompute: list[str],
 ) -> dict[str, Any]:
     """What a record's provenance adds about this run: wall time, resumptions (starts from a checkpoint),
-    processes, data, options, and the batch job that ran it."""
+    processes, data, options (``recompute``: the levels the low-rank layers ran at, :func:`_recompute_levels`),
+    and the batch job that ran it."""
     return {
         "train_wall_seconds": round(wall_seconds, 3),
         "resumed": state.resumptions > 0,
@@ -450,6 +463,7 @@ def _run_extra(
             "amp": options.amp and device.type == "cuda",
             "channels_last": options.channels_last,
             "compile": options.compile,
+            "recompute": recompute,
         },
         **({"notes": list(options.notes)} if options.notes else {}),
         **({"job": job} if job is not None else {}),
@@ -478,7 +492,7 @@ def _fit(
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
     show = ctx.is_main and not options.quiet
     loaders = _loaders(config, options, device, ctx, show)
-    model = build_model(config, dense_runs=out.parent)
+    model = lowrank.set_recompute(build_model(config, dense_runs=out.parent), options.recompute)
     conversion = lowrank.report(model, config.input_shape)
     state = _new_state(config, model, device, options.channels_last, len(loaders.train))
     if saved is not None:
@@ -492,7 +506,9 @@ def _fit(
 
     def record(status: str, divergence: dict | None = None) -> dict[str, Any]:
         ended = time.time()
-        extra = _run_extra(options, device, ctx, loaders.source, state.wall_before + ended - resumed_at, state, job)
+        wall = state.wall_before + ended - resumed_at
+        levels = [] if options.compile else _recompute_levels(state.model)  # compiled: no recomputation context
+        extra = _run_extra(options, device, ctx, loaders.source, wall, state, job, levels)
         prov = records.provenance(device, seed=config.seed, profile=options.profile, started=started, ended=ended, extra=extra)
         return records.build(
             config,
