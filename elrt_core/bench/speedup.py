@@ -151,7 +151,17 @@ def speedup(s: BenchSettings, log: Log = _silent) -> dict[str, Any]:
     return result
 
 
-def _record(s, rep, choices, dense_st, low_st, rounds, t_infer, shape, device) -> dict[str, Any]:
+def _record(
+    s: BenchSettings,
+    rep: lowrank.ConversionReport,
+    choices: dict[str, Any],
+    dense_st: dict[str, Stepper],
+    low_st: dict[str, Stepper],
+    rounds: dict[str, list[float]],
+    t_infer: list[float],
+    shape: tuple[int, int, int],
+    device: torch.device,
+) -> dict[str, Any]:
     """The speedup record from the timed rounds (see :func:`speedup`)."""
     same, level = _dense_name(s), next(iter(low_st))
     dense = _entry(dense_st[same], rounds[f"dense:{same}"], t_infer[0], shape, device, s.batch_size)
