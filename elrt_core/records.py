@@ -75,7 +75,7 @@ def git_state(root: Path = PACKAGE_ROOT) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding the code that runs
     (tracked files outside :data:`~elrt_core.paths.RESULTS_FOLDER`: a record just written there changes no code); ``None`` for both outside a checkout (an installed package), unless
     ``$ELRT_SOURCE_COMMIT`` (and ``$ELRT_SOURCE_DIRTY``, ``0`` or ``1``) say which commit a copy of
-    the tree without ``.git`` is (set by ``elrt gpu batch`` on a lent GPU, see :mod:`elrt_core.gpu.source`)."""
+    the tree without ``.git`` is (written to ``.device/source.env`` by ``elrt gpu unpack`` on a lent GPU, see :mod:`elrt_core.gpu.source`)."""
 
     def run(*args: str) -> str | None:
         try:
