@@ -13,12 +13,12 @@ import book_browser
 import nbformat
 import pytest
 
-from elrt_core.study import bench_records, provenance, tables
+from elrt_core.study import bench_records, provenance, regime, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 PROFILE_WORDS = ("profile 'smoke'", "2 epochs", "320-image training subset", "200 held out for validation", "n = ")
-OTHER_BASES = (bench_records.BASIS, tables.PUBLISHED_BASIS, provenance.BASIS)
+OTHER_BASES = (bench_records.BASIS, tables.PUBLISHED_BASIS, provenance.BASIS, regime.BASIS)
 
 
 def _elrt(*args, env):

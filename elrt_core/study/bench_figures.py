@@ -7,6 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from .bench_claim import CLAIM_SETTING
+from .figures import FIG_WIDTH
 
 __all__ = ["speedup_figure"]
 
@@ -34,9 +35,8 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
     best = table["train_speedup_best"].astype(float).fillna(table["train_speedup"])  # older records: the same variant
     df = table.assign(ranks=table["rank_rule"].map(lambda r: "hardware-aware" if r.startswith("hw:") else r), speedup=best)
     devices, models_order = list(dict.fromkeys(df["device"])), sorted(set(df["model"]))  # one marker per model in every panel
-    cols = min(2, len(devices))  # two panels a row: wider rows shrink to unreadable in the book's text column
-    rows = -(-len(devices) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), sharey=True, squeeze=False)
+    cols, rows = 1, len(devices)  # one panel a row: wider rows shrink to unreadable text on a phone
+    fig, axes = plt.subplots(rows, cols, figsize=(FIG_WIDTH, 3.8 * rows), sharey=True, squeeze=False)
     for ax in list(axes.flat)[len(devices) :]:
         ax.set_visible(False)
     top = max(df["macs_reduction"].max(), df["speedup"].max()) * 1.1
@@ -59,11 +59,11 @@ def speedup_figure(table: pd.DataFrame) -> plt.Figure:
         )
         ax.plot([1, top], [1, top], "--", color="gray", label="ideal (speedup = MAC reduction)")
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_title(device, fontsize="small")
+        ax.set_title(device)
         ax.set_xlabel("MAC reduction (dense / low-rank)")
         ax.set_ylabel("training-step speedup over the fastest dense step")
         if i == 0:
-            ax.legend(fontsize="x-small", title=None)
+            ax.legend(title=None)
         else:
             ax.get_legend().remove()
     fig.tight_layout()

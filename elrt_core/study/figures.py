@@ -475,7 +475,8 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
     (the smallest effect of interest, shaded). A profile without runs of an effect says so at zero."""
     effects = list(dict.fromkeys(table["effect"]))
     positions = table.drop_duplicates("profile").sort_values("steps")
-    fig, axes = plt.subplots(len(effects), 1, figsize=(FIG_WIDTH, 0.6 + 2.1 * len(effects)), sharex=True, squeeze=False)
+    # narrower than FIG_WIDTH: the "n = ..." labels right of the points widen the saved figure
+    fig, axes = plt.subplots(len(effects), 1, figsize=(FIG_WIDTH - 0.6, 0.6 + 2.3 * len(effects)), sharex=True, squeeze=False)
     for ax, effect in zip(axes[:, 0], effects, strict=True):
         rows = table[table["effect"] == effect]
         if smallest is not None:
@@ -495,7 +496,7 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
                 f"n = {r.n}", (r.steps, r.mean), xytext=(7, 0), textcoords="offset points", va="center", fontsize=MIN_FONT_PT
             )
         ax.margins(y=0.2)
-        ax.set_title(effect, loc="left")
+        ax.set_title(textwrap.fill(effect, 48), loc="left")  # a long label would widen the figure past FIG_WIDTH
         ax.set_ylabel(unit)
     bottom = axes[-1, 0]
     bottom.set_xscale("log")

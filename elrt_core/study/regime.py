@@ -27,7 +27,10 @@ from ..records import Record
 from . import plan, stats
 from .plan import PlannedRun
 
-__all__ = ["steps", "Diagnostics", "underfit", "trend", "trend_sentence", "effect_label", "chapter_note"]
+__all__ = ["steps", "Diagnostics", "underfit", "trend", "trend_sentence", "effect_label", "chapter_note", "BASIS", "basis"]
+
+BASIS = "runs of the regime profiles (profiles.yaml, regime), each point with its profile and n"
+"""What a figure or table across the regime axis rests on, for its caption (:func:`basis` adds the profiles)."""
 
 Runs = Sequence[tuple[PlannedRun, Record]]
 
@@ -38,6 +41,12 @@ def steps(profile: Profile) -> int:
     t = profile.base_config()
     images = t.subset if t.subset is not None else SPLIT_SIZES[t.dataset][0] - t.val_split
     return images // t.batch_size * t.epochs
+
+
+def basis() -> str:
+    """:data:`BASIS` with the profiles and the network of the regime axis."""
+    axis = regime()
+    return f"{BASIS}: {', '.join(axis.profiles)} ({axis.model} at {axis.flops_ratio:g}x fewer FLOPs)"
 
 
 def effect_label(treatment: str, reference: str) -> str:
