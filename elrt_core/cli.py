@@ -36,6 +36,7 @@ try:  # importing PyTorch takes seconds: Ctrl-C meanwhile ends as it does later,
     from .config import DATASETS, FACTOR_NAMES, REG_SCHEDULES, SCHEDULES, ConfigError, TrainConfig
     from .data import DataNotFoundError
     from .lowrank import FORMATS
+    from .lowrank.recompute import LEVELS as RECOMPUTE_LEVELS
     from .regularizers import REGULARIZERS
     from .train import TrainingDiverged
     from .train.run_folder import BUSY_EXIT_STATUS, FolderBusy
@@ -196,6 +197,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
+    p.add_argument(
+        "--recompute",
+        choices=RECOMPUTE_LEVELS,
+        help="what low-rank layers recompute in backward instead of keeping (off: nothing; default: each format's own, "
+        "see README 'Recomputation'); bitwise the same results, not part of the config",
+    )
     p.add_argument("--threads", type=_POSITIVE_INT, help="CPU threads for PyTorch")
 
 
@@ -251,6 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             amp=args.amp,
             compile=args.compile,
+            recompute=args.recompute,
             profile=profile,
             threads=args.threads,
             notes=getattr(args, "notes", ()),

@@ -152,3 +152,33 @@ def test_a_tiny_training_run_gives_identical_weights_with_recompute_on_and_off(t
         assert rec["provenance"]["run_options"]["recompute"] == [level]
         runs[level] = torch.load(out / "weights.pt")
     assert all(torch.equal(runs["off"][k], runs["all"][k]) for k in runs["off"])
+
+
+def test_elrt_train_takes_the_recompute_level_as_a_run_option(tmp_path, monkeypatch):
+    """`elrt train --recompute off` reaches RunOptions (not the config: the run's identity stays the same)."""
+    from elrt_core import cli
+
+    seen = {}
+
+    def fake_fit(config, options):
+        seen["options"], seen["config"] = options, config
+        return {"metrics": {"final_test_top1": 1.0}}
+
+    monkeypatch.setattr("elrt_core.train.fit", fake_fit)
+    monkeypatch.setattr(cli, "_check_data", lambda *a: None)
+    args = [
+        "train",
+        "--format",
+        "tucker2",
+        "--flops-ratio",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--recompute",
+        "off",
+    ]
+    assert cli.main(args) == 0
+    assert seen["options"].recompute == "off" and "recompute" not in seen["config"].to_dict()
+    assert cli.main([*args[:-2], "--recompute", "sometimes"]) == 2  # one line naming the allowed levels
