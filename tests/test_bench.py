@@ -231,7 +231,7 @@ def test_bad_arguments(argv, needle, capsys):
     assert err.count("\n") == 1 and needle in err
 
 
-def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_cifar_network(tmp_path):
+def test_speed_claim_judges_every_quiet_record_of_the_training_setting_per_machine(tmp_path):
     from types import SimpleNamespace
 
     from elrt_core.records import write_json
@@ -249,81 +249,109 @@ def test_speed_claim_judges_the_newest_record_of_the_training_setting_of_each_ci
         started="2026-11-27T10:00:00+00:00",
         jitter=0.01,
         rounds=10,
-        load=None,
+        load=0.02,
+        memory=None,
     ):
         low = [100.0 + i % 3 for i in range(rounds)]  # ms per timed round; dense = speedup x low-rank, +-jitter
         dense = [speedup * t * (1 + jitter * (-1) ** i) for i, t in enumerate(low)]
-        write_json(
-            tmp_path / "bench" / f"{name}.json",
-            {
-                "kind": "speedup",
-                "model": model,
-                "format": "tucker2",
-                "variant": variant,
-                "rank_rule": rule,
-                "reg": reg,
-                "macs_ratio": 2.04,
-                "batch_size": batch,
-                "train_speedup": speedup,
-                "dense": {"train_rounds_ms": dense},
-                "lowrank": {"train_rounds_ms": low},
-                "provenance": {
-                    "device_name": device,
-                    "started": started,
-                    "commit": "abcdef0123",
-                    "dirty": False,
-                    "background_load_cores": load,
-                    "torch_threads": 2,
-                },
+        record = {
+            "kind": "speedup",
+            "model": model,
+            "format": "tucker2",
+            "variant": variant,
+            "rank_rule": rule,
+            "reg": reg,
+            "macs_ratio": 2.04,
+            "batch_size": batch,
+            "train_speedup": speedup,
+            "dense": {"train_rounds_ms": dense},
+            "lowrank": {"train_rounds_ms": low},
+            "provenance": {
+                "device_name": device,
+                "started": started,
+                "commit": "abcdef0123",
+                "dirty": False,
+                "background_load_cores": load,
+                "torch_threads": 2,
             },
-        )
+        }
+        if memory:  # (dense, low-rank) bytes of parameters, optimizer state, activations; recompute-all activations
+            (dp, dopt, da), (lp, lopt, la), every = memory
+            record["dense"].update(param_bytes=dp, optimizer_bytes=dopt, activation_bytes=da)
+            record["lowrank"].update(param_bytes=lp, optimizer_bytes=lopt, activation_bytes=la)
+            record["lowrank_levels"] = {"all": {"activation_bytes": every}}
+        write_json(tmp_path / "bench" / f"{name}.json", record)
 
     session = SimpleNamespace(root=tmp_path)
     assert bench_records.speed_claim(session).verdict == "inconclusive"  # no record yet
+    speed("unmeasured", "resnet20", 1.5, load=None)  # the load was not measured: never judged
+    speed("busy", "resnet20", 1.5, load=1.9)  # beside a training run: never judged
+    speed("once", "resnet20", 1.5, rounds=1)  # no interval: never judged
+    claim = bench_records.speed_claim(session)
+    assert claim.verdict == "inconclusive" and claim.effect.startswith("no quiet bench record"), claim.effect
     speed("a", "resnet20", 0.9)
-    later = "2026-11-28T10:00:00+00:00"  # newer than "a": only the setting filter keeps them out
-    speed("small-batch", "resnet20", 1.6, batch=8, started=later)  # not the training setting: never chosen
-    speed("autotuned", "resnet20", 1.7, variant="autotuned", started=later)
-    speed("penalty", "resnet20", 1.8, reg="so", started=later)  # a step timed with a penalty
-    speed("hw", "resnet20", 1.5, rule="hw:abc")  # listed beside, not judged
+    speed("small-batch", "resnet20", 1.6, batch=8)  # not the training setting
+    speed("autotuned", "resnet20", 1.7, variant="autotuned")
+    speed("penalty", "resnet20", 1.8, reg="so")  # a step timed with a penalty
     speed("c", "resnet50", 2.0)  # ImageNet shapes: not a network of the claim
+    speed("hw", "resnet20", 1.5, rule="hw:abc")  # listed with its interval, not judged
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "contradicted", claim.effect
-    assert "resnet20 0.90x against dense channels-last (geometric mean of 10 paired step ratios, 95% CI 0.8" in claim.effect
-    assert ") on cpu-x, 2 threads" in claim.effect and "resnet50" not in claim.effect
-    assert "commit" not in claim.effect  # provenance belongs to the appendix's table
-    assert claim.effect.endswith("on cpu-x). With uniform ranks, each network's 95% interval ends at or below 0.91x"), (
-        claim.effect
+    assert "on cpu-x (2 records): resnet20 0.90x against dense channels-last (95% CI 0.8" in claim.effect
+    assert "(hardware-aware ranks, not judged: 1.50x against dense channels-last (95% CI 1.4" in claim.effect
+    for left_out in ("1.60x", "1.70x", "1.80x", "2.00x", "resnet50", "commit"):
+        assert left_out not in claim.effect, left_out
+    assert claim.effect.endswith("[contradicted]. With uniform ranks, every judged 95% interval ends at or below 0.91x")
+    assert (
+        "1 quiet uniform-rank bench record with per-step times on 1 machine" in claim.scale and "1 hardware-aware" in claim.scale
     )
-    assert "hardware-aware ranks, not judged: resnet20 1.50x (median) on cpu-x)" in claim.effect  # same machine
-    speed("new", "resnet20", 1.1, device="cpu-new", started="2026-12-01T10:00:00+00:00")
+    # every quiet record counts, not only the newest: a newer, faster record on the same machine disagrees
+    speed("b", "resnet20", 1.2, started="2026-11-28T10:00:00+00:00")
     claim = bench_records.speed_claim(session)
-    assert claim.verdict == "supported" and "resnet20 1.10x against dense" in claim.effect  # the newest record decides
-    assert "ruled out" not in claim.effect
-    assert "on cpu-new" in claim.effect
-    assert "1.50x (median) on cpu-x, another machine than the judged records" in claim.effect
-    speed("best", "resnet56", 1.2, started="2026-11-01T10:00:00+00:00")  # the best value, but not the newest
-    speed("oldest", "resnet56", 0.8, started="2026-10-01T10:00:00+00:00")
-    speed("new56", "resnet56", 0.95, started="2026-11-20T10:00:00+00:00")
-    assert bench_records.speed_claim(session).verdict == "inconclusive"  # resnet20 faster, resnet56 not
-    speed("noisy56", "resnet56", 1.05, jitter=0.3, started="2026-11-21T10:00:00+00:00")
+    assert claim.verdict == "inconclusive" and "0.90x" in claim.effect and "1.20x" in claim.effect, claim.effect
+    assert "[inconclusive]" in claim.effect
+    # per machine: one machine supported, the other inconclusive -> the row decides nothing
+    memory = ((1000, 1000, 200), (500, 500, 310), 160)
+    speed("new20", "resnet20", 1.3, jitter=0.002, device="cpu-new", memory=memory)
+    speed("new56", "resnet56", 1.25, jitter=0.002, device="cpu-new")
     claim = bench_records.speed_claim(session)
-    assert claim.verdict == "inconclusive", claim.effect  # 1.05x, but the step noise covers 1
-    speed("clear56", "resnet56", 1.05, jitter=0.002, started="2026-11-22T10:00:00+00:00")
-    assert bench_records.speed_claim(session).verdict == "supported"  # the same speedup, measured tightly
-    speed("once56", "resnet56", 1.3, rounds=1, started="2026-11-23T10:00:00+00:00")
+    assert claim.verdict == "inconclusive", claim.effect
+    assert "on cpu-new (2 records): resnet20 1.30x against dense" in claim.effect and "[supported]" in claim.effect
+    assert (
+        "parameters 0.50x, optimizer state 0.50x, activation memory 1.55x (0.80x recomputing every intermediate) of dense"
+        in claim.effect
+    )
+    # the machines agree once cpu-x's records do: its slow record is not judged once it was busy
+    write_json(tmp_path / "bench" / "a.json", {**json.loads((tmp_path / "bench" / "a.json").read_text()), "kind": "other"})
+    speed("c56", "resnet56", 1.3, jitter=0.002)
+    speed("b", "resnet20", 1.2, jitter=0.002, started="2026-11-28T10:00:00+00:00")
+    assert bench_records.speed_claim(session).verdict == "supported"
+    # a speedup around 1 measured tightly on every machine: no meaningful effect
+    for name in ("b", "c56", "new20", "new56", "hw"):
+        (tmp_path / "bench" / f"{name}.json").unlink()
+    speed("flat", "resnet20", 1.0, jitter=0.002)  # 1.00x, interval inside (0.91, 1.10)
     claim = bench_records.speed_claim(session)
-    assert claim.verdict == "inconclusive" and "resnet56 1.30x (median; no interval" in claim.effect
-    speed("busy56", "resnet56", 0.7, started="2026-11-24T10:00:00+00:00", load=1.9)  # beside a training run: never judged
-    claim = bench_records.speed_claim(session)
-    assert "resnet56 1.30x" in claim.effect and "0.70x" not in claim.effect
-    assert "background load not recorded" in claim.effect  # the old records did not measure it
-    speed("quiet56", "resnet56", 1.05, jitter=0.002, started="2026-11-25T10:00:00+00:00", load=0.03, device="cpu-new")
-    speed("hw-new", "resnet20", 1.4, rule="hw:abc", started="2026-11-01T10:00:00+00:00", device="cpu-new")
-    claim = bench_records.speed_claim(session)
-    assert "resnet56 1.05x against dense" in claim.effect and claim.verdict == "supported"
-    # the hardware-aware record from the judged machine, though the one on cpu-x is newer
-    assert "hardware-aware ranks, not judged: resnet20 1.40x (median) on cpu-new)" in claim.effect
+    assert claim.verdict == "no meaningful effect" and "smallest speedup of interest 1.10x" in claim.scale, claim.effect
+
+
+def test_judged_records_are_the_ringed_records_of_the_speedup_table(tmp_path):
+    from types import SimpleNamespace
+
+    from elrt_core.records import write_json
+    from elrt_core.study import bench_records
+
+    rounds = [100.0, 101.0, 99.0]
+    base = {"kind": "speedup", "model": "resnet20", "format": "tucker2", "variant": "channels_last", "rank_rule": "uniform"}
+    base |= {"reg": "none", "macs_ratio": 2.0, "batch_size": 128, "train_speedup": 1.0, "infer_speedup": 1.0}
+    base |= {"dense": {"train_rounds_ms": rounds, "train_step_ms": 100.0}, "steps": 3, "flops_ratio": 2.0}
+    base |= {"lowrank": {"train_rounds_ms": rounds, "train_step_ms": 100.0}}
+    for name, load in (("quiet", 0.01), ("unmeasured", None)):
+        prov = {"device_name": "cpu-x", "started": "2026-11-27T10:00:00+00:00", "background_load_cores": load}
+        write_json(tmp_path / "bench" / f"{name}.json", {**base, "provenance": prov})
+    table = bench_records.speedup_table(SimpleNamespace(root=tmp_path))
+    assert table["judged"].tolist().count(True) == 1
+    judged = bench_records.judged_records(bench_records.load(tmp_path, "speedup"))
+    assert [r["path"].endswith("quiet.json") for r in judged["cpu-x"][("resnet20", False)]] == [True]
 
 
 def test_run_speedups_match_each_method_to_the_newest_bench_record_of_its_network(tmp_path):

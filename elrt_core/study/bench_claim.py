@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..bench.targets import thresholds_file
 from ..config import TrainConfig
 from ..machine_load import busy, quiet
 from . import stats
@@ -21,9 +22,11 @@ if TYPE_CHECKING:  # for annotations only, never imported at run time
 
 __all__ = [
     "CLAIM_SETTING",
-    "claim_records",
     "claim_setting",
     "speed_claim",
+    "judged_records",
+    "memory_ratios",
+    "smallest_speedup",
     "run_speedups",
     "speedups_source",
     "paired_rounds",
@@ -34,6 +37,12 @@ CLAIM_SETTING = {"variant": "channels_last", "rank_rule": "uniform", "batch_size
 """The bench setting claim 5 judges, the network and step the accuracy study trains: channels-last factored
 layers (the training default), the uniform rank rule, the default batch of 128 images. The bench uses the
 machine's threads (its records say how many); the accuracy runs trained one thread each, two side by side."""
+
+
+def smallest_speedup() -> float:
+    """Claim 5's smallest speedup of interest ``s`` (``claim5_smallest_speedup`` of
+    ``speed_thresholds.yaml``): a speedup interval inside ``(1/s, s)`` reads *no meaningful effect*."""
+    return float(thresholds_file()["claim5_smallest_speedup"])
 
 
 def claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio: float, ratio: int = 2) -> bool:
@@ -47,31 +56,19 @@ def claim_setting(fmt: str, variant: str | None, batch: int | None, macs_ratio: 
     )
 
 
-def claim_records(found: list[dict], ratio: int = 2) -> dict[tuple[str, bool], dict]:
-    """``(model, hardware-aware) -> record``: among speedup records ``found`` (:func:`load`) of each CIFAR
-    model (32x32 inputs) in the :data:`CLAIM_SETTING` at ``ratio`` fewer MACs, timed without a penalty
-    and not measured beside other busy processes (:func:`elrt_core.machine_load.quiet` false), the newest
-    with uniform ranks (judged by claim 5, whatever its device) and the newest with hardware-aware ranks
-    (listed beside), taken from the judged record's device where that device has one, so the two rank
-    rules are compared on one machine. One place for this choice: the verdict and the rings of the
-    speedup figure."""
-    eligible = []
-    for r in found:
-        rule = r.get("rank_rule", "uniform")
-        setting = claim_setting(r["format"], r.get("variant"), r.get("batch_size"), r["macs_ratio"], ratio)
-        known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
-        plain = r.get("reg", "none") == "none"  # the network's step, no penalty timed with it
-        if cifar(r["model"]) and setting and known_rule and plain and not busy(r["provenance"]):
-            eligible.append(((r["model"], rule != CLAIM_SETTING["rank_rule"]), r))
-    chosen: dict[tuple[str, bool], dict] = {}
-    for key, r in sorted(eligible, key=lambda kr: started(kr[1])):  # oldest first: the newest stays
-        chosen[key] = r
-    for (model, hw), r in list(chosen.items()):
-        judged = chosen.get((model, False))
-        if hw and judged is not None:
-            here = [x for k, x in eligible if k == (model, True) and device(x) == device(judged)]
-            chosen[(model, True)] = max(here, key=started) if here else r
-    return chosen
+def _in_claim(record: dict, ratio: int) -> bool:
+    """Whether a speedup record times the network claim 5 is about: a CIFAR model (32x32 inputs) in the
+    :data:`CLAIM_SETTING` at ``ratio`` fewer MACs, uniform or hardware-aware ranks, no penalty timed
+    with the step."""
+    rule = record.get("rank_rule", "uniform")
+    setting = claim_setting(record["format"], record.get("variant"), record.get("batch_size"), record["macs_ratio"], ratio)
+    known_rule = rule == CLAIM_SETTING["rank_rule"] or rule.startswith("hw:")
+    return cifar(record["model"]) and setting and known_rule and record.get("reg", "none") == "none"
+
+
+def _key(record: dict) -> tuple[str, bool]:
+    """``(model, hardware-aware ranks)`` of a record."""
+    return record["model"], record.get("rank_rule", "uniform") != CLAIM_SETTING["rank_rule"]
 
 
 def paired_rounds(record: dict) -> tuple[list[float] | None, list[float] | None, str]:
@@ -90,75 +87,117 @@ def best_speedup(record: dict) -> float:
     return record.get("train_speedup_best", record["train_speedup"])
 
 
-def _judged_speedup(record: dict) -> tuple[str, str, float]:
-    """One judged bench record in words, its verdict word and the upper end of its interval: the
-    geometric mean of its paired training-step ratios against the fastest dense variant the record
-    timed (:func:`paired_rounds`) with the 95% interval (:func:`stats.ratio_interval`), the device and
-    its PyTorch threads; *inconclusive* (upper end NaN) without per-round times (older records) or
-    with fewer than 2 rounds. The commit it was measured at is in the chapter's appendix."""
-    prov = record["provenance"]
-    threads = prov.get("torch_threads")
-    where = f"on {prov['device_name']}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
-    if quiet(prov) is None:
-        where += ", background load not recorded"
+def judged_records(found: list[dict], ratio: int = 2) -> dict[str, dict[tuple[str, bool], list[dict]]]:
+    """``device -> (model, hardware-aware) -> records``, oldest first: every record claim 5 judges on
+    each machine. Among speedup records ``found`` (:func:`load`): CIFAR models (32x32 inputs) in the
+    :data:`CLAIM_SETTING` at ``ratio`` fewer MACs, uniform or hardware-aware ranks, timed without a
+    penalty, measured on a machine known to be quiet (:func:`elrt_core.machine_load.quiet` true: records
+    that did not measure the load are left out) and with at least 2 paired step times against the dense
+    step they are judged against (:func:`paired_rounds`), so each has an interval."""
+    out: dict[str, dict[tuple[str, bool], list[dict]]] = {}
+    for r in sorted(found, key=started):
+        dense, low, _ = paired_rounds(r)
+        if _in_claim(r, ratio) and quiet(r["provenance"]) and dense and low and len(dense) >= 2:
+            out.setdefault(device(r), {}).setdefault(_key(r), []).append(r)
+    return out
+
+
+def _judged(record: dict) -> tuple[str, str, float]:
+    """One judged record in words (the geometric mean of its paired step ratios against the dense
+    variant :func:`paired_rounds` names, with its 95% interval), its verdict word with the smallest
+    speedup of interest (:func:`smallest_speedup`) and the upper end of its interval."""
     dense, low, against = paired_rounds(record)
-    if not dense or len(dense) < 2:
-        return (
-            f"{record['model']} {best_speedup(record):.2f}x (median; no interval: the record has no per-step times) {where}",
-            "inconclusive",
-            math.nan,
-        )
     ratio, lo, hi = stats.ratio_interval(dense, low)
-    word = stats.verdict(math.log(lo), math.log(hi))
-    return (
-        f"{record['model']} {ratio:.2f}x against dense {against.replace('_', '-')} (geometric mean of {len(dense)} paired "
-        f"step ratios, {100 * stats.CONFIDENCE:g}% CI {decimals(decisive(lo, 1.0))} to {decimals(decisive(hi, 1.0))}) {where}",
-        word,
-        hi,
+    word = stats.verdict(math.log(lo), math.log(hi), smallest=math.log(smallest_speedup()))
+    text = (
+        f"{ratio:.2f}x against dense {against.replace('_', '-')} ({100 * stats.CONFIDENCE:g}% CI "
+        f"{decimals(decisive(lo, 1.0))} to {decimals(decisive(hi, 1.0))}, {len(dense)} paired steps)"
     )
+    return text, word, hi
+
+
+def _agreed(words: Sequence[str]) -> str:
+    """The one word all ``words`` share when it is decisive (supported, contradicted, no meaningful
+    effect), else *inconclusive*: records or machines that disagree decide nothing."""
+    decisive_words = {"supported", "contradicted", "no meaningful effect"}
+    return words[0] if words and len(set(words)) == 1 and words[0] in decisive_words else "inconclusive"
+
+
+def memory_ratios(record: dict) -> str:
+    """Parameters, optimizer state and activation memory (bytes kept for backward, at the record's
+    recompute level and with every intermediate recomputed) of the low-rank network over dense, from a
+    record that measured them (``""`` for older records)."""
+    low, dense = record["lowrank"], record["dense"]
+    if not all(k in low and dense.get(k) for k in ("param_bytes", "optimizer_bytes", "activation_bytes")):
+        return ""
+    text = (
+        f"parameters {low['param_bytes'] / dense['param_bytes']:.2f}x, optimizer state "
+        f"{low['optimizer_bytes'] / dense['optimizer_bytes']:.2f}x, activation memory "
+        f"{low['activation_bytes'] / dense['activation_bytes']:.2f}x"
+    )
+    every = record.get("lowrank_levels", {}).get("all", {}).get("activation_bytes")
+    return text + (f" ({every / dense['activation_bytes']:.2f}x recomputing every intermediate)" if every else "") + " of dense"
+
+
+def _machine(name: str, by_key: dict[tuple[str, bool], list[dict]]) -> tuple[str, str, list[float]]:
+    """One machine's judgement in words, its word (the uniform-rank records of every model agree:
+    :func:`_agreed`) and the upper ends of its uniform-rank intervals. Hardware-aware ranks are listed
+    with their intervals beside, not judged (they train a different network)."""
+    parts, words, highs = [], [], []
+    for model in sorted({m for m, _ in by_key}):
+        uniform = [_judged(r) for r in by_key.get((model, False), [])]
+        aware = [_judged(r)[0] for r in by_key.get((model, True), [])]
+        words += [w for _, w, _ in uniform]
+        highs += [hi for _, _, hi in uniform]
+        text = f"{model} " + ("; ".join(t for t, _, _ in uniform) if uniform else "no uniform-rank record")
+        if aware:
+            text += f" (hardware-aware ranks, not judged: {'; '.join(aware)})"
+        newest = (by_key.get((model, False)) or by_key[(model, True)])[-1]
+        memory = memory_ratios(newest)
+        parts.append(text + (f"; {memory}" if memory else ""))
+    records = sum(len(v) for v in by_key.values())
+    return f"on {name} ({records} record{'s' if records != 1 else ''}): " + "; ".join(parts), _agreed(words), highs
 
 
 def speed_claim(session: Session, ratio: int = 2) -> Claim:
-    """Claim 5 (efficient training): the training-step speedup of Tucker-2 over the fastest dense step
-    at ``ratio`` fewer MACs (:func:`paired_rounds`), per CIFAR model (32x32 inputs), in the
-    :data:`CLAIM_SETTING` and from the newest such record
-    of each model that was not measured beside busy processes (whatever its device; other variants and
-    older records are not chosen among; :func:`claim_records`).
-    Each model's speedup is the geometric mean of its paired step ratios with a 95% interval
-    (:func:`_judged_speedup`): *supported* if every model's interval lies above 1, *contradicted* if
-    every one lies below, else *inconclusive*. The hardware-aware ranks' speedups (same variant and
-    batch, from the judged record's machine where it has one) are listed beside, not judged: they train a different network (see their accuracy in
-    chapter 6)."""
+    """Claim 5 (efficient training): the training-step speedup of Tucker-2 with uniform ranks over the
+    fastest dense step at ``ratio`` fewer MACs (:func:`paired_rounds`), judged per machine over every
+    quiet record of the :data:`CLAIM_SETTING` (:func:`judged_records`), not only the newest.
+
+    Each record's speedup is the geometric mean of its paired step ratios with a 95% interval
+    (:func:`_judged`); a machine's word is the word its records of every CIFAR model share, and the row's
+    word the one every machine shares (:func:`_agreed`; otherwise *inconclusive*). *No meaningful
+    effect* means an interval inside ``(1/s, s)`` for the smallest speedup of interest ``s``
+    (:func:`smallest_speedup`). Hardware-aware ranks are listed with their intervals, not judged; the
+    ratios of parameters, optimizer state and activation memory come from each model's newest record."""
     from .verdicts import Claim
 
-    newest = claim_records(load(session.root, "speedup"), ratio)
-    judged = [_judged_speedup(r) for (_, hw), r in sorted(newest.items()) if not hw]
+    machines = judged_records(load(session.root, "speedup"), ratio)
+    judged = [_machine(name, by_key) for name, by_key in sorted(machines.items()) if any(not hw for _, hw in by_key)]
     if not judged:
         return Claim(
-            f"no bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs with uniform ranks yet", "inconclusive", BASIS
+            f"no quiet bench record of a Tucker-2 CIFAR network at {ratio}x fewer MACs with uniform ranks and per-step times yet",
+            "inconclusive",
+            BASIS,
         )
-    words = {word for _, word, _ in judged}
-    word = words.pop() if len(words) == 1 and words <= {"supported", "contradicted"} else "inconclusive"
-    effect = "; ".join(text for text, _, _ in judged)
-    judged_devices = {r["provenance"]["device_name"] for (_, hw), r in newest.items() if not hw}
-    aware = [
-        f"{m} {best_speedup(r):.2f}x (median) on {r['provenance']['device_name']}"
-        + ("" if r["provenance"]["device_name"] in judged_devices else ", another machine than the judged records")
-        for (m, hw), r in sorted(newest.items())
-        if hw
-    ]
-    if aware:
-        effect += f" (with the hardware-aware ranks, not judged: {'; '.join(aware)})"
-    highs = [hi for _, _, hi in judged]
-    if word != "supported" and not any(math.isnan(hi) for hi in highs):
+    word = _agreed([w for _, w, _ in judged])
+    effect = " | ".join(f"{text} [{w}]" for text, w, _ in judged)
+    highs = [hi for _, _, his in judged for hi in his]
+    if word != "supported":
         bound = math.ceil(max(highs) * 100) / 100  # rounded up: every interval ends at or below it
-        effect += f". With uniform ranks, each network's {100 * stats.CONFIDENCE:g}% interval ends at or below {bound:.2f}x"
+        effect += f". With uniform ranks, every judged {100 * stats.CONFIDENCE:g}% interval ends at or below {bound:.2f}x"
+    judged_n = sum(len(v) for by_key in machines.values() for (_, hw), v in by_key.items() if not hw)
+    aware_n = sum(len(v) for by_key in machines.values() for (_, hw), v in by_key.items() if hw)
     return Claim(
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense at its fastest "
-        f"(the fastest dense variant the bench timed; channels-last low-rank network, batch {CLAIM_SETTING['batch_size']}, steps timed in turns): {effect}",
+        f"(the fastest dense variant each bench run timed; channels-last low-rank network, batch {CLAIM_SETTING['batch_size']}, "
+        f"steps timed in turns), per machine: {effect}",
         word,
-        f"bench records of {len(judged)} network{'s' if len(judged) != 1 else ''}, the newest record of each not measured beside busy processes; the interval covers the "
-        "step-to-step noise of one measurement on one machine, not other machines or other measurements (methods page)",
+        f"{judged_n} quiet uniform-rank bench record{'s' if judged_n != 1 else ''} with per-step times on {len(judged)} machine"
+        f"{'s' if len(judged) != 1 else ''}, every one judged (not only the newest; {aware_n} hardware-aware listed beside); "
+        f"a machine's word needs all its records to agree, the row's word all machines; smallest speedup of interest "
+        f"{smallest_speedup():.2f}x; each interval covers "
+        "the step-to-step noise of one measurement on one machine (methods page)",
     )
 
 

@@ -11,7 +11,7 @@ one module per job, all names here:
 """
 
 from .bench_answer import answer_records, efficiency_table, gpu_text, memory_table, targets_table
-from .bench_claim import CLAIM_SETTING, best_speedup, claim_records, paired_rounds, run_speedups, speed_claim, speedups_source
+from .bench_claim import CLAIM_SETTING, best_speedup, judged_records, paired_rounds, run_speedups, speed_claim, speedups_source
 from .bench_figures import speedup_figure
 from .bench_load import BASIS, BENCH_FOLDER, load
 from .bench_tables import (
@@ -37,7 +37,7 @@ __all__ = [
     "targets_table",
     "gpu_text",
     "speed_claim",
-    "claim_records",
+    "judged_records",
     "paired_rounds",
     "best_speedup",
     "run_speedups",

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..bench import PARTS, VARIANT_TEXT
 from ..machine_load import busy
-from .bench_claim import claim_records
+from .bench_claim import judged_records
 from .bench_load import load
 
 if TYPE_CHECKING:  # for annotations only, never imported at run time
@@ -34,9 +34,9 @@ def speedup_table(session: Session) -> pd.DataFrame | None:
     before levels existed, i.e. ``off``), activation memory low-rank / dense, timed steps, the commit it
     was measured at, the cores other processes kept busy meanwhile (empty where not measured;
     :mod:`elrt_core.machine_load`), ``busy`` (more than that is quiet), and ``judged``: whether claim 5
-    judges the record (:func:`elrt_core.study.bench_claim.claim_records`)."""
+    judges the record (:func:`elrt_core.study.bench_claim.judged_records`, uniform ranks)."""
     found = load(session.root, "speedup")
-    judged = {r["path"] for (_, hw), r in claim_records(found).items() if not hw}
+    judged = {r["path"] for by_key in judged_records(found).values() for (_, hw), rs in by_key.items() if not hw for r in rs}
     rows = [
         {
             "device": r["provenance"]["device_name"],
