@@ -350,6 +350,9 @@ def test_judged_records_are_the_ringed_records_of_the_speedup_table(tmp_path):
         write_json(tmp_path / "bench" / f"{name}.json", {**base, "provenance": prov})
     table = bench_records.speedup_table(SimpleNamespace(root=tmp_path))
     assert table["judged"].tolist().count(True) == 1
+    fig = bench_records.speedup_figure(table)
+    rings = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections if c.get_label() == "judged by claim 5"]
+    assert rings == [1]
     judged = bench_records.judged_records(bench_records.load(tmp_path, "speedup"))
     assert [r["path"].endswith("quiet.json") for r in judged["cpu-x"][("resnet20", False)]] == [True]
 
@@ -697,8 +700,9 @@ def test_a_cuda_record_without_breakdown_renders_in_every_table(tmp_path):
         for ax in fig.axes
         if ax.get_visible()
     }
-    # one panel per device; only the newest uniform-rank record is judged (an older machine's is shown, not ringed)
-    assert rings == {"NVIDIA H100 80GB HBM3": [0], "cpu-x": [1], "cpu-old": [0]}
+    # one panel per device; none of these records measured the load and the per-step times, so none is judged
+    # or ringed (test_judged_records_are_the_ringed_records_of_the_speedup_table rings one)
+    assert rings == {"NVIDIA H100 80GB HBM3": [0], "cpu-x": [0], "cpu-old": [0]}
     busy = record("cpu-busy", shares)
     write_json(
         tmp_path / "bench" / "cpu" / "busy" / "r.json",
