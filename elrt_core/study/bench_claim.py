@@ -102,18 +102,16 @@ def judged_records(found: list[dict], ratio: int = 2) -> dict[str, dict[tuple[st
     return out
 
 
-def _judged(record: dict) -> tuple[str, str, float]:
-    """One judged record in words (the geometric mean of its paired step ratios against the dense
-    variant :func:`paired_rounds` names, with its 95% interval), its verdict word with the smallest
-    speedup of interest (:func:`smallest_speedup`) and the upper end of its interval."""
+def _judged(record: dict) -> tuple[str, str, float, str]:
+    """One judged record: its speedup in words (the geometric mean of its paired step ratios against
+    the dense variant :func:`paired_rounds` names, with its 95% interval: ``0.77x (0.74 to 0.80)``),
+    its verdict word with the smallest speedup of interest (:func:`smallest_speedup`), the upper end of
+    its interval and that dense variant's name."""
     dense, low, against = paired_rounds(record)
     ratio, lo, hi = stats.ratio_interval(dense, low)
     word = stats.verdict(math.log(lo), math.log(hi), smallest=math.log(smallest_speedup()))
-    text = (
-        f"{ratio:.2f}x against dense {against.replace('_', '-')} ({100 * stats.CONFIDENCE:g}% CI "
-        f"{decimals(decisive(lo, 1.0))} to {decimals(decisive(hi, 1.0))}, {len(dense)} paired steps)"
-    )
-    return text, word, hi
+    text = f"{ratio:.2f}x ({decimals(decisive(lo, 1.0))} to {decimals(decisive(hi, 1.0))})"
+    return text, word, hi, against.replace("_", "-")
 
 
 def _agreed(words: Sequence[str]) -> str:
@@ -136,27 +134,34 @@ def memory_ratios(record: dict) -> str:
         f"{low['activation_bytes'] / dense['activation_bytes']:.2f}x"
     )
     every = record.get("lowrank_levels", {}).get("all", {}).get("activation_bytes")
-    return text + (f" ({every / dense['activation_bytes']:.2f}x recomputing every intermediate)" if every else "") + " of dense"
+    return text + (f" ({every / dense['activation_bytes']:.2f}x recomputing every intermediate)" if every else "")
 
 
 def _machine(name: str, by_key: dict[tuple[str, bool], list[dict]]) -> tuple[str, str, list[float]]:
     """One machine's judgement in words, its word (the uniform-rank records of every model agree:
     :func:`_agreed`) and the upper ends of its uniform-rank intervals. Hardware-aware ranks are listed
-    with their intervals beside, not judged (they train a different network)."""
-    parts, words, highs = [], [], []
+    with their intervals beside, not judged (they train a different network); the memory ratios of
+    each model's newest record follow."""
+    speeds, memories, words, highs, against = [], [], [], [], set()
     for model in sorted({m for m, _ in by_key}):
         uniform = [_judged(r) for r in by_key.get((model, False), [])]
-        aware = [_judged(r)[0] for r in by_key.get((model, True), [])]
-        words += [w for _, w, _ in uniform]
-        highs += [hi for _, _, hi in uniform]
-        text = f"{model} " + ("; ".join(t for t, _, _ in uniform) if uniform else "no uniform-rank record")
-        if aware:
-            text += f" (hardware-aware ranks, not judged: {'; '.join(aware)})"
-        newest = (by_key.get((model, False)) or by_key[(model, True)])[-1]
-        memory = memory_ratios(newest)
-        parts.append(text + (f"; {memory}" if memory else ""))
+        aware = [_judged(r) for r in by_key.get((model, True), [])]
+        words += [j[1] for j in uniform]
+        highs += [j[2] for j in uniform]
+        against |= {j[3] for j in uniform + aware}
+        text = f"{model} " + (", ".join(j[0] for j in uniform) if uniform else "no uniform-rank record")
+        speeds.append(text + (f", hardware-aware ranks {', '.join(j[0] for j in aware)}" if aware else ""))
+        memory = memory_ratios((by_key.get((model, False)) or by_key[(model, True)])[-1])
+        memories += [f"{model} {memory}"] if memory else []
     records = sum(len(v) for v in by_key.values())
-    return f"on {name} ({records} record{'s' if records != 1 else ''}): " + "; ".join(parts), _agreed(words), highs
+    text = (
+        f"on {name} ({records} record{'s' if records != 1 else ''}, against dense {' or '.join(sorted(against))}): "
+        + "; ".join(speeds)
+        + f" [{_agreed(words)}]"
+    )
+    if memories:
+        text += "; low-rank / dense: " + "; ".join(memories)
+    return text, _agreed(words), highs
 
 
 def speed_claim(session: Session, ratio: int = 2) -> Claim:
@@ -181,7 +186,7 @@ def speed_claim(session: Session, ratio: int = 2) -> Claim:
             BASIS,
         )
     word = _agreed([w for _, w, _ in judged])
-    effect = " | ".join(f"{text} [{w}]" for text, w, _ in judged)
+    effect = " | ".join(text for text, _, _ in judged)
     highs = [hi for _, _, his in judged for hi in his]
     if word != "supported":
         bound = math.ceil(max(highs) * 100) / 100  # rounded up: every interval ends at or below it
@@ -191,7 +196,7 @@ def speed_claim(session: Session, ratio: int = 2) -> Claim:
     return Claim(
         f"Tucker-2 at {ratio}x fewer MACs with uniform ranks, training step vs dense at its fastest "
         f"(the fastest dense variant each bench run timed; channels-last low-rank network, batch {CLAIM_SETTING['batch_size']}, "
-        f"steps timed in turns), per machine: {effect}",
+        f"steps timed in turns; 95% intervals; hardware-aware ranks listed, not judged), per machine: {effect}",
         word,
         f"{judged_n} quiet uniform-rank bench record{'s' if judged_n != 1 else ''} with per-step times on {len(judged)} machine"
         f"{'s' if len(judged) != 1 else ''}, every one judged (not only the newest; {aware_n} hardware-aware listed beside); "
