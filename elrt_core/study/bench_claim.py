@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ..config import TrainConfig
 from ..machine_load import busy, quiet
+from ..records import Record
 from . import stats
 from .bench_load import BASIS, cifar, device, load, started
 from .display import decimals, decisive
-
-if TYPE_CHECKING:  # for annotations only, never imported at run time
-    from ..records import Record
-    from .plan import PlannedRun
-    from .session import Session
-    from .verdicts import Claim
+from .plan import PlannedRun
+from .session import Session
+from .verdicts import Claim
 
 __all__ = [
     "CLAIM_SETTING",
