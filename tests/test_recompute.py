@@ -140,6 +140,7 @@ def test_set_recompute_levels_defaults_and_bad_level():
         lowrank.set_recompute(net, "some")
 
 
+@pytest.mark.slow
 def test_a_tiny_training_run_gives_identical_weights_with_recompute_on_and_off(tmp_path, cifar10_dir):
     from elrt_core.config import RunOptions, TrainConfig
     from elrt_core.train import fit
