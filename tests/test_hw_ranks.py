@@ -219,17 +219,18 @@ def test_hw_rule_resolves_to_this_devices_table_or_falls_back_to_uniform(table_i
 def test_train_stores_hw_as_the_resolved_table_or_the_uniform_fallback(table_in_results, monkeypatch, capsys):
     """`elrt train --rank-rule hw`: the config holds `hw:<id>` (a reproducible run), or `uniform` after a
     warning on a device with no table; the note goes to the run's provenance."""
-    from elrt_core.cli import _train_config, build_parser
+    from elrt_core.cli import build_parser
+    from elrt_core.cli.train import train_config
 
     argv = ["train", "--format", "tucker2", "--flops-ratio", "2", "--rank-rule", "hw", "--device", "cpu"]
     args = build_parser().parse_args(argv)
-    assert _train_config(args).rank_rule == f"hw:{table_in_results['table_id']}"
+    assert train_config(args).rank_rule == f"hw:{table_in_results['table_id']}"
     assert table_in_results["table_id"] in args.notes[0]
-    regularized = _train_config(build_parser().parse_args([*argv, "--reg", "so"]))  # lambda is looked up, hw resolved
+    regularized = train_config(build_parser().parse_args([*argv, "--reg", "so"]))  # lambda is looked up, hw resolved
     assert regularized.rank_rule == f"hw:{table_in_results['table_id']}" and regularized.reg_weight > 0
     monkeypatch.setattr(records, "device_name", lambda device: "another-cpu")
     args = build_parser().parse_args(argv)
-    assert _train_config(args).rank_rule == "uniform" and "falling back" in args.notes[0]
+    assert train_config(args).rank_rule == "uniform" and "falling back" in args.notes[0]
     assert "elrt: warning: rank rule hw: no timing table" in capsys.readouterr().err
 
 

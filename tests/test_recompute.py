@@ -140,6 +140,7 @@ def test_set_recompute_levels_defaults_and_bad_level():
         lowrank.set_recompute(net, "some")
 
 
+@pytest.mark.slow
 def test_a_tiny_training_run_gives_identical_weights_with_recompute_on_and_off(tmp_path, cifar10_dir):
     from elrt_core.config import RunOptions, TrainConfig
     from elrt_core.train import fit
@@ -157,6 +158,7 @@ def test_a_tiny_training_run_gives_identical_weights_with_recompute_on_and_off(t
 def test_elrt_train_takes_the_recompute_level_as_a_run_option(tmp_path, monkeypatch):
     """`elrt train --recompute off` reaches RunOptions (not the config: the run's identity stays the same)."""
     from elrt_core import cli
+    from elrt_core.cli import train as train_command
 
     seen = {}
 
@@ -165,7 +167,7 @@ def test_elrt_train_takes_the_recompute_level_as_a_run_option(tmp_path, monkeypa
         return {"metrics": {"final_test_top1": 1.0}}
 
     monkeypatch.setattr("elrt_core.train.fit", fake_fit)
-    monkeypatch.setattr(cli, "_check_data", lambda *a: None)
+    monkeypatch.setattr(train_command, "check_data", lambda *a: None)
     args = [
         "train",
         "--format",

@@ -15,32 +15,55 @@ import pytest
 
 from elrt_core.study import bench_records, provenance, regime, tables
 
+# One worker builds the smoke book and runs every test that reads it (make test: pytest-xdist --dist loadgroup);
+# each of them is slow (the book takes minutes), so the quick tier (make test-quick) leaves them out.
+pytestmark = [pytest.mark.xdist_group("smoke_book"), pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 PROFILE_WORDS = ("profile 'smoke'", "2 epochs", "320-image training subset", "200 held out for validation", "n = ")
 OTHER_BASES = (bench_records.BASIS, tables.PUBLISHED_BASIS, provenance.BASIS, regime.BASIS)
 
 
-def _elrt(*args, env):
-    proc = subprocess.run([sys.executable, "-m", "elrt_core.cli", *args], capture_output=True, text=True, env=env, timeout=1200)
-    assert proc.returncode == 0, f"elrt {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return proc
+def _elrt(*args, env, log: Path) -> subprocess.Popen:
+    """``elrt ARGS`` started in a child process writing its output to ``log`` (see :func:`_finished`)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "elrt_core.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _finished(proc: subprocess.Popen, log: Path) -> None:
+    """Wait for ``proc`` (an :func:`_elrt`); the test fails with the end of its output unless it succeeded."""
+    proc.wait(timeout=1200)
+    assert proc.returncode == 0, f"{' '.join(proc.args[2:])} failed:\n{log.read_text()[-6000:]}"
 
 
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory, cifar10_dir):
-    """Train the smoke runs, bench, execute every notebook and build the book in a scratch copy."""
+    """Train the smoke runs, bench, execute every notebook and build the book in a scratch copy. The
+    benches run beside the training (neither reads what the other writes) and the notebooks two at a
+    time, so that the book is ready sooner; each step writes what it writes alone."""
     work = tmp_path_factory.mktemp("smoke_book")
     env = {**os.environ, "ELRT_RESULTS": str(work / "results"), "ELRT_DATA_DIR": str(cifar10_dir)}
     env["ELRT_QUIET_CORES"] = "1000"  # the chain, not a speed: the smoke bench counts whatever else the machine runs
-    _elrt("batch", "--profile", "smoke", "--jobs", "2", "--threads", "1", "--device", "cpu", env=env)
-    judged = bench_records.CLAIM_SETTING  # claim 5 reads only records of this setting
-    setting = ["--variant", judged["variant"], "--rank-rule", judged["rank_rule"], "--batch-size", str(judged["batch_size"])]
-    _elrt("bench", *setting, "--steps", "3", "--warmup", "0", env=env)  # 3 rounds: an interval
-    _elrt("bench", "--reg-overhead", "--batch-size", "8", "--steps", "1", "--warmup", "0", env=env)
+
+    def elrt(*args: str) -> None:
+        log = work / f"elrt-{args[0]}-{len(list(work.glob('elrt-*')))}.log"
+        _finished(_elrt(*args, env=env, log=log), log)
+
+    training_log = work / "elrt-batch.log"
+    training = _elrt("batch", "--profile", "smoke", "--jobs", "2", "--threads", "1", "--device", "cpu", env=env, log=training_log)
+    try:
+        judged = bench_records.CLAIM_SETTING  # claim 5 reads only records of this setting
+        setting = ["--variant", judged["variant"], "--rank-rule", judged["rank_rule"], "--batch-size", str(judged["batch_size"])]
+        elrt("bench", *setting, "--steps", "3", "--warmup", "0")  # 3 rounds: an interval
+        elrt("bench", "--reg-overhead", "--batch-size", "8", "--steps", "1", "--warmup", "0")
+    except BaseException:
+        training.terminate()  # the batch stops its runs (as for Ctrl-C) and is not left running
+        raise
+    _finished(training, training_log)
     book = work / "book_src"
     generated = book / "book" / "generated"
-    _elrt("reproduce", "--profile", "smoke", "--reuse-only", "--out", str(generated), env=env)
+    elrt("reproduce", "--profile", "smoke", "--reuse-only", "--jobs", "2", "--out", str(generated))
     for name in ("_config.yml", "_toc.yml", "references.bib", "CITATION.cff"):  # the cite page reads the last two
         shutil.copy(ROOT / name, book / name)
     shutil.copytree(ROOT / "_static", book / "_static")

@@ -2,25 +2,26 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import TINY
 
 from elrt_core import records
 from elrt_core.config import ConfigError, RunOptions, TrainConfig
 from elrt_core.train import TrainingDiverged, checkpoint, fit, loop, run_folder
 from elrt_core.train.schedules import lr_factor, reg_factor
 
-TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine", weight_decay=5e-4)
-
 
 def _options(tmp_path, cifar10_dir, name="run", **kw):
     return RunOptions(out=tmp_path / name, device="cpu", data_dir=cifar10_dir, quiet=True, profile="smoke", **kw)
 
 
+@pytest.mark.slow
 def test_tiny_low_rank_run_writes_a_complete_record(tmp_path, cifar10_dir):
     config = TrainConfig(**TINY, format="tucker2", flops_ratio=2.0, reg="so", reg_weight=1e-3)
     rec = fit(config, _options(tmp_path, cifar10_dir))
@@ -59,15 +60,16 @@ def test_tiny_low_rank_run_writes_a_complete_record(tmp_path, cifar10_dir):
     assert hist[-1]["reg_loss"] == pytest.approx(1e-3 * hist[-1]["orthogonality"]["U2"]["so"], rel=0.5)
 
 
-def test_a_run_without_regularizer_logs_orthogonality_and_frobenius_decay(tmp_path, cifar10_dir):
+@pytest.mark.slow
+def test_a_run_without_regularizer_logs_orthogonality_and_frobenius_decay(tmp_path, cifar10_dir, tiny_dense_run):
     config = TrainConfig(**{**TINY, "epochs": 1}, format="tucker2", flops_ratio=2.0, factor_decay="frobenius")
     rec = fit(config, _options(tmp_path, cifar10_dir))
     (row,) = rec["metrics"]["history"]
     assert row["reg_loss"] == 0 and row["reg_weight"] == 0
     assert row["orthogonality"]["U2"]["so"] > 0 and row["orthogonality"]["U1"]["layers"] == 18
     assert row["decay_loss"] > 0  # weight_decay / 2 * sum ||K||^2, added to the loss
-    dense = fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir, name="dense"))
-    assert "orthogonality" not in dense["metrics"]["history"][0] and "decay_loss" not in dense["metrics"]["history"][0]
+    dense = records.read(tiny_dense_run)  # a dense run logs neither
+    assert "orthogonality" not in dense.history[0] and "decay_loss" not in dense.history[0]
 
 
 def test_factor_decay_decides_which_weights_sgd_decays():
@@ -103,6 +105,7 @@ def test_spectral_init_is_the_best_fit_of_the_seeds_dense_initialization():
     assert isinstance(layer, lowrank.MatrixConv2d)
 
 
+@pytest.mark.slow
 def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, cifar10_dir, monkeypatch):
     config = TrainConfig(**{**TINY, "epochs": 3}, format="tucker2", flops_ratio=2.0, reg="srip", reg_weight=1e-2)
     full = fit(config, _options(tmp_path, cifar10_dir, "full"))
@@ -131,10 +134,12 @@ def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, cifar10_dir, mo
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_run_folder_is_never_overwritten_silently(tmp_path, cifar10_dir, capsys):
+@pytest.mark.slow
+def test_a_run_folder_is_never_overwritten_silently(tmp_path, cifar10_dir, tiny_dense_run):
     one = TrainConfig(**{**TINY, "epochs": 1})
-    first = fit(one, _options(tmp_path, cifar10_dir))
-    assert fit(one, _options(tmp_path, cifar10_dir)) == json.loads(json.dumps(first))  # reused, not retrained
+    shutil.copytree(tiny_dense_run, tmp_path / "run")  # the finished run of this config
+    first = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert fit(one, _options(tmp_path, cifar10_dir)) == first  # reused, not retrained
     with pytest.raises(run_folder.RunFolderError, match="holds the record of another run"):
         fit(one.replace(seed=1), _options(tmp_path, cifar10_dir, resume=True))
     (tmp_path / "run" / "record.json").unlink()  # an interrupted run: only its checkpoint is left
@@ -179,6 +184,7 @@ def test_a_corrupt_checkpoint_is_named(tmp_path, cifar10_dir):
         fit(TrainConfig(**{**TINY, "epochs": 1}), _options(tmp_path, cifar10_dir, resume=True))
 
 
+@pytest.mark.slow
 def test_nan_loss_gives_a_diverged_record_and_keeps_the_last_good_checkpoint(tmp_path, cifar10_dir, monkeypatch):
     config = TrainConfig(**TINY, format="tucker2", flops_ratio=2.0, reg="so", reg_weight=1e-3)
     real_penalty = loop.penalty
@@ -200,6 +206,7 @@ def test_nan_loss_gives_a_diverged_record_and_keeps_the_last_good_checkpoint(tmp
     assert records.find(config, tmp_path) is None
 
 
+@pytest.mark.slow
 def test_non_finite_parameters_are_caught_before_anything_is_written(tmp_path, cifar10_dir, monkeypatch):
     """A finite loss with an infinite batch-norm buffer (the run of the reviewer's --lr 1e6 probe)."""
     config = TrainConfig(**{**TINY, "epochs": 1})
@@ -217,6 +224,7 @@ def test_non_finite_parameters_are_caught_before_anything_is_written(tmp_path, c
     assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "weights.pt").exists()
 
 
+@pytest.mark.slow
 def test_validation_split_is_held_out_of_training(tmp_path, cifar10_dir):
     config = TrainConfig(**{**TINY, "epochs": 1, "val_split": 100})
     rec = fit(config, _options(tmp_path, cifar10_dir))
@@ -292,6 +300,7 @@ def test_reg_schedules():
     assert [reg_factor("bansal", e, 200) for e in (0, 19, 20, 50, 70, 119, 120)] == [1.0, 1.0, 1e-2, 1e-3, 1e-5, 1e-5, 0.0]
 
 
+@pytest.mark.slow
 def test_run_files_are_readable_by_others_and_no_tmp_litter_survives(tmp_path, cifar10_dir):
     import stat
 
@@ -304,9 +313,10 @@ def test_run_files_are_readable_by_others_and_no_tmp_litter_survives(tmp_path, c
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
 
 
-def test_the_compression_baseline_starts_from_the_decomposed_trained_dense_run(tmp_path, cifar10_dir):
+@pytest.mark.slow
+def test_the_compression_baseline_starts_from_the_decomposed_trained_dense_run(tmp_path, cifar10_dir, tiny_dense_run):
     dense = TrainConfig(**{**TINY, "epochs": 1})
-    fit(dense, _options(tmp_path, cifar10_dir, name=dense.name))
+    shutil.copytree(tiny_dense_run, tmp_path / dense.name)  # the finished dense run, in a folder of finished runs
     compress = TrainConfig(**{**TINY, "epochs": 1}, format="matrix", flops_ratio=2.0, init=f"decompose:{dense.hash}")
     assert compress.name.startswith("resnet20-matrix-2xflops-compressed-")
     start = loop.build_model(compress, dense_runs=tmp_path)

@@ -1,4 +1,5 @@
-"""Helpers of the batch and cluster tests: a profile of tiny runs, a run's epochs, waiting for a condition."""
+"""Helpers of the training, batch and cluster tests: a tiny config, a profile of tiny runs, a run's epochs,
+waiting for a condition."""
 
 import dataclasses
 import time
@@ -10,6 +11,9 @@ import torch
 from elrt_core import profiles
 from elrt_core.profiles import Profile, RunGroup
 from elrt_core.train import checkpoint
+
+TINY = dict(model="resnet20", epochs=2, batch_size=50, subset=200, test_subset=100, lr=0.05, schedule="cosine", weight_decay=5e-4)
+"""A training config of seconds: 200 training and 100 test images of real CIFAR-10, 4 steps an epoch."""
 
 
 def tiny(*groups: RunGroup, epochs: int = 4) -> Profile:

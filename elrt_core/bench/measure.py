@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-from .. import lowrank, models, records
+from .. import lowrank, models
 from ..cost import trace_convs
 from ..lowrank.hw_ranks import candidate_ranks, shape_key, table_id
 from ..machine_load import BackgroundLoad
 from ..regularizers import REGULARIZERS
 from ..timing import in_turns, layer_step
-from .settings import BenchSettings, build_models, random_batch
+from .settings import BenchSettings, build_models, random_batch, record_provenance
 from .steppers import Stepper
 
 __all__ = ["regularizer_overhead", "aligned_ranks", "layer_times", "rank_table", "RANK_SIZES"]
@@ -58,9 +58,7 @@ def regularizer_overhead(s: BenchSettings, on: tuple[str, ...] = ("U2",)) -> dic
         "kind": "regularizer_overhead",
         **asdict(s),
         "rows": rows,
-        "provenance": records.provenance(
-            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
-        ),
+        "provenance": record_provenance(s, device, started, load),
     }
 
 
@@ -77,6 +75,72 @@ def aligned_ranks(ranks: tuple[int, ...], full: tuple[int, ...]) -> tuple[int, .
     return tuple(nearest(r, f) for r, f in zip(ranks, full))
 
 
+def _check_layer_variant(s: BenchSettings, what: str) -> None:
+    """Layers are timed alone only as factored chains, in either memory format."""
+    if s.variant not in ("factored", "channels_last"):
+        raise ValueError(f"{what} support the variants factored and channels_last, got {s.variant!r}")
+
+
+def _layer_groups(dense: torch.nn.Module, low: torch.nn.Module, shape: tuple[int, ...]) -> dict[tuple, dict[str, Any]]:
+    """The converted conv layers of ``low`` by (in and out channels, kernel, stride, input size, ranks):
+    one dense and one low-rank layer of each, their geometry, and how many layers share it."""
+    dense_mods, low_mods = dict(dense.named_modules()), dict(low.named_modules())
+    groups: dict[tuple, dict[str, Any]] = {}
+    for name, g in trace_convs(dense, shape).items():
+        layer = low_mods.get(name)
+        if not isinstance(layer, lowrank.LowRankConv2d):
+            continue
+        key = (g.in_channels, g.out_channels, g.kernel_size, g.stride, g.in_hw, layer.ranks)
+        groups.setdefault(key, {"dense": dense_mods[name], "low": layer, "geom": g, "layers": 0})["layers"] += 1
+    return groups
+
+
+def _layer_row(s: BenchSettings, key: tuple, grp: dict[str, Any], device: torch.device, memory: torch.memory_format) -> dict:
+    """One row of :func:`layer_times`: the group's dense layer, its low-rank layer and the low-rank layer
+    at :func:`aligned_ranks`, timed in turns (milliseconds) beside their MACs per image."""
+    c_in, c_out, kernel, stride, in_hw, ranks = key
+    g, layer = grp["geom"], grp["low"]
+    aligned = aligned_ranks(ranks, type(layer).max_ranks(c_in, c_out, kernel))
+    twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=memory)
+    x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=memory)
+    t_dense, t_low, t_aligned = in_turns([partial(layer_step, m, x) for m in (grp["dense"], layer, twin)], s.steps, s.warmup)
+    low_macs, aligned_macs = type(layer).cost(g, ranks)[0], type(layer).cost(g, aligned)[0]
+    return {
+        "in_channels": c_in,
+        "out_channels": c_out,
+        "kernel": list(kernel),
+        "stride": list(stride),
+        "in_hw": list(in_hw),
+        "layers": grp["layers"],
+        "ranks": list(ranks),
+        "dense_macs": g.macs,
+        "lowrank_macs": low_macs,
+        "aligned_macs": aligned_macs,
+        "macs_ratio": g.macs / low_macs,
+        "dense_ms": 1000 * t_dense,
+        "lowrank_ms": 1000 * t_low,
+        "speedup": t_dense / t_low,
+        "aligned_ranks": list(aligned),
+        "aligned_macs_ratio": g.macs / aligned_macs,
+        "aligned_ms": 1000 * t_aligned,
+        "aligned_speedup": t_dense / t_aligned,
+    }
+
+
+def _layer_totals(rows: list[dict]) -> dict[str, float]:
+    """MAC reductions and speedups of all rows together, each row weighted by its layer count."""
+
+    def total(key: str) -> float:
+        return sum(r[key] * r["layers"] for r in rows)
+
+    return {
+        "macs_ratio": total("dense_macs") / total("lowrank_macs"),
+        "speedup": total("dense_ms") / total("lowrank_ms"),
+        "aligned_macs_ratio": total("dense_macs") / total("aligned_macs"),
+        "aligned_speedup": total("dense_ms") / total("aligned_ms"),
+    }
+
+
 def layer_times(s: BenchSettings) -> dict[str, Any]:
     """Training time (forward + backward) of each converted conv shape of the model, dense vs low-rank.
 
@@ -88,69 +152,18 @@ def layer_times(s: BenchSettings) -> dict[str, Any]:
     ``totals`` weights each row by its layer count.
     """
     s.validate()
-    if s.variant not in ("factored", "channels_last"):
-        raise ValueError(f"layer times support the variants factored and channels_last, got {s.variant!r}")
+    _check_layer_variant(s, "layer times")
     device = torch.device(s.device)
     started, load = time.time(), BackgroundLoad()
     dense, low, shape = build_models(s, device)
-    geoms = trace_convs(dense, shape)
-    dense_mods, low_mods = dict(dense.named_modules()), dict(low.named_modules())
-    groups: dict[tuple, dict[str, Any]] = {}
-    for name, g in geoms.items():
-        layer = low_mods.get(name)
-        if not isinstance(layer, lowrank.LowRankConv2d):
-            continue
-        key = (g.in_channels, g.out_channels, g.kernel_size, g.stride, g.in_hw, layer.ranks)
-        groups.setdefault(key, {"dense": dense_mods[name], "low": layer, "geom": g, "layers": 0})["layers"] += 1
     memory = torch.channels_last if s.channels_last else torch.contiguous_format
-    rows = []
-    for (c_in, c_out, kernel, stride, in_hw, ranks), grp in groups.items():
-        g, layer = grp["geom"], grp["low"]
-        aligned = aligned_ranks(ranks, type(layer).max_ranks(c_in, c_out, kernel))
-        twin = type(layer).like(grp["dense"], aligned).to(device, memory_format=memory)
-        x = torch.randn(s.batch_size, c_in, *in_hw, device=device).contiguous(memory_format=memory)
-        t_dense, t_low, t_aligned = in_turns([partial(layer_step, m, x) for m in (grp["dense"], layer, twin)], s.steps, s.warmup)
-        low_macs, aligned_macs = type(layer).cost(g, ranks)[0], type(layer).cost(g, aligned)[0]
-        rows.append(
-            {
-                "in_channels": c_in,
-                "out_channels": c_out,
-                "kernel": list(kernel),
-                "stride": list(stride),
-                "in_hw": list(in_hw),
-                "layers": grp["layers"],
-                "ranks": list(ranks),
-                "dense_macs": g.macs,
-                "lowrank_macs": low_macs,
-                "aligned_macs": aligned_macs,
-                "macs_ratio": g.macs / low_macs,
-                "dense_ms": 1000 * t_dense,
-                "lowrank_ms": 1000 * t_low,
-                "speedup": t_dense / t_low,
-                "aligned_ranks": list(aligned),
-                "aligned_macs_ratio": g.macs / aligned_macs,
-                "aligned_ms": 1000 * t_aligned,
-                "aligned_speedup": t_dense / t_aligned,
-            }
-        )
-
-    def total(key: str) -> float:
-        return sum(r[key] * r["layers"] for r in rows)
-
-    totals = {
-        "macs_ratio": total("dense_macs") / total("lowrank_macs"),
-        "speedup": total("dense_ms") / total("lowrank_ms"),
-        "aligned_macs_ratio": total("dense_macs") / total("aligned_macs"),
-        "aligned_speedup": total("dense_ms") / total("aligned_ms"),
-    }
+    rows = [_layer_row(s, key, grp, device, memory) for key, grp in _layer_groups(dense, low, shape).items()]
     return {
         "kind": "layer_times",
         **asdict(s),
         "rows": rows,
-        "totals": totals,
-        "provenance": records.provenance(
-            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
-        ),
+        "totals": _layer_totals(rows),
+        "provenance": record_provenance(s, device, started, load),
     }
 
 
@@ -166,8 +179,7 @@ def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
     ``table_id`` is its content id; configs name it as ``rank_rule: hw:<table_id>``.
     """
     s.validate()
-    if s.variant not in ("factored", "channels_last"):
-        raise ValueError(f"rank tables support the variants factored and channels_last, got {s.variant!r}")
+    _check_layer_variant(s, "rank tables")
     device, started, load = torch.device(s.device), time.time(), BackgroundLoad()
     torch.manual_seed(s.seed)
     cls, shape = lowrank.FORMATS[s.format], models.input_shape(s.model)
@@ -209,8 +221,6 @@ def rank_table(s: BenchSettings, max_sizes: int = RANK_SIZES) -> dict[str, Any]:
         **settings,
         "rank_sizes": max_sizes,
         "shapes": shapes,
-        "provenance": records.provenance(
-            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
-        ),
+        "provenance": record_provenance(s, device, started, load),
     }
     return {"kind": "rank_table", "table_id": table_id(record), **record}

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import lowrank, records
+from .. import lowrank
 from ..machine_load import BackgroundLoad
 from ..timing import in_turns
-from .settings import BenchSettings, build_models, random_batch
+from .settings import BenchSettings, build_models, random_batch, record_provenance
 from .steppers import Stepper
 
 __all__ = ["tltorch_model", "reference_speedup"]
@@ -81,9 +81,7 @@ def reference_speedup(s: BenchSettings) -> dict[str, Any]:
         "ours_vs_dense": train[0] / train[1],
         "reference_vs_dense": train[0] / train[2],
         "ours_vs_reference": train[2] / train[1],
-        "provenance": records.provenance(
-            device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
-        ),
+        "provenance": record_provenance(s, device, started, load),
     }
 
 

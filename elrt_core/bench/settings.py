@@ -3,18 +3,21 @@ where its records go (:func:`record_name`)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from .. import lowrank, models
+from .. import lowrank, models, records
 from ..config import RANK_RULE_PATTERN
 from ..lowrank.recompute import LEVELS
+from ..machine_load import BackgroundLoad
 from ..regularizers import REGULARIZERS
 from ..train.rank_rule import load_rank_table
 
-__all__ = ["BenchSettings", "VARIANTS", "VARIANT_TEXT", "build_models", "random_batch", "record_name"]
+__all__ = ["BenchSettings", "VARIANTS", "VARIANT_TEXT", "build_models", "random_batch", "record_name", "record_provenance"]
 
 VARIANT_TEXT = {
     "factored": "default memory format; each low-rank layer runs as its chain of small convolutions",
@@ -126,3 +129,9 @@ def record_name(s: BenchSettings, measure: str = "speedup") -> str:
     else:
         kind = f"{s.format}-{s.flops_ratio:g}x{hw}" + ({"layers": "-layers", "reference": "-reference"}.get(measure, ""))
     return f"{s.model}-{kind}-b{s.batch_size}-{s.variant}.json"
+
+
+def record_provenance(s: BenchSettings, device: torch.device, started: float, load: BackgroundLoad) -> dict[str, Any]:
+    """The provenance of a bench record measured from ``started`` (epoch seconds) to now, with the load
+    other processes put on the machine meanwhile (:class:`elrt_core.machine_load.BackgroundLoad`)."""
+    return records.provenance(device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance())

@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import lowrank, records
+from .. import lowrank
 from ..cost import count
 from ..lowrank.recompute import LEVELS
 from ..machine_load import BackgroundLoad
 from ..timing import in_turns, timed_turns
 from .memory import activation_bytes, peak_step_bytes, state_bytes
 from .profiling import breakdown
-from .settings import BenchSettings, build_models, random_batch
+from .settings import BenchSettings, build_models, random_batch, record_provenance
 from .steppers import Stepper
 
 __all__ = ["speedup", "DENSE_LAYOUTS"]
@@ -145,9 +145,7 @@ def speedup(s: BenchSettings, log: Log = _silent) -> dict[str, Any]:
         lowrank.set_impl(low, choices["train"])
     log("measuring memory and the step breakdown")
     result = _record(s, rep, choices, dense_st, low_st, rounds, t_infer, shape, device)
-    result["provenance"] = records.provenance(
-        device, seed=s.seed, profile="bench", started=started, ended=time.time(), extra=load.provenance()
-    )
+    result["provenance"] = record_provenance(s, device, started, load)
     return result
 
 

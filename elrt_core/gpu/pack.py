@@ -39,6 +39,7 @@ import numpy as np
 from .. import atomic
 from .. import data as data_lib
 from ..data.checksums import BINARY_MD5
+from ..plain_data import first_bad_key
 from . import archive, source
 
 __all__ = [
@@ -397,9 +398,9 @@ def _manifest_problem(manifest: Any) -> str | None:
             return f"has a piece entry {i} that is not an object"
         kind = e.get("kind")
         keys = {**_PIECE_KEYS, **(_KIND_KEYS.get(kind, {}) if isinstance(kind, str) else {})}
-        bad = [k for k, t in keys.items() if not isinstance(e.get(k), t) or isinstance(e.get(k), bool)]
-        if bad:
-            return f"has a piece entry {i} without a valid {bad[0]!r}"
+        bad = first_bad_key(e, keys)
+        if bad is not None:
+            return f"has a piece entry {i} without a valid {bad!r}"
         if e["kind"] not in _KIND_KEYS or not _PIECE_NAME.fullmatch(e["name"]) or not _GROUP.fullmatch(e["group"]):
             return f"names a piece {e['group']!r}/{e['name']!r} of kind {e['kind']!r} that no pack writes"
         if e["kind"] == "images" and e["split"] not in ("train", "test"):

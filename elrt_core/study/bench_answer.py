@@ -5,7 +5,7 @@ each with its interval where it has one, and the targets set for them."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -14,9 +14,7 @@ from ..machine_load import busy
 from . import stats
 from .bench_claim import CLAIM_SETTING, claim_setting, paired_rounds
 from .bench_load import cifar, device, load, started
-
-if TYPE_CHECKING:  # for annotations only, never imported at run time
-    from .session import Session
+from .session import Session
 
 __all__ = ["answer_records", "efficiency_table", "memory_table", "targets_table", "gpu_text"]
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ..bench.targets import thresholds_file
 from ..config import TrainConfig
 from ..machine_load import busy, quiet
+from ..records import Record
 from . import stats
 from .bench_load import BASIS, cifar, device, load, started
 from .display import decimals, decisive
-
-if TYPE_CHECKING:  # for annotations only, never imported at run time
-    from ..records import Record
-    from .plan import PlannedRun
-    from .session import Session
-    from .verdicts import Claim
+from .plan import PlannedRun
+from .session import Session
+from .verdicts import Claim
 
 __all__ = [
     "CLAIM_SETTING",
@@ -175,7 +172,6 @@ def speed_claim(session: Session, ratio: int = 2) -> Claim:
     effect* means an interval inside ``(1/s, s)`` for the smallest speedup of interest ``s``
     (:func:`smallest_speedup`). Hardware-aware ranks are listed with their intervals, not judged; the
     ratios of parameters, optimizer state and activation memory come from each model's newest record."""
-    from .verdicts import Claim
 
     machines = judged_records(load(session.root, "speedup"), ratio)
     judged = [_machine(name, by_key) for name, by_key in sorted(machines.items()) if any(not hw for _, hw in by_key)]

@@ -3,17 +3,13 @@ goes, converted layers timed alone, penalties, the TensorLy-Torch reference, and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
 from ..bench import PARTS, VARIANT_TEXT
 from ..machine_load import busy
 from .bench_claim import judged_records
 from .bench_load import load
-
-if TYPE_CHECKING:  # for annotations only, never imported at run time
-    from .session import Session
+from .session import Session
 
 __all__ = [
     "speedup_table",

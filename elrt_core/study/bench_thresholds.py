@@ -4,7 +4,6 @@ efficiency chapter's appendix: they were set after the first measurements)."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -12,9 +11,7 @@ from ..bench.targets import thresholds_file
 from ..machine_load import busy
 from .bench_load import load
 from .display import decimals, decisive
-
-if TYPE_CHECKING:  # for annotations only, never imported at run time
-    from .session import Session
+from .session import Session
 
 __all__ = ["thresholds", "thresholds_history", "targets_text"]
 

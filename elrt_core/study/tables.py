@@ -20,7 +20,8 @@ __all__ = [
     "published",
     "orthogonality",
     "columns",
-    "COLUMNS",
+    "HEADERS",
+    "NUMBER_FORMATS",
     "PUBLISHED_FILE",
     "PUBLISHED_BASIS",
 ]
@@ -100,40 +101,52 @@ def published(section: str = "baselines") -> pd.DataFrame:
     return pd.DataFrame(data[section])
 
 
-COLUMNS: dict[str, tuple[str, str | None]] = {
-    "label": ("method", None),
-    "test_text": ("test top-1 (%): mean ± sd (n)", None),
-    "val_text": ("validation top-1 (%): mean ± sd (n)", None),
-    "macs": ("MACs per image", ",d"),
-    "params": ("parameters", ",d"),
-    "macs_reduction": ("MAC reduction (dense / low-rank)", ".2f"),
-    "params_reduction": ("parameter reduction (dense / low-rank)", ".2f"),
-    "train_minutes": ("wall minutes per run (machines and load vary; not a speed measure)", ".0f"),
-    "train_speedup": ("training-step speedup vs dense (bench)", ".2f"),
-    "top1": ("top-1 (%)", ".2f"),
-    "model": ("model", None),
-    "dataset": ("data set", None),
-    "method": ("method", None),
-    "flops_reduction": ("FLOPs reduction (×)", ".2f"),
-    "source": ("source", None),
-    "claim": ("published result", None),
-    "final_top1": ("test top-1 (%)", ".2f"),
-    "folder": ("folder", None),
-    "in_plan": ("in its profile's plan", None),
-    "run": ("run", None),
-    "reg_weight": ("λ", "g"),
-    "status": ("status", None),
-    "commit": ("code (git commit)", None),
-    "device": ("device", None),
-    "regularizer": ("regularizer", None),
-    "penalty_pct": ("penalty time (% of a training step)", ".2f"),
+HEADERS: dict[str, str] = {
+    "label": "method",
+    "test_text": "test top-1 (%): mean ± sd (n)",
+    "val_text": "validation top-1 (%): mean ± sd (n)",
+    "macs": "MACs per image",
+    "params": "parameters",
+    "macs_reduction": "MAC reduction (dense / low-rank)",
+    "params_reduction": "parameter reduction (dense / low-rank)",
+    "train_minutes": "wall minutes per run (machines and load vary; not a speed measure)",
+    "train_speedup": "training-step speedup vs dense (bench)",
+    "top1": "top-1 (%)",
+    "model": "model",
+    "dataset": "data set",
+    "method": "method",
+    "flops_reduction": "FLOPs reduction (×)",
+    "source": "source",
+    "claim": "published result",
+    "final_top1": "test top-1 (%)",
+    "folder": "folder",
+    "in_plan": "in its profile's plan",
+    "run": "run",
+    "reg_weight": "λ",
+    "status": "status",
+    "commit": "code (git commit)",
+    "device": "device",
+    "regularizer": "regularizer",
+    "penalty_pct": "penalty time (% of a training step)",
 }
-"""Readable header (with unit) and number format of every column the chapters show, by key."""
+"""Readable header (with unit) of every column the chapters show, by key."""
+
+NUMBER_FORMATS: dict[str, str] = {
+    **dict.fromkeys(("macs", "params"), ",d"),
+    **dict.fromkeys(
+        ("macs_reduction", "params_reduction", "train_speedup", "top1", "flops_reduction", "final_top1", "penalty_pct"), ".2f"
+    ),
+    "train_minutes": ".0f",
+    "reg_weight": "g",
+}
+"""How each number column of :data:`HEADERS` is printed (a spec for :func:`format`); a column not
+listed is shown as it is."""
 
 
 def columns(*keys: str) -> dict[str, tuple[str, str | None]]:
-    """The :data:`COLUMNS` specs of ``keys``, in that order (for :meth:`Session.table`)."""
-    return {k: COLUMNS[k] for k in keys}
+    """``{key: (header, number format or None)}`` of ``keys``, in that order (for :meth:`Session.table`):
+    :data:`HEADERS` and :data:`NUMBER_FORMATS`."""
+    return {k: (HEADERS[k], NUMBER_FORMATS.get(k)) for k in keys}
 
 
 def orthogonality(runs: Runs) -> pd.DataFrame:

@@ -17,12 +17,13 @@ from typing import IO, Any
 import torch
 
 from .. import atomic
+from ..plain_data import Kind, key_problem
 
 __all__ = ["save_atomic", "load", "check", "CheckpointError", "CHECKPOINT_FILE", "WEIGHTS_FILE", "KEYS"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 WEIGHTS_FILE = "weights.pt"
-KEYS: dict[str, type | tuple[type, ...]] = {
+KEYS: dict[str, Kind] = {
     "config_hash": str,
     "epoch": int,
     "model": dict,
@@ -70,13 +71,11 @@ def check(state: Any, name: str, *, config_hash: str | None = None, epochs: int 
     first problem."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{name} is not a checkpoint: it holds a {type(state).__name__}, not a dict")
-    for key, kind in KEYS.items():
-        if key not in state:
-            raise CheckpointError(f"{name} is not a complete checkpoint: it has no {key!r}")
-        if not isinstance(state[key], kind) or isinstance(state[key], bool):
-            raise CheckpointError(
-                f"{name}: {key!r} is a {type(state[key]).__name__}, not a {getattr(kind, '__name__', 'number')}"
-            )
+    problem = key_problem(  # each message follows the file's name
+        state, KEYS, missing=" is not a complete checkpoint: it has no {key}", mistyped=": {key} is a {got}, not a {kind}"
+    )
+    if problem:
+        raise CheckpointError(name + problem)
     if config_hash is not None and state["config_hash"] != config_hash:
         raise CheckpointError(f"{name} belongs to config {state['config_hash']}, not {config_hash}")
     epoch = state["epoch"]

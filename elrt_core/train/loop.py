@@ -479,6 +479,41 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     )
 
 
+def _start_state(
+    config: TrainConfig,
+    options: RunOptions,
+    device: torch.device,
+    steps_per_epoch: int,
+    saved: dict[str, Any] | None,
+    show: bool,
+) -> tuple[_State, lowrank.ConversionReport]:
+    """The run's model (built, converted, its recomputation set) in a fresh training state, or in the
+    state of the checkpoint ``saved``; and the model's conversion report (its cost)."""
+    out = Path(options.out)
+    model = lowrank.set_recompute(build_model(config, dense_runs=out.parent), options.recompute)
+    conversion = lowrank.report(model, config.input_shape)
+    state = _new_state(config, model, device, options.channels_last, steps_per_epoch)
+    if saved is not None:
+        state.restore(saved, out / checkpoint.CHECKPOINT_FILE)
+        if show:
+            print(f"resuming {out} at epoch {state.epoch + 1}/{config.epochs}")
+    return state, conversion
+
+
+def _training_model(model: nn.Module, ctx: DistContext, compiled: bool) -> nn.Module:
+    """``model`` as the training step calls it: wrapped in DDP when distributed, then compiled if asked."""
+    train_model = DistributedDataParallel(model) if ctx.enabled else model
+    return torch.compile(train_model) if compiled else train_model
+
+
+def _diverged_error(config: TrainConfig, state: _State, e: _Diverged, ckpt_path: Path) -> TrainingDiverged:
+    """The one-line error of a run that diverged: why, which checkpoint is kept, and what to change."""
+    kept = f"the last good checkpoint (epoch {state.epoch}) is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was kept"
+    return TrainingDiverged(
+        f"{config.name} diverged: {e.reason}; {kept}; record marked diverged. Lower --lr or --reg-weight (a new config)"
+    )
+
+
 def _fit(
     config: TrainConfig,
     options: RunOptions,
@@ -492,16 +527,8 @@ def _fit(
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
     show = ctx.is_main and not options.quiet
     loaders = _loaders(config, options, device, ctx, show)
-    model = lowrank.set_recompute(build_model(config, dense_runs=out.parent), options.recompute)
-    conversion = lowrank.report(model, config.input_shape)
-    state = _new_state(config, model, device, options.channels_last, len(loaders.train))
-    if saved is not None:
-        state.restore(saved, ckpt_path)
-        if show:
-            print(f"resuming {out} at epoch {state.epoch + 1}/{config.epochs}")
-    train_model = DistributedDataParallel(state.model) if ctx.enabled else state.model
-    if options.compile:
-        train_model = torch.compile(train_model)
+    state, conversion = _start_state(config, options, device, len(loaders.train), saved, show)
+    train_model = _training_model(state.model, ctx, options.compile)
     resumed_at = time.time()
 
     def record(status: str, divergence: dict | None = None) -> dict[str, Any]:
@@ -533,16 +560,11 @@ def _fit(
             if ctx.is_main:
                 state.save(config, ckpt_path, resumed_at)
     except _Diverged as e:
-        kept = (
-            f"the last good checkpoint (epoch {state.epoch}) is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was kept"
-        )
         if ctx.is_main:
             records.write_json(
                 out / records.RECORD_FILE, record("diverged", {"epoch": state.epoch + 1, "step": e.step, "reason": e.reason})
             )
-        raise TrainingDiverged(
-            f"{config.name} diverged: {e.reason}; {kept}; record marked diverged. Lower --lr or --reg-weight (a new config)"
-        ) from None
+        raise _diverged_error(config, state, e, ckpt_path) from None
     if not distributed.replicas_agree(ctx, state.model):
         raise RuntimeError("the DDP replicas hold different parameters at the end of training")
     result = record("finished")
