@@ -143,8 +143,9 @@ def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypa
     monkeypatch.setattr(records, "lookup", lookup)
     assert main(["plan", "--profile", "smoke", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "10 runs: 2 done, 8 missing" in out and "by priority: 1: 2/8 done, 2: 0/2 done" in out
-    assert "median of 80 min each (cpu-x)" in out and "the 8 not finished need about 10.7 run-hours" in out
+    assert "10 runs: 2 done, 8 missing" in out  # 2 epochs a run: 30 and 50 min an epoch, 16 epochs left
+    assert "by priority: 1: 2/8 done (about 8.0 run-hours left), 2: 0/2 done (about 2.7 run-hours left)" in out
+    assert "median of 40.0 min an epoch (cpu-x)" in out and "the runs not finished need about 10.7 run-hours" in out
     assert main(["plan", "--profile", "smoke", "--methods", "dense", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "no planned run is left to train" in out and "run-hours" not in out

@@ -18,19 +18,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _pace(planned_runs: int, done: dict[int, list[float | None]], diverged: int, devices: set[str]) -> str | None:
-    """The line on the median minutes of a finished run and the run-hours the rest need (None: none finished)."""
-    minutes = [m for ms in done.values() for m in ms if m is not None]
-    if not minutes:
-        return None
-    pace = statistics.median(minutes)
-    left = planned_runs - sum(map(len, done.values())) - diverged  # a diverged run is never retrained
+def _pace(per_epoch: list[float], left_epochs: dict[int, int], devices: set[str]) -> tuple[str | None, dict[int, float]]:
+    """The line on the pace of the finished runs (median minutes an epoch, ``per_epoch``) and the
+    run-hours each priority still needs at that pace (``left_epochs``: priority -> epochs of its runs
+    not finished and not diverged; a diverged run is never retrained). ``(None, {})`` when no run has
+    finished."""
+    if not per_epoch:
+        return None, {}
+    pace = statistics.median(per_epoch)
+    hours = {priority: epochs * pace / 60 for priority, epochs in left_epochs.items()}
+    total = sum(hours.values())
     rest = (
-        f"the {left} not finished need about {left * pace / 60:.1f} run-hours at that pace (wall time divides by the runs side by side)"
-        if left
+        f"the runs not finished need about {total:.1f} run-hours at that pace (wall time divides by the runs side by side)"
+        if total
         else "no planned run is left to train"
     )
-    return f"finished runs trained for a median of {pace:.0f} min each ({', '.join(sorted(devices))}); {rest}"
+    return f"finished runs trained at a median of {pace:.1f} min an epoch ({', '.join(sorted(devices))}); {rest}", hours
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,21 +46,33 @@ def run(args: argparse.Namespace) -> int:
     runs = planned(prof, args)
     print(f"{prof.name}: {prof.description}")
     counts: dict[str, int] = {}
-    done: dict[int, list[float | None]] = {one.priority: [] for one in runs}  # priority -> minutes of each finished run
+    done: Counter[int] = Counter()  # priority -> finished runs
+    left_epochs: Counter[int] = Counter()  # priority -> epochs of the runs still to train
+    per_epoch: list[float] = []  # minutes an epoch of each finished run
     devices: set[str] = set()
     for one in runs:
         rec = records.lookup(one.config, records.results_root(args.results) / prof.name)
         status = plan_lib.status(rec, run_dir(one.config, prof.name, args.results))
         if status == "done":
-            done[one.priority].append(rec.train_minutes)
+            done[one.priority] += 1
+            if rec.train_minutes is not None:
+                per_epoch.append(rec.train_minutes / one.config.epochs)
             devices.add(rec.provenance.get("device_name") or "unknown device")
+        elif status != "diverged":
+            left_epochs[one.priority] += one.config.epochs
         counts[status.split(" (")[0]] = counts.get(status.split(" (")[0], 0) + 1
         shown = f"done: test {rec.metrics['final_test_top1']:.2f}%" if status == "done" else status
         print(f"{one.priority}  {one.method:<18} {one.config.name:<58} {shown}")
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    pace, hours = _pace(per_epoch, left_epochs, devices)
     by_priority = Counter(one.priority for one in runs)
-    print("by priority: " + ", ".join(f"{p}: {len(done[p])}/{n} done" for p, n in sorted(by_priority.items())))
-    pace = _pace(len(runs), done, counts.get("diverged", 0), devices)
+    print(
+        "by priority: "
+        + ", ".join(
+            f"{p}: {done[p]}/{n} done" + (f" (about {hours[p]:.1f} run-hours left)" if hours.get(p) else "")
+            for p, n in sorted(by_priority.items())
+        )
+    )
     if pace:
         print(pace)
     return 0
