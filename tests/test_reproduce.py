@@ -72,4 +72,37 @@ def test_a_chapter_runs_in_a_kernel_that_does_not_warn_about_plain_tcp(tmp_path,
     monkeypatch.setattr(reproduce, "notebook_dir", lambda: notebooks)
     out = reproduce.execute_notebook("07_tiny", {"x": 41}, tmp_path)
     assert nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"] == "42\n"
-    assert "without encryption" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "KeyboardInterrupt caught in kernel" not in err
+
+
+@pytest.mark.slow
+def test_a_chapter_kernel_is_shut_down_without_the_interrupt_jupyter_client_sends_first(monkeypatch):
+    """jupyter_client's manager interrupts (SIGINT) a kernel it shuts down; papermill shuts a chapter's kernel
+    down while ipykernel may still handle its last request, where SIGINT logs an error (elrt_core.study.kernels).
+    A chapter's kernel gets no signal and still ends."""
+    import asyncio
+    import signal
+
+    from jupyter_client import AsyncKernelManager
+
+    from elrt_core.study.kernels import ChapterKernelManager
+
+    sent = []
+    real_signal = AsyncKernelManager._async_signal_kernel
+
+    async def recording(self, signum):
+        sent.append(signum)
+        await real_signal(self, signum)
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_signal_kernel", recording)
+
+    async def start_and_shut_down(manager_class) -> bool:
+        km = manager_class(kernel_name="python3")
+        await km.start_kernel()
+        await km.shutdown_kernel()
+        return await km.is_alive()
+
+    assert asyncio.run(start_and_shut_down(AsyncKernelManager)) is False and sent == [signal.SIGINT]  # jupyter_client's way
+    sent.clear()
+    assert asyncio.run(start_and_shut_down(ChapterKernelManager)) is False and sent == []

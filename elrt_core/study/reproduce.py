@@ -107,11 +107,14 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
     mark, to ``out_dir`` atomically (see the module docstring); returns its path.
 
     Where pyzmq has CurveZMQ, the kernel gets keys if its kernelspec supports them (jupyter_client's
-    ``transport_encryption="auto"``), so ipykernel does not warn about unencrypted TCP on every chapter."""
+    ``transport_encryption="auto"``), so ipykernel does not warn about unencrypted TCP on every chapter.
+    The kernel is shut down without the interrupt jupyter_client sends first (:mod:`.kernels`)."""
     import nbformat
     import papermill as pm
     import zmq
     from traitlets.config import Config
+
+    from .kernels import ChapterKernelManager
 
     encryption = {"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {}
 
@@ -126,6 +129,7 @@ def execute_notebook(name: str, parameters: dict, out_dir: Path) -> Path:
             progress_bar=False,
             cwd=str(notebook_dir()),
             config=Config(encryption),
+            kernel_manager_class=ChapterKernelManager,
         )
         nb = nbformat.read(executed, as_version=4)
         nb.metadata[COMPLETE] = True
