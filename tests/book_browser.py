@@ -295,6 +295,14 @@ def _tex_problems(text: str) -> list[str]:
     return found
 
 
+STRAY_LABEL = re.compile(r"'(?:tab|fig)-[a-z0-9-]+'")
+"""A figure's or table's label printed as a cell's output (a cell that ended with a plain string)."""
+
+
+def _label_problems(text: str) -> list[str]:
+    return [f"the label {m.group(0)} shown as an output line" for m in STRAY_LABEL.finditer(text)][:5]
+
+
 def _path_problems(text: str, forbidden: tuple[str, ...]) -> list[str]:
     found = [f"absolute path {m.group(0)[:80]!r} in the page text" for m in ABSOLUTE_PATH.finditer(text)]
     found += [f"the path {f!r} in the page text" for f in forbidden if f and f in text]
@@ -366,6 +374,7 @@ def check_pages(
                     if "Traceback (most recent call last)" in found["text"]:
                         report.problems.append("a Python traceback in the page text")
                     report.problems += _path_problems(found["text"], forbidden)
+                    report.problems += _label_problems(found["text"])
                     report.blocked = sorted(set(blocked))
                     if screenshots is not None:
                         shot = screenshots / (rel.with_suffix("").as_posix().replace("/", "__") + ".png")

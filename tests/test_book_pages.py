@@ -81,6 +81,11 @@ def test_a_session_table_puts_the_method_first_and_says_what_it_rests_on(tmp_pat
     label = s.table(df, "Accuracy.", basis="published values", columns={"test_text": "test top-1", "label": "method"})
     (output,) = shown
     assert label == "tab-02-x-table1"
+    # a cell that ends with s.table(...) shows the table once, never its label as a stray output line
+    from IPython.core.formatters import DisplayFormatter
+
+    assert DisplayFormatter().format(label) == ({}, {})
+    assert DisplayFormatter().format("tab-02-x-table1")[0]["text/plain"] == "'tab-02-x-table1'"  # a plain str would show
     assert output["text/markdown"].startswith(
         ":::{elrt-table}\n:name: tab-02-x-table1\n\nAccuracy.\n\nBased on: published values."
     )

@@ -27,7 +27,16 @@ from . import display as display_tables
 from .plan import PlannedRun
 from .runs import get_or_run, results_root
 
-__all__ = ["Session", "FoundRuns", "load_model", "figure_bundle"]
+__all__ = ["Session", "FoundRuns", "Label", "load_model", "figure_bundle"]
+
+
+class Label(str):
+    """The label of a figure or table of the book, for cross-references (``{numref}`tab-...```), as
+    :meth:`Session.figure` and :meth:`Session.table` return it: a string that shows nothing when a
+    notebook cell ends with it (the figure or table itself is already shown)."""
+
+    def _ipython_display_(self) -> None:
+        """Show nothing (IPython calls this instead of printing the string)."""
 
 
 def figure_bundle(png: Path, svg: Path) -> dict[str, str]:
@@ -215,7 +224,7 @@ class Session:
         *,
         alt: str | None = None,
         collapsed: str | None = None,
-    ) -> str:
+    ) -> Label:
         """Save ``fig`` (PNG + SVG under ``<results>/<profile>/figures``) and show it as a numbered figure
         of the book (:mod:`elrt_core.study.blocks`): ``caption``, a legend line with what it rests on
         (``basis`` if given, else :meth:`scale` of ``runs``), ``alt`` text (default: from the caption)
@@ -240,7 +249,7 @@ class Session:
             },
             raw=True,
         )
-        return key
+        return Label(key)
 
     def table(
         self,
@@ -256,7 +265,7 @@ class Session:
         max_columns: int = display_tables.MAX_COLUMNS,
         max_rows: int = display_tables.MAX_ROWS,
         collapsed: str | None = None,
-    ) -> str:
+    ) -> Label:
         """Show ``df`` as a numbered table of the book with its caption and a legend line with what it
         rests on (see :meth:`figure` for ``runs``, ``basis`` and ``collapsed``), as a readable table
         (:func:`elrt_core.study.display.table`: ``columns`` with headers, units and formats, the ``key``
@@ -287,7 +296,7 @@ class Session:
             },
             raw=True,
         )
-        return label
+        return Label(label)
 
     @staticmethod
     def note(text: str) -> None:
