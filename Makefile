@@ -12,9 +12,9 @@ ifneq ($(wildcard $(SHARED_CIFAR)/MD5SUMS),)
 export ELRT_DATA_DIR ?= $(SHARED_CIFAR)
 endif
 
-# The tests run one pytest-xdist worker a core; the tests that read one expensive fixture (the smoke book,
-# a batch of tiny runs) share an xdist_group, so one worker builds it (tests/conftest.py).
-PYTEST := $(BIN)/pytest -n auto --dist loadgroup
+# The tests run on one pytest-xdist worker a core, a whole test module to a worker (so that a module's
+# expensive fixture, such as the smoke book, is built once), the longest modules first (tests/conftest.py).
+PYTEST := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
 .PHONY: test test-quick lint book reproduce lab clean-book
 

@@ -86,11 +86,6 @@ def test_local_jobs_get_one_gpu_each_round_robin(monkeypatch):
     assert pool._free_gpu() == "2"  # the least used
 
 
-LOCAL_BATCH = pytest.mark.xdist_group("local_batch")
-"""The tests that read the local_batch fixture run on one worker (make test: pytest-xdist --dist loadgroup),
-which trains it once."""
-
-
 @pytest.fixture(scope="module")
 def local_batch(tmp_path_factory, cifar10_dir):
     """Three runs and one that fails, ``--jobs 2``, through the local executor."""
@@ -102,7 +97,6 @@ def local_batch(tmp_path_factory, cifar10_dir):
 
 
 @pytest.mark.slow
-@LOCAL_BATCH
 def test_local_executor_runs_at_most_jobs_at_once_and_reports_the_failing_run(local_batch):
     prof, root, report, said = local_batch
     good, failing = plan.plan(prof, 1), plan.plan(prof)[-1]
@@ -120,7 +114,6 @@ def test_local_executor_runs_at_most_jobs_at_once_and_reports_the_failing_run(lo
 
 
 @pytest.mark.slow
-@LOCAL_BATCH
 def test_a_second_pass_trains_nothing(local_batch):
     prof, root, _, _ = local_batch
     said = []
@@ -129,7 +122,6 @@ def test_a_second_pass_trains_nothing(local_batch):
 
 
 @pytest.mark.slow
-@LOCAL_BATCH
 def test_status_names_done_and_failed_with_its_log(local_batch):
     prof, root, _, _ = local_batch
     found = {s.name: s for s in status.profile_status(prof, plan.plan(prof), root)}
@@ -256,7 +248,6 @@ def test_sigterm_and_sighup_stop_the_batch_and_its_runs(sig, tmp_path, cifar10_d
 
 
 @pytest.mark.slow
-@LOCAL_BATCH
 def test_a_time_limit_signal_requeues_the_run_which_ends_as_if_never_interrupted(local_batch, tmp_path, cifar10_dir):
     """submitit's USR2 -> RunJob.checkpoint -> requeue -> the job resumes its checkpoint: the weights
     equal those of the uninterrupted run of the same config (trained by the local_batch fixture)."""

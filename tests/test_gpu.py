@@ -51,12 +51,6 @@ def test_groups_fill_in_order_and_refuse_a_piece_too_large():
         pack._assign_groups([5, 11], limit=10)
 
 
-PACKED = pytest.mark.xdist_group("gpu_packed")
-TRAINED = pytest.mark.xdist_group("gpu_trained")
-"""The tests that read one module fixture (packed, trained) run on one worker (make test: pytest-xdist
---dist loadgroup), which builds it once."""
-
-
 @pytest.fixture(scope="module")
 def smoke_plan():
     p = profiles.load("smoke")
@@ -79,7 +73,6 @@ def packed(tmp_path_factory, cifar10_dir, smoke_plan):
 
 
 @pytest.mark.slow
-@PACKED
 def test_pack_pieces_fit_their_groups_and_match_the_manifest(packed, smoke_plan):
     out, manifest = packed
     assert [g["folder"] for g in manifest["groups"]] == ["g1", "g2", "g3", "g4"]
@@ -95,7 +88,6 @@ def test_pack_pieces_fit_their_groups_and_match_the_manifest(packed, smoke_plan)
 
 
 @pytest.mark.slow
-@PACKED
 def test_unpack_gives_the_verified_binary_layout_and_the_checkpoint(packed, cifar10, smoke_plan, tmp_path):
     out, _ = packed
     report = pack.unpack(out, tmp_path / "data", tmp_path / "results")
@@ -124,7 +116,6 @@ def _linked_copy(src: Path, dst: Path) -> None:
 
 
 @pytest.mark.slow
-@PACKED
 def test_a_corrupted_or_missing_piece_stops_unpack_before_anything_is_written(packed, tmp_path):
     out, manifest = packed
     damaged = tmp_path / "damaged"
@@ -156,7 +147,6 @@ def test_a_corrupted_or_missing_piece_stops_unpack_before_anything_is_written(pa
 
 
 @pytest.mark.slow
-@PACKED
 def test_pack_again_reuses_the_pieces_and_regroups_them(packed, cifar10_dir, tmp_path):
     out, manifest = packed
     copy = tmp_path / "pack"
@@ -171,7 +161,6 @@ def test_pack_again_reuses_the_pieces_and_regroups_them(packed, cifar10_dir, tmp
 
 
 @pytest.mark.slow
-@PACKED
 def test_device_calls_carry_one_group_each_and_fit_the_tool(packed):
     _, manifest = packed
     calls_ = calls.device_calls(manifest, Path(".device/pack"), profile="paper", minutes=8)
@@ -333,7 +322,6 @@ def trained(tmp_path_factory, cifar10_dir):
 
 
 @pytest.mark.slow
-@TRAINED
 def test_the_device_batch_writes_normal_records_and_a_status_report(trained):
     prof, results, report = trained
     names = [r.config.name for r in plan(prof)]
@@ -346,7 +334,6 @@ def test_the_device_batch_writes_normal_records_and_a_status_report(trained):
 
 
 @pytest.mark.slow
-@TRAINED
 def test_collect_fits_a_device_call_and_receive_restores_it(trained, tmp_path):
     prof, results, _ = trained
     out = tmp_path / "OUT"
@@ -370,7 +357,6 @@ def test_collect_fits_a_device_call_and_receive_restores_it(trained, tmp_path):
 
 
 @pytest.mark.slow
-@TRAINED
 def test_collect_leaves_out_records_the_tree_already_holds(trained, tmp_path):
     prof, results, _ = trained
     dense = plan(prof)[0].config.name

@@ -15,9 +15,8 @@ import pytest
 
 from elrt_core.study import bench_records, provenance, regime, tables
 
-# One worker builds the smoke book and runs every test that reads it (make test: pytest-xdist --dist loadgroup);
-# each of them is slow (the book takes minutes), so the quick tier (make test-quick) leaves them out.
-pytestmark = [pytest.mark.xdist_group("smoke_book"), pytest.mark.slow]
+# Every test here is slow (the smoke book takes minutes): make test-quick leaves them out.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
