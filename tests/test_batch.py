@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import epochs_done, tiny, wait_for
+from tiny_runs import endless, epochs_done, tiny, wait_for
 
 from elrt_core import profiles, records
 from elrt_core.cli import main
@@ -173,6 +173,13 @@ def _scheduler(script: str, root: Path, cifar10_dir: Path, log: Path) -> subproc
     )
 
 
+def _still(proc: subprocess.Popen, log: Path) -> bool:
+    """True while ``proc`` runs; the test fails with its log once it has ended."""
+    if proc.poll() is not None:
+        pytest.fail(f"the batch ended with status {proc.returncode}:\n{log.read_text()}")
+    return True
+
+
 def _gone(*sessions: int) -> bool:
     """Whether no process is left in any of ``sessions`` (the batch's, and each job's own: its pid)."""
     for session in sessions:
@@ -225,18 +232,20 @@ def test_a_run_killed_with_kill_9_resumes_from_its_checkpoint_in_the_debug_execu
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_stop_the_batch_and_its_runs(sig, tmp_path, cifar10_dir):
-    """Issue 29, defect 10: the scheduler stops its runs as for Ctrl-C (exit 130) instead of dying alone."""
-    prof = profiles.load("smoke")
-    first = plan.plan(prof, 1, ["dense"])[0]
-    out = tmp_path / prof.name / first.config.name
+    """Issue 29, defect 10: the scheduler stops its runs as for Ctrl-C (exit 130) instead of dying alone.
+    The smoke profile's runs last hours here (:func:`endless`), so the signal always finds the first one busy."""
+    first = plan.plan(endless(), 1, ["dense"])[0]
+    out = tmp_path / "smoke" / first.config.name
     script = (
-        "import sys; from elrt_core.cli import main; "
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from tiny_runs import endless; "
+        "from elrt_core import profiles; long = endless(); profiles.load = lambda name, **kwargs: long; "
+        "from elrt_core.cli import main; "
         "sys.exit(main(['batch', '--profile', 'smoke', '--methods', 'dense', '--jobs', '1', '--threads', '1', '--device', 'cpu']))"
     )
     log = tmp_path / "batch.log"
     proc, job = _scheduler(script, tmp_path, cifar10_dir, log), {}
     try:
-        job = wait_for(lambda: run_folder.busy(out) and status.read_job(out), 240, "the first run's start")
+        job = wait_for(lambda: _still(proc, log) and run_folder.busy(out) and status.read_job(out), 240, "the first run's start")
         os.kill(proc.pid, sig)  # the scheduler only
         assert proc.wait(timeout=90) == 130, log.read_text()
         wait_for(lambda: _gone(proc.pid, job["pid"]), 30, "the end of every process of the batch")

@@ -318,14 +318,27 @@ def test_14_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
     assert proc.returncode == cli.EXIT_BROKEN_PIPE and err == b""
 
 
-def test_14_ctrl_c_while_the_command_still_imports_is_exit_130_in_one_line(tmp_path):
+@pytest.mark.parametrize("loading", ["libtorch", "_multiarray_umath", "scipy", "PIL"])
+def test_14_ctrl_c_while_the_command_still_imports_is_exit_130_in_one_line(loading, tmp_path):
+    """Ctrl-C as soon as the shared library ``loading`` is mapped: PyTorch, NumPy, SciPy (the parsers
+    import it) and Pillow. Without :func:`elrt_core.cli.exits.ctrl_c_ends_at_once` a KeyboardInterrupt
+    inside NumPy, SciPy or Pillow ended the command with a traceback, exit status 0 or -2."""
     proc = _cli("plan", "--profile", "smoke", "--results", str(tmp_path), stdout=subprocess.DEVNULL)
     maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.time() + 120
-    while "libtorch" not in maps.read_text() and time.time() < deadline:  # PyTorch has begun loading
-        time.sleep(0.01)
+    while loading not in maps.read_text():
+        assert time.time() < deadline and proc.poll() is None, f"{loading} was never loaded"
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and err.decode() == "elrt: interrupted\n"
+
+
+def test_14_ctrl_c_raises_keyboardinterrupt_again_once_the_command_has_parsed_its_arguments(tmp_path):
+    """The at-once ending covers the imports and the parsing only: the handler before is back for the
+    command's work (a training run saves its checkpoint on KeyboardInterrupt)."""
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["plan", "--profile", "smoke", "--results", str(tmp_path)]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 # ---- 15, 16: cryptic errors and misleading output ---------------------------------------------------

@@ -23,6 +23,16 @@ def tiny(*groups: RunGroup, epochs: int = 4) -> Profile:
     return dataclasses.replace(smoke, train=train, runs=groups)
 
 
+ENDLESS_EPOCHS = 10_000
+"""Epochs of :func:`endless`: hours of training, so a test's signal always finds its run still busy."""
+
+
+def endless() -> Profile:
+    """The smoke profile with :data:`ENDLESS_EPOCHS` epochs, for the tests that stop a batch mid-run."""
+    smoke = profiles.load("smoke")
+    return dataclasses.replace(smoke, train={**smoke.train, "epochs": ENDLESS_EPOCHS})
+
+
 def epochs_done(out: Path) -> int:
     """The epochs the checkpoint in run folder ``out`` holds (0 without one, or while it is replaced)."""
     try:

@@ -29,21 +29,19 @@ from .exits import (
     EXIT_INTERRUPTED,
     EXIT_OS_ERROR,
     EXIT_USAGE,
+    ctrl_c_ends_at_once,
     one_line_warning,
     os_error,
     quiet_stdout,
 )
 
-try:  # importing PyTorch takes seconds: Ctrl-C meanwhile ends as it does later, in one line with exit status 130
+with ctrl_c_ends_at_once():  # importing PyTorch takes seconds: Ctrl-C meanwhile ends the command in one line, status 130
     from ..config import ConfigError
     from ..data import DataNotFoundError
     from ..train import TrainingDiverged
     from ..train.run_folder import BUSY_EXIT_STATUS, FolderBusy
     from . import batch, bench, calibrate, data, gpu, info, plan, reproduce, status, train
     from .common import Parser, UsageError
-except KeyboardInterrupt:
-    print("elrt: interrupted", file=sys.stderr)
-    raise SystemExit(EXIT_INTERRUPTED) from None
 
 __all__ = ["main", "build_parser", "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_OS_ERROR", "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE"]
 
@@ -74,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warning
-            args = build_parser().parse_args(argv)
+            with ctrl_c_ends_at_once():  # the parsers import the study's libraries (SciPy, Matplotlib)
+                args = build_parser().parse_args(argv)
             if args.root:
                 os.environ["ELRT_ROOT"] = args.root
             exit_status = args.func(args)

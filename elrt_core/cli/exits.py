@@ -7,6 +7,8 @@ import errno
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 __all__ = [
     "EXIT_USAGE",
@@ -17,6 +19,7 @@ __all__ = [
     "os_error",
     "one_line_warning",
     "quiet_stdout",
+    "ctrl_c_ends_at_once",
 ]
 
 EXIT_USAGE = 2
@@ -60,3 +63,29 @@ def quiet_stdout() -> None:
     """Point stdout at /dev/null after its reader went away, so that flushing it at exit fails no more."""
     with contextlib.suppress(OSError, ValueError, AttributeError):  # a stdout without a file descriptor (a test's capture)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _end_interrupted(signum: int, frame: object) -> None:
+    os.write(2, b"elrt: interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def ctrl_c_ends_at_once() -> Iterator[None]:
+    """Within the block, Ctrl-C (SIGINT) ends the process at once: one line ``elrt: interrupted``, exit
+    status 130; the handler before the block is put back after it.
+
+    For the imports and the argument parsing, before a command has written anything. A
+    ``KeyboardInterrupt`` raised inside an import of NumPy, SciPy or Pillow (a C extension half loaded)
+    can instead end the command with a traceback (``ImportError: cannot load module more than once per
+    process``), be swallowed (exit status 0), or make Python end itself by SIGINT after the interrupt
+    was handled (status -2). Outside the main thread, where no signal handler can be set, the block
+    changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, _end_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if before is None else before)
