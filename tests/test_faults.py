@@ -341,6 +341,22 @@ def test_14_ctrl_c_raises_keyboardinterrupt_again_once_the_command_has_parsed_it
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_14_a_command_that_ignores_ctrl_c_keeps_ignoring_it_while_it_imports(tmp_path):
+    """A command started in the background by a script ignores SIGINT; the at-once ending must not undo that."""
+    proc = _cli("plan", "--profile", "smoke", "--results", str(tmp_path), stdout=subprocess.DEVNULL, preexec_fn=_ignore_sigint)
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.time() + 120
+    while "libtorch" not in maps.read_text():
+        assert time.time() < deadline and proc.poll() is None, "libtorch was never loaded"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and err == b""
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 # ---- 15, 16: cryptic errors and misleading output ---------------------------------------------------
 def _receive(folder: Path, manifest: dict) -> list[str]:
     (folder / "back.json").write_text(json.dumps(manifest))

@@ -79,9 +79,9 @@ def ctrl_c_ends_at_once() -> Iterator[None]:
     ``KeyboardInterrupt`` raised inside an import of NumPy, SciPy or Pillow (a C extension half loaded)
     can instead end the command with a traceback (``ImportError: cannot load module more than once per
     process``), be swallowed (exit status 0), or make Python end itself by SIGINT after the interrupt
-    was handled (status -2). Outside the main thread, where no signal handler can be set, the block
-    changes nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    was handled (status -2). Outside the main thread, where no signal handler can be set, and in a
+    process that ignores SIGINT (started in the background by a script), the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
         return
     before = signal.signal(signal.SIGINT, _end_interrupted)
