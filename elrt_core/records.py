@@ -389,6 +389,17 @@ def scan(root: Path | str | None = None) -> tuple[list[Record], list[InvalidReco
     return good, bad
 
 
+def decomposed_run(config: TrainConfig, root: Path | str | None = None) -> Record | None:
+    """The finished dense run whose trained weights the compression run ``config`` decomposes
+    (``config.init == "decompose:<config hash>"``), found under ``root`` (its profile's runs); ``None``
+    when ``root`` holds none, or for a run of any other ``init``."""
+    if not config.init.startswith("decompose:"):
+        return None
+    wanted = config.init.split(":", 1)[1]
+    found = [r for r in scan(root)[0] if r.config_hash == wanted and r.finished and r.config.format == "dense"]
+    return found[0] if found else None
+
+
 def lookup(config: TrainConfig, root: Path | str | None = None) -> Record | None:
     """The record under ``root`` with ``config``'s hash, finished or diverged, or ``None``.
 

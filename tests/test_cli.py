@@ -1,8 +1,15 @@
 """The elrt command line: bad input gives one line and exit status 2; info and data work."""
 
+import shutil
+import statistics
+from pathlib import Path
+
 import pytest
 
+from elrt_core import records
 from elrt_core.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -163,6 +170,32 @@ def test_plan_counts_each_priority_and_estimates_what_is_left(tmp_path, monkeypa
     assert main(["plan", "--profile", "smoke", "--methods", "dense,matrix", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "3 runs: 2 done, 1 diverged" in out and "no planned run is left to train" in out
+
+
+def test_plan_names_the_dense_runs_to_retrain_for_the_compression_baseline(tmp_path, capsys):
+    """cpu-full's committed dense records kept the weights of seed 0 only: the compression runs of seeds
+    1 and 2 say which dense run to train again and how, and its 15 epochs count once in the hours left."""
+    for seed, name in enumerate(["resnet20-dense-s0-7a7b2c75", "resnet20-dense-s1-7eaf8e37", "resnet20-dense-s2-28acebb4"]):
+        (tmp_path / "cpu-full" / name).mkdir(parents=True)
+        shutil.copy(REPO / "results" / "cpu-full" / name / "record.json", tmp_path / "cpu-full" / name)
+        if seed == 0:
+            (tmp_path / "cpu-full" / name / "weights.pt").touch()
+    assert main(["plan", "--profile", "cpu-full", "--methods", "dense,compress", "--results", str(tmp_path)]) == 0
+    lines = {
+        line.split()[0 if line.startswith("by") else 2]: line
+        for line in capsys.readouterr().out.splitlines()
+        if line[:1].isdigit() or line.startswith("by")
+    }
+    assert lines["resnet20-tucker2-2xflops-compressed-s0-be978d42"].endswith(" missing")
+    dense_s1 = tmp_path / "cpu-full" / "resnet20-dense-s1-7eaf8e37"
+    assert lines["resnet20-tucker2-2xflops-compressed-s1-edfae503"].endswith(
+        f"missing; it decomposes {dense_s1.name}, whose weights were not kept: "
+        f"elrt train --profile cpu-full --model resnet20 --seed 1 --out {dense_s1} --force"
+    )
+    assert "resnet20-dense-s2-28acebb4, whose weights were not kept" in lines["resnet20-tucker2-2xflops-compressed-s2-2a65c1f4"]
+    pace = statistics.median(records.read(d).train_minutes / 15 for d in (tmp_path / "cpu-full").iterdir())
+    left = (3 * 5 + 2 * 15) * pace / 60  # three 5-epoch fine-tunings and two 15-epoch dense runs, each once
+    assert lines["by"].endswith(f", 9: 0/3 done (about {left:.1f} run-hours left)")
 
 
 @pytest.mark.parametrize("command", ["plan", "batch"])

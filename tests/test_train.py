@@ -332,6 +332,9 @@ def test_the_compression_baseline_starts_from_the_decomposed_trained_dense_run(t
     missing = compress.replace(init="decompose:" + "0" * 16)
     with pytest.raises(ConfigError, match="no finished dense run 0000000000000000"):
         loop.build_model(missing, dense_runs=tmp_path)
+    (tmp_path / dense.name / "weights.pt").unlink()  # a record committed without its weights
+    with pytest.raises(ConfigError, match=f"{dense.name} has no weights.pt: train that dense run first"):
+        loop.build_model(compress, dense_runs=tmp_path)
 
 
 def test_a_profile_resolves_the_compression_baseline_to_its_dense_run_of_the_same_seed():

@@ -107,17 +107,18 @@ def _compressed(config: TrainConfig, dense: nn.Module, timing, dense_runs: Path 
     budget = {"flops_ratio": config.flops_ratio, "params_ratio": config.params_ratio, "input_shape": config.input_shape}
     if dense_runs is None:
         return lowrank.convert(dense, config.format, **budget, init="scratch", timing=timing)
-    wanted = config.init.split(":", 1)[1]
-    found = [r for r in records.scan(dense_runs)[0] if r.config_hash == wanted and r.finished and r.config.format == "dense"]
-    if not found or not (found[0].path / checkpoint.WEIGHTS_FILE).exists():
+    found = records.decomposed_run(config, dense_runs)
+    if found is None or not (found.path / checkpoint.WEIGHTS_FILE).exists():
         where = (
-            f"{found[0].path} has no {checkpoint.WEIGHTS_FILE}" if found else f"no finished dense run {wanted} in {dense_runs}"
+            f"{found.path} has no {checkpoint.WEIGHTS_FILE}"
+            if found
+            else f"no finished dense run {config.init.split(':', 1)[1]} in {dense_runs}"
         )
         raise ConfigError(
             f"init {config.init!r} decomposes a trained dense network, but {where}: train that dense run first "
             "(`elrt batch` of its profile; a record whose weights were not kept is retrained with `elrt train --force`)"
         )
-    dense.load_state_dict(checkpoint.load(found[0].path / checkpoint.WEIGHTS_FILE))
+    dense.load_state_dict(checkpoint.load(found.path / checkpoint.WEIGHTS_FILE))
     return lowrank.convert(dense, config.format, **budget, init="decompose", timing=timing, progress=False)
 
 
