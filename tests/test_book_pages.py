@@ -141,6 +141,14 @@ def test_the_compute_of_a_profile_is_summed_from_its_records(tmp_path):
     assert (
         "smoke" not in rows.index and rows.loc["paper", "finished"] == 0 and pd.isna(rows.loc["paper", "hours per run (median)"])
     )
+    full = plan.plan(profiles.load("cpu-full"))
+    dense = [run for run in full if run.method == "dense"]
+    for run in dense:  # 60 minutes for 15 epochs each; no weights kept: compression of seeds 0-2 retrains them
+        _record(run, tmp_path / "cpu-full", 3600)
+    left = sum(run.config.epochs for run in full if run.method != "dense") + 3 * 15  # compress runs count 5 epochs
+    assert book_tables.compute_table(tmp_path).set_index("profile").loc["cpu-full", "hours left (estimate)"] == round(
+        left / 15, 1
+    )
     chapters = book_tables.chapter_table(tmp_path, "cpu-quick").set_index("chapter")
     assert "05_provenance" not in chapters.index and chapters.loc["02_orthogonality_on_off", "planned runs"] > 0
 

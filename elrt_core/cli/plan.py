@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from .selection import add_selection_args, planned
 
 if TYPE_CHECKING:
-    from ..config import TrainConfig
     from ..records import Record
 
 __all__ = ["add_parser", "run"]
@@ -41,16 +40,6 @@ def _pace(per_epoch: list[float], left_epochs: dict[int, int], devices: set[str]
     return f"finished runs trained at a median of {pace:.1f} min an epoch ({', '.join(sorted(devices))}); {rest}", hours
 
 
-def _weights_to_retrain(config: TrainConfig, profile: str, results: str | None) -> Record | None:
-    """The finished dense run that the compression run ``config`` decomposes, when its ``weights.pt`` was
-    not kept (the record alone was committed); ``None`` for any other run or when the weights are there."""
-    from .. import records
-    from ..train.checkpoint import WEIGHTS_FILE
-
-    dense = records.decomposed_run(config, records.results_root(results) / profile)
-    return dense if dense is not None and not (dense.path / WEIGHTS_FILE).exists() else None
-
-
 def _retrain_command(dense: Record, profile: str) -> str:
     """The ``elrt train`` command that trains ``dense`` again, in its folder, and keeps its weights."""
     return f"elrt train --profile {profile} --model {dense.config.model} --seed {dense.config.seed} --out {dense.path} --force"
@@ -70,27 +59,29 @@ def run(args: argparse.Namespace) -> int:
     left_epochs: Counter[int] = Counter()  # priority -> epochs of the runs still to train
     per_epoch: list[float] = []  # minutes an epoch of each finished run
     devices: set[str] = set()
-    retrain: set[str] = set()  # config hashes of the dense runs to train again for their weights
+    base = records.results_root(args.results) / prof.name
+    found = {r.config_hash: r for r in records.scan(base)[0]} if base.is_dir() else {}  # config hash -> record
     for one in runs:
-        rec = records.lookup(one.config, records.results_root(args.results) / prof.name)
+        rec = records.lookup(one.config, base)
+        if rec is not None:
+            found[one.config.hash] = rec
         status = plan_lib.status(rec, run_dir(one.config, prof.name, args.results))
         if status == "done":
             done[one.priority] += 1
             if rec.train_minutes is not None:
                 per_epoch.append(rec.train_minutes / one.config.epochs)
             devices.add(rec.provenance.get("device_name") or "unknown device")
-        elif status != "diverged":
-            left_epochs[one.priority] += one.config.epochs
         counts[status.split(" (")[0]] = counts.get(status.split(" (")[0], 0) + 1
         shown = f"done: test {rec.metrics['final_test_top1']:.2f}%" if status == "done" else status
-        if status == "missing" and (dense := _weights_to_retrain(one.config, prof.name, args.results)):
+        if status == "missing" and (dense := plan_lib.dense_to_retrain(one.config, found)):
             shown = f"missing; it decomposes {dense.path.name}, whose weights were not kept: {_retrain_command(dense, prof.name)}"
-            left_epochs[one.priority] += dense.config.epochs * (dense.config_hash not in retrain)
-            retrain.add(dense.config_hash)
         print(f"{one.priority}  {one.method:<18} {one.config.name:<58} {shown}")
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-    pace, hours = _pace(per_epoch, left_epochs, devices)
     by_priority = Counter(one.priority for one in runs)
+    retrained: set[str] = set()  # the dense runs to train again for their weights, each counted once
+    for p in sorted(by_priority):
+        left_epochs[p] = plan_lib.epochs_left([r for r in runs if r.priority == p], found, retrained)
+    pace, hours = _pace(per_epoch, left_epochs, devices)
     print(
         "by priority: "
         + ", ".join(

@@ -130,17 +130,24 @@ def _finished(root: Path, name: str) -> dict[str, records.Record]:
 
 
 def _hours(planned: list[plan.PlannedRun], found: dict[str, records.Record]) -> dict:
-    """Runs planned and finished, their recorded training hours, and the hours the others would take
-    at the median of those (None without a finished run that records its time)."""
-    minutes = [m for run in planned if (rec := found.get(run.config.hash)) and (m := rec.train_minutes) is not None]
+    """Runs planned and finished, their recorded training hours, the median per run, and the hours the
+    others would take at the median minutes an epoch of the finished ones (:func:`plan.epochs_left`:
+    a 5-epoch fine-tuning counts its 5 epochs, a dense run to train again for its weights its own; None
+    without a finished run that records its time)."""
+    timed = [
+        (rec.train_minutes, rec.config.epochs)
+        for run in planned
+        if (rec := found.get(run.config.hash)) and rec.train_minutes is not None
+    ]
     finished = sum(run.config.hash in found for run in planned)
-    median = statistics.median(minutes) / 60 if minutes else None
+    per_run = statistics.median(m for m, _ in timed) / 60 if timed else None
+    per_epoch = statistics.median(m / e for m, e in timed) / 60 if timed else None
     return {
         "planned runs": len(planned),
         "finished": finished,
-        "training hours, finished runs": round(sum(minutes) / 60, 1),
-        "hours per run (median)": None if median is None else round(median, 1),
-        "hours left (estimate)": None if median is None else round((len(planned) - finished) * median, 1),
+        "training hours, finished runs": round(sum(m for m, _ in timed) / 60, 1),
+        "hours per run (median)": None if per_run is None else round(per_run, 1),
+        "hours left (estimate)": None if per_epoch is None else round(plan.epochs_left(planned, found) * per_epoch, 1),
     }
 
 

@@ -8,16 +8,27 @@ runs with :func:`select` and :func:`comparison`; nothing else builds a config.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import TrainConfig
 from ..profiles import Profile, load, methods, names
 from ..records import RECORD_FILE, Record
-from ..train.checkpoint import CHECKPOINT_FILE
+from ..train.checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE
 
-__all__ = ["PlannedRun", "plan", "select", "comparison", "lender", "approximation_run", "networks", "status"]
+__all__ = [
+    "PlannedRun",
+    "plan",
+    "select",
+    "comparison",
+    "lender",
+    "approximation_run",
+    "networks",
+    "status",
+    "dense_to_retrain",
+    "epochs_left",
+]
 
 
 @dataclass(frozen=True)
@@ -130,3 +141,33 @@ def status(record: Record | None, folder: Path) -> str:
     if (folder / RECORD_FILE).exists():
         return "unusable record"
     return "partial (checkpoint)" if (folder / CHECKPOINT_FILE).exists() else "missing"
+
+
+def dense_to_retrain(config: TrainConfig, found: Mapping[str, Record]) -> Record | None:
+    """The finished dense run that the compression run ``config`` decomposes (``init ==
+    "decompose:<hash>"``) when its ``weights.pt`` was not kept (its record alone was committed): it is
+    trained again with ``elrt train --force`` before ``config`` can run. ``None`` for any other run, when
+    the weights are there, or when ``found`` (config hash -> finished record) lacks the dense run (the
+    plan trains it first)."""
+    if not config.init.startswith("decompose:"):
+        return None
+    dense = found.get(config.init.split(":", 1)[1])
+    return dense if dense is not None and dense.finished and not (dense.path / WEIGHTS_FILE).exists() else None
+
+
+def epochs_left(runs: Iterable[PlannedRun], found: Mapping[str, Record], retrained: set[str] | None = None) -> int:
+    """The epochs still to train for ``runs``: those of each run ``found`` (config hash -> finished or
+    diverged record; a diverged run is never retrained) lacks, and once those of each dense run to train
+    again for its weights (:func:`dense_to_retrain`); ``retrained`` collects the config hashes of those
+    dense runs across calls, so a dense run two calls share counts once."""
+    retrained = set() if retrained is None else retrained
+    epochs = 0
+    for run in runs:
+        if run.config.hash in found:
+            continue
+        epochs += run.config.epochs
+        dense = dense_to_retrain(run.config, found)
+        if dense is not None and dense.config_hash not in retrained:
+            retrained.add(dense.config_hash)
+            epochs += dense.config.epochs
+    return epochs
