@@ -300,6 +300,12 @@ class TrainConfig:
         return d
 
     @property
+    def decomposes(self) -> str | None:
+        """The config hash of the trained dense run a compression run starts from (``init ==
+        "decompose:<hash>"``); ``None`` for any other ``init``."""
+        return self.init.split(":", 1)[1] if self.init.startswith("decompose:") else None
+
+    @property
     def hash(self) -> str:
         """First 16 hex digits of the sha256 of the canonical JSON of :meth:`to_dict`, without the
         :data:`ADDED_FIELDS` that hold their old-behaviour value."""

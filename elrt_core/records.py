@@ -393,10 +393,9 @@ def decomposed_run(config: TrainConfig, root: Path | str | None = None) -> Recor
     """The finished dense run whose trained weights the compression run ``config`` decomposes
     (``config.init == "decompose:<config hash>"``), found under ``root`` (its profile's runs); ``None``
     when ``root`` holds none, or for a run of any other ``init``."""
-    if not config.init.startswith("decompose:"):
+    if config.decomposes is None:
         return None
-    wanted = config.init.split(":", 1)[1]
-    found = [r for r in scan(root)[0] if r.config_hash == wanted and r.finished and r.config.format == "dense"]
+    found = [r for r in scan(root)[0] if r.config_hash == config.decomposes and r.finished and r.config.format == "dense"]
     return found[0] if found else None
 
 

@@ -149,9 +149,7 @@ def dense_to_retrain(config: TrainConfig, found: Mapping[str, Record]) -> Record
     trained again with ``elrt train --force`` before ``config`` can run. ``None`` for any other run, when
     the weights are there, or when ``found`` (config hash -> finished record) lacks the dense run (the
     plan trains it first)."""
-    if not config.init.startswith("decompose:"):
-        return None
-    dense = found.get(config.init.split(":", 1)[1])
+    dense = found.get(config.decomposes) if config.decomposes else None
     return dense if dense is not None and dense.finished and not (dense.path / WEIGHTS_FILE).exists() else None
 
 

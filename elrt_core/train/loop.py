@@ -91,7 +91,7 @@ def build_model(config: TrainConfig, dense_runs: Path | None = None) -> nn.Modul
                 timing=timing,
                 progress=False,
             )
-            if not config.init.startswith("decompose:")
+            if config.decomposes is None
             else _compressed(config, model, timing, dense_runs)
         )
     for layer in model.modules():
@@ -112,7 +112,7 @@ def _compressed(config: TrainConfig, dense: nn.Module, timing, dense_runs: Path 
         where = (
             f"{found.path} has no {checkpoint.WEIGHTS_FILE}"
             if found
-            else f"no finished dense run {config.init.split(':', 1)[1]} in {dense_runs}"
+            else f"no finished dense run {config.decomposes} in {dense_runs}"
         )
         raise ConfigError(
             f"init {config.init!r} decomposes a trained dense network, but {where}: train that dense run first "
