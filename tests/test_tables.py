@@ -36,3 +36,16 @@ def test_summary_counts_a_run_listed_twice_once():
     runs = [(dense[0], record(dense[0], 80.0)), (dense[1], record(dense[1], 82.0))]
     row = tables.summary(runs + runs).iloc[0]  # the dense runs of the 2x and of the 3x list
     assert row["n"] == 2 and row["test_top1"] == 81.0 and row["test_text"].endswith("(2)")
+    assert row["epochs_text"] == "15"
+
+
+def test_the_epochs_of_a_compression_run_count_the_dense_run_it_decomposes():
+    from elrt_core import profiles
+    from elrt_core.study import plan
+
+    everything = plan.plan(profiles.load("cpu-full"))
+    compress = next(r for r in everything if r.method == "compress")
+    dense = next(r for r in everything if r.method == "dense" and r.config.hash == compress.config.decomposes)
+    assert tables.epochs_text(compress.config, {dense.config.hash: dense.config.epochs}) == "15 + 5"
+    assert tables.epochs_text(compress.config, {}) == "? + 5"  # its dense run is not among the runs shown
+    assert tables.epochs_text(dense.config, {}) == "15"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import mean, stdev
 
 import pandas as pd
 import yaml
 
+from ..config import TrainConfig
 from ..records import Record
 from .plan import PlannedRun
 from .stats import mean_sd_n
@@ -16,6 +17,7 @@ from .stats import mean_sd_n
 __all__ = [
     "history_frame",
     "summary",
+    "epochs_text",
     "without_runs",
     "published",
     "orthogonality",
@@ -60,8 +62,10 @@ def summary(runs: Runs) -> pd.DataFrame:
     Columns: ``model``, ``flops_ratio`` (requested; ``None`` for dense), ``method`` (key), ``label``,
     ``test_top1`` (mean), ``test_sd`` (sample sd; None for one seed), ``test_text`` (``"mean ± sd (n)"``), ``val_text``, ``n``, ``macs`` and
     ``params`` per image, measured ``macs_reduction`` and ``params_reduction`` (dense / low-rank),
-    ``train_minutes`` (mean wall minutes per run) and ``device``.
+    ``train_minutes`` (mean wall minutes per run), ``epochs_text`` (the training epochs behind one
+    network, :func:`epochs_text`) and ``device``.
     """
+    epochs = {run.config.hash: run.config.epochs for run, _ in runs}
     groups: dict[tuple, list[tuple[PlannedRun, Record]]] = {}
     for run, rec in {run.config.name: (run, rec) for run, rec in runs}.values():
         groups.setdefault((run.config.model, run.config.flops_ratio, run.method), []).append((run, rec))
@@ -87,10 +91,21 @@ def summary(runs: Runs) -> pd.DataFrame:
                 "macs_reduction": cost["macs_ratio"],
                 "params_reduction": cost["params_ratio"],
                 "train_minutes": mean(minutes) if (minutes := [m for r in recs if (m := r.train_minutes) is not None]) else None,
+                "epochs_text": epochs_text(members[0][0].config, epochs),
                 "device": recs[0].provenance["device_name"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def epochs_text(config: TrainConfig, epochs: Mapping[str, int]) -> str:
+    """The training epochs behind one network of ``config``: ``"15"`` from scratch; ``"15 + 5"`` for a
+    compression run (:attr:`TrainConfig.decomposes`): the epochs of the dense run it decomposes, looked up
+    in ``epochs`` (config hash -> epochs), then its own fine-tuning; ``"? + 5"`` where that run is not in
+    ``epochs``."""
+    if config.decomposes is None:
+        return str(config.epochs)
+    return f"{epochs.get(config.decomposes, '?')} + {config.epochs}"
 
 
 def published(section: str = "baselines") -> pd.DataFrame:
@@ -110,6 +125,7 @@ HEADERS: dict[str, str] = {
     "macs_reduction": "MAC reduction (dense / low-rank)",
     "params_reduction": "parameter reduction (dense / low-rank)",
     "train_minutes": "wall minutes per run (machines and load vary; not a speed measure)",
+    "epochs_text": "training epochs (dense + fine-tuning for compression)",
     "train_speedup": "training-step speedup vs dense (bench)",
     "top1": "top-1 (%)",
     "model": "model",
