@@ -302,3 +302,27 @@ def test_the_status_command_prints_a_table_and_writes_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 runs: 8 missing" in out
     assert json.loads((tmp_path / "s.json").read_text())["runs"][0]["state"] == "missing"
+
+
+COMPRESSION = RunGroup(1, "resnet20", 2.0, ("compress", "tucker2", "dense"), (0,))  # compress listed before its dense run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "debug"])
+def test_a_compression_run_waits_for_the_dense_run_it_decomposes(executor, tmp_path, cifar10_dir):
+    """With two jobs the compression run could start beside its dense run and fail for want of its weights;
+    it starts when the dense run has ended, and the batch trains both (plan order puts compress first here)."""
+    prof = tiny(COMPRESSION)
+    compress, tucker2, dense = plan.plan(prof)
+    assert compress.config.decomposes == dense.config.hash
+    said = []
+    options = {"jobs": 2, "threads": 1} if executor == "local" else {}
+    report = batch.run(
+        prof, executor=executor, device="cpu", data_dir=str(cifar10_dir), root=tmp_path, log=said.append, **options
+    )
+    assert sorted(report.finished) == sorted(r.config.name for r in (compress, tucker2, dense)), said
+    recs = {r.method: records.read(tmp_path / prof.name / r.config.name) for r in (compress, tucker2, dense)}
+    start = {m: dt.datetime.fromisoformat(rec.provenance["started"]) for m, rec in recs.items()}
+    assert start["compress"] >= dt.datetime.fromisoformat(recs["dense"].provenance["ended"])
+    starts = [s for s in said if s.startswith("[start]")]
+    assert [s.split()[1] for s in starts][:2] == [tucker2.config.name, dense.config.name] or executor == "debug"

@@ -75,6 +75,16 @@ def test_dry_run_prints_the_scripts_and_creates_nothing(tmp_path, capsys):
     assert "not submitted (--dry-run)" in out and not (tmp_path / "r").exists()
 
 
+def test_dry_run_holds_the_compression_runs_until_their_dense_runs(tmp_path, capsys):
+    argv = ["batch", "--profile", "cpu-full", "--executor", "slurm", "--dry-run", "--results", str(tmp_path / "r")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    first, held = out.split("after their dense runs:")  # the compression arrays come last, on their own
+    assert "#SBATCH --dependency" not in first and "# ---- elrt-cpu-full-resnet20: " in first
+    assert held.startswith(" 3 run(s); not submitted (--dry-run)")  # the 3 seeds of the compression baseline
+    assert "#SBATCH --dependency='afterok:<job ids of their dense runs>'" in held and "#SBATCH --kill-on-invalid-dep=yes" in held
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [
@@ -168,3 +178,20 @@ def test_a_profile_runs_as_a_slurm_job_array_and_a_preempted_run_resumes(slurm, 
     assert preempted.provenance["resumptions"] == 1 and untouched.provenance["resumptions"] == 0
     assert preempted.provenance["job"] == {"executor": "slurm", "job_id": job_id, "gpus": None}
     assert status.read_job(out)["starts"] == 2 and len(preempted.history) == 6
+
+
+@pytest.mark.slow
+def test_a_compression_run_waits_in_slurm_for_the_dense_run_it_decomposes(slurm, tmp_path, cifar10_dir):
+    prof = tiny(RunGroup(1, "resnet20", 2.0, ("compress", "dense"), (0,)), epochs=2)
+    compress, dense = plan.plan(prof)
+    said = []
+    options = executors.SlurmOptions(time_min=20, max_running=2)
+    report = batch.run(
+        prof, executor="slurm", slurm=options, threads=1, device="cpu", data_dir=str(cifar10_dir), root=tmp_path,
+        log=said.append, wait=True,
+    )  # fmt: skip
+    assert sorted(report.finished) == sorted([compress.config.name, dense.config.name]), said
+    dense_job = status.read_job(tmp_path / prof.name / dense.config.name)["job_id"]
+    assert f"[held]     1 compression run(s) wait for their dense runs: --dependency=afterok:{dense_job}" in said
+    recs = {r.method: records.read(tmp_path / prof.name / r.config.name) for r in (compress, dense)}
+    assert recs["compress"].provenance["started"] >= recs["dense"].provenance["ended"]  # ISO times, one clock

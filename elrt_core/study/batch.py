@@ -4,7 +4,8 @@ Each planned run without a record becomes a job (:class:`.executors.RunJob`) tha
 run folder (``<results>/<profile>/<run name>``), resuming that folder's checkpoint, with its output in
 ``train.log`` there. Runs with a record (finished or diverged) are skipped; a run whose folder another
 process has locked is left to that process, so two batches (or a batch and an ``elrt train``) never
-train a run twice. The executors (:mod:`.executors`):
+train a run twice. A compression run starts only after the dense run it decomposes has ended, when
+that run is trained by the same batch. The executors (:mod:`.executors`):
 
 * ``local`` (the default): this process keeps up to ``jobs`` jobs alive, each in a fresh interpreter
   with ``threads`` threads and its own GPU (round robin over the visible ones), and reports each as it
@@ -15,6 +16,8 @@ train a run twice. The executors (:mod:`.executors`):
 * ``slurm``: one job array per resource class, submitted at once (``dry_run``: the scripts are printed
   instead); runs already queued or running under Slurm are not submitted again; ``wait`` follows the
   jobs until every one has ended. A preempted or timed-out job is requeued and resumes its checkpoint.
+  Compression runs whose dense runs are submitted too (or still held by Slurm) go in arrays of their
+  own with ``--dependency=afterok:<those jobs>``, cancelled by Slurm if one of them fails.
 """
 
 from __future__ import annotations
@@ -71,6 +74,17 @@ def pending(profile: Profile, root: Path | str | None = None, max_priority: int 
     """The planned runs of ``profile`` (up to ``max_priority``) that have no record yet, in plan order."""
     base = records.results_root(root) / profile.name
     return [r for r in plan_lib.plan(profile, max_priority) if records.lookup(r.config, base) is None]
+
+
+def _ready(queue: list[plan_lib.PlannedRun], running: set[str] = frozenset()) -> plan_lib.PlannedRun | None:
+    """Take from ``queue`` the first run that waits for no other: a compression run waits while the dense
+    run it decomposes (:attr:`TrainConfig.decomposes`) is still in ``queue`` or among the config hashes
+    ``running``; ``None`` when every run left waits."""
+    waited = {r.config.hash for r in queue} | set(running)
+    for i, run_ in enumerate(queue):
+        if run_.config.decomposes not in waited:
+            return queue.pop(i)
+    return None
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,11 @@ class _LocalPool:
         where = "" if gpu is None else f", GPU {gpu}"
         self.log(f"[start]    {run_.config.name} (priority {run_.priority}, {run_.label}; {position}{where})")
 
+    @property
+    def running(self) -> set[str]:
+        """The config hashes of the runs training now."""
+        return {run_.config.hash for run_, *_ in self.active.values()}
+
     def _free_gpu(self) -> str | None:
         if not self.gpus:
             return None
@@ -232,8 +251,8 @@ def _run_local(queue: list[plan_lib.PlannedRun], pool: _LocalPool, jobs: int, de
                 if deadline is not None and time.time() >= deadline:
                     pool.stop_all("deadline")
                     break
-                while queue and len(pool.active) < jobs:
-                    pool.start(queue.pop(0), f"{total - len(queue)}/{total}")
+                while len(pool.active) < jobs and (run_ := _ready(queue, pool.running)) is not None:
+                    pool.start(run_, f"{total - len(queue)}/{total}")
                 time.sleep(_POLL_SECONDS)
         except KeyboardInterrupt as e:
             pool.stop_all(f"terminated by {e}" if isinstance(e, _Terminated) else "interrupted")
@@ -243,7 +262,7 @@ def _run_local(queue: list[plan_lib.PlannedRun], pool: _LocalPool, jobs: int, de
 def _run_debug(queue: list[plan_lib.PlannedRun], settings: _Settings, report: BatchReport, log: _Log) -> None:
     """Train ``queue`` one run after the other in this process."""
     while queue:
-        run_ = queue.pop(0)
+        run_ = _ready(queue) or queue.pop(0)  # never None here: with nothing running, a dense run waits for none
         job = settings.job(run_, capture_output=False)
         out = Path(job.out)
         if not _claimable(run_, out, report, log):
@@ -271,23 +290,48 @@ def _submit_slurm(
         report.skipped.append(name)
         log(f"[queued]   {name}: already in Slurm as job {job_id}; not submitted again")
     todo = [r for r in queue if r.config.name not in held]
+    held_ids = {r.config.hash: held[r.config.name] for r in queue if r.config.name in held}
     if dry_run:
-        jobs, profile = [settings.job(r) for r in todo], settings.profile.name
-        sizes = {name: len(members) for name, members in executors.classes(jobs, profile).items()}
-        for name, script in executors.slurm_scripts(jobs, profile, options, status_lib.submitit_folder(base)).items():
-            log(f"# ---- {name}: {sizes[name]} run(s); not submitted (--dry-run)\n{script}")
+        first, later = _waves(todo, set(held_ids))
+        for wave, after in ((first, ()), (later, ("<job ids of their dense runs>",))):
+            _print_scripts(wave, settings, options, after, log)
         return report, []
     todo = [r for r in todo if _claimable(r, run_dir(r.config, settings.profile.name, settings.root), report, log)]
     by_name = {r.config.name: r for r in todo}
-    submitted = executors.submit_slurm(
-        [settings.job(r) for r in todo], settings.profile.name, options, status_lib.submitit_folder(base)
-    )
+    first, later = _waves(todo, set(held_ids))
+    folder = status_lib.submitit_folder(base)
+    submitted = executors.submit_slurm([settings.job(r) for r in first], settings.profile.name, options, folder)
+    ids = held_ids | {by_name[Path(job.out).name].config.hash: job_id for job, job_id in submitted}
+    if later:  # the compression runs, held until their dense runs have completed
+        after = sorted({ids[r.config.decomposes] for r in later})
+        submitted += executors.submit_slurm([settings.job(r) for r in later], settings.profile.name, options, folder, after)
+        log(f"[held]     {len(later)} compression run(s) wait for their dense runs: --dependency=afterok:{':'.join(after)}")
     pairs = [(by_name[Path(job.out).name], job_id) for job, job_id in submitted]
     for run_, job_id in pairs:
         status_lib.write_submitted(run_dir(run_.config, settings.profile.name, settings.root), "slurm", job_id)
         report.submitted.append(f"{run_.config.name} ({job_id})")
         log(f"[queued]   {run_.config.name} (priority {run_.priority}, {run_.label}): Slurm job {job_id}")
     return report, pairs
+
+
+def _waves(todo: list[plan_lib.PlannedRun], held: set[str]) -> tuple[list[plan_lib.PlannedRun], list[plan_lib.PlannedRun]]:
+    """``todo`` split in the runs Slurm may start at once and, after them, the compression runs whose dense
+    run is among ``todo`` or among the config hashes ``held`` in Slurm (each list in plan order)."""
+    waited = {r.config.hash for r in todo} | held
+    later = [r for r in todo if r.config.decomposes in waited]
+    return [r for r in todo if r not in later], later
+
+
+def _print_scripts(
+    runs: list[plan_lib.PlannedRun], settings: _Settings, options: executors.SlurmOptions, after: tuple[str, ...], log: _Log
+) -> None:
+    """Log the ``sbatch`` script of each job array ``runs`` would be submitted as (``--dry-run``)."""
+    jobs, profile = [settings.job(r) for r in runs], settings.profile.name
+    folder = status_lib.submitit_folder(records.results_root(settings.root) / profile)
+    sizes = {name: len(members) for name, members in executors.classes(jobs, profile).items()}
+    held = " after their dense runs" if after else ""
+    for name, script in executors.slurm_scripts(jobs, profile, options, folder, after).items():
+        log(f"# ---- {name}{held}: {sizes[name]} run(s); not submitted (--dry-run)\n{script}")
 
 
 def _wait_slurm(pairs: list[tuple[plan_lib.PlannedRun, str]], settings: _Settings, report: BatchReport, log: _Log) -> None:

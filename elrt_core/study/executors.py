@@ -12,7 +12,8 @@ folder, resuming the folder's checkpoint, in whatever process the executor start
   it, and the next batch resumes the run anyway);
 * ``debug``: :func:`run_debug` runs the job in this process (a failure opens pdb);
 * ``slurm``: :func:`submit_slurm` submits one job array per resource class (:func:`classes`),
-  ``%``-limited, each task signalled ``signal_delay_s`` before its time limit; :func:`slurm_scripts`
+  ``%``-limited, each task signalled ``signal_delay_s`` before its time limit, optionally held until
+  other jobs have completed (``after``: the compression runs wait for their dense runs); :func:`slurm_scripts`
   writes the same ``sbatch`` scripts without submitting (``--dry-run``; no Slurm needed).
 
 Preemption and time limits: submitit turns the signal (USR2) into a call of :meth:`RunJob.checkpoint`,
@@ -207,8 +208,9 @@ class SlurmOptions:
     setup: tuple[str, ...] = ()
     sbatch: dict[str, str] = field(default_factory=dict)
 
-    def parameters(self, name: str) -> dict[str, Any]:
-        """The parameters of submitit's SlurmExecutor for a job array named ``name``."""
+    def parameters(self, name: str, after: Sequence[str] = ()) -> dict[str, Any]:
+        """The parameters of submitit's SlurmExecutor for a job array named ``name``; ``after``: the job
+        ids it waits for (``--dependency=afterok:...``; Slurm cancels it if one of them fails)."""
         memory = None if self.mem_gb is None else f"{round(self.mem_gb * 1024)}M"
         given = {
             "partition": self.partition,
@@ -224,9 +226,14 @@ class SlurmOptions:
             "signal_delay_s": self.signal_delay_s,
             "setup": list(self.setup),
             "stderr_to_stdout": True,
-            "additional_parameters": {"requeue": True, **self.sbatch},
+            "additional_parameters": {"requeue": True, **_dependency(after), **self.sbatch},
             **{k: v for k, v in given.items() if v is not None},
         }
+
+
+def _dependency(after: Sequence[str]) -> dict[str, str]:
+    """The ``#SBATCH`` options that hold a job until every job of ``after`` has completed successfully."""
+    return {"dependency": "afterok:" + ":".join(after), "kill_on_invalid_dep": "yes"} if after else {}
 
 
 def classes(jobs: Sequence[RunJob], profile: str) -> dict[str, list[RunJob]]:
@@ -246,24 +253,30 @@ class _OfflineSlurmExecutor(SlurmExecutor):
         return 2
 
 
-def slurm_scripts(jobs: Sequence[RunJob], profile: str, options: SlurmOptions, folder: Path) -> dict[str, str]:
-    """The ``sbatch`` script of each class's job array (see :func:`classes`), as submitit writes them; nothing is submitted."""
+def slurm_scripts(
+    jobs: Sequence[RunJob], profile: str, options: SlurmOptions, folder: Path, after: Sequence[str] = ()
+) -> dict[str, str]:
+    """The ``sbatch`` script of each class's job array (see :func:`classes`), as submitit writes them,
+    each waiting for the jobs ``after`` names; nothing is submitted."""
     scripts = {}
     for name, members in classes(jobs, profile).items():
         executor = _OfflineSlurmExecutor(folder, max_num_timeout=MAX_REQUEUES)
-        executor.update_parameters(**options.parameters(name))
+        executor.update_parameters(**options.parameters(name, after))
         if len(members) > 1:  # what submitit sets for an array of this size (one job is no array)
             executor.parameters["map_count"] = len(members)
         scripts[name] = executor._make_submission_file_text(executor._submitit_command_str, "dry-run")
     return scripts
 
 
-def submit_slurm(jobs: Sequence[RunJob], profile: str, options: SlurmOptions, folder: Path) -> list[tuple[RunJob, str]]:
-    """Submit one job array per class of ``jobs``; each job with its Slurm job id (``<array id>_<index>``)."""
+def submit_slurm(
+    jobs: Sequence[RunJob], profile: str, options: SlurmOptions, folder: Path, after: Sequence[str] = ()
+) -> list[tuple[RunJob, str]]:
+    """Submit one job array per class of ``jobs``, each waiting for the Slurm jobs ``after`` names to
+    complete successfully; each job with its Slurm job id (``<array id>_<index>``)."""
     submitted = []
     for name, members in classes(jobs, profile).items():
         executor = SlurmExecutor(folder, max_num_timeout=MAX_REQUEUES)
-        executor.update_parameters(**options.parameters(name))
+        executor.update_parameters(**options.parameters(name, after))
         with executor.batch():
             handles = [executor.submit(job) for job in members]
         submitted += [(job, handle.job_id) for job, handle in zip(members, handles)]
