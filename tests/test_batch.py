@@ -325,4 +325,20 @@ def test_a_compression_run_waits_for_the_dense_run_it_decomposes(executor, tmp_p
     start = {m: dt.datetime.fromisoformat(rec.provenance["started"]) for m, rec in recs.items()}
     assert start["compress"] >= dt.datetime.fromisoformat(recs["dense"].provenance["ended"])
     starts = [s for s in said if s.startswith("[start]")]
-    assert [s.split()[1] for s in starts][:2] == [tucker2.config.name, dense.config.name] or executor == "debug"
+    assert [s.split()[1] for s in starts] == [tucker2.config.name, dense.config.name, compress.config.name]
+
+
+def test_the_next_run_is_the_first_that_waits_for_no_other():
+    """What the local and debug executors start next, and how Slurm splits its submissions (no training)."""
+    prof = tiny(RunGroup(1, "resnet20", 2.0, ("compress", "dense"), (0, 1)))
+    c0, d0, c1, d1 = plan.plan(prof)
+    assert (c0.config.decomposes, c1.config.decomposes) == (d0.config.hash, d1.config.hash)
+    queue = [c0, d0, c1, d1]
+    assert batch._ready(queue) is d0 and queue == [c0, c1, d1]  # compress s0 waits for its dense run in the queue
+    assert batch._ready(queue, {d0.config.hash}) is d1  # ... or running
+    assert batch._ready(queue, {d0.config.hash, d1.config.hash}) is None and queue == [c0, c1]  # everything left waits
+    assert batch._ready(queue) is c0 and batch._ready(queue) is c1  # dense runs ended (or trained elsewhere)
+    first, later = batch._waves([c0, d0, c1], {d1.config.hash})  # dense s1 held in Slurm already
+    assert (first, later) == ([d0], [c0, c1])
+    assert batch._by_dense(later) == {d0.config.hash: [c0], d1.config.hash: [c1]}
+    assert batch._waves([c0, c1], set()) == ([c0, c1], [])  # dense runs done: nothing to wait for

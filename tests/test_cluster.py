@@ -22,6 +22,7 @@ from elrt_core.study import batch, executors, plan, status
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
+RESULTS = REPO / "results" / "cpu-full"
 
 
 def _jobs(tmp_path: Path) -> list[executors.RunJob]:
@@ -79,10 +80,22 @@ def test_dry_run_holds_the_compression_runs_until_their_dense_runs(tmp_path, cap
     argv = ["batch", "--profile", "cpu-full", "--executor", "slurm", "--dry-run", "--results", str(tmp_path / "r")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    first, held = out.split("after their dense runs:")  # the compression arrays come last, on their own
+    first, *held = out.split("# ---- elrt-cpu-full-resnet20 after job ")  # the compression runs come last, one each
     assert "#SBATCH --dependency" not in first and "# ---- elrt-cpu-full-resnet20: " in first
-    assert held.startswith(" 3 run(s); not submitted (--dry-run)")  # the 3 seeds of the compression baseline
-    assert "#SBATCH --dependency='afterok:<job ids of their dense runs>'" in held and "#SBATCH --kill-on-invalid-dep=yes" in held
+    assert [h.split(":")[0] for h in held] == [
+        f"<job id of {d}>" for d in sorted(p.name for p in RESULTS.glob("resnet20-dense-s[012]-*"))
+    ]
+    for h in held:  # the 3 seeds of the compression baseline, each waiting for its own dense run
+        dense = h[len("<job id of ") : h.index(">")]
+        assert h.split(": ", 1)[1].startswith("1 run(s); not submitted (--dry-run)")
+        assert f"#SBATCH --dependency='afterok:<job id of {dense}>'" in h and "#SBATCH --kill-on-invalid-dep=yes" in h
+
+
+def test_a_dependency_given_with_sbatch_is_kept_beside_the_dense_run_s():
+    params = executors.SlurmOptions(sbatch={"dependency": "singleton"}).parameters("x", after=("7_0",))["additional_parameters"]
+    assert params["dependency"] == "afterok:7_0,singleton" and params["kill_on_invalid_dep"] == "yes"
+    alone = executors.SlurmOptions(sbatch={"dependency": "singleton"}).parameters("x")["additional_parameters"]
+    assert alone["dependency"] == "singleton" and "kill_on_invalid_dep" not in alone
 
 
 @pytest.mark.parametrize(
@@ -192,6 +205,6 @@ def test_a_compression_run_waits_in_slurm_for_the_dense_run_it_decomposes(slurm,
     )  # fmt: skip
     assert sorted(report.finished) == sorted([compress.config.name, dense.config.name]), said
     dense_job = status.read_job(tmp_path / prof.name / dense.config.name)["job_id"]
-    assert f"[held]     1 compression run(s) wait for their dense runs: --dependency=afterok:{dense_job}" in said
+    assert f"[held]     {compress.config.name}: waits for Slurm job {dense_job} (its dense run)" in said
     recs = {r.method: records.read(tmp_path / prof.name / r.config.name) for r in (compress, dense)}
     assert recs["compress"].provenance["started"] >= recs["dense"].provenance["ended"]  # ISO times, one clock

@@ -5,7 +5,8 @@ run folder (``<results>/<profile>/<run name>``), resuming that folder's checkpoi
 ``train.log`` there. Runs with a record (finished or diverged) are skipped; a run whose folder another
 process has locked is left to that process, so two batches (or a batch and an ``elrt train``) never
 train a run twice. A compression run starts only after the dense run it decomposes has ended, when
-that run is trained by the same batch. The executors (:mod:`.executors`):
+that run is trained by the same batch (one trained elsewhere, or one that failed, leaves the compression
+run to fail at once, saying which dense run to train first). The executors (:mod:`.executors`):
 
 * ``local`` (the default): this process keeps up to ``jobs`` jobs alive, each in a fresh interpreter
   with ``threads`` threads and its own GPU (round robin over the visible ones), and reports each as it
@@ -16,8 +17,8 @@ that run is trained by the same batch. The executors (:mod:`.executors`):
 * ``slurm``: one job array per resource class, submitted at once (``dry_run``: the scripts are printed
   instead); runs already queued or running under Slurm are not submitted again; ``wait`` follows the
   jobs until every one has ended. A preempted or timed-out job is requeued and resumes its checkpoint.
-  Compression runs whose dense runs are submitted too (or still held by Slurm) go in arrays of their
-  own with ``--dependency=afterok:<those jobs>``, cancelled by Slurm if one of them fails.
+  A compression run whose dense run is submitted too (or still held by Slurm) is submitted after it, on
+  its own, with ``--dependency=afterok:<that job>``; Slurm cancels it if that job fails.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,7 @@ def pending(profile: Profile, root: Path | str | None = None, max_priority: int 
     return [r for r in plan_lib.plan(profile, max_priority) if records.lookup(r.config, base) is None]
 
 
-def _ready(queue: list[plan_lib.PlannedRun], running: set[str] = frozenset()) -> plan_lib.PlannedRun | None:
+def _ready(queue: list[plan_lib.PlannedRun], running: AbstractSet[str] = frozenset()) -> plan_lib.PlannedRun | None:
     """Take from ``queue`` the first run that waits for no other: a compression run waits while the dense
     run it decomposes (:attr:`TrainConfig.decomposes`) is still in ``queue`` or among the config hashes
     ``running``; ``None`` when every run left waits."""
@@ -262,7 +264,8 @@ def _run_local(queue: list[plan_lib.PlannedRun], pool: _LocalPool, jobs: int, de
 def _run_debug(queue: list[plan_lib.PlannedRun], settings: _Settings, report: BatchReport, log: _Log) -> None:
     """Train ``queue`` one run after the other in this process."""
     while queue:
-        run_ = _ready(queue) or queue.pop(0)  # never None here: with nothing running, a dense run waits for none
+        run_ = _ready(queue)
+        assert run_ is not None, "with nothing running, a dense run waits for none"
         job = settings.job(run_, capture_output=False)
         out = Path(job.out)
         if not _claimable(run_, out, report, log):
@@ -284,7 +287,7 @@ def _submit_slurm(
     queue: list[plan_lib.PlannedRun], settings: _Settings, options: executors.SlurmOptions, dry_run: bool, log: _Log
 ) -> tuple[BatchReport, list[tuple[plan_lib.PlannedRun, str]]]:
     """Submit ``queue`` (less what Slurm already holds) as job arrays, or print their scripts (``dry_run``)."""
-    report, base = BatchReport(), records.results_root(settings.root) / settings.profile.name
+    report = BatchReport()
     held = _queued_in_slurm(queue, settings)
     for name, job_id in held.items():
         report.skipped.append(name)
@@ -293,25 +296,40 @@ def _submit_slurm(
     held_ids = {r.config.hash: held[r.config.name] for r in queue if r.config.name in held}
     if dry_run:
         first, later = _waves(todo, set(held_ids))
-        for wave, after in ((first, ()), (later, ("<job ids of their dense runs>",))):
-            _print_scripts(wave, settings, options, after, log)
+        _print_scripts(first, settings, options, (), log)
+        names = {r.config.hash: r.config.name for r in todo}
+        for dense, group in _by_dense(later).items():
+            _print_scripts(group, settings, options, (held_ids.get(dense) or f"<job id of {names[dense]}>",), log)
         return report, []
     todo = [r for r in todo if _claimable(r, run_dir(r.config, settings.profile.name, settings.root), report, log)]
-    by_name = {r.config.name: r for r in todo}
     first, later = _waves(todo, set(held_ids))
-    folder = status_lib.submitit_folder(base)
-    submitted = executors.submit_slurm([settings.job(r) for r in first], settings.profile.name, options, folder)
-    ids = held_ids | {by_name[Path(job.out).name].config.hash: job_id for job, job_id in submitted}
-    if later:  # the compression runs, held until their dense runs have completed
-        after = sorted({ids[r.config.decomposes] for r in later})
-        submitted += executors.submit_slurm([settings.job(r) for r in later], settings.profile.name, options, folder, after)
-        log(f"[held]     {len(later)} compression run(s) wait for their dense runs: --dependency=afterok:{':'.join(after)}")
+    pairs = _submit_wave(first, settings, options, (), report, log)
+    ids = held_ids | {run_.config.hash: job_id for run_, job_id in pairs}
+    for dense, group in _by_dense(later).items():  # each waits for its own dense run's job only
+        log(f"[held]     {', '.join(r.config.name for r in group)}: waits for Slurm job {ids[dense]} (its dense run)")
+        pairs += _submit_wave(group, settings, options, (ids[dense],), report, log)
+    return report, pairs
+
+
+def _submit_wave(
+    runs: list[plan_lib.PlannedRun],
+    settings: _Settings,
+    options: executors.SlurmOptions,
+    after: tuple[str, ...],
+    report: BatchReport,
+    log: _Log,
+) -> list[tuple[plan_lib.PlannedRun, str]]:
+    """Submit ``runs`` as job arrays held until the jobs ``after`` have completed, and note each job in its
+    run folder at once (a later wave that fails to submit leaves this one known to the next batch)."""
+    by_name = {r.config.name: r for r in runs}
+    folder = status_lib.submitit_folder(records.results_root(settings.root) / settings.profile.name)
+    submitted = executors.submit_slurm([settings.job(r) for r in runs], settings.profile.name, options, folder, after)
     pairs = [(by_name[Path(job.out).name], job_id) for job, job_id in submitted]
     for run_, job_id in pairs:
         status_lib.write_submitted(run_dir(run_.config, settings.profile.name, settings.root), "slurm", job_id)
         report.submitted.append(f"{run_.config.name} ({job_id})")
         log(f"[queued]   {run_.config.name} (priority {run_.priority}, {run_.label}): Slurm job {job_id}")
-    return report, pairs
+    return pairs
 
 
 def _waves(todo: list[plan_lib.PlannedRun], held: set[str]) -> tuple[list[plan_lib.PlannedRun], list[plan_lib.PlannedRun]]:
@@ -322,6 +340,14 @@ def _waves(todo: list[plan_lib.PlannedRun], held: set[str]) -> tuple[list[plan_l
     return [r for r in todo if r not in later], later
 
 
+def _by_dense(runs: list[plan_lib.PlannedRun]) -> dict[str, list[plan_lib.PlannedRun]]:
+    """The compression ``runs`` by the config hash of the dense run each decomposes, in plan order."""
+    out: dict[str, list[plan_lib.PlannedRun]] = {}
+    for run_ in runs:
+        out.setdefault(run_.config.decomposes, []).append(run_)
+    return out
+
+
 def _print_scripts(
     runs: list[plan_lib.PlannedRun], settings: _Settings, options: executors.SlurmOptions, after: tuple[str, ...], log: _Log
 ) -> None:
@@ -329,7 +355,7 @@ def _print_scripts(
     jobs, profile = [settings.job(r) for r in runs], settings.profile.name
     folder = status_lib.submitit_folder(records.results_root(settings.root) / profile)
     sizes = {name: len(members) for name, members in executors.classes(jobs, profile).items()}
-    held = " after their dense runs" if after else ""
+    held = f" after job {after[0]}" if after else ""
     for name, script in executors.slurm_scripts(jobs, profile, options, folder, after).items():
         log(f"# ---- {name}{held}: {sizes[name]} run(s); not submitted (--dry-run)\n{script}")
 

@@ -226,14 +226,18 @@ class SlurmOptions:
             "signal_delay_s": self.signal_delay_s,
             "setup": list(self.setup),
             "stderr_to_stdout": True,
-            "additional_parameters": {"requeue": True, **_dependency(after), **self.sbatch},
+            "additional_parameters": {"requeue": True, **self.sbatch, **_dependency(after, self.sbatch.get("dependency"))},
             **{k: v for k, v in given.items() if v is not None},
         }
 
 
-def _dependency(after: Sequence[str]) -> dict[str, str]:
-    """The ``#SBATCH`` options that hold a job until every job of ``after`` has completed successfully."""
-    return {"dependency": "afterok:" + ":".join(after), "kill_on_invalid_dep": "yes"} if after else {}
+def _dependency(after: Sequence[str], given: str | None = None) -> dict[str, str]:
+    """The ``#SBATCH`` options that hold a job until every job of ``after`` has completed successfully,
+    and, where the user gave a ``dependency`` of their own (``--sbatch``), until that one is met too."""
+    if not after:
+        return {}
+    held = "afterok:" + ":".join(after)
+    return {"dependency": f"{held},{given}" if given else held, "kill_on_invalid_dep": "yes"}
 
 
 def classes(jobs: Sequence[RunJob], profile: str) -> dict[str, list[RunJob]]:
