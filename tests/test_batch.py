@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import endless, epochs_done, tiny, wait_for
+from tiny_runs import endless, epochs_done, terminal_signals, tiny, wait_for
 
 from elrt_core import profiles, records
 from elrt_core.cli import main
@@ -169,7 +169,12 @@ def _scheduler(script: str, root: Path, cifar10_dir: Path, log: Path) -> subproc
     """A batch in its own process session (so the test can signal all it started, and only that)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "ELRT_DATA_DIR": str(cifar10_dir), "ELRT_RESULTS": str(root)}
     return subprocess.Popen(
-        [sys.executable, "-c", script], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+        [sys.executable, "-c", script],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=terminal_signals,
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from tiny_runs import terminal_signals
 
 from elrt_core import cli, profiles, records
 from elrt_core.cli import main
@@ -305,6 +306,7 @@ def test_13_a_checkpoint_that_does_not_fit_the_model_is_one_line(tmp_path, tiny_
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    kwargs.setdefault("preexec_fn", terminal_signals)
     return subprocess.Popen([sys.executable, "-m", "elrt_core.cli", *args], env=env, stderr=subprocess.PIPE, **kwargs)
 
 

@@ -1,7 +1,8 @@
 """Helpers of the training, batch and cluster tests: a tiny config, a profile of tiny runs, a run's epochs,
-waiting for a condition."""
+waiting for a condition, a child process that takes signals as from a terminal."""
 
 import dataclasses
+import signal
 import time
 from pathlib import Path
 
@@ -49,3 +50,11 @@ def wait_for(condition, timeout: float, what: str, step: float = 0.05):
             pytest.fail(f"{what} did not happen within {timeout:.0f} s")
         time.sleep(step)
     return got
+
+
+def terminal_signals() -> None:
+    """``preexec_fn`` of a child process that a test signals: SIGINT, SIGTERM and SIGHUP at their defaults,
+    as a command typed in a terminal has them, even where the suite itself ignores them (``nohup make test &``
+    starts it with SIGINT and SIGHUP ignored, which its children would inherit)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
