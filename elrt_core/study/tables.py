@@ -125,7 +125,7 @@ HEADERS: dict[str, str] = {
     "macs_reduction": "MAC reduction (dense / low-rank)",
     "params_reduction": "parameter reduction (dense / low-rank)",
     "train_minutes": "wall minutes per run (machines and load vary; not a speed measure)",
-    "epochs_text": "training epochs (dense + fine-tuning for compression)",
+    "epochs_text": "training epochs",
     "train_speedup": "training-step speedup vs dense (bench)",
     "top1": "top-1 (%)",
     "model": "model",
