@@ -336,8 +336,8 @@ def _waves(todo: list[plan_lib.PlannedRun], held: set[str]) -> tuple[list[plan_l
     """``todo`` split in the runs Slurm may start at once and, after them, the compression runs whose dense
     run is among ``todo`` or among the config hashes ``held`` in Slurm (each list in plan order)."""
     waited = {r.config.hash for r in todo} | held
-    later = [r for r in todo if r.config.decomposes in waited]
-    return [r for r in todo if r not in later], later
+    first = [r for r in todo if r.config.decomposes not in waited]
+    return first, [r for r in todo if r.config.decomposes in waited]
 
 
 def _by_dense(runs: list[plan_lib.PlannedRun]) -> dict[str, list[plan_lib.PlannedRun]]:
