@@ -55,13 +55,15 @@ def _take(spec: Any, where: str, required: tuple[str, ...], optional: tuple[str,
 class Method:
     """A method of the study: its ``key`` (as in the file), a readable ``label``, the TrainConfig
     ``fields`` it sets, and ``reg_weight_scale``, the multiple of the calibrated lambda it trains with.
-    ``init: dense`` in ``fields`` names the compression baseline: the profile's dense run of the same model
-    and seed, decomposed (see :meth:`Profile.config`)."""
+    ``init: dense`` in ``fields`` names a compression baseline: the profile's run of the dense method
+    ``dense_method`` (``"dense"`` unless the file says otherwise) on the same model and seed, decomposed
+    (see :meth:`Profile.config`)."""
 
     key: str
     label: str
     fields: Mapping[str, Any]
     reg_weight_scale: float = 1.0
+    dense_method: str = "dense"
 
     @property
     def format(self) -> str:
@@ -141,8 +143,8 @@ class Profile:
         fields = {**m.fields, "model": model, "seed": seed}
         if not m.dense:
             fields["flops_ratio"] = flops_ratio
-        if fields.get("init") == "dense":  # the compression baseline: this profile's dense run of the same seed
-            fields["init"] = f"decompose:{self.config('dense', model, flops_ratio, seed).hash}"
+        if fields.get("init") == "dense":  # a compression baseline: this profile's dense run of the same seed
+            fields["init"] = f"decompose:{self.config(m.dense_method, model, flops_ratio, seed).hash}"
         if fields.get("reg", "none") != "none":
             fields["reg_weight"] = m.reg_weight_scale * calibration.reg_weight(calibration.RegSetting.of(fields))
         return self.base_config(**fields)
@@ -183,7 +185,12 @@ def methods() -> dict[str, Method]:
         spec = dict(spec)
         label = spec.pop("label", None)
         scale = spec.pop("reg_weight_scale", 1.0)
+        dense_method = spec.pop("dense_method", "dense")
         _require(isinstance(label, str) and label, f"method {key!r} needs a label")
+        _require(
+            dense_method == "dense" or spec.get("init") == "dense",
+            f"method {key!r}: dense_method names the dense run a compression baseline decomposes; it needs init: dense",
+        )
         _require(isinstance(scale, (int, float)) and scale > 0, f"method {key!r}: reg_weight_scale must be > 0, got {scale!r}")
         probe = {**spec, "reg_weight": 1.0} if spec.get("reg", "none") != "none" else dict(spec)
         if probe.get("init") == "dense":  # resolved per profile and seed by Profile.config
@@ -194,7 +201,14 @@ def methods() -> dict[str, Method]:
             TrainConfig.from_dict(probe)
         except ConfigError as e:
             raise ConfigError(f"{PROFILES_FILE.name}: method {key!r}: {e}") from None
-        out[key] = Method(key, label, spec, float(scale))
+        out[key] = Method(key, label, spec, float(scale), dense_method)
+    for m in out.values():
+        if m.fields.get("init") == "dense":
+            source = out.get(m.dense_method)
+            _require(
+                source is not None and source.dense and source.fields.get("init") is None,
+                f"method {m.key!r}: dense_method {m.dense_method!r} must name a dense method trained from scratch",
+            )
     return out
 
 

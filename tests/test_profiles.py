@@ -49,8 +49,8 @@ def test_lambda_scales_and_dense_ignores_the_budget():
 def test_cpu_full_plan_follows_the_priorities_seed_by_seed():
     runs = plan.plan(profiles.load("cpu-full"))
     # priorities 1-6 (6: hardware-aware ranks), then issue 25's mechanism (7), fair baselines (8), compression and
-    # lambda (9) and 1/rank (10) runs
-    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3 + 6 + 6 + 9 + 3
+    # lambda (9), 1/rank (10) and equal-epochs compression (11) runs
+    assert len(runs) == len({r.config.hash for r in runs}) == 20 + 9 + 6 + 9 + 6 + 3 + 6 + 6 + 9 + 3 + 6
     assert [r.priority for r in runs] == sorted(r.priority for r in runs)
     first = [(r.method, r.config.seed) for r in runs[:8]]
     assert first == [
@@ -75,7 +75,7 @@ def test_the_plan_of_chosen_methods_keeps_its_order_and_names_an_unknown_method(
     chosen = plan.plan(profiles.load("cpu-full"), only=["tucker2-hw", "dense"])
     assert chosen == [r for r in full if r.method in ("tucker2-hw", "dense")]
     assert [r.method for r in chosen] == ["dense"] * 5 + ["tucker2-hw"] * 3
-    with pytest.raises(ValueError, match="trains no hw; its methods: compress, cp, dense"):
+    with pytest.raises(ValueError, match="trains no hw; its methods: compress, compress-10, cp, dense, dense-10, elrt"):
         plan.plan(profiles.load("cpu-full"), only=["hw"])
     with pytest.raises(ValueError, match="no method named"):
         plan.plan(profiles.load("cpu-full"), only=[])
@@ -237,3 +237,30 @@ def test_the_provenance_table_tells_runs_apart_that_differ_only_in_lambda(tmp_pa
     by_method = {m: lam[60.0 + i] for i, m in enumerate(strengths)}
     assert by_method["tucker2+so/4"] == pytest.approx(so / 4) and by_method["tucker2+so*4"] == pytest.approx(4 * so)
     assert by_method["tucker2"] is None or by_method["tucker2"] != by_method["tucker2"]  # no regularizer: no λ (None or NaN)
+
+
+def test_the_equal_epochs_compression_decomposes_its_own_dense_run():
+    full = profiles.load("cpu-full")
+    short = full.config("dense-10", "resnet20", 2.0, 1)
+    assert short.epochs == 10 and short.hash != full.config("dense", "resnet20", 2.0, 1).hash
+    assert full.config("compress-10", "resnet20", 2.0, 1).decomposes == short.hash
+    assert full.config("compress", "resnet20", 2.0, 1).decomposes == full.config("dense", "resnet20", 2.0, 1).hash
+
+
+def test_dense_method_must_name_a_dense_run_from_scratch(tmp_path, monkeypatch):
+    text = profiles.PROFILES_FILE.read_text()
+    for old, new, message in [
+        ("dense_method: dense-10,", "dense_method: tucker2,", "must name a dense method trained from scratch"),
+        ("dense_method: dense-10,", "dense_method: nothing,", "must name a dense method trained from scratch"),
+        ('tucker2: {label: "Tucker-2", format: tucker2}', 'tucker2: {label: "T", format: tucker2, dense_method: dense-10}', "it needs init: dense"),
+    ]:
+        assert old in text
+        bad = tmp_path / "profiles.yaml"
+        bad.write_text(text.replace(old, new))
+        monkeypatch.setattr(profiles, "PROFILES_FILE", bad)
+        profiles.methods.cache_clear()
+        try:
+            with pytest.raises(ConfigError, match=message):
+                profiles.methods()
+        finally:
+            profiles.methods.cache_clear()
