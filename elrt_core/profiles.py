@@ -215,18 +215,20 @@ def methods() -> dict[str, Method]:
 @dataclass(frozen=True)
 class Regime:
     """The regime axis: ``profiles`` in order of training length, and the ``effects`` followed across
-    them, each ``(treatment, reference)`` on ``model`` at ``flops_ratio`` fewer FLOPs."""
+    them, each ``(treatment, reference)`` on ``model`` at ``flops_ratio`` fewer FLOPs; ``smallest_effect``:
+    the smallest effect of interest of their words (accuracy points)."""
 
     profiles: tuple[str, ...]
     model: str
     flops_ratio: float
     effects: tuple[tuple[str, str], ...]
+    smallest_effect: float
 
 
 @cache
 def regime() -> Regime:
     """The regime axis of ``profiles.yaml`` (validated: known profiles and methods)."""
-    s = _take(_raw()["regime"], "regime", ("profiles", "model", "flops_ratio", "effects"))
+    s = _take(_raw()["regime"], "regime", ("profiles", "model", "flops_ratio", "effects", "smallest_effect"))
     unknown = [p for p in s["profiles"] if p not in _raw()["profiles"]]
     _require(not unknown, f"regime names unknown profiles {unknown}")
     effects = []
@@ -235,7 +237,7 @@ def regime() -> Regime:
         bad = [m for m in e.values() if m not in methods()]
         _require(not bad, f"regime effects[{i}] names unknown methods {bad}")
         effects.append((e["treatment"], e["reference"]))
-    return Regime(tuple(s["profiles"]), s["model"], float(s["flops_ratio"]), tuple(effects))
+    return Regime(tuple(s["profiles"]), s["model"], float(s["flops_ratio"]), tuple(effects), float(s["smallest_effect"]))
 
 
 def names() -> list[str]:

@@ -97,9 +97,11 @@ def test_a_session_note_and_a_planned_part_are_one_line_each(tmp_path, shown):
     planned = plan.comparison(s.profile, "orthogonality")
     s.planned("The controls", planned)
     s.note("No profile trains\nthese runs.")
+    s.planned("Partly", planned, [(planned[0], None)])  # one finished run (its record is not read)
     assert shown == [
         f"**The controls.** Planned: {len(planned)} runs, not yet trained; `elrt plan --profile smoke` lists them.",
         "No profile trains these runs.",
+        f"**Partly.** {len(planned) - 1} of its {len(planned)} planned runs are not trained yet; `elrt plan --profile smoke` lists them.",
     ]
 
 

@@ -60,7 +60,9 @@ def test_within_the_band_reaches_so_only_with_a_supported_gain_over_tucker2():
     runs = [x for x in _runs(close, so_gain=0.3) if x[0].method != BASE] + weak
     r = _read(runs, C, [BASE, SO, NODECAY])
     assert r.placed[0].place == "within" and r.placed[0].gain.verdict != "supported" and not r.placed[0].reaches
-    assert r.answer.startswith("Not resolved yet: TUCKER2-NODECAY is not placed against TUCKER2+SO by the rule.")
+    assert r.answer == (
+        "Not resolved yet: TUCKER2-NODECAY is within ±0.5 points of TUCKER2+SO, but its gain over plain Tucker-2 is not supported."
+    )
 
 
 def test_a_control_slightly_but_surely_below_so_is_within_not_below():
@@ -79,7 +81,7 @@ def test_every_control_below_so_leaves_the_penalty_only_when_all_planned_have_re
     assert complete.answer.startswith("No penalty-free control reaches TUCKER2+SO: every one ends below it")
     del below[ORTH]
     partial = _read(_runs(below), C, ALL)
-    assert partial.answer == "Not resolved yet: Tucker-2, U2 orthonormal at init is not placed against TUCKER2+SO by the rule."
+    assert partial.answer == "Not resolved yet: Tucker-2, U2 orthonormal at init has no paired runs yet."
     # a profile that never trains orth-init does not wait for it
     assert _read(_runs(below), C, [BASE, SO, FROB, NODECAY]).answer.startswith("No penalty-free control")
 
@@ -88,7 +90,8 @@ def test_noisy_missing_or_off_network_controls_are_not_resolved():
     r = _read(_runs({FROB: [2.0, -1.5, 0.4]}), C, [BASE, SO, FROB, NODECAY])
     assert r.placed[0].place == "not resolved" and "not placed against TUCKER2+SO" in r.lines
     assert r.answer == (
-        "Not resolved yet: TUCKER2-FROBDECAY · Tucker-2, no weight decay on its factors are not placed against TUCKER2+SO by the rule."
+        "Not resolved yet: the interval of TUCKER2-FROBDECAY (+0.30 points) against TUCKER2+SO is too wide to tell whether it ends above it, "
+        "within ±0.5 points of it or below it; Tucker-2, no weight decay on its factors has no paired runs yet."
     )
     none = _read([_run(FROB, 0, 85.0)], C, [SO, FROB])  # SO itself has no runs
     assert none.placed == [] and none.lines == "no paired runs yet"

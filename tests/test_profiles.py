@@ -252,7 +252,11 @@ def test_dense_method_must_name_a_dense_run_from_scratch(tmp_path, monkeypatch):
     for old, new, message in [
         ("dense_method: dense-10,", "dense_method: tucker2,", "must name a dense method trained from scratch"),
         ("dense_method: dense-10,", "dense_method: nothing,", "must name a dense method trained from scratch"),
-        ('tucker2: {label: "Tucker-2", format: tucker2}', 'tucker2: {label: "T", format: tucker2, dense_method: dense-10}', "it needs init: dense"),
+        (
+            'tucker2: {label: "Tucker-2", format: tucker2}',
+            'tucker2: {label: "T", format: tucker2, dense_method: dense-10}',
+            "it needs init: dense",
+        ),
     ]:
         assert old in text
         bad = tmp_path / "profiles.yaml"

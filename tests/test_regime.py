@@ -3,6 +3,7 @@
 import math
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from elrt_core import profiles, records
@@ -71,15 +72,18 @@ def test_trend_pairs_each_effect_within_each_profile_of_the_axis(tmp_path):
     for run in full:
         _record(tmp_path, "cpu-full", run, 80.0 + (run.method == "tucker2+so") * (0.5 + 0.1 * run.config.seed))
     s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="07_training_length")
-    table = regime.trend(s, 0.5, effects=[("tucker2+so", "tucker2")])
+    table = regime.trend(s, effects=[("tucker2+so", "tucker2")])
     rows = {r.profile: r for r in table.itertuples()}
     assert rows["cpu-full"].n == 5 and rows["cpu-full"].mean == pytest.approx(0.7)
     assert rows["cpu-quick"].n == 0 and rows["cpu-quick"].verdict == "no runs yet"
     assert table["steps"].tolist() == sorted(table["steps"])  # the axis in order of training length
     sentence = regime.trend_sentence(table, regime.effect_label("tucker2+so", "tucker2"))
     assert sentence.endswith(
-        "not yet trained at cpu-quick → +0.70 at cpu-full (5,265 steps, n = 5) → not yet trained at cpu-full-30"
+        "not yet trained at cpu-quick → +0.70 (95% CI +0.50 to +0.90, supported) at cpu-full (5,265 steps, n = 5) "
+        "→ not yet trained at cpu-full-30"
     )
+    label = regime.effect_label("tucker2+so", "tucker2")
+    assert regime.stability(table, label) == "runs at one profile only: no trend yet"
     with pytest.raises(ValueError, match="not on the regime axis"):
         regime.trend(s, effects=[("cp", "dense")])
     assert "cpu-full-30" in s.borrowed  # the chapter names the command that trains what it reads elsewhere
@@ -133,3 +137,49 @@ def test_the_orthogonality_table_reads_what_runs_logged(tmp_path):
     assert table["method"].tolist() == ["tucker2"] and table["n"].tolist() == [1]
     assert table["so_rank_U2"].tolist() == [0.5] and table["sq_norm_U2"].tolist() == [0.5]
     assert len(tables.orthogonality(found[1:])) == 0
+
+
+def test_stability_names_a_sign_that_flips_between_profiles():
+    table = pd.DataFrame(
+        [
+            {"effect": "e", "profile": "short", "steps": 1, "n": 1, "mean": 1.4},
+            {"effect": "e", "profile": "long", "steps": 2, "n": 3, "mean": -1.5},
+            {"effect": "e", "profile": "longer", "steps": 3, "n": 0, "mean": math.nan},
+            {"effect": "f", "profile": "short", "steps": 1, "n": 2, "mean": 0.5},
+            {"effect": "f", "profile": "long", "steps": 2, "n": 2, "mean": 0.2},
+        ]
+    )
+    assert regime.stability(table, "e") == (
+        "the sign differs between profiles (+ at short, − at long): a verdict on it is bound to its profile"
+    )
+    assert regime.stability(table, "f") == "one sign at every profile with runs (short, long)"
+
+
+def test_the_axis_says_what_separates_its_profiles_besides_length():
+    text = regime.axis_text()
+    assert text.startswith("cpu-quick (1,170 steps: 15 epochs of a 10,000-image training subset), cpu-full (5,265 steps")
+    assert "cpu-full and cpu-full-30 differ only in epochs" in text
+    assert "cpu-quick also differs in subset, val_split" in text  # not 'the same data', as the book once said
+    full = regime.full_training_text()
+    assert "takes 70,200 optimizer steps, 6.7 times the longest profile here (cpu-full-30, 10,530)" in full
+
+
+def test_a_chapter_note_labels_its_verdict_with_its_regime_and_trains_nothing(tmp_path, monkeypatch):
+    runs = plan.comparison(profiles.load("cpu-full"), "orthogonality")
+    for run in runs:
+        _record(tmp_path, "cpu-full", run, 80.0 + (run.method == "tucker2+so") * (0.5 + 0.1 * run.config.seed))
+    from elrt_core.study import session as session_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a chapter note must not train")
+
+    monkeypatch.setattr(session_module, "get_or_run", no_training)
+    s = Session("cpu-full", str(tmp_path), train_missing=True, notebook="02_orthogonality_on_off")
+    note = regime.chapter_note(s, [("tucker2+so", "tucker2")])
+    assert note.startswith("This verdict is made at profile 'cpu-full': 15 epochs")
+    assert "*How far its networks (resnet20, 2x fewer FLOPs) trained:* After 15 epochs" in note
+    assert "10 of 10 runs reach their best validation top-1 in their last epoch" in note
+    assert "cpu-full and cpu-full-30 differ only in epochs" in note
+    assert "\n- Tucker-2 + SO (U2) − Tucker-2: not yet trained at cpu-quick → +0.70 (95% CI" in note
+    assert note.endswith("runs at one profile only: no trend yet.")
+    assert s.missing == []  # the note reads; it does not count the chapter's missing runs

@@ -21,7 +21,8 @@ One rule turns these places into an answer:
 * every planned control has results and ends below SO: none of them reaches SO's accuracy, so among
   these controls only the penalty gives its full gain, which leaves orthogonality (or another effect of
   the penalty) as the explanation;
-* otherwise: not resolved, naming the controls that are not placed.
+* otherwise: not resolved, naming each control that is not placed and why (interval too wide, no
+  supported gain over plain Tucker-2, or no runs).
 
 The rule was first written after the first two seeds of the weight-decay controls were known (cpu-full,
 2026-12-06) and before their third; the same day, before the third seed, a review made "within" an
@@ -107,8 +108,23 @@ def _answer(placed: Sequence[Placed], missing: Sequence[str], names: Mapping[str
             f"No penalty-free control reaches {ref}: every one ends below it, so among these controls only the penalty "
             f"gives its full gain, which leaves orthogonality (or another effect of the penalty) as the explanation."
         )
-    open_ = [names[p.versus.treatment] for p in placed if p.place != "below" and not p.reaches] + [names[m] for m in missing]
-    return f"Not resolved yet: {' · '.join(open_)} {'is' if len(open_) == 1 else 'are'} not placed against {ref} by the rule."
+    wide = [f"{names[p.versus.treatment]} ({p.versus.mean:+.2f} points)" for p in placed if p.place == "not resolved"]
+    weak = [names[p.versus.treatment] for p in placed if p.place == "within" and not p.reaches]
+    parts = []
+    if wide:
+        parts.append(
+            f"{'the interval of ' if len(wide) == 1 else 'the intervals of '}{' · '.join(wide)} against {ref} "
+            f"{'is' if len(wide) == 1 else 'are'} too wide to tell whether {'it ends' if len(wide) == 1 else 'they end'} "
+            f"above it, within ±{smallest:g} points of it or below it"
+        )
+    if weak:
+        parts.append(
+            f"{' · '.join(weak)} {'is' if len(weak) == 1 else 'are'} within ±{smallest:g} points of {ref}, but "
+            f"{'its' if len(weak) == 1 else 'their'} gain over plain Tucker-2 is not supported"
+        )
+    if missing:
+        parts.append(f"{' · '.join(names[m] for m in missing)} {'has' if len(missing) == 1 else 'have'} no paired runs yet")
+    return f"Not resolved yet: {'; '.join(parts)}."
 
 
 def reading(runs: Runs, comparison: Comparison, planned_methods: Sequence[str], gains: Sequence[stats.Paired] = ()) -> Reading:

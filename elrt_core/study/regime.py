@@ -23,11 +23,25 @@ from scipy import stats as scipy_stats
 
 from ..config import SPLIT_SIZES
 from ..profiles import Profile, load, methods, regime
-from ..records import Record
+from ..records import Record, lookup
 from . import plan, stats
+from .display import decimals, decisive
 from .plan import PlannedRun
 
-__all__ = ["steps", "Diagnostics", "underfit", "trend", "trend_sentence", "effect_label", "chapter_note", "BASIS", "basis"]
+__all__ = [
+    "steps",
+    "Diagnostics",
+    "underfit",
+    "trend",
+    "trend_sentence",
+    "stability",
+    "effect_label",
+    "axis_text",
+    "full_training_text",
+    "chapter_note",
+    "BASIS",
+    "basis",
+]
 
 BASIS = "runs of the regime profiles (profiles.yaml, regime), each point with its profile and n"
 """What a figure or table across the regime axis rests on, for its caption (:func:`basis` adds the profiles)."""
@@ -47,6 +61,50 @@ def basis() -> str:
     """:data:`BASIS` with the profiles and the network of the regime axis."""
     axis = regime()
     return f"{BASIS}: {', '.join(axis.profiles)} ({axis.model} at {axis.flops_ratio:g}x fewer FLOPs)"
+
+
+def _data(profile: Profile) -> str:
+    """``"45,000 training images"`` or ``"a 10,000-image training subset"``: what one epoch of ``profile`` sees."""
+    t = profile.base_config()
+    return f"a {t.subset:,}-image training subset" if t.subset else f"{SPLIT_SIZES[t.dataset][0] - t.val_split:,} training images"
+
+
+def axis_text() -> str:
+    """The profiles of the regime axis in words, with what separates them besides training length: e.g.
+    ``"cpu-quick (2,340 steps: 15 epochs of a 10,000-image training subset), ... ; cpu-full and
+    cpu-full-30 differ only in epochs; cpu-quick also differs in its training data (subset), so a change
+    from it mixes less data with fewer steps"``. Computed from each profile's training settings."""
+    axis = [load(name) for name in regime().profiles]
+    described = ", ".join(f"{p.name} ({steps(p):,} steps: {p.base_config().epochs} epochs of {_data(p)})" for p in axis)
+    groups: dict[tuple, list[str]] = {}
+    for p in axis:
+        groups.setdefault(tuple(sorted((k, str(v)) for k, v in p.train.items() if k != "epochs")), []).append(p.name)
+    largest = max(groups.values(), key=len)
+    parts = [described]
+    if len(largest) > 1:
+        parts.append(f"{' and '.join(largest)} differ only in epochs")
+    base = dict(load(largest[0]).train)
+    for names in groups.values():
+        if names is largest:
+            continue
+        other = dict(load(names[0]).train)
+        keys = sorted(k for k in set(base) | set(other) if k != "epochs" and base.get(k) != other.get(k))
+        parts.append(
+            f"{' and '.join(names)} also differ{'s' if len(names) == 1 else ''} in {', '.join(keys)}, so a change from "
+            f"{'it' if len(names) == 1 else 'them'} mixes those settings with training length"
+        )
+    return "; ".join(parts)
+
+
+def full_training_text(reference: str = "paper") -> str:
+    """How far the longest profile of the regime axis is from full training: the optimizer steps of the
+    ``reference`` profile (the paper-scale schedule) against the longest of the axis, as a ratio."""
+    full, longest = load(reference), max((load(name) for name in regime().profiles), key=steps)
+    return (
+        f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
+        f"length) takes {steps(full):,} optimizer steps, {steps(full) / steps(longest):.1f} times the longest profile "
+        f"here ({longest.name}, {steps(longest):,})."
+    )
 
 
 def effect_label(treatment: str, reference: str) -> str:
@@ -140,15 +198,16 @@ def _effect_runs(session, profile: Profile, treatment: str, reference: str) -> R
     return session.runs(planned, profile) if planned else []
 
 
-def trend(session, smallest: float | None = None, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+def trend(session, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Each effect of the regime axis (or of ``effects``, ``(treatment, reference)`` pairs of it) at each of
     its profiles: one row per (effect, profile) with
     ``effect`` (label), ``profile``, ``epochs``, ``steps`` (:func:`steps`), ``n``, ``mean``, ``low``,
-    ``high`` (95% CI, NaN below two seeds), ``verdict`` and ``text`` (:meth:`stats.Paired.effect`);
-    ``smallest``: the smallest effect of interest of the verdicts."""
+    ``high`` (95% CI, NaN below two seeds), ``verdict`` (unadjusted, with the axis's smallest effect of
+    interest) and ``text`` (:meth:`stats.Paired.effect`)."""
     from .verdicts import values
 
     axis, rows = regime(), []
+    smallest = axis.smallest_effect
     chosen = axis.effects if effects is None else tuple(effects)
     unknown = [e for e in chosen if e not in axis.effects]
     if unknown:
@@ -176,26 +235,63 @@ def trend(session, smallest: float | None = None, effects: Sequence[tuple[str, s
     return pd.DataFrame(rows)
 
 
+def _interval(r) -> str:
+    """``" (95% CI +0.21 to +0.95, supported)"``: one trend row's unadjusted interval and word, or ``""``."""
+    if r.n < 2 or math.isnan(r.low):
+        return ""
+    low, high = (decimals(decisive(v, 0.0, 2), 2, sign=True) for v in (r.low, r.high))
+    return f" (95% CI {low} to {high}, {r.verdict})"
+
+
 def trend_sentence(table: pd.DataFrame, effect: str) -> str:
-    """``effect`` across the regime in one sentence: ``"<effect>: +1.81 at cpu-quick (2,340 steps, n = 3)
-    → +0.58 at cpu-full (5,265 steps, n = 5) → not yet trained at cpu-full-30"``."""
+    """``effect`` across the regime in one sentence, each profile's unadjusted 95% interval and word where it
+    has two seeds or more: ``"<effect>: +1.81 (95% CI +0.62 to +3.00, supported) at cpu-quick (2,340 steps,
+    n = 3) → +0.58 (...) at cpu-full (5,265 steps, n = 5) → not yet trained at cpu-full-30"``."""
     rows = table[table["effect"] == effect].sort_values("steps")
     parts = [
-        f"{r.mean:+.2f} at {r.profile} ({r.steps:,} steps, n = {r.n})" if r.n else f"not yet trained at {r.profile}"
+        f"{r.mean:+.2f}{_interval(r)} at {r.profile} ({r.steps:,} steps, n = {r.n})" if r.n else f"not yet trained at {r.profile}"
         for r in rows.itertuples()
     ]
     return f"{effect}: " + " → ".join(parts)
 
 
+def stability(table: pd.DataFrame, effect: str) -> str:
+    """Whether ``effect`` keeps its direction across the profiles of the axis with runs, in words:
+    ``"one sign at every profile with runs"``; ``"the sign differs between profiles (+ at cpu-quick, − at
+    cpu-full): a verdict on it is bound to its profile"``; ``"runs at one profile only: no trend yet"``."""
+    rows = table[(table["effect"] == effect) & (table["n"] > 0)].sort_values("steps")
+    if len(rows) < 2:
+        return "runs at one profile only: no trend yet"
+    signs = {r.profile: "+" if r.mean > 0 else "−" if r.mean < 0 else "0" for r in rows.itertuples()}
+    if len(set(signs.values())) == 1:
+        return f"one sign at every profile with runs ({', '.join(signs)})"
+    where = ", ".join(f"{sign} at {name}" for name, sign in signs.items())
+    return f"the sign differs between profiles ({where}): a verdict on it is bound to its profile"
+
+
 def chapter_note(session, effects: Sequence[tuple[str, str]] = ()) -> str:
-    """The regime paragraph of a chapter's "what would change this verdict": the training length its
-    verdict is made at, and each of ``effects`` (pairs of the regime axis) across the profiles of the axis
-    (:func:`trend_sentence`), so a reader sees whether the effect holds, shrinks or flips with training."""
-    text = (
-        f"This verdict is made at {session.profile.describe()}; the chapter on training length shows how far "
-        "these networks trained and how the book's key effects move between profiles that differ only there."
-    )
+    """The regime paragraph of a chapter's "what would change this verdict": the profile its verdict is
+    made at, how far that profile's networks on the regime network trained (:meth:`Diagnostics.text`, from
+    the histories; read from the records, never trained here), the profiles of the axis (:func:`axis_text`), and each of ``effects`` (pairs of the
+    regime axis) across them with unadjusted intervals (:func:`trend_sentence`) and whether its sign holds
+    (:func:`stability`), so a reader sees whether the effect holds, shrinks or flips with training."""
+    axis = regime()
+    network = [
+        r for r in plan.plan(session.profile) if r.config.model == axis.model and r.config.flops_ratio in (None, axis.flops_ratio)
+    ]
+    folder = session.root / session.profile.name
+    found = [(r, rec) for r in network if (rec := lookup(r.config, folder)) is not None and rec.finished]
+    diagnostics = underfit(found)  # read, never trained here: the training-length chapter trains them
+    text = f"This verdict is made at {session.profile.describe()}."
+    if diagnostics.runs:
+        text += f" *How far its networks ({axis.model}, {axis.flops_ratio:g}x fewer FLOPs) trained:* {diagnostics.text()}"
+    text += f" *Across training lengths:* the training-length chapter follows the book's key effects across {axis_text()}."
     if effects:
         table = trend(session, effects=effects)
-        text += " " + "; ".join(trend_sentence(table, effect_label(t, r)) for t, r in effects) + "."
+        text += (
+            " This chapter's effects there (unadjusted 95% intervals; the chapter's verdict uses its own family's correction):\n"
+        )
+        text += "".join(
+            f"\n- {trend_sentence(table, effect_label(t, r))}; {stability(table, effect_label(t, r))}." for t, r in effects
+        )
     return text

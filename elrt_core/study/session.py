@@ -307,16 +307,18 @@ class Session:
         display(Markdown(" ".join(text.split())))
 
     def planned(self, what: str, planned: list[PlannedRun], runs: list[tuple[PlannedRun, Record]] = ()) -> None:
-        """Display "**<what>.** Planned: N runs, not yet trained." for a part of the plan without the
-        runs to show it (``planned``: its runs; ``runs``: those finished), instead of an empty figure or
-        table; it names the command that lists them."""
-        done = {run.config.name for run, _ in runs}
-        missing = len({run.config.name for run in planned} - done)
-        trained = f" ({len(done)} finished)" if done else ""
-        self.note(
-            f"**{what}.** Planned: {missing} run{'s' if missing != 1 else ''}, not yet trained{trained}; "
-            f"`elrt plan --profile {self.profile.name}` lists them."
+        """Display "**<what>.** Planned: N runs, not yet trained." (or "K of its N planned runs are not
+        trained yet." where some are, e.g. a reference shared with another comparison) for a part of the
+        plan without the runs to show it (``planned``: its runs; ``runs``: those finished), instead of an
+        empty figure or table; it names the command that lists them."""
+        names = {run.config.name for run in planned}
+        missing = len(names - {run.config.name for run, _ in runs})
+        status = (
+            f"Planned: {missing} run{'s' if missing != 1 else ''}, not yet trained"
+            if missing == len(names)
+            else f"{missing} of its {len(names)} planned runs {'is' if missing == 1 else 'are'} not trained yet"
         )
+        self.note(f"**{what}.** {status}; `elrt plan --profile {self.profile.name}` lists them.")
 
     @staticmethod
     def glue(key: str, value) -> None:

@@ -184,8 +184,8 @@ def beats_claim(
     """The claim that ``subject`` is higher than each of ``opponents`` (paired by seed, Holm's step-down
     over all ``opponents``, the planned family, with or without results): one effect and word per
     opponent with results, the paper's opponents first and those in ``beyond`` (the book's additions) on
-    their own, and the word of the paper's opponents alone, which is at most *inconclusive* while one of
-    them has no results (named in the effect). ``smallest``: the smallest effect of interest."""
+    their own, and the word of the paper's opponents alone, which cannot be *supported* or *no meaningful
+    effect* while one of them has no results (named in the effect; :func:`_word`). ``smallest``: the smallest effect of interest."""
     planned = [o for o in opponents if o != subject]
     present = [o for o in planned if o in values]
     pairs = [(values[o], values[subject], (o, subject)) for o in present] if subject in values else []
@@ -240,7 +240,7 @@ def ranking(runs: Runs, comparison: Comparison, scale: str, planned: Sequence[Pl
     methods of ``comparison`` that the profile's plan trains (``planned``, e.g. :func:`plan.comparison`),
     with or without results), whether they differ at all (:func:`stats.omnibus`) and which leads beyond
     the noise (:func:`stats.leader`). Planned methods without results are named in the claim's effect,
-    and its word is then at most *inconclusive*."""
+    and its word then cannot be *supported* or *no meaningful effect* (:func:`_word`)."""
     names, accuracy = labels(runs), values(runs)
     trained = {run.method for run in planned}
     others = [m for m in comparison.methods if m != comparison.reference and m in trained]
