@@ -268,3 +268,31 @@ def test_ranking_names_a_leader_only_beyond_the_noise():
 def test_a_claim_reads_as_one_sentence():
     claim = verdicts.Claim("+1.00 points (95% CI +0.50 to +1.50, n = 3)", "supported", "profile x, n = 3 seeds")
     assert claim.sentence() == "+1.00 points (95% CI +0.50 to +1.50, n = 3) (verdict: supported; profile x, n = 3 seeds)."
+
+
+def test_the_win_grid_and_the_control_name_the_budgets_where_trained_structure_decides():
+    rows = []
+    # trained: Tucker-2 wins 2 of 3 layers against matrix at 2x and 3x; the control wins at 3x only
+    for weights, wins in (("trained", {1.5: 0, 2.0: 2, 3.0: 3}), ("initialization", {1.5: 0, 2.0: 1, 3.0: 2})):
+        for budget, w in wins.items():
+            for i in range(3):
+                rows += [
+                    (weights, "macs", budget, f"l{i}", "tucker2", 0.1),
+                    (weights, "macs", budget, f"l{i}", "matrix", 0.2 if i < w else 0.05),
+                    (weights, "macs", budget, f"l{i}", "spatial", 0.05),
+                ]
+    errors = _budgets(rows)
+    grid = verdicts.win_grid(errors, beyond=["spatial"])
+    assert (
+        grid["opponent"].tolist() == ["matrix rank, channel reshape"] * 2 + ["matrix rank, spatial reshape, beyond the paper"] * 2
+    )
+    assert grid.iloc[0][["weights", "1.5x", "2x", "3x", "most layers from"]].tolist() == ["trained", "0/3", "2/3", "3/3", "2x"]
+    assert grid.iloc[1][["weights", "2x", "most layers from"]].tolist() == ["control (initialization)", "1/3", "3x"]
+    assert grid.iloc[2]["most layers from"] == "never"
+    assert verdicts.structure_budgets(errors) == {"matrix": [2.0], "spatial": []}
+    text = verdicts.structure_text(errors, beyond=["spatial"])
+    assert text.startswith("Against matrix rank, channel reshape: only at 2x fewer MACs does Tucker-2 (tensor rank) win most")
+    assert text.endswith(
+        "Against matrix rank, spatial reshape (beyond the paper): at no budget does Tucker-2 (tensor rank) win "
+        "most layers of the trained network but not of the control."
+    )

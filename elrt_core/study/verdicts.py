@@ -383,6 +383,89 @@ def crossovers(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs", wei
     return out
 
 
+def _majorities(errors: pd.DataFrame, fmt: str, by: str, weights: str) -> pd.DataFrame:
+    """:func:`win_counts` of ``fmt`` on one kind of ``weights`` with budgets by ``by``, opponents in order
+    of first occurrence and budgets ascending, with ``majority``: whether ``fmt`` has the lower error in
+    more than half of the layers compared."""
+    part = errors[errors["weights"] == weights]
+    if "by" in part.columns:
+        part = part[part["by"] == by]
+    counts = win_counts(part.drop(columns=[c for c in ("weights", "by") if c in part.columns]), fmt)
+    first = {o: i for i, o in enumerate(dict.fromkeys(counts["opponent"]))}
+    return (
+        counts.assign(
+            majority=(counts["layers"] > 0) & (2 * counts["wins"] > counts["layers"]), order=counts["opponent"].map(first)
+        )
+        .sort_values(["order", "budget"], kind="stable")
+        .drop(columns="order")
+    )
+
+
+def _paper_first(opponents: Iterable[str], beyond: Iterable[str]) -> list[str]:
+    opponents, beyond = list(opponents), set(beyond)
+    return [o for o in opponents if o not in beyond] + [o for o in opponents if o in beyond]
+
+
+def win_grid(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs", beyond: Iterable[str] = ()) -> pd.DataFrame:
+    """The win counts of ``fmt`` at every per-layer budget of ``errors`` (budgets by ``by``) in one small
+    table: per opponent (the paper's first; those in ``beyond`` marked "beyond the paper") a row of the
+    trained network and one of the control (the same network at its initialization; ``errors`` holds both
+    kinds in column ``weights``), a column per budget (``"2x"``) holding ``"<wins>/<layers compared>"``,
+    and ``most layers from``: the first budget from which ``fmt`` wins most layers at it and every larger
+    one (``"never"``), as in :func:`crossovers`."""
+    counts = {w: _majorities(errors, fmt, by, w) for w in ("trained", "initialization")}
+    rows = []
+    for opponent in _paper_first(dict.fromkeys(counts["trained"]["opponent"]), beyond):
+        label = format_class(opponent).label + (", beyond the paper" if opponent in set(beyond) else "")
+        for weights, name in (("trained", "trained"), ("initialization", "control (initialization)")):
+            part = counts[weights][counts[weights]["opponent"] == opponent]
+            majority = part["majority"].tolist()
+            start = next((i for i in range(len(majority)) if all(majority[i:])), None)
+            rows.append(
+                {
+                    "opponent": label,
+                    "weights": name,
+                    **{f"{r.budget:g}x": f"{r.wins}/{r.layers}" for r in part.itertuples()},
+                    "most layers from": "never" if start is None else f"{part['budget'].iloc[start]:g}x",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def structure_budgets(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs") -> dict[str, list[float]]:
+    """Per opponent, the per-layer budgets at which ``fmt`` has the lower error in most layers of the
+    trained network but not of the control (the same network at its initialization, column ``weights``
+    ``"trained"`` and ``"initialization"``): the budgets where its advantage comes from structure in the
+    trained kernels, not from how the format spends the budget (a random kernel has no low-rank structure)."""
+    trained = _majorities(errors, fmt, by, "trained")
+    control = _majorities(errors, fmt, by, "initialization").set_index(["opponent", "budget"])["majority"]
+    out: dict[str, list[float]] = {}
+    for opponent, part in trained.groupby("opponent", sort=False):
+        out[opponent] = [r.budget for r in part.itertuples() if r.majority and not control.get((opponent, r.budget), False)]
+    return out
+
+
+def structure_text(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs", beyond: Iterable[str] = ()) -> str:
+    """:func:`structure_budgets` in words, the paper's opponents first: e.g. "Against matrix rank, channel
+    reshape: only at 2x fewer MACs does Tucker-2 (tensor rank) win most layers of the trained network but
+    not of the control; only there does its advantage come from the trained kernels. ..."."""
+    found = structure_budgets(errors, fmt, by)
+    name = format_class(fmt).label
+    parts = []
+    for opponent in _paper_first(found, beyond):
+        where = f"Against {format_class(opponent).label}" + (" (beyond the paper)" if opponent in set(beyond) else "")
+        budgets = found[opponent]
+        if budgets:
+            listed = ", ".join(f"{b:g}x" for b in budgets)
+            parts.append(
+                f"{where}: only at {listed} fewer {COST_NAMES[by]} does {name} win most layers of the trained network but "
+                f"not of the control, so only there does its advantage come from the trained kernels."
+            )
+        else:
+            parts.append(f"{where}: at no budget does {name} win most layers of the trained network but not of the control.")
+    return " ".join(parts) or "No budget to compare."
+
+
 def win_counts(errors: pd.DataFrame, fmt: str = "tucker2", against: Iterable[str] | None = None) -> pd.DataFrame:
     """How often ``fmt`` has a lower relative error than each opponent format, per comparison.
 
