@@ -63,6 +63,12 @@ def test_underfit_diagnostics_come_from_the_histories():
     converged = regime.underfit([run("a", 0, 80.0, 0.3, False), run("b", 0, 78.0, 0.4, False), run("c", 0, 79.0, 0.5, False)])
     assert "how fast" not in converged.text()  # no claim of underfitting when the runs say otherwise
     assert math.isnan(regime.underfit(runs[:2]).spearman)  # one method: no rank correlation
+    assert "The networks are still fitting their training data" in d.text()
+    for run_, _ in runs:
+        run_.config.schedule = "onecycle"  # the learning rate ends near zero: a best last epoch is expected anyway
+    annealed = regime.underfit(runs)
+    assert annealed.anneals and "(expected under a schedule that anneals the learning rate to about zero" in annealed.text()
+    assert "still fitting" not in annealed.text() and "The test ranking is the training-loss ranking" in annealed.text()
 
 
 def test_trend_pairs_each_effect_within_each_profile_of_the_axis(tmp_path):
@@ -183,3 +189,27 @@ def test_a_chapter_note_labels_its_verdict_with_its_regime_and_trains_nothing(tm
     assert "\n- Tucker-2 + SO (U2) − Tucker-2: not yet trained at cpu-quick → +0.70 (95% CI" in note
     assert note.endswith("runs at one profile only: no trend yet.")
     assert s.missing == []  # the note reads; it does not count the chapter's missing runs
+
+
+def test_the_same_method_trained_longer_on_the_same_data(tmp_path):
+    short = plan.comparison(profiles.load("cpu-full"), "orthogonality")
+    for run in short:
+        _record(tmp_path, "cpu-full", run, 83.0 + (run.method == "tucker2+so"), loss=0.4)
+    long_ = [r for r in plan.plan(profiles.load("cpu-full-30")) if r.method == "tucker2"]
+    for run in long_:
+        _record(tmp_path, "cpu-full-30", run, 86.0, loss=0.3)
+    _record(tmp_path, "cpu-quick", plan.plan(profiles.load("cpu-quick"))[0], 70.0)  # another data set: never compared
+    s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="07_training_length")
+    table = regime.longer(s)
+    assert table[["method", "profile", "n"]].values.tolist() == [
+        ["tucker2", "cpu-full", 5],
+        ["tucker2", "cpu-full-30", len(long_)],
+    ]
+    text = regime.longer_text(table)
+    assert text.startswith(
+        "Trained longer on the same data: Tucker-2: training cross-entropy 0.40 → 0.30, test top-1 83.00% → 86.00%"
+    )
+    assert text.endswith("the shorter profile stops these networks before they converge.")
+    worse = table.assign(test_top1=[86.0, 83.0])
+    assert "converge" not in regime.longer_text(worse)
+    assert regime.longer_text(table.iloc[:0]).startswith("No method has finished runs at two training lengths")

@@ -36,6 +36,8 @@ __all__ = [
     "trend_sentence",
     "stability",
     "effect_label",
+    "longer",
+    "longer_text",
     "axis_text",
     "full_training_text",
     "chapter_note",
@@ -47,6 +49,10 @@ BASIS = "runs of the regime profiles (profiles.yaml, regime), each point with it
 """What a figure or table across the regime axis rests on, for its caption (:func:`basis` adds the profiles)."""
 
 Runs = Sequence[tuple[PlannedRun, Record]]
+
+ANNEALING = {"onecycle", "cosine"}
+"""Schedules that end with the learning rate near zero (:mod:`elrt_core.train`): the last epoch is then
+usually the best whether or not the network has converged."""
 
 
 def steps(profile: Profile) -> int:
@@ -69,6 +75,14 @@ def _data(profile: Profile) -> str:
     return f"a {t.subset:,}-image training subset" if t.subset else f"{SPLIT_SIZES[t.dataset][0] - t.val_split:,} training images"
 
 
+def _same_data() -> list[list[str]]:
+    """The profiles of the regime axis grouped by every training setting but ``epochs`` (axis order)."""
+    groups: dict[tuple, list[str]] = {}
+    for name in regime().profiles:
+        groups.setdefault(tuple(sorted((k, str(v)) for k, v in load(name).train.items() if k != "epochs")), []).append(name)
+    return list(groups.values())
+
+
 def axis_text() -> str:
     """The profiles of the regime axis in words, with what separates them besides training length: e.g.
     ``"cpu-quick (2,340 steps: 15 epochs of a 10,000-image training subset), ... ; cpu-full and
@@ -76,15 +90,13 @@ def axis_text() -> str:
     from it mixes less data with fewer steps"``. Computed from each profile's training settings."""
     axis = [load(name) for name in regime().profiles]
     described = ", ".join(f"{p.name} ({steps(p):,} steps: {p.base_config().epochs} epochs of {_data(p)})" for p in axis)
-    groups: dict[tuple, list[str]] = {}
-    for p in axis:
-        groups.setdefault(tuple(sorted((k, str(v)) for k, v in p.train.items() if k != "epochs")), []).append(p.name)
-    largest = max(groups.values(), key=len)
+    groups = _same_data()
+    largest = max(groups, key=len)
     parts = [described]
     if len(largest) > 1:
         parts.append(f"{' and '.join(largest)} differ only in epochs")
     base = dict(load(largest[0]).train)
-    for names in groups.values():
+    for names in groups:
         if names is largest:
             continue
         other = dict(load(names[0]).train)
@@ -119,13 +131,16 @@ class Diagnostics:
     ``train_loss`` (final training cross-entropy, mean over seeds), ``train_top1`` and ``test_top1``
     (last epoch, means)); ``best_last``: runs whose best validation top-1 is in their last epoch, of
     ``with_val`` runs with a validation split; ``spearman``: the rank correlation across methods of
-    mean final training loss and mean test top-1 (NaN below three methods)."""
+    mean final training loss and mean test top-1 (NaN below three methods); ``anneals``: every run's
+    schedule takes the learning rate to about zero at its end (one-cycle, cosine), where a best last epoch
+    is expected whether or not the network has converged."""
 
     table: pd.DataFrame
     best_last: int
     with_val: int
     spearman: float
     epochs: int
+    anneals: bool = False
 
     @property
     def runs(self) -> int:
@@ -143,28 +158,37 @@ class Diagnostics:
             f"and test top-1 is below training top-1 (measured on augmented batches) for {below} of {len(t)}."
         ]
         if self.with_val:
-            parts.append(f"{self.best_last} of {self.with_val} runs reach their best validation top-1 in their last epoch.")
+            expected = (
+                " (expected under a schedule that anneals the learning rate to about zero: alone it says little)"
+                if self.anneals
+                else ""
+            )
+            parts.append(
+                f"{self.best_last} of {self.with_val} runs reach their best validation top-1 in their last epoch{expected}."
+            )
         if not math.isnan(self.spearman):
             parts.append(
                 f"Across the methods, the rank correlation of final training loss and test top-1 is "
                 f"Spearman ρ = {self.spearman:.2f}."
             )
-        still_fitting = self.with_val and 2 * self.best_last > self.with_val
+        still_fitting = self.with_val and 2 * self.best_last > self.with_val and not self.anneals
         follows_loss = not math.isnan(self.spearman) and self.spearman <= -0.8
-        if still_fitting and follows_loss:
+        if follows_loss:
             parts.append(
-                "The networks are still fitting their training data, and the test ranking is the training-loss ranking: "
-                "at this length a comparison measures how fast each method fits, not where it would end after full training."
+                ("The networks are still fitting their training data, and the" if still_fitting else "The")
+                + " test ranking is the training-loss ranking: at this length a comparison measures how fast each method "
+                "fits, not where it would end after full training."
             )
         return " ".join(parts)
 
 
 def underfit(runs: Runs) -> Diagnostics:
     """:class:`Diagnostics` of the finished ``runs`` of one profile (all of its methods, dense included)."""
-    rows, best_last, with_val, epochs = [], 0, 0, 0
+    rows, best_last, with_val, epochs, schedules = [], 0, 0, 0, set()
     for run, rec in runs:
         last = rec.history[-1]
         epochs = max(epochs, run.config.epochs)
+        schedules.add(getattr(run.config, "schedule", None))
         rows.append({"method": run.method, "label": run.label, **{k: last[k] for k in ("train_loss", "train_top1", "test_top1")}})
         if rec.metrics.get("best_val_epoch") is not None:
             with_val += 1
@@ -181,7 +205,54 @@ def underfit(runs: Runs) -> Diagnostics:
         .reset_index()
     )
     rho = float(scipy_stats.spearmanr(table["train_loss"], table["test_top1"]).statistic) if len(table) >= 3 else math.nan
-    return Diagnostics(table, best_last, with_val, rho, epochs)
+    return Diagnostics(table, best_last, with_val, rho, epochs, anneals=bool(schedules) and schedules <= ANNEALING)
+
+
+def longer(session) -> pd.DataFrame:
+    """The same method trained longer on the same data: for each group of regime profiles that differ only
+    in epochs, each method with finished runs on the regime network at two or more of them, one row per
+    (method, profile) with ``method``, ``label``, ``profile``, ``epochs``, ``n``, ``train_loss`` (final
+    training cross-entropy) and ``test_top1`` (final), means over seeds (:func:`underfit`'s table)."""
+    axis, rows = regime(), []
+    for group in (g for g in _same_data() if len(g) > 1):
+        per_profile = {}
+        for name in group:
+            profile = load(name)
+            network = [
+                r for r in plan.plan(profile) if r.config.model == axis.model and r.config.flops_ratio in (None, axis.flops_ratio)
+            ]
+            found = session.runs(network, profile) if network else []
+            per_profile[name] = underfit(found).table.assign(profile=name, epochs=profile.base_config().epochs)
+        both = pd.concat(per_profile.values(), ignore_index=True)
+        counts = both.groupby("method")["profile"].nunique()
+        rows.append(both[both["method"].isin(counts[counts > 1].index)])
+    columns = ["method", "label", "profile", "epochs", "n", "train_loss", "test_top1"]
+    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
+
+
+def longer_text(table: pd.DataFrame) -> str:
+    """:func:`longer` in words: per method, the final training cross-entropy and test top-1 from its
+    shortest to its longest profile, and what they show together."""
+    if not len(table):
+        return "No method has finished runs at two training lengths of the same data yet."
+    parts, fits, gains = [], 0, 0
+    methods_ = list(dict.fromkeys(table["method"]))
+    for method in methods_:
+        rows = table[table["method"] == method].sort_values("epochs")
+        short, long_ = rows.iloc[0], rows.iloc[-1]
+        fits += long_.train_loss < short.train_loss
+        gains += long_.test_top1 > short.test_top1
+        parts.append(
+            f"{short.label}: training cross-entropy {short.train_loss:.2f} → {long_.train_loss:.2f}, test top-1 "
+            f"{short.test_top1:.2f}% → {long_.test_top1:.2f}% ({short.profile}, n = {short.n} → {long_.profile}, n = {long_.n})"
+        )
+    text = "Trained longer on the same data: " + "; ".join(parts) + "."
+    if fits == gains == len(methods_):
+        text += (
+            f" Each of the {len(methods_)} fits its training data further and ends higher on test when trained longer: "
+            "the shorter profile stops these networks before they converge."
+        )
+    return text
 
 
 def _effect_runs(session, profile: Profile, treatment: str, reference: str) -> Runs:
