@@ -307,7 +307,7 @@ def test_speed_claim_judges_every_quiet_record_of_the_training_setting_per_machi
     speed("hw", "resnet20", 1.5, rule="hw:abc")  # listed with its interval, not judged
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "contradicted", claim.effect
-    assert "on cpu-x (2 records, against dense channels-last): resnet20 0.90x (0.8" in claim.effect
+    assert "on cpu-x (1 uniform-rank record, 1 hardware-aware, against dense channels-last): resnet20 0.90x (0.8" in claim.effect
     assert ", hardware-aware ranks 1.50x (1.4" in claim.effect and "hardware-aware ranks listed, not judged" in claim.effect
     for left_out in ("1.60x", "1.70x", "1.80x", "2.00x", "resnet50", "commit"):
         assert left_out not in claim.effect, left_out
@@ -327,7 +327,8 @@ def test_speed_claim_judges_every_quiet_record_of_the_training_setting_per_machi
     claim = bench_records.speed_claim(session)
     assert claim.verdict == "inconclusive", claim.effect
     assert (
-        "on cpu-new (2 records, against dense channels-last): resnet20 1.30x (" in claim.effect and "[supported]" in claim.effect
+        "on cpu-new (2 uniform-rank records, against dense channels-last): resnet20 1.30x (" in claim.effect
+        and "[supported]" in claim.effect
     )
     assert (
         "low-rank / dense: resnet20 parameters 0.50x, optimizer state 0.50x, activation memory 1.55x (0.80x recomputing every intermediate)"

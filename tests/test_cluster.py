@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 from tiny_runs import epochs_done, tiny, wait_for
 
-from elrt_core import records
+from elrt_core import profiles, records
 from elrt_core.cli import main
 from elrt_core.profiles import RunGroup
 from elrt_core.study import batch, executors, plan, status
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
-RESULTS = REPO / "results" / "cpu-full"
 
 
 def _jobs(tmp_path: Path) -> list[executors.RunJob]:
@@ -82,10 +81,10 @@ def test_dry_run_holds_the_compression_runs_until_their_dense_runs(tmp_path, cap
     out = capsys.readouterr().out
     first, *held = out.split("# ---- elrt-cpu-full-resnet20 after job ")  # the compression runs come last, one each
     assert "#SBATCH --dependency" not in first and "# ---- elrt-cpu-full-resnet20: " in first
-    assert [h.split(":")[0] for h in held] == [
-        f"<job id of {d}>" for d in sorted(p.name for p in RESULTS.glob("resnet20-dense-s[012]-*"))
-    ]
-    for h in held:  # the 3 seeds of the compression baseline, each waiting for its own dense run
+    full = profiles.load("cpu-full")  # compress waits for the 15-epoch dense run, compress-10 for the 10-epoch one
+    dense = [full.config(m, "resnet20", 2.0, seed).name for m in ("dense", "dense-10") for seed in (0, 1, 2)]
+    assert sorted(h.split(":")[0] for h in held) == sorted(f"<job id of {d}>" for d in dense)
+    for h in held:  # each seed of the compression baselines, waiting for its own dense run
         dense = h[len("<job id of ") : h.index(">")]
         assert h.split(": ", 1)[1].startswith("1 run(s); not submitted (--dry-run)")
         assert f"#SBATCH --dependency='afterok:<job id of {dense}>'" in h and "#SBATCH --kill-on-invalid-dep=yes" in h

@@ -150,12 +150,12 @@ def _machine(name: str, by_key: dict[tuple[str, bool], list[dict]]) -> tuple[str
         speeds.append(text + (f", hardware-aware ranks {', '.join(j[0] for j in aware)}" if aware else ""))
         memory = memory_ratios((by_key.get((model, False)) or by_key[(model, True)])[-1])
         memories += [f"{model} {memory}"] if memory else []
-    records = sum(len(v) for v in by_key.values())
-    text = (
-        f"on {name} ({records} record{'s' if records != 1 else ''}, against dense {' or '.join(sorted(against))}): "
-        + "; ".join(speeds)
-        + f" [{_agreed(words)}]"
+    uniform_n = sum(len(v) for (_, hw), v in by_key.items() if not hw)
+    aware_n = sum(len(v) for (_, hw), v in by_key.items() if hw)
+    counted = f"{uniform_n} uniform-rank record{'s' if uniform_n != 1 else ''}" + (
+        f", {aware_n} hardware-aware" if aware_n else ""
     )
+    text = f"on {name} ({counted}, against dense {' or '.join(sorted(against))}): " + "; ".join(speeds) + f" [{_agreed(words)}]"
     if memories:
         text += "; low-rank / dense: " + "; ".join(memories)
     return text, _agreed(words), highs
