@@ -283,12 +283,18 @@ def test_the_win_grid_and_the_control_name_the_budgets_where_trained_structure_d
                 ]
     errors = _budgets(rows)
     grid = verdicts.win_grid(errors, beyond=["spatial"])
-    assert (
-        grid["opponent"].tolist() == ["matrix rank, channel reshape"] * 2 + ["matrix rank, spatial reshape, beyond the paper"] * 2
-    )
-    assert grid.iloc[0][["weights", "1.5x", "2x", "3x", "most layers from"]].tolist() == ["trained", "0/3", "2/3", "3/3", "2x"]
-    assert grid.iloc[1][["weights", "2x", "most layers from"]].tolist() == ["control (initialization)", "1/3", "3x"]
-    assert grid.iloc[2]["most layers from"] == "never"
+    channel, spatial = "vs matrix rank, channel reshape", "vs matrix rank, spatial reshape (beyond the paper)"
+    assert list(grid.columns) == [
+        "per-layer budget",
+        f"{channel}: trained",
+        f"{channel}: control",
+        f"{spatial}: trained",
+        f"{spatial}: control",
+    ]
+    assert grid["per-layer budget"].tolist() == ["1.5x", "2x", "3x", "most layers from"]
+    assert grid[f"{channel}: trained"].tolist() == ["0/3", "2/3", "3/3", "2x"]
+    assert grid[f"{channel}: control"].tolist() == ["0/3", "1/3", "2/3", "3x"]
+    assert grid[f"{spatial}: trained"].iloc[-1] == "never"
     assert verdicts.structure_budgets(errors) == {"matrix": [2.0], "spatial": []}
     text = verdicts.structure_text(errors, beyond=["spatial"])
     assert text.startswith("Against matrix rank, channel reshape: only at 2x fewer MACs does Tucker-2 (tensor rank) win most")

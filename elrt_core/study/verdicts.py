@@ -408,28 +408,24 @@ def _paper_first(opponents: Iterable[str], beyond: Iterable[str]) -> list[str]:
 
 def win_grid(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs", beyond: Iterable[str] = ()) -> pd.DataFrame:
     """The win counts of ``fmt`` at every per-layer budget of ``errors`` (budgets by ``by``) in one small
-    table: per opponent (the paper's first; those in ``beyond`` marked "beyond the paper") a row of the
-    trained network and one of the control (the same network at its initialization; ``errors`` holds both
-    kinds in column ``weights``), a column per budget (``"2x"``) holding ``"<wins>/<layers compared>"``,
-    and ``most layers from``: the first budget from which ``fmt`` wins most layers at it and every larger
-    one (``"never"``), as in :func:`crossovers`."""
+    table: a row per budget (``"2x"``), then a row ``"most layers from"`` (the first budget from which
+    ``fmt`` wins most layers at it and every larger one, or ``"never"``, as in :func:`crossovers`); a
+    column per opponent (the paper's first; those in ``beyond`` marked "beyond the paper") and kind of
+    weights (the trained network, then the control: the same network at its initialization; ``errors``
+    holds both in column ``weights``), each cell ``"<wins>/<layers compared>"``."""
     counts = {w: _majorities(errors, fmt, by, w) for w in ("trained", "initialization")}
-    rows = []
+    columns: dict[str, list[str]] = {}
+    budgets = sorted(set(counts["trained"]["budget"]))
     for opponent in _paper_first(dict.fromkeys(counts["trained"]["opponent"]), beyond):
-        label = format_class(opponent).label + (", beyond the paper" if opponent in set(beyond) else "")
-        for weights, name in (("trained", "trained"), ("initialization", "control (initialization)")):
+        label = format_class(opponent).label + (" (beyond the paper)" if opponent in set(beyond) else "")
+        for weights, name in (("trained", "trained"), ("initialization", "control")):
             part = counts[weights][counts[weights]["opponent"] == opponent]
+            cells = {r.budget: f"{r.wins}/{r.layers}" for r in part.itertuples()}
             majority = part["majority"].tolist()
             start = next((i for i in range(len(majority)) if all(majority[i:])), None)
-            rows.append(
-                {
-                    "opponent": label,
-                    "weights": name,
-                    **{f"{r.budget:g}x": f"{r.wins}/{r.layers}" for r in part.itertuples()},
-                    "most layers from": "never" if start is None else f"{part['budget'].iloc[start]:g}x",
-                }
-            )
-    return pd.DataFrame(rows)
+            first = "never" if start is None else f"{part['budget'].iloc[start]:g}x"
+            columns[f"vs {label}: {name}"] = [cells.get(b, "") for b in budgets] + [first]
+    return pd.DataFrame({"per-layer budget": [f"{b:g}x" for b in budgets] + ["most layers from"], **columns})
 
 
 def structure_budgets(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs") -> dict[str, list[float]]:
