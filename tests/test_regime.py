@@ -213,3 +213,19 @@ def test_the_same_method_trained_longer_on_the_same_data(tmp_path):
     worse = table.assign(test_top1=[86.0, 83.0])
     assert "converge" not in regime.longer_text(worse)
     assert regime.longer_text(table.iloc[:0]).startswith("No method has finished runs at two training lengths")
+
+
+def test_orthogonality_across_the_axis_reads_each_profile_that_logged_it(tmp_path):
+    logged = {"U2": {"so_per_rank": 9.0, "sq_norm": 0.5, "layers": 18, "so": 1.0, "srip": 1.0, "mc": 1.0}}
+    for run in plan.comparison(profiles.load("cpu-full"), "orthogonality"):
+        _record(tmp_path, "cpu-full", run, 80.0)  # made before the logging: nothing to read
+    longer_runs = plan.comparison(profiles.load("cpu-full-30"), "orthogonality")
+    for run in longer_runs:
+        _record(tmp_path, "cpu-full-30", run, 85.0, orth=logged)
+    s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
+    table = regime.orthogonality(s)
+    assert set(table["profile"]) == {"cpu-full-30"} and table["method"].tolist() == ["tucker2", "tucker2+so"]
+    assert table["so_rank_U2"].tolist() == [0.5, 0.5] and table["n"].sum() == len(longer_runs)
+    assert "cpu-full-30" in s.borrowed  # the chapter names the command that trains those runs
+    empty = regime.orthogonality(Session("cpu-full", str(tmp_path / "none"), train_missing=False))
+    assert len(empty) == 0 and "profile" in empty.columns

@@ -38,6 +38,7 @@ __all__ = [
     "effect_label",
     "longer",
     "longer_text",
+    "orthogonality",
     "axis_text",
     "full_training_text",
     "chapter_note",
@@ -253,6 +254,25 @@ def longer_text(table: pd.DataFrame) -> str:
             "the shorter profile stops these networks before they converge."
         )
     return text
+
+
+def orthogonality(session, key: str = "orthogonality") -> pd.DataFrame:
+    """How orthogonal the factors of comparison ``key``'s methods end up at each profile of the regime
+    axis (:func:`elrt_core.study.tables.orthogonality` of its runs there, from the runs that logged it),
+    with a ``profile`` column in axis order; profiles without such runs are left out. Runs made before the
+    logging (most of cpu-full's) have none, so a longer profile can hold the only measurement."""
+    from .tables import orthogonality as measured
+
+    frames = []
+    for name in regime().profiles:
+        profile = load(name)
+        if key not in profile.comparisons:
+            continue
+        planned = plan.comparison(profile, key)
+        found = measured(session.runs(planned, profile)) if planned else pd.DataFrame()
+        if len(found):
+            frames.append(found.assign(profile=name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["profile", "method", "label", "n"])
 
 
 def _effect_runs(session, profile: Profile, treatment: str, reference: str) -> Runs:
