@@ -88,7 +88,7 @@ def test_every_control_below_so_leaves_the_penalty_only_when_all_planned_have_re
 
 def test_noisy_missing_or_off_network_controls_are_not_resolved():
     r = _read(_runs({FROB: [2.0, -1.5, 0.4]}), C, [BASE, SO, FROB, NODECAY])
-    assert r.placed[0].place == "not resolved" and "not placed against TUCKER2+SO" in r.lines
+    assert r.placed[0].place == "not resolved" and "undetermined against TUCKER2+SO" in r.lines
     assert r.answer == (
         "Not resolved yet: the interval of TUCKER2-FROBDECAY (+0.30 points) against TUCKER2+SO is too wide to tell whether it ends above it, "
         "within ±0.5 points of it or below it; Tucker-2, no weight decay on its factors has no paired runs yet."

@@ -176,6 +176,13 @@ def test_a_comparison_the_profile_does_not_train_is_read_from_the_profile_that_d
     assert [r for r, _ in found] == runs[:2] and s.missing == []  # read, never trained, not this profile's missing
     assert s.borrowed == {"cpu-full": {"tucker2+so", "tucker2+so/4", "tucker2+so*4"}}
     assert s.scale(found, lender).startswith("profile 'cpu-full': 15 epochs, 45,000 training images")
+    # cpu-full's check has no run of λ/4 or 4λ yet: with the results folder, the quick check that has them is shown
+    for run in plan.comparison(profiles.load("cpu-quick"), "sensitivity"):
+        _fake_record(tmp_path, "cpu-quick", run, 50.0)
+    assert plan.lender(full, "sensitivity", tmp_path).name == "cpu-quick"
+    for run in runs:
+        _fake_record(tmp_path, "cpu-full", run, 50.0)
+    assert plan.lender(full, "sensitivity", tmp_path).name == "cpu-full"  # its own, once every strength has a run
 
     import IPython.display
 

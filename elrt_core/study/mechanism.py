@@ -81,7 +81,7 @@ def _place(versus: stats.Paired, band: stats.Paired, smallest: float) -> str:
 
 def _line(p: Placed, names: Mapping[str, str], smallest: float) -> str:
     ref = names[p.versus.reference]
-    where = {"above": f"above {ref}", "below": f"below {ref}", "not resolved": f"not placed against {ref}"}
+    where = {"above": f"above {ref}", "below": f"below {ref}", "not resolved": f"undetermined against {ref}"}
     where["within"] = (
         f"within ±{smallest:g} points of {ref} (Bonferroni {100 * p.band.confidence:.3g}% CI {p.band.low:+.2f} to {p.band.high:+.2f})"
     )

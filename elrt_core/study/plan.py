@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..profiles import Profile, load, methods, names
-from ..records import RECORD_FILE, Record
+from ..records import RECORD_FILE, Record, scan
 from ..train.checkpoint import CHECKPOINT_FILE, WEIGHTS_FILE
 
 __all__ = [
@@ -107,16 +107,27 @@ def comparison(p: Profile, key: str) -> list[PlannedRun]:
     return select(plan(p), model=c.model, flops_ratio=c.flops_ratio, methods=(c.reference, *c.methods))
 
 
-def lender(p: Profile, key: str) -> Profile | None:
+def lender(p: Profile, key: str, root: Path | None = None) -> Profile | None:
     """The profile whose runs comparison ``key`` shows in a book of ``p``: ``p`` itself if its plan trains
     a compared (non-reference) method of ``key``, else the first profile of ``profiles.yaml`` whose plan
     does (e.g. the λ sensitivity check, trained only at the quick scale), never the test-only ``smoke``
-    profile for another; ``None`` if none does."""
+    profile for another; ``None`` if none does. With ``root`` (the results folder), a profile whose
+    compared methods do not all have a finished run under ``root/<profile>`` yet gives way to the next
+    one that has them, so a check still being trained does not hide one already done; if none has them,
+    the first as above."""
     compared = set(p.comparisons[key].methods)
-    for candidate in [p, *(load(n) for n in names() if n not in (p.name, "smoke"))]:
-        if compared & {r.method for r in plan(candidate)}:
-            return candidate
-    return None
+    candidates = [
+        c for c in [p, *(load(n) for n in names() if n not in (p.name, "smoke"))] if compared & {r.method for r in plan(c)}
+    ]
+    if root is not None:
+        for candidate in candidates:
+            finished = {r.config_hash for r in scan(Path(root) / candidate.name)[0] if r.finished}
+            runs = [r for r in comparison(candidate, key) if r.method in compared]
+            if {r.method for r in runs} == compared and all(
+                any(r.config.hash in finished for r in runs if r.method == m) for m in compared
+            ):
+                return candidate
+    return candidates[0] if candidates else None
 
 
 def networks(p: Profile) -> list[tuple[str, float]]:

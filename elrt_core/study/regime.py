@@ -35,10 +35,12 @@ __all__ = [
     "trend",
     "trend_sentence",
     "stability",
+    "movement",
     "effect_label",
     "longer",
     "longer_text",
     "orthogonality",
+    "orthogonality_text",
     "axis_text",
     "full_training_text",
     "chapter_note",
@@ -76,6 +78,27 @@ def _data(profile: Profile) -> str:
     return f"a {t.subset:,}-image training subset" if t.subset else f"{SPLIT_SIZES[t.dataset][0] - t.val_split:,} training images"
 
 
+def _setting(profile: Profile, key: str) -> str:
+    """One training setting of ``profile`` in words (``"a 10,000-image training subset"``, ``"no validation
+    split"``, ``"the cosine schedule"``, ``"weight decay 0.0001"``); other keys as ``"key value"``."""
+    t = profile.base_config()
+    words = {
+        "subset": lambda: _data(profile),
+        "val_split": lambda: f"{t.val_split:,} images held out for validation" if t.val_split else "no validation split",
+        "schedule": lambda: f"the {t.schedule} schedule",
+        "weight_decay": lambda: f"weight decay {t.weight_decay:g}",
+        "lr": lambda: f"learning rate {t.lr:g}",
+        "batch_size": lambda: f"batches of {t.batch_size}",
+    }
+    return words[key]() if key in words else f"{key} {getattr(t, key, profile.train.get(key))}"
+
+
+def _differences(profile: Profile, against: Profile) -> list[str]:
+    """The training settings of ``profile`` other than ``epochs`` that differ from ``against``'s, in words."""
+    a, b = dict(profile.train), dict(against.train)
+    return [_setting(profile, k) for k in sorted(set(a) | set(b)) if k != "epochs" and a.get(k) != b.get(k)]
+
+
 def _same_data() -> list[list[str]]:
     """The profiles of the regime axis grouped by every training setting but ``epochs`` (axis order)."""
     groups: dict[tuple, list[str]] = {}
@@ -86,9 +109,10 @@ def _same_data() -> list[list[str]]:
 
 def axis_text() -> str:
     """The profiles of the regime axis in words, with what separates them besides training length: e.g.
-    ``"cpu-quick (2,340 steps: 15 epochs of a 10,000-image training subset), ... ; cpu-full and
-    cpu-full-30 differ only in epochs; cpu-quick also differs in its training data (subset), so a change
-    from it mixes less data with fewer steps"``. Computed from each profile's training settings."""
+    ``"cpu-quick (1,170 steps: 15 epochs of a 10,000-image training subset), ... ; cpu-full and
+    cpu-full-30 differ only in epochs; cpu-quick also differs: no validation split and a 10,000-image
+    training subset, so a change from it mixes those settings with training length"``. Computed from
+    each profile's training settings."""
     axis = [load(name) for name in regime().profiles]
     described = ", ".join(f"{p.name} ({steps(p):,} steps: {p.base_config().epochs} epochs of {_data(p)})" for p in axis)
     groups = _same_data()
@@ -96,14 +120,12 @@ def axis_text() -> str:
     parts = [described]
     if len(largest) > 1:
         parts.append(f"{' and '.join(largest)} differ only in epochs")
-    base = dict(load(largest[0]).train)
     for names in groups:
         if names is largest:
             continue
-        other = dict(load(names[0]).train)
-        keys = sorted(k for k in set(base) | set(other) if k != "epochs" and base.get(k) != other.get(k))
+        differs = " and ".join(_differences(load(names[0]), load(largest[0])))
         parts.append(
-            f"{' and '.join(names)} also differ{'s' if len(names) == 1 else ''} in {', '.join(keys)}, so a change from "
+            f"{' and '.join(names)} also differ{'s' if len(names) == 1 else ''}: {differs}, so a change from "
             f"{'it' if len(names) == 1 else 'them'} mixes those settings with training length"
         )
     return "; ".join(parts)
@@ -111,12 +133,15 @@ def axis_text() -> str:
 
 def full_training_text(reference: str = "paper") -> str:
     """How far the longest profile of the regime axis is from full training: the optimizer steps of the
-    ``reference`` profile (the paper-scale schedule) against the longest of the axis, as a ratio."""
+    ``reference`` profile (the paper-scale schedule) against the longest of the axis, as a ratio, and the
+    settings besides epochs in which the two differ."""
     full, longest = load(reference), max((load(name) for name in regime().profiles), key=steps)
+    differs = _differences(full, longest)
     return (
         f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
         f"length) takes {steps(full):,} optimizer steps, {steps(full) / steps(longest):.1f} times the longest profile "
-        f"here ({longest.name}, {steps(longest):,})."
+        f"here ({longest.name}, {steps(longest):,})"
+        + (f"; it also differs from {longest.name} in {' and '.join(differs)}, so it tests more than length." if differs else ".")
     )
 
 
@@ -152,12 +177,19 @@ class Diagnostics:
         t = self.table
         if not len(t):
             return "No finished runs to diagnose yet."
-        losses = f"{t['train_loss'].min():.2f} to {t['train_loss'].max():.2f}"
-        below = int((t["test_top1"] < t["train_top1"]).sum())
-        parts = [
-            f"After {self.epochs} epochs the final training cross-entropy of the {len(t)} methods ranges from {losses}, "
-            f"and test top-1 is below training top-1 (measured on augmented batches) for {below} of {len(t)}."
-        ]
+        if len(t) == 1:
+            one = t.iloc[0]
+            parts = [
+                f"After {self.epochs} epochs the final training cross-entropy of {one.label} is {one.train_loss:.3f} (n = {one.n}), "
+                f"its training top-1 {one.train_top1:.2f}% (measured on augmented batches) and its test top-1 {one.test_top1:.2f}%."
+            ]
+        else:
+            losses = f"{t['train_loss'].min():.2f} to {t['train_loss'].max():.2f}"
+            below = int((t["test_top1"] < t["train_top1"]).sum())
+            parts = [
+                f"After {self.epochs} epochs the final training cross-entropy of the {len(t)} methods ranges from {losses}, "
+                f"and test top-1 is below training top-1 (measured on augmented batches) for {below} of {len(t)}."
+            ]
         if self.with_val:
             expected = (
                 " (expected under a schedule that anneals the learning rate to about zero: alone it says little)"
@@ -176,9 +208,10 @@ class Diagnostics:
         follows_loss = not math.isnan(self.spearman) and self.spearman <= -0.8
         if follows_loss:
             parts.append(
-                ("The networks are still fitting their training data, and the" if still_fitting else "The")
-                + " test ranking is the training-loss ranking: at this length a comparison measures how fast each method "
-                "fits, not where it would end after full training."
+                ("The networks are still fitting their training data, and at" if still_fitting else "At")
+                + f" {self.epochs} epochs the test ranking follows the training-loss ranking: a comparison here may measure "
+                "how fast each method fits rather than where it would end; whether the ranking holds after full training "
+                "is not tested here."
             )
         return " ".join(parts)
 
@@ -275,6 +308,29 @@ def orthogonality(session, key: str = "orthogonality") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["profile", "method", "label", "n"])
 
 
+def orthogonality_text(table: pd.DataFrame, reference: str, treatment: str) -> str:
+    """:func:`orthogonality` in words, per profile where both methods logged it: each factor set's SO per
+    rank (0: orthonormal) and mean squared row norm (1: orthonormal) from ``reference`` to ``treatment``
+    (e.g. "At cpu-full-30 (n = 3 and 3), from Tucker-2 to Tucker-2 + SO (U2): U2 SO / rank 0.515 → 0.202,
+    mean squared norm 0.497 → 0.639; U1 ..."), or why there is nothing to compare."""
+    parts = []
+    for name in dict.fromkeys(table["profile"]):
+        rows = table[table["profile"] == name].set_index("method")
+        if reference not in rows.index or treatment not in rows.index:
+            continue
+        a, b = rows.loc[reference], rows.loc[treatment]
+        sets = [
+            f"{f} SO / rank {a[f'so_rank_{f}']:.3f} → {b[f'so_rank_{f}']:.3f}, mean squared norm {a[f'sq_norm_{f}']:.3f} → "
+            f"{b[f'sq_norm_{f}']:.3f}"
+            for f in ("U2", "U1")
+            if f"so_rank_{f}" in rows.columns and not (pd.isna(a[f"so_rank_{f}"]) or pd.isna(b[f"so_rank_{f}"]))
+        ]
+        parts.append(f"At {name} (n = {a['n']} and {b['n']}), from {a['label']} to {b['label']}: " + "; ".join(sets))
+    if not parts:
+        return "No profile has runs of both methods that logged how orthogonal their factors end up yet."
+    return ". ".join(parts) + " (SO / rank: 0 when orthonormal; mean squared norm: 1 when orthonormal)."
+
+
 def _effect_runs(session, profile: Profile, treatment: str, reference: str) -> Runs:
     """The finished runs of ``treatment`` and ``reference`` on the regime network in ``profile`` (read
     through ``session``, which trains only its own profile's missing runs and only where allowed)."""
@@ -347,42 +403,85 @@ def trend_sentence(table: pd.DataFrame, effect: str) -> str:
 
 
 def stability(table: pd.DataFrame, effect: str) -> str:
-    """Whether ``effect`` keeps its direction across the profiles of the axis with runs, in words:
-    ``"one sign at every profile with runs"``; ``"the sign differs between profiles (+ at cpu-quick, − at
-    cpu-full): a verdict on it is bound to its profile"``; ``"runs at one profile only: no trend yet"``."""
+    """Whether ``effect`` keeps its direction across the profiles of the axis with runs, in words. A sign is
+    *established* at a profile whose interval excludes 0 (two seeds or more); estimates of opposite sign
+    without intervals that establish both are told apart from a flip:
+    ``"one sign at every profile with runs (...)"``; ``"the sign flips between profiles (intervals
+    excluding 0: + at cpu-quick, − at cpu-full): a verdict on it is bound to its profile"``; ``"the
+    estimates differ in sign (+ at cpu-quick, n = 1; − at cpu-full, n = 3), but no intervals establish
+    opposite signs"``; ``"runs at one profile only: no trend yet"``."""
     rows = table[(table["effect"] == effect) & (table["n"] > 0)].sort_values("steps")
     if len(rows) < 2:
         return "runs at one profile only: no trend yet"
     signs = {r.profile: "+" if r.mean > 0 else "−" if r.mean < 0 else "0" for r in rows.itertuples()}
     if len(set(signs.values())) == 1:
         return f"one sign at every profile with runs ({', '.join(signs)})"
-    where = ", ".join(f"{sign} at {name}" for name, sign in signs.items())
-    return f"the sign differs between profiles ({where}): a verdict on it is bound to its profile"
+    established = {r.profile: signs[r.profile] for r in rows.itertuples() if r.n >= 2 and (r.low > 0 or r.high < 0)}
+    if len(set(established.values())) > 1:
+        where = ", ".join(f"{sign} at {name}" for name, sign in established.items())
+        return f"the sign flips between profiles (intervals excluding 0: {where}): a verdict on it is bound to its profile"
+    where = "; ".join(f"{signs[r.profile]} at {r.profile}, n = {r.n}" for r in rows.itertuples())
+    return f"the estimates differ in sign ({where}), but no intervals establish opposite signs"
 
 
-def chapter_note(session, effects: Sequence[tuple[str, str]] = ()) -> str:
-    """The regime paragraph of a chapter's "what would change this verdict": the profile its verdict is
-    made at, how far that profile's networks on the regime network trained (:meth:`Diagnostics.text`, from
-    the histories; read from the records, never trained here), the profiles of the axis (:func:`axis_text`), and each of ``effects`` (pairs of the
-    regime axis) across them with unadjusted intervals (:func:`trend_sentence`) and whether its sign holds
-    (:func:`stability`), so a reader sees whether the effect holds, shrinks or flips with training."""
+def movement(table: pd.DataFrame, effect: str) -> str:
+    """How ``effect`` moves between the regime profiles that differ only in epochs (the same data), where
+    both have two seeds or more: ``"from cpu-full to cpu-full-30 (same data, 2x the steps) it grows from
+    +0.58 to +1.00 points: not an effect of training speed alone"`` (or shrinks, or changes sign); ``""``
+    where no such pair has runs. An effect that shrinks as the same networks train longer is one of how
+    fast each method fits; one that holds or grows is not that alone."""
+    rows = table[table["effect"] == effect].set_index("profile")
+    for group in (g for g in _same_data() if len(g) > 1):
+        have = [name for name in group if name in rows.index and rows.loc[name, "n"] >= 2]
+        if len(have) < 2:
+            continue
+        short, long_ = rows.loc[have[0]], rows.loc[have[-1]]
+        ratio = long_["steps"] / short["steps"]
+        if short["mean"] * long_["mean"] < 0:
+            how, reading = "changes sign", "the shorter profile's verdict does not carry over"
+        elif abs(long_["mean"]) < abs(short["mean"]):
+            how, reading = "shrinks", "partly an effect of how fast each method fits"
+        else:
+            how, reading = "grows", "not an effect of training speed alone"
+        return (
+            f"from {have[0]} to {have[-1]} (same data, {ratio:g}x the steps) it {how}, from {short['mean']:+.2f} to "
+            f"{long_['mean']:+.2f} points: {reading}"
+        )
+    return ""
+
+
+def chapter_note(session, effects: Sequence[tuple[str, str]] = (), subject: str = "This verdict", diagnose=None) -> str:
+    """The regime paragraph of a chapter's "what would change this verdict": the profile ``subject`` is
+    made at, how far that profile's networks trained (:meth:`Diagnostics.text`, from the histories; the
+    finished runs on the regime network, read from the records and never trained here, or ``diagnose``,
+    the runs the chapter itself analyses), the profiles of the axis (:func:`axis_text`), and each of
+    ``effects`` (pairs of the regime axis) across them with unadjusted intervals (:func:`trend_sentence`),
+    whether its sign holds (:func:`stability`) and how it moves on the same data (:func:`movement`)."""
     axis = regime()
-    network = [
-        r for r in plan.plan(session.profile) if r.config.model == axis.model and r.config.flops_ratio in (None, axis.flops_ratio)
-    ]
-    folder = session.root / session.profile.name
-    found = [(r, rec) for r in network if (rec := lookup(r.config, folder)) is not None and rec.finished]
-    diagnostics = underfit(found)  # read, never trained here: the training-length chapter trains them
-    text = f"This verdict is made at {session.profile.describe()}."
+    if diagnose is None:
+        network = [
+            r
+            for r in plan.plan(session.profile)
+            if r.config.model == axis.model and r.config.flops_ratio in (None, axis.flops_ratio)
+        ]
+        folder = session.root / session.profile.name
+        diagnose = [(r, rec) for r in network if (rec := lookup(r.config, folder)) is not None and rec.finished]
+        whose = f"its networks ({axis.model}, {axis.flops_ratio:g}x fewer FLOPs)"
+    else:
+        whose = "the networks this chapter analyses"
+    diagnostics = underfit(diagnose)
+    text = f"{subject} is made at {session.profile.describe()}."
     if diagnostics.runs:
-        text += f" *How far its networks ({axis.model}, {axis.flops_ratio:g}x fewer FLOPs) trained:* {diagnostics.text()}"
+        text += f" *How far {whose} trained:* {diagnostics.text()}"
     text += f" *Across training lengths:* the training-length chapter follows the book's key effects across {axis_text()}."
     if effects:
         table = trend(session, effects=effects)
         text += (
-            " This chapter's effects there (unadjusted 95% intervals; the chapter's verdict uses its own family's correction):\n"
+            " This chapter's effects there (unadjusted 95% intervals, one per effect and profile; a verdict that makes "
+            "several comparisons corrects for them, so its word can be weaker):\n"
         )
-        text += "".join(
-            f"\n- {trend_sentence(table, effect_label(t, r))}; {stability(table, effect_label(t, r))}." for t, r in effects
-        )
+        for t, r in effects:
+            label = effect_label(t, r)
+            moved = movement(table, label)
+            text += f"\n- {trend_sentence(table, label)}; {stability(table, label)}" + (f"; {moved}" if moved else "") + "."
     return text

@@ -444,7 +444,8 @@ def structure_budgets(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "mac
 def structure_text(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs", beyond: Iterable[str] = ()) -> str:
     """:func:`structure_budgets` in words, the paper's opponents first: e.g. "Against matrix rank, channel
     reshape: only at 2x fewer MACs does Tucker-2 (tensor rank) win most layers of the trained network but
-    not of the control; only there does its advantage come from the trained kernels. ..."."""
+    not of the control, so only there can its advantage not be put down to how the format spends the
+    budget. ..."."""
     found = structure_budgets(errors, fmt, by)
     name = format_class(fmt).label
     parts = []
@@ -455,7 +456,7 @@ def structure_text(errors: pd.DataFrame, fmt: str = "tucker2", by: str = "macs",
             listed = ", ".join(f"{b:g}x" for b in budgets)
             parts.append(
                 f"{where}: only at {listed} fewer {COST_NAMES[by]} does {name} win most layers of the trained network but "
-                f"not of the control, so only there does its advantage come from the trained kernels."
+                f"not of the control, so only there can its advantage not be put down to how the format spends the budget."
             )
         else:
             parts.append(f"{where}: at no budget does {name} win most layers of the trained network but not of the control.")
