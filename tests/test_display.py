@@ -224,7 +224,24 @@ def _every_figure():
         "accuracy_vs_flops": figures.accuracy_vs_flops(summary),
         "differences": figures.differences(diffs, {"a": "Tucker-2", "b": "ELRT (Tucker-2 + SO on U1, U2, 1/rank)"}),
         "curves_by_method": figures.curves_by_method(_history(), "Tucker-2"),
+        "effect_trend": figures.effect_trend(_trend(), 0.5),
     }
+
+
+def _trend():
+    """Rows of regime.trend: an effect with one seed at the shortest profile, three at the next, none at the last."""
+    nan = float("nan")
+    return pd.DataFrame(
+        [
+            {"effect": "ELRT (Tucker-2 + SO on U1, U2, 1/rank) − matrix rank, channel reshape", "profile": p, "steps": st, "n": n,
+             "mean": m, "low": lo, "high": hi, "diffs": d}
+            for p, st, n, m, lo, hi, d in [
+                ("cpu-quick", 1170, 1, 2.99, nan, nan, [2.99]),
+                ("cpu-full", 5265, 3, -0.13, -0.32, 0.05, [-0.1, -0.2, -0.1]),
+                ("cpu-full-30", 10530, 0, nan, nan, nan, []),
+            ]
+        ]
+    )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -323,3 +340,14 @@ def test_the_sphinx_extension_drops_the_parameter_cells(tmp_path):
     cleaned = json.loads((sources / "01_x.ipynb").read_text())
     assert [c["metadata"]["tags"] for c in cleaned["cells"]] == [["parameters"], []]  # still runs with its defaults
     assert cleaned["metadata"] == {"kernelspec": {"name": "python3"}}
+
+
+def test_a_regime_mean_without_an_interval_is_drawn_hollow_and_says_so():
+    fig = figures.effect_trend(_trend(), 0.5)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["n = 1, no interval", "n = 3", "no runs yet"]
+    means = [c for c in ax.collections if len(c.get_offsets()) == 1 and c.get_paths()]  # the diamonds
+    faces = [tuple(c.get_facecolors()[0]) for c in means[-2:]]
+    assert faces[0] == (1.0, 1.0, 1.0, 1.0) and faces[1] == (0.0, 0.0, 0.0, 1.0)  # hollow, then filled
+    figures.plt.close(fig)

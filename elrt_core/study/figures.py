@@ -471,8 +471,9 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
     """Each effect against training length: one panel per ``effect`` of ``table`` (rows of
     :func:`elrt_core.study.regime.trend`), one position per profile on a log axis of the optimizer steps
     of a run (labelled with the profile), a grey dot per seed's paired difference beside the mean (black
-    diamond) and its 95% interval (black line), the zero line (red, dashed) and the band ``± smallest``
-    (the smallest effect of interest, shaded). A profile without runs of an effect says so at zero."""
+    diamond; hollow and labelled "no interval" where fewer than two seeds give none) and its 95% interval
+    (black line), the zero line (red, dashed) and the band ``± smallest`` (the smallest effect of interest,
+    shaded). A profile without runs of an effect says so at zero."""
     effects = list(dict.fromkeys(table["effect"]))
     positions = table.drop_duplicates("profile").sort_values("steps")
     # narrower than FIG_WIDTH: the "n = ..." labels right of the points widen the saved figure
@@ -491,9 +492,17 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
             ax.scatter([r.steps * 0.92] * r.n, r.diffs, color="0.5", s=16, zorder=2)
             if not math.isnan(r.low):
                 ax.plot([r.steps, r.steps], [r.low, r.high], color="black", linewidth=2, zorder=3)
-            ax.scatter([r.steps], [r.mean], marker="D", color="black", s=40, zorder=4)
+            interval = not math.isnan(r.low)  # a mean without an interval (one seed) is drawn hollow
+            ax.scatter(
+                [r.steps], [r.mean], marker="D", s=40, zorder=4, color="black" if interval else "white", edgecolors="black"
+            )
             ax.annotate(
-                f"n = {r.n}", (r.steps, r.mean), xytext=(7, 0), textcoords="offset points", va="center", fontsize=MIN_FONT_PT
+                f"n = {r.n}" + ("" if interval else ", no interval"),
+                (r.steps, r.mean),
+                xytext=(7, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=MIN_FONT_PT,
             )
         ax.margins(y=0.2)
         ax.set_title(textwrap.fill(effect, 48), loc="left")  # a long label would widen the figure past FIG_WIDTH
