@@ -312,6 +312,13 @@ def test_speed_claim_judges_every_quiet_record_of_the_training_setting_per_machi
     for left_out in ("1.60x", "1.70x", "1.80x", "2.00x", "resnet50", "commit"):
         assert left_out not in claim.effect, left_out
     assert claim.effect.endswith("[contradicted]. With uniform ranks, every judged 95% interval ends at or below 0.91x")
+    speed("old-machine", "resnet20", 1.4, load=None, device="cpu-old")  # a machine whose records are never judged
+    claim = bench_records.speed_claim(session)
+    assert claim.effect.endswith(
+        ". Not judged: the records of cpu-old (the machine's load not measured, or measured busy, or fewer than 2 paired "
+        "step times)"
+    )
+    assert "1.40x" not in claim.effect and claim.verdict == "contradicted"
     assert (
         "1 quiet uniform-rank bench record with per-step times on 1 machine" in claim.scale and "1 hardware-aware" in claim.scale
     )

@@ -22,6 +22,7 @@ __all__ = [
     "claim_setting",
     "speed_claim",
     "judged_records",
+    "unjudged_machines",
     "memory_ratios",
     "smallest_speedup",
     "run_speedups",
@@ -99,6 +100,14 @@ def judged_records(found: list[dict], ratio: int = 2) -> dict[str, dict[tuple[st
     return out
 
 
+def unjudged_machines(found: list[dict], ratio: int = 2) -> list[str]:
+    """The machines with records of claim 5's setting (:func:`_in_claim`) of which none is judged
+    (:func:`judged_records`): they did not measure the machine's load, were measured beside busy
+    processes, or kept fewer than 2 paired step times. Their speedups are shown in the chapter, not judged."""
+    judged = set(judged_records(found, ratio))
+    return sorted({device(r) for r in found if _in_claim(r, ratio)} - judged)
+
+
 def _judged(record: dict) -> tuple[str, str, float, str]:
     """One judged record: its speedup in words (the geometric mean of its paired step ratios against
     the dense variant :func:`paired_rounds` names, with its 95% interval: ``0.77x (0.74 to 0.80)``),
@@ -173,7 +182,8 @@ def speed_claim(session: Session, ratio: int = 2) -> Claim:
     (:func:`smallest_speedup`). Hardware-aware ranks are listed with their intervals, not judged; the
     ratios of parameters, optimizer state and activation memory come from each model's newest record."""
 
-    machines = judged_records(load(session.root, "speedup"), ratio)
+    found = load(session.root, "speedup")
+    machines = judged_records(found, ratio)
     judged = [_machine(name, by_key) for name, by_key in sorted(machines.items()) if any(not hw for _, hw in by_key)]
     if not judged:
         return Claim(
@@ -187,6 +197,12 @@ def speed_claim(session: Session, ratio: int = 2) -> Claim:
     if word != "supported":
         bound = math.ceil(max(highs) * 100) / 100  # rounded up: every interval ends at or below it
         effect += f". With uniform ranks, every judged {100 * stats.CONFIDENCE:g}% interval ends at or below {bound:.2f}x"
+    unjudged = unjudged_machines(found, ratio)
+    if unjudged:
+        effect += (
+            f". Not judged: the records of {', '.join(unjudged)} (the machine's load not measured, or measured busy, or "
+            "fewer than 2 paired step times)"
+        )
     judged_n = sum(len(v) for by_key in machines.values() for (_, hw), v in by_key.items() if not hw)
     aware_n = sum(len(v) for by_key in machines.values() for (_, hw), v in by_key.items() if hw)
     return Claim(
