@@ -426,10 +426,11 @@ def stability(table: pd.DataFrame, effect: str) -> str:
 
 def movement(table: pd.DataFrame, effect: str) -> str:
     """How ``effect`` moves between the regime profiles that differ only in epochs (the same data), where
-    both have two seeds or more: ``"from cpu-full to cpu-full-30 (same data, 2x the steps) it grows from
-    +0.58 to +1.00 points: not an effect of training speed alone"`` (or shrinks, or changes sign); ``""``
-    where no such pair has runs. An effect that shrinks as the same networks train longer is one of how
-    fast each method fits; one that holds or grows is not that alone."""
+    both have two seeds or more: ``"from cpu-full to cpu-full-30 (same data, 2x the steps) it grows, from
+    +0.30 to +1.00 points: not an effect of training speed alone"`` (or shrinks, or changes sign), and
+    where the two 95% intervals overlap, ``"grows in its estimate ...: the intervals overlap, so the change
+    is not established"``; ``""`` where no such pair has runs. An effect that shrinks as the same networks
+    train longer is one of how fast each method fits; one that holds or grows is not that alone."""
     rows = table[table["effect"] == effect].set_index("profile")
     for group in (g for g in _same_data() if len(g) > 1):
         have = [name for name in group if name in rows.index and rows.loc[name, "n"] >= 2]
@@ -437,12 +438,18 @@ def movement(table: pd.DataFrame, effect: str) -> str:
             continue
         short, long_ = rows.loc[have[0]], rows.loc[have[-1]]
         ratio = long_["steps"] / short["steps"]
+        apart = short["high"] < long_["low"] or long_["high"] < short["low"]  # the two intervals do not overlap
         if short["mean"] * long_["mean"] < 0:
             how, reading = "changes sign", "the shorter profile's verdict does not carry over"
         elif abs(long_["mean"]) < abs(short["mean"]):
             how, reading = "shrinks", "partly an effect of how fast each method fits"
         else:
             how, reading = "grows", "not an effect of training speed alone"
+        if not apart:
+            how = f"{how} in its estimate"
+            reading = "the intervals overlap, so the change is not established" + (
+                "; no sign that the effect is one of training speed alone" if "grows" in how else ""
+            )
         return (
             f"from {have[0]} to {have[-1]} (same data, {ratio:g}x the steps) it {how}, from {short['mean']:+.2f} to "
             f"{long_['mean']:+.2f} points: {reading}"
