@@ -110,8 +110,8 @@ def _same_data() -> list[list[str]]:
 def axis_text() -> str:
     """The profiles of the regime axis in words, with what separates them besides training length: e.g.
     ``"cpu-quick (1,170 steps: 15 epochs of a 10,000-image training subset), ... ; cpu-full and
-    cpu-full-30 differ only in epochs; cpu-quick also differs: no validation split and a 10,000-image
-    training subset, so a change from it mixes those settings with training length"``. Computed from
+    cpu-full-30 differ only in epochs; cpu-quick also differs: a 10,000-image training subset and no
+    validation split, so a change from it mixes those settings with training length"``. Computed from
     each profile's training settings."""
     axis = [load(name) for name in regime().profiles]
     described = ", ".join(f"{p.name} ({steps(p):,} steps: {p.base_config().epochs} epochs of {_data(p)})" for p in axis)
