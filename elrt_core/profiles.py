@@ -29,6 +29,7 @@ __all__ = [
     "Regime",
     "load",
     "names",
+    "same_data",
     "methods",
     "regime",
     "PROFILES_FILE",
@@ -243,6 +244,18 @@ def regime() -> Regime:
 def names() -> list[str]:
     """The profile names, in file order."""
     return list(_raw()["profiles"])
+
+
+def same_data(name: str) -> list[str]:
+    """The other profiles (file order, ``smoke`` left out) whose training settings equal those of profile
+    ``name`` except ``epochs``: the same data, batch, schedule family and weight decay, so one of their
+    epochs costs what one of ``name``'s costs (cpu-full-60's: cpu-full and cpu-full-30)."""
+    own = {k: v for k, v in load(name).train.items() if k != "epochs"}
+    return [
+        other
+        for other in names()
+        if other not in (name, "smoke") and {k: v for k, v in load(other).train.items() if k != "epochs"} == own
+    ]
 
 
 def _comparison(key: str, spec: Any) -> Comparison:

@@ -196,6 +196,11 @@ def test_plan_names_the_dense_runs_to_retrain_for_the_compression_baseline(tmp_p
     pace = statistics.median(records.read(d).train_minutes / 15 for d in (tmp_path / "cpu-full").iterdir())
     left = (3 * 5 + 2 * 15) * pace / 60  # three 5-epoch fine-tunings and two 15-epoch dense runs, each once
     assert lines["by"].endswith(f", 9: 0/3 done (about {left:.1f} run-hours left)")
+    # cpu-full-60 has no run of its own yet: its hours come from the pace of cpu-full, which trains on the same data
+    assert main(["plan", "--profile", "cpu-full-60", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "no run of this profile has finished; the runs of cpu-full (the same data and settings, other lengths) " in out
+    assert f"by priority: 1: 0/4 done (about {4 * 60 * pace / 60:.1f} run-hours left), 2: 0/4 done" in out
 
 
 @pytest.mark.parametrize("command", ["plan", "batch"])

@@ -8,7 +8,7 @@ from elrt_core.study import Session, plan
 
 
 def test_profiles_load_and_describe_their_data():
-    assert profiles.names() == ["smoke", "cpu-full", "cpu-full-30", "cpu-quick", "paper"]
+    assert profiles.names() == ["smoke", "cpu-full", "cpu-full-30", "cpu-full-60", "cpu-quick", "paper"]
     full = profiles.load("cpu-full")
     assert full.describe() == (
         "profile 'cpu-full': 15 epochs, 45,000 training images, 5,000 held out for validation, full 10,000-image test set"
@@ -18,7 +18,9 @@ def test_profiles_load_and_describe_their_data():
     # the regime axis: the same data and schedule as cpu-full, twice the epochs, so every run differs only there
     longer = profiles.load("cpu-full-30")
     assert {**longer.train, "epochs": 15} == dict(full.train) and longer.base_config().epochs == 30
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-full-30, cpu-quick, paper"):
+    longest = profiles.load("cpu-full-60")
+    assert {**longest.train, "epochs": 15} == dict(full.train) and longest.base_config().epochs == 60
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-full-30, cpu-full-60, cpu-quick, paper"):
         profiles.load("gpu")
 
 

@@ -76,7 +76,7 @@ def test_underfit_diagnostics_come_from_the_histories():
 
 def test_trend_pairs_each_effect_within_each_profile_of_the_axis(tmp_path):
     axis = profiles.regime()
-    assert axis.profiles == ("cpu-quick", "cpu-full", "cpu-full-30") and ("tucker2+so", "tucker2") in axis.effects
+    assert axis.profiles == ("cpu-quick", "cpu-full", "cpu-full-30", "cpu-full-60") and ("tucker2+so", "tucker2") in axis.effects
     full = plan.comparison(profiles.load("cpu-full"), "orthogonality")  # tucker2 s0-4, tucker2+so s0-4
     for run in full:
         _record(tmp_path, "cpu-full", run, 80.0 + (run.method == "tucker2+so") * (0.5 + 0.1 * run.config.seed))
@@ -85,11 +85,12 @@ def test_trend_pairs_each_effect_within_each_profile_of_the_axis(tmp_path):
     rows = {r.profile: r for r in table.itertuples()}
     assert rows["cpu-full"].n == 5 and rows["cpu-full"].mean == pytest.approx(0.7)
     assert rows["cpu-quick"].n == 0 and rows["cpu-quick"].verdict == "no runs yet"
+    assert regime.trained(table) == ["cpu-full"]  # the profiles with runs, which the paper profile is set against
     assert table["steps"].tolist() == sorted(table["steps"])  # the axis in order of training length
     sentence = regime.trend_sentence(table, regime.effect_label("tucker2+so", "tucker2"))
     assert sentence.endswith(
         "not yet trained at cpu-quick → +0.70 (95% CI +0.50 to +0.90, supported) at cpu-full (5,265 steps, n = 5) "
-        "→ not yet trained at cpu-full-30"
+        "→ not yet trained at cpu-full-30 → not yet trained at cpu-full-60"
     )
     label = regime.effect_label("tucker2+so", "tucker2")
     assert regime.stability(table, label) == "runs at one profile only: no trend yet"
@@ -186,11 +187,12 @@ def test_stability_tells_a_flip_from_estimates_of_opposite_sign_and_movement_rea
 def test_the_axis_says_what_separates_its_profiles_besides_length():
     text = regime.axis_text()
     assert text.startswith("cpu-quick (1,170 steps: 15 epochs of a 10,000-image training subset), cpu-full (5,265 steps")
-    assert "cpu-full and cpu-full-30 differ only in epochs" in text
+    assert "cpu-full, cpu-full-30 and cpu-full-60 differ only in epochs" in text
     # not 'the same data', as the book once said
     assert "cpu-quick also differs: a 10,000-image training subset and no validation split" in text
-    full = regime.full_training_text()
-    assert "takes 70,200 optimizer steps, 6.7 times the longest profile here (cpu-full-30, 10,530)" in full
+    assert "takes 70,200 optimizer steps, 3.3 times the longest profile here (cpu-full-60, 21,060)" in regime.full_training_text()
+    full = regime.full_training_text(trained=["cpu-quick", "cpu-full", "cpu-full-30"])  # what has runs
+    assert "takes 70,200 optimizer steps, 6.7 times the longest profile trained here (cpu-full-30, 10,530)" in full
     assert full.endswith(
         "it also differs from cpu-full-30 in the cosine schedule and weight decay 0.0001, so it tests more than length."
     )
@@ -211,7 +213,7 @@ def test_a_chapter_note_labels_its_verdict_with_its_regime_and_trains_nothing(tm
     assert note.startswith("This verdict is made at profile 'cpu-full': 15 epochs")
     assert "*How far its networks (resnet20, 2x fewer FLOPs) trained:* After 15 epochs" in note
     assert "10 of 10 runs reach their best validation top-1 in their last epoch" in note
-    assert "cpu-full and cpu-full-30 differ only in epochs" in note
+    assert "cpu-full, cpu-full-30 and cpu-full-60 differ only in epochs" in note
     assert "\n- Tucker-2 + SO (U2) − Tucker-2: not yet trained at cpu-quick → +0.70 (95% CI" in note
     assert note.endswith("runs at one profile only: no trend yet.")
     assert s.missing == []  # the note reads; it does not count the chapter's missing runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .selection import add_selection_args, planned
@@ -22,14 +23,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _pace(per_epoch: list[float], left_epochs: dict[int, int], devices: set[str]) -> tuple[str | None, dict[int, float]]:
+def _pace(
+    per_epoch: list[float], left_epochs: dict[int, int], devices: set[str], borrowed: list[str] | None = None
+) -> tuple[str | None, dict[int, float]]:
     """The line on the pace of the finished runs (median minutes an epoch, ``per_epoch``) and the
     run-hours each priority still needs at that pace (``left_epochs``: priority -> epochs of its runs
-    not finished and not diverged; a diverged run is never retrained). ``(None, {})`` when no run has
-    finished."""
+    not finished and not diverged; a diverged run is never retrained). ``borrowed``: the profiles of the
+    same data whose runs give the pace, where none of this profile has finished. ``(None, {})`` when no
+    run has finished."""
     if not per_epoch:
         return None, {}
     pace = statistics.median(per_epoch)
+    whose = (
+        f"no run of this profile has finished; the runs of {' and '.join(borrowed)} (the same data and settings, other "
+        f"lengths) trained"
+        if borrowed
+        else "finished runs trained"
+    )
     hours = {priority: epochs * pace / 60 for priority, epochs in left_epochs.items()}
     total = sum(hours.values())
     rest = (
@@ -37,7 +47,18 @@ def _pace(per_epoch: list[float], left_epochs: dict[int, int], devices: set[str]
         if total
         else "no planned run is left to train"
     )
-    return f"finished runs trained at a median of {pace:.1f} min an epoch ({', '.join(sorted(devices))}); {rest}", hours
+    return f"{whose} at a median of {pace:.1f} min an epoch ({', '.join(sorted(devices))}); {rest}", hours
+
+
+def _timed(folder: Path, per_epoch: list[float], devices: set[str]) -> bool:
+    """Add the minutes an epoch (and the device) of every finished, timed record under ``folder`` to
+    ``per_epoch`` (and ``devices``); whether it held any."""
+    from .. import records
+
+    good = [r for r in (records.scan(folder)[0] if folder.is_dir() else []) if r.finished and r.train_minutes is not None]
+    per_epoch.extend(r.train_minutes / r.config.epochs for r in good)
+    devices.update(r.provenance.get("device_name") or "unknown device" for r in good)
+    return bool(good)
 
 
 def _retrain_command(dense: Record, profile: str) -> str:
@@ -81,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
     retrained: set[str] = set()  # the dense runs to train again for their weights, each counted once
     for p in sorted(by_priority):
         left_epochs[p] = plan_lib.epochs_left([r for r in runs if r.priority == p], found, retrained)
-    pace, hours = _pace(per_epoch, left_epochs, devices)
+    borrowed = None
+    if not per_epoch:  # an epoch of a profile of the same data costs the same: take their pace
+        borrowed = [o for o in profiles.same_data(prof.name) if _timed(records.results_root(args.results) / o, per_epoch, devices)]
+    pace, hours = _pace(per_epoch, left_epochs, devices, borrowed)
     print(
         "by priority: "
         + ", ".join(

@@ -9,6 +9,7 @@ book's bibliography (``{elrt-citation}``).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -129,11 +130,13 @@ def _finished(root: Path, name: str) -> dict[str, records.Record]:
     return {r.config_hash: r for r in good if r.finished}
 
 
-def _hours(planned: list[plan.PlannedRun], found: dict[str, records.Record]) -> dict:
+def _hours(
+    planned: list[plan.PlannedRun], found: dict[str, records.Record], paced_by: Iterable[records.Record] = ()
+) -> dict:
     """Runs planned and finished, their recorded training hours, the median per run, and the hours the
     others would take at the median minutes an epoch of the finished ones (:func:`plan.epochs_left`:
-    a 5-epoch fine-tuning counts its 5 epochs, a dense run to train again for its weights its own; None
-    without a finished run that records its time)."""
+    a 5-epoch fine-tuning counts its 5 epochs, a dense run to train again for its weights its own); where
+    none is timed, at that of ``paced_by`` (finished runs of profiles of the same data); None without either."""
     timed = [
         (rec.train_minutes, rec.config.epochs)
         for run in planned
@@ -141,7 +144,8 @@ def _hours(planned: list[plan.PlannedRun], found: dict[str, records.Record]) -> 
     ]
     finished = sum(run.config.hash in found for run in planned)
     per_run = statistics.median(m for m, _ in timed) / 60 if timed else None
-    per_epoch = statistics.median(m / e for m, e in timed) / 60 if timed else None
+    pace = timed or [(r.train_minutes, r.config.epochs) for r in paced_by if r.train_minutes is not None]
+    per_epoch = statistics.median(m / e for m, e in pace) / 60 if pace else None
     return {
         "planned runs": len(planned),
         "finished": finished,
@@ -154,11 +158,14 @@ def _hours(planned: list[plan.PlannedRun], found: dict[str, records.Record]) -> 
 def compute_table(root: Path) -> pd.DataFrame:
     """One row per profile (the test-only ``smoke`` left out): runs planned and finished, the wall-clock
     hours the finished ones trained (``train_wall_seconds`` of their records, summed), the median per
-    run, and the hours the missing runs would take at that median."""
+    run, and the hours the missing runs would take at the median minutes an epoch of its finished runs,
+    or, where none has finished, of the finished runs of the profiles of the same data
+    (:func:`profiles.same_data`)."""
     rows = []
     for name in profiles.names():
         if name != "smoke":
-            rows.append({"profile": name, **_hours(plan.plan(profiles.load(name)), _finished(Path(root), name))})
+            same = [r for other in profiles.same_data(name) for r in _finished(Path(root), other).values()]
+            rows.append({"profile": name, **_hours(plan.plan(profiles.load(name)), _finished(Path(root), name), same)})
     return pd.DataFrame(rows)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "orthogonality_text",
     "axis_text",
     "full_training_text",
+    "trained",
     "chapter_note",
     "BASIS",
     "basis",
@@ -107,6 +108,11 @@ def _same_data() -> list[list[str]]:
     return list(groups.values())
 
 
+def _series(names: Sequence[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def axis_text() -> str:
     """The profiles of the regime axis in words, with what separates them besides training length: e.g.
     ``"cpu-quick (1,170 steps: 15 epochs of a 10,000-image training subset), ... ; cpu-full and
@@ -119,28 +125,31 @@ def axis_text() -> str:
     largest = max(groups, key=len)
     parts = [described]
     if len(largest) > 1:
-        parts.append(f"{' and '.join(largest)} differ only in epochs")
+        parts.append(f"{_series(largest)} differ only in epochs")
     for names in groups:
         if names is largest:
             continue
         differs = " and ".join(_differences(load(names[0]), load(largest[0])))
         parts.append(
-            f"{' and '.join(names)} also differ{'s' if len(names) == 1 else ''}: {differs}, so a change from "
+            f"{_series(names)} also differ{'s' if len(names) == 1 else ''}: {differs}, so a change from "
             f"{'it' if len(names) == 1 else 'them'} mixes those settings with training length"
         )
     return "; ".join(parts)
 
 
-def full_training_text(reference: str = "paper") -> str:
+def full_training_text(reference: str = "paper", trained: Sequence[str] | None = None) -> str:
     """How far the longest profile of the regime axis is from full training: the optimizer steps of the
-    ``reference`` profile (the paper-scale schedule) against the longest of the axis, as a ratio, and the
-    settings besides epochs in which the two differ."""
-    full, longest = load(reference), max((load(name) for name in regime().profiles), key=steps)
+    ``reference`` profile (the paper-scale schedule) against the longest of ``trained`` (the profiles with
+    runs, :func:`trained`; default: the longest of the axis), as a ratio, and the settings besides epochs
+    in which the two differ."""
+    full = load(reference)
+    longest = max((load(name) for name in (regime().profiles if trained is None else trained)), key=steps)
+    here = "here" if trained is None else "trained here"
     differs = _differences(full, longest)
     return (
         f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
         f"length) takes {steps(full):,} optimizer steps, {steps(full) / steps(longest):.1f} times the longest profile "
-        f"here ({longest.name}, {steps(longest):,})"
+        f"{here} ({longest.name}, {steps(longest):,})"
         + (f"; it also differs from {longest.name} in {' and '.join(differs)}, so it tests more than length." if differs else ".")
     )
 
@@ -380,6 +389,11 @@ def trend(session, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataF
                 }
             )
     return pd.DataFrame(rows)
+
+
+def trained(table: pd.DataFrame) -> list[str]:
+    """The profiles of a :func:`trend` table with runs of at least one effect, in axis order."""
+    return list(dict.fromkeys(table.loc[table["n"] > 0, "profile"]))
 
 
 def _interval(r) -> str:
