@@ -239,6 +239,7 @@ def _trend():
                 ("cpu-quick", 1170, 1, 2.99, nan, nan, [2.99]),
                 ("cpu-full", 5265, 3, -0.13, -0.32, 0.05, [-0.1, -0.2, -0.1]),
                 ("cpu-full-30", 10530, 0, nan, nan, nan, []),
+                ("cpu-full-60", 21060, 0, nan, nan, nan, []),
             ]
         ]
     )  # fmt: skip
@@ -346,8 +347,13 @@ def test_a_regime_mean_without_an_interval_is_drawn_hollow_and_says_so():
     fig = figures.effect_trend(_trend(), 0.5)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.texts]
-    assert labels == ["n = 1, no interval", "n = 3", "no runs yet"]
+    assert labels == ["n = 1, no interval", "n = 3", "no runs\nyet", "no runs\nyet"]
     means = [c for c in ax.collections if len(c.get_offsets()) == 1 and c.get_paths()]  # the diamonds
     faces = [tuple(c.get_facecolors()[0]) for c in means[-2:]]
     assert faces[0] == (1.0, 1.0, 1.0, 1.0) and faces[1] == (0.0, 0.0, 0.0, 1.0)  # hollow, then filled
+    # cpu-full-30 and cpu-full-60 sit 0.3 decades apart: neither their tick labels nor their "no runs" notes overlap
+    renderer = fig.canvas.get_renderer()
+    for texts in (fig.axes[-1].get_xticklabels(), [t for t in ax.texts if t.get_text().startswith("no runs")]):
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        assert len(boxes) >= 2 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     figures.plt.close(fig)

@@ -467,6 +467,16 @@ def curves_by_method(
     return fig
 
 
+def _stagger(axis, steps: pd.Series, apart: float = 0.45) -> None:
+    """Move each tick label of a log ``axis`` two lines down when its tick is closer than ``apart`` decades
+    to its left neighbour (unless that neighbour moved), so neighbouring labels do not overlap."""
+    moved = False
+    for i, tick in enumerate(axis.get_major_ticks()[1:], start=1):
+        moved = not moved and math.log10(steps.iloc[i] / steps.iloc[i - 1]) < apart
+        if moved:
+            tick.set_pad(tick.get_pad() + 2.6 * tick.label1.get_fontsize())
+
+
 def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str = "points") -> plt.Figure:
     """Each effect against training length: one panel per ``effect`` of ``table`` (rows of
     :func:`elrt_core.study.regime.trend`), one position per profile on a log axis of the optimizer steps
@@ -485,8 +495,8 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
         ax.axhline(0, color="tab:red", linewidth=1, linestyle="--", zorder=1)
         for r in rows.itertuples():
             if r.n == 0:
-                ax.annotate(
-                    "no runs yet", (r.steps, 0), xytext=(0, 5), textcoords="offset points", ha="center", fontsize=MIN_FONT_PT
+                ax.annotate(  # two short lines: neighbouring profiles without runs keep apart
+                    "no runs\nyet", (r.steps, 0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=MIN_FONT_PT
                 )
                 continue
             ax.scatter([r.steps * 0.92] * r.n, r.diffs, color="0.5", s=16, zorder=2)
@@ -513,6 +523,7 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
     bottom.xaxis.set_major_locator(ticker.FixedLocator(positions["steps"].tolist()))
     bottom.xaxis.set_minor_locator(ticker.NullLocator())
     bottom.set_xticklabels([f"{r.profile}\n{r.steps:,} steps" for r in positions.itertuples()])
+    _stagger(bottom.xaxis, positions["steps"])
     bottom.set_xlabel("optimizer steps of one run (log scale)")
     fig.tight_layout()
     return fig
