@@ -135,6 +135,17 @@ def test_the_validation_split_chooses_and_the_test_set_only_reports():
     assert verdicts.chosen_on_validation(runs, ["so", "x"], {}).startswith("No choice yet: x without finished runs")
     no_val = [(r, SimpleNamespace(metrics={"final_test_top1": 1.0})) for r, _ in runs]
     assert "no validation split" in verdicts.chosen_on_validation(no_val, ["so", "so/4"], {})
+    # set against no regularizer on the same seeds: the chosen strength and the rule's, each with its own word
+    plain = [run("none", s, 80.0, test) for s, test in ((0, 82.0), (1, 82.5), (2, 99.0))]  # seed 2: not a candidate's
+    two = verdicts.chosen_on_validation(runs[:4], ["so", "so/4"], {"so/4": "λ/4"}, against=("none", plain), smallest=0.5)
+    assert two.endswith(
+        "Against none on the same seeds (test top-1, unadjusted): λ/4 (chosen) +0.75 points (95% CI -2.43 to +3.93, n = 2, "
+        "sign-flip p = 0.5, its floor at n = 2), inconclusive; so +1.75 points (95% CI -1.43 to +4.93, n = 2, sign-flip p = 0.5, "
+        "its floor at n = 2), inconclusive."
+    )
+    assert verdicts.chosen_on_validation(runs[:4], ["so", "so/4"], {}, against=("none", [])).endswith(
+        "none has no run at these seeds to set it against."
+    )
 
 
 def test_the_orthogonality_table_reads_what_runs_logged(tmp_path):

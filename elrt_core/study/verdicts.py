@@ -512,11 +512,20 @@ def win_table(errors: pd.DataFrame, fmt: str = "tucker2", budgets: Iterable[floa
     return table[list(dict.fromkeys(header))].reset_index().rename_axis(columns=None)
 
 
-def chosen_on_validation(runs: Runs, candidates: Sequence[str], names: Mapping[str, str]) -> str:
+def chosen_on_validation(
+    runs: Runs,
+    candidates: Sequence[str],
+    names: Mapping[str, str],
+    against: tuple[str, Runs] | None = None,
+    smallest: float | None = None,
+) -> str:
     """Which of ``candidates`` (methods, e.g. one regularizer at several strengths) the validation split
     chooses, in words: the highest mean final validation top-1 over the seeds every candidate has, with
-    the chosen one's test top-1 over the same seeds (reported, never used to choose). Says instead why
-    no choice is made: a profile without a validation split, or candidates without runs."""
+    the chosen one's test top-1 over the same seeds (reported, never used to choose). ``against``: a
+    method and runs of it from the same profile (e.g. no regularizer): the chosen candidate and the first
+    candidate (the rule's setting) are each set against it over those seeds, with unadjusted 95%
+    intervals and words (``smallest``: the smallest effect of interest). Says instead why no choice is
+    made: a profile without a validation split, or candidates without runs."""
     val, test = values(runs, "final_val_top1"), values(runs, "final_test_top1")
     missing = [names.get(m, m) for m in candidates if m not in test]
     if missing:
@@ -530,9 +539,21 @@ def chosen_on_validation(runs: Runs, candidates: Sequence[str], names: Mapping[s
     best = max(candidates, key=lambda m: mean_val[m])
     others = ", ".join(f"{names.get(m, m)} {mean_val[m]:.2f}%" for m in candidates if m != best)
     chosen_test = sum(test[best][s] for s in seeds) / len(seeds)
-    return (
+    text = (
         f"The validation split (mean final validation top-1 over the {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
         f"every candidate has) chooses "
         f"{names.get(best, best)}: {mean_val[best]:.2f}% (against {others}); its test top-1 over the same seeds is "
         f"{chosen_test:.2f}%."
     )
+    if against is None:
+        return text
+    method, base_runs = against
+    base = {s: v for s, v in values(base_runs).get(method, {}).items() if s in seeds}
+    if not base:
+        return f"{text} {names.get(method, method)} has no run at these seeds to set it against."
+    shown = dict.fromkeys([best, candidates[0]])  # the chosen one, then the rule's setting unless it is the one chosen
+    parts = []
+    for m in shown:
+        c = stats.paired(base, {s: test[m][s] for s in seeds}, names=(method, m), smallest=smallest)
+        parts.append(f"{names.get(m, m)}{' (chosen)' if m == best else ''} {c.effect()}, {c.verdict}")
+    return f"{text} Against {names.get(method, method)} on the same seeds (test top-1, unadjusted): {'; '.join(parts)}."
