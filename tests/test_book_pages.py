@@ -153,9 +153,12 @@ def test_the_compute_of_a_profile_is_summed_from_its_records(tmp_path):
     )
     # cpu-full-60 has no finished run: its estimate takes the pace of cpu-full, which trains on the same data
     longest = plan.plan(profiles.load("cpu-full-60"))
-    assert book_tables.compute_table(tmp_path).set_index("profile").loc["cpu-full-60", "hours left (estimate)"] == round(
-        sum(run.config.epochs for run in longest) / 15, 1
+    rows = book_tables.compute_table(tmp_path).set_index("profile")
+    assert rows.loc["cpu-full-60", "hours left (estimate)"] == round(sum(run.config.epochs for run in longest) / 15, 1)
+    assert (
+        rows.loc["cpu-full-60", "pace of"] == "the runs of cpu-full (same data)" and rows.loc["cpu-full", "pace of"] == "its runs"
     )
+    assert pd.isna(rows.loc["paper", "pace of"])  # nothing trains on its data
     chapters = book_tables.chapter_table(tmp_path, "cpu-quick").set_index("chapter")
     assert "05_provenance" not in chapters.index and chapters.loc["02_orthogonality_on_off", "planned runs"] > 0
 

@@ -347,13 +347,26 @@ def test_a_regime_mean_without_an_interval_is_drawn_hollow_and_says_so():
     fig = figures.effect_trend(_trend(), 0.5)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.texts]
-    assert labels == ["n = 1, no interval", "n = 3", "no runs\nyet", "no runs\nyet"]
-    means = [c for c in ax.collections if len(c.get_offsets()) == 1 and c.get_paths()]  # the diamonds
+    assert labels == ["n = 1\nno interval", "n = 3"]
+    empty = {(10530, 0), (21060, 0)}  # the profiles without runs, marked by a cross on the zero line
+    crosses = [c for c in ax.collections if len(c.get_offsets()) == 1 and tuple(c.get_offsets()[0]) in empty]
+    assert len(crosses) == 2
+    means = [c for c in ax.collections if len(c.get_offsets()) == 1 and c.get_paths() and c not in crosses]  # diamonds
     faces = [tuple(c.get_facecolors()[0]) for c in means[-2:]]
     assert faces[0] == (1.0, 1.0, 1.0, 1.0) and faces[1] == (0.0, 0.0, 0.0, 1.0)  # hollow, then filled
-    # cpu-full-30 and cpu-full-60 sit 0.3 decades apart: neither their tick labels nor their "no runs" notes overlap
-    renderer = fig.canvas.get_renderer()
-    for texts in (fig.axes[-1].get_xticklabels(), [t for t in ax.texts if t.get_text().startswith("no runs")]):
-        boxes = [t.get_window_extent(renderer) for t in texts]
-        assert len(boxes) >= 2 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     figures.plt.close(fig)
+    # cpu-full-30 and cpu-full-60 sit 0.3 decades apart: no two texts overlap, with means at both of them
+    # (the one-seed label is the widest) or without runs, and the last label stays inside the panel
+    filled = _trend().assign(
+        n=[1, 3, 1, 2], mean=[2.99, -0.13, 0.4, 0.6], low=[nan := float("nan"), -0.32, nan, -1.0],
+        high=[nan, 0.05, nan, 2.2], diffs=[[2.99], [-0.1, -0.2, -0.1], [0.4], [0.1, 1.1]],
+    )  # fmt: skip
+    for table in (_trend(), filled):
+        fig = figures.effect_trend(table, 0.5)
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        for texts in (fig.axes[-1].get_xticklabels(), ax.texts):
+            boxes = [t.get_window_extent(renderer) for t in texts]
+            assert len(boxes) >= 2 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+        assert ax.texts[-1].get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1
+        figures.plt.close(fig)

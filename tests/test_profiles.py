@@ -20,7 +20,12 @@ def test_profiles_load_and_describe_their_data():
     assert {**longer.train, "epochs": 15} == dict(full.train) and longer.base_config().epochs == 30
     longest = profiles.load("cpu-full-60")
     assert {**longest.train, "epochs": 15} == dict(full.train) and longest.base_config().epochs == 60
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-full-30, cpu-full-60, cpu-quick, paper"):
+    # the profiles whose epochs cost the same: the same data and settings, another length (smoke never counts)
+    assert profiles.same_data("cpu-full-60") == ["cpu-full", "cpu-full-30"]
+    assert profiles.same_data("cpu-quick") == [] and profiles.same_data("paper") == []
+    with pytest.raises(
+        ConfigError, match="unknown profile 'gpu'; allowed: smoke, cpu-full, cpu-full-30, cpu-full-60, cpu-quick, paper"
+    ):
         profiles.load("gpu")
 
 

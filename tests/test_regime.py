@@ -89,8 +89,14 @@ def test_trend_pairs_each_effect_within_each_profile_of_the_axis(tmp_path):
     assert table["steps"].tolist() == sorted(table["steps"])  # the axis in order of training length
     sentence = regime.trend_sentence(table, regime.effect_label("tucker2+so", "tucker2"))
     assert sentence.endswith(
-        "not yet trained at cpu-quick → +0.70 (95% CI +0.50 to +0.90, supported) at cpu-full (5,265 steps, n = 5) "
-        "→ not yet trained at cpu-full-30 → not yet trained at cpu-full-60"
+        ": +0.70 (95% CI +0.50 to +0.90, supported) at cpu-full (5,265 steps, n = 5) "
+        "(no runs yet at cpu-quick, cpu-full-30, cpu-full-60)"
+    )
+    # a profile that does not plan an effect has no row, so nothing says it is still to be trained
+    gap = regime.trend(s, effects=[("dense", "tucker2")])
+    assert "cpu-full-60" not in set(gap["profile"]) and "cpu-full-30" in set(gap["profile"])
+    assert regime.trend_sentence(gap, regime.effect_label("dense", "tucker2")).endswith(
+        ": no runs yet at cpu-quick, cpu-full, cpu-full-30"
     )
     label = regime.effect_label("tucker2+so", "tucker2")
     assert regime.stability(table, label) == "runs at one profile only: no trend yet"
@@ -127,23 +133,38 @@ def test_the_validation_split_chooses_and_the_test_set_only_reports():
             metrics={"final_val_top1": val, "final_test_top1": test}
         )
 
-    runs = [run("so", s, 85.0, 84.0) for s in range(2)] + [run("so/4", s, 86.0, 83.0) for s in range(2)]
-    runs += [run("so*4", 0, 84.0, 90.0)]
-    text = verdicts.chosen_on_validation(runs, ["so", "so/4", "so*4"], {"so/4": "λ/4"})
-    assert "over the 1 seed every candidate has) chooses λ/4: 86.00%" in text  # not so*4, the best on test
-    assert text.endswith("its test top-1 over the same seeds is 83.00%.")
-    assert verdicts.chosen_on_validation(runs, ["so", "x"], {}).startswith("No choice yet: x without finished runs")
+    so, weak, strong = "tucker2+so", "tucker2+so/4", "tucker2+so*4"  # the rule's λ, λ/4, 4λ
+    runs = [run(so, s, 85.0, 84.0) for s in range(2)] + [run(weak, s, 86.0, 83.0) for s in range(2)]
+    runs += [run(strong, 0, 84.0, 90.0)]
+    text = verdicts.chosen_on_validation(runs, [so, weak, strong], {weak: "λ/4"})
+    assert "over the 1 seed every candidate has (seed 0), the mean final validation top-1 chooses λ/4: 86.00%" in text.lower()
+    assert text.endswith(
+        "its test top-1 over the same seeds is 83.00%. It is the smallest strength tried, so the best may lie below it."
+    )
+    assert verdicts.chosen_on_validation(runs, [so, "x"], {}).startswith("No choice yet: x without finished runs")
     no_val = [(r, SimpleNamespace(metrics={"final_test_top1": 1.0})) for r, _ in runs]
-    assert "no validation split" in verdicts.chosen_on_validation(no_val, ["so", "so/4"], {})
+    assert "no validation split" in verdicts.chosen_on_validation(no_val, [so, weak], {})
     # set against no regularizer on the same seeds: the chosen strength and the rule's, each with its own word
     plain = [run("none", s, 80.0, test) for s, test in ((0, 82.0), (1, 82.5), (2, 99.0))]  # seed 2: not a candidate's
-    two = verdicts.chosen_on_validation(runs[:4], ["so", "so/4"], {"so/4": "λ/4"}, against=("none", plain), smallest=0.5)
-    assert two.endswith(
-        "Against none on the same seeds (test top-1, unadjusted): λ/4 (chosen) +0.75 points (95% CI -2.43 to +3.93, n = 2, "
-        "sign-flip p = 0.5, its floor at n = 2), inconclusive; so +1.75 points (95% CI -1.43 to +4.93, n = 2, sign-flip p = 0.5, "
-        "its floor at n = 2), inconclusive."
+    check = paired({0: 84.0, 1: 84.0}, {0: 83.0, 1: 83.0}, names=(so, weak))  # the λ check's own comparison
+    two = verdicts.chosen_on_validation(
+        runs[:4], [so, weak], {so: "λ", weak: "λ/4"}, against=("none", plain), smallest=0.5, direct=[check]
     )
-    assert verdicts.chosen_on_validation(runs[:4], ["so", "so/4"], {}, against=("none", [])).endswith(
+    assert "(seeds 0, 1)" in two and " Against λ directly: -1.00 points (n = 2, every difference equal" in two
+    assert two.endswith(
+        "Against none on seeds 0, 1 (test top-1, unadjusted): λ/4 (chosen) +0.75 points (95% CI -2.43 to +3.93, n = 2, "
+        "sign-flip p = 0.5, its floor at n = 2), inconclusive; λ +1.75 points (95% CI -1.43 to +4.93, n = 2, sign-flip p = 0.5, "
+        "its floor at n = 2), inconclusive. The chosen strength's interval does not allow for the choice among these "
+        "candidates on the same seeds, so it flatters."
+    )
+    rule_wins = [run(so, s, 87.0, 84.0) for s in range(2)] + runs[2:4] + [run(strong, s, 80.0, 90.0) for s in range(2)]
+    kept = verdicts.chosen_on_validation(rule_wins, [so, weak, strong], {so: "λ"}, against=("none", plain), smallest=0.5)
+    # validation keeps the rule's λ: one line against no regularizer, no caveat
+    assert "chooses λ: 87.00%" in kept and kept.endswith(
+        "λ (chosen) +1.75 points (95% CI -1.43 to +4.93, n = 2, sign-flip p = 0.5, its floor at n = 2), inconclusive."
+    )
+    assert "largest strength" not in kept and "smallest strength" not in kept  # λ lies inside the grid tried
+    assert verdicts.chosen_on_validation(runs[:4], [so, weak], {}, against=("none", [])).endswith(
         "none has no run at these seeds to set it against."
     )
 
@@ -193,6 +214,16 @@ def test_stability_tells_a_flip_from_estimates_of_opposite_sign_and_movement_rea
     )
     assert regime.movement(apart, "f").endswith("it grows, from +0.58 to +1.00 points: not an effect of training speed alone")
     assert "it shrinks in its estimate, from -1.00 to -0.40 points: the intervals overlap" in regime.movement(table, "g")
+    # a fourth, longer profile adds a step; the cpu-full -> cpu-full-30 reading stays
+    longer = pd.concat(
+        [
+            table,
+            pd.DataFrame([{"effect": "f", "profile": "cpu-full-60", "steps": 8, "n": 2, "mean": 1.2, "low": -5.0, "high": 7.0}]),
+        ]
+    )
+    steps = regime.movement(longer, "f").split("; from ")
+    assert steps[0].startswith("from cpu-full to cpu-full-30 (same data, 2x the steps)") and len(steps) == 2
+    assert steps[1].startswith("cpu-full-30 to cpu-full-60 (same data, 2x the steps) it grows in its estimate")
 
 
 def test_the_axis_says_what_separates_its_profiles_besides_length():
@@ -201,7 +232,13 @@ def test_the_axis_says_what_separates_its_profiles_besides_length():
     assert "cpu-full, cpu-full-30 and cpu-full-60 differ only in epochs" in text
     # not 'the same data', as the book once said
     assert "cpu-quick also differs: a 10,000-image training subset and no validation split" in text
-    assert "takes 70,200 optimizer steps, 3.3 times the longest profile here (cpu-full-60, 21,060)" in regime.full_training_text()
+    assert regime.untested_text(["cpu-quick", "cpu-full", "cpu-full-30"]) == (
+        "any schedule longer than 30 epochs (cpu-full-30, the longest profile with runs)"
+    )
+    assert regime.untested_text([]).startswith("any training schedule")
+    assert regime.full_training_text([]).endswith(
+        "takes 70,200 optimizer steps; no profile of the regime axis has paired runs yet."
+    )
     full = regime.full_training_text(trained=["cpu-quick", "cpu-full", "cpu-full-30"])  # what has runs
     assert "takes 70,200 optimizer steps, 6.7 times the longest profile trained here (cpu-full-30, 10,530)" in full
     assert full.endswith(
@@ -225,7 +262,7 @@ def test_a_chapter_note_labels_its_verdict_with_its_regime_and_trains_nothing(tm
     assert "*How far its networks (resnet20, 2x fewer FLOPs) trained:* After 15 epochs" in note
     assert "10 of 10 runs reach their best validation top-1 in their last epoch" in note
     assert "cpu-full, cpu-full-30 and cpu-full-60 differ only in epochs" in note
-    assert "\n- Tucker-2 + SO (U2) − Tucker-2: not yet trained at cpu-quick → +0.70 (95% CI" in note
+    assert "\n- Tucker-2 + SO (U2) − Tucker-2: +0.70 (95% CI" in note
     assert note.endswith("runs at one profile only: no trend yet.")
     assert s.missing == []  # the note reads; it does not count the chapter's missing runs
     one = s.runs([runs[0]])  # a chapter that analyses one network diagnoses that network

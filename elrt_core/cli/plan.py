@@ -29,14 +29,14 @@ def _pace(
     """The line on the pace of the finished runs (median minutes an epoch, ``per_epoch``) and the
     run-hours each priority still needs at that pace (``left_epochs``: priority -> epochs of its runs
     not finished and not diverged; a diverged run is never retrained). ``borrowed``: the profiles of the
-    same data whose runs give the pace, where none of this profile has finished. ``(None, {})`` when no
-    run has finished."""
+    same data whose runs give the pace, where no run of this profile has a recorded time. ``(None, {})``
+    without any pace."""
     if not per_epoch:
         return None, {}
     pace = statistics.median(per_epoch)
     whose = (
-        f"no run of this profile has finished; the runs of {' and '.join(borrowed)} (the same data and settings, other "
-        f"lengths) trained"
+        f"no run of this profile has a recorded time; the runs of {' and '.join(borrowed)} (the same data and settings, "
+        f"other lengths) trained"
         if borrowed
         else "finished runs trained"
     )
@@ -103,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     for p in sorted(by_priority):
         left_epochs[p] = plan_lib.epochs_left([r for r in runs if r.priority == p], found, retrained)
     borrowed = None
-    if not per_epoch:  # an epoch of a profile of the same data costs the same: take their pace
-        borrowed = [o for o in profiles.same_data(prof.name) if _timed(records.results_root(args.results) / o, per_epoch, devices)]
+    if not per_epoch and not _timed(base, per_epoch, devices):  # none selected is timed: the profile's other runs,
+        # else the profiles of the same data, whose epochs cost the same
+        borrowed = [
+            o for o in profiles.same_data(prof.name) if _timed(records.results_root(args.results) / o, per_epoch, devices)
+        ]
     pace, hours = _pace(per_epoch, left_epochs, devices, borrowed)
     print(
         "by priority: "

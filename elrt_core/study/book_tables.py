@@ -130,9 +130,7 @@ def _finished(root: Path, name: str) -> dict[str, records.Record]:
     return {r.config_hash: r for r in good if r.finished}
 
 
-def _hours(
-    planned: list[plan.PlannedRun], found: dict[str, records.Record], paced_by: Iterable[records.Record] = ()
-) -> dict:
+def _hours(planned: list[plan.PlannedRun], found: dict[str, records.Record], paced_by: Iterable[records.Record] = ()) -> dict:
     """Runs planned and finished, their recorded training hours, the median per run, and the hours the
     others would take at the median minutes an epoch of the finished ones (:func:`plan.epochs_left`:
     a 5-epoch fine-tuning counts its 5 epochs, a dense run to train again for its weights its own); where
@@ -159,13 +157,20 @@ def compute_table(root: Path) -> pd.DataFrame:
     """One row per profile (the test-only ``smoke`` left out): runs planned and finished, the wall-clock
     hours the finished ones trained (``train_wall_seconds`` of their records, summed), the median per
     run, and the hours the missing runs would take at the median minutes an epoch of its finished runs,
-    or, where none has finished, of the finished runs of the profiles of the same data
-    (:func:`profiles.same_data`)."""
+    or, where none has a recorded time, of the finished runs of the profiles of the same data
+    (:func:`profiles.same_data`), with whose pace that is ("pace of")."""
     rows = []
     for name in profiles.names():
-        if name != "smoke":
-            same = [r for other in profiles.same_data(name) for r in _finished(Path(root), other).values()]
-            rows.append({"profile": name, **_hours(plan.plan(profiles.load(name)), _finished(Path(root), name), same)})
+        if name == "smoke":
+            continue
+        planned, found = plan.plan(profiles.load(name)), _finished(Path(root), name)
+        timed = {other: [r for r in _finished(Path(root), other).values() if r.train_minutes is not None]
+                 for other in profiles.same_data(name)}  # fmt: skip
+        hours = _hours(planned, found, [r for records_ in timed.values() for r in records_])
+        own = any(found[run.config.hash].train_minutes is not None for run in planned if run.config.hash in found)
+        lent = " and ".join(other for other, records_ in timed.items() if records_)
+        pace = "its runs" if own else f"the runs of {lent} (same data)" if lent and hours["hours left (estimate)"] else None
+        rows.append({"profile": name, **hours, "pace of": pace})
     return pd.DataFrame(rows)
 
 

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from matplotlib import ticker
+from matplotlib.axis import XAxis
 from matplotlib.lines import Line2D
 
 from ..analysis import COST_NAMES
@@ -467,9 +468,10 @@ def curves_by_method(
     return fig
 
 
-def _stagger(axis, steps: pd.Series, apart: float = 0.45) -> None:
-    """Move each tick label of a log ``axis`` two lines down when its tick is closer than ``apart`` decades
-    to its left neighbour (unless that neighbour moved), so neighbouring labels do not overlap."""
+def _stagger(axis: XAxis, steps: pd.Series, apart: float = 0.45) -> None:
+    """Move each tick label of a log ``axis`` down by its own height (two lines: 2.6 font sizes with the
+    line spacing) when its tick is closer than ``apart`` decades to its left neighbour (unless that
+    neighbour moved), so neighbouring labels do not overlap."""
     moved = False
     for i, tick in enumerate(axis.get_major_ticks()[1:], start=1):
         moved = not moved and math.log10(steps.iloc[i] / steps.iloc[i - 1]) < apart
@@ -483,7 +485,7 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
     of a run (labelled with the profile), a grey dot per seed's paired difference beside the mean (black
     diamond; hollow and labelled "no interval" where fewer than two seeds give none) and its 95% interval
     (black line), the zero line (red, dashed) and the band ``± smallest`` (the smallest effect of interest,
-    shaded). A profile without runs of an effect says so at zero."""
+    shaded). A profile without runs of an effect is a grey cross on the zero line (the caption says so)."""
     effects = list(dict.fromkeys(table["effect"]))
     positions = table.drop_duplicates("profile").sort_values("steps")
     # narrower than FIG_WIDTH: the "n = ..." labels right of the points widen the saved figure
@@ -495,9 +497,8 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
         ax.axhline(0, color="tab:red", linewidth=1, linestyle="--", zorder=1)
         for r in rows.itertuples():
             if r.n == 0:
-                ax.annotate(  # two short lines: neighbouring profiles without runs keep apart
-                    "no runs\nyet", (r.steps, 0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=MIN_FONT_PT
-                )
+                # a cross on the zero line, not a text: neighbouring profiles sit close and labels would collide
+                ax.scatter([r.steps], [0], marker="x", color="0.4", s=36, zorder=4)
                 continue
             ax.scatter([r.steps * 0.92] * r.n, r.diffs, color="0.5", s=16, zorder=2)
             if not math.isnan(r.low):
@@ -507,19 +508,22 @@ def effect_trend(table: pd.DataFrame, smallest: float | None = None, unit: str =
                 [r.steps], [r.mean], marker="D", s=40, zorder=4, color="black" if interval else "white", edgecolors="black"
             )
             ax.annotate(
-                f"n = {r.n}" + ("" if interval else ", no interval"),
-                (r.steps, r.mean),
-                xytext=(7, 0),
+                f"n = {r.n}" + ("" if interval else "\nno interval"),  # centred above the point: neighbours sit close
+                (r.steps, max(r.high if interval else r.mean, *r.diffs)),
+                xytext=(0, 6),
                 textcoords="offset points",
-                va="center",
+                ha="center",
+                va="bottom",
                 fontsize=MIN_FONT_PT,
             )
         ax.margins(y=0.2)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.35 * (high - low))  # room for the two-line labels above the highest points
         ax.set_title(textwrap.fill(effect, 48), loc="left")  # a long label would widen the figure past FIG_WIDTH
         ax.set_ylabel(unit)
     bottom = axes[-1, 0]
     bottom.set_xscale("log")
-    bottom.set_xlim(positions["steps"].min() / 1.4, positions["steps"].max() * 1.4)
+    bottom.set_xlim(positions["steps"].min() / 1.5, positions["steps"].max() * 1.5)
     bottom.xaxis.set_major_locator(ticker.FixedLocator(positions["steps"].tolist()))
     bottom.xaxis.set_minor_locator(ticker.NullLocator())
     bottom.set_xticklabels([f"{r.profile}\n{r.steps:,} steps" for r in positions.itertuples()])

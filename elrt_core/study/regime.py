@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from ..config import SPLIT_SIZES
-from ..profiles import Profile, load, methods, regime
+from ..profiles import Profile, load, methods, regime, same_data
 from ..records import Record, lookup
 from . import plan, stats
 from .display import decimals, decisive
@@ -43,6 +43,7 @@ __all__ = [
     "orthogonality_text",
     "axis_text",
     "full_training_text",
+    "untested_text",
     "trained",
     "chapter_note",
     "BASIS",
@@ -101,11 +102,16 @@ def _differences(profile: Profile, against: Profile) -> list[str]:
 
 
 def _same_data() -> list[list[str]]:
-    """The profiles of the regime axis grouped by every training setting but ``epochs`` (axis order)."""
-    groups: dict[tuple, list[str]] = {}
+    """The profiles of the regime axis grouped by every training setting but ``epochs``
+    (:func:`elrt_core.profiles.same_data`; axis order)."""
+    groups: list[list[str]] = []
     for name in regime().profiles:
-        groups.setdefault(tuple(sorted((k, str(v)) for k, v in load(name).train.items() if k != "epochs")), []).append(name)
-    return list(groups.values())
+        group = next((g for g in groups if g[0] in same_data(name)), None)
+        if group is None:
+            groups.append([name])
+        else:
+            group.append(name)
+    return groups
 
 
 def _series(names: Sequence[str]) -> str:
@@ -137,19 +143,32 @@ def axis_text() -> str:
     return "; ".join(parts)
 
 
-def full_training_text(reference: str = "paper", trained: Sequence[str] | None = None) -> str:
-    """How far the longest profile of the regime axis is from full training: the optimizer steps of the
-    ``reference`` profile (the paper-scale schedule) against the longest of ``trained`` (the profiles with
-    runs, :func:`trained`; default: the longest of the axis), as a ratio, and the settings besides epochs
-    in which the two differ."""
+def untested_text(trained: Sequence[str]) -> str:
+    """What training length no run here has reached, from ``trained`` (the profiles with paired runs,
+    :func:`trained`): ``"any schedule longer than 30 epochs (cpu-full-30, the longest profile with runs)"``."""
+    if not trained:
+        return "any training schedule (no profile of the regime axis has paired runs yet)"
+    longest = max((load(name) for name in trained), key=steps)
+    return f"any schedule longer than {longest.base_config().epochs} epochs ({longest.name}, the longest profile with runs)"
+
+
+def full_training_text(trained: Sequence[str], reference: str = "paper") -> str:
+    """How far the longest trained profile of the regime axis is from full training: the optimizer steps
+    of the ``reference`` profile (the paper-scale schedule) against the longest of ``trained`` (the
+    profiles with paired runs, :func:`trained`), as a ratio, and the settings besides epochs in which the
+    two differ; without a trained profile, the reference's steps alone."""
     full = load(reference)
-    longest = max((load(name) for name in (regime().profiles if trained is None else trained)), key=steps)
-    here = "here" if trained is None else "trained here"
+    if not trained:
+        return (
+            f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
+            f"length) takes {steps(full):,} optimizer steps; no profile of the regime axis has paired runs yet."
+        )
+    longest = max((load(name) for name in trained), key=steps)
     differs = _differences(full, longest)
     return (
         f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
         f"length) takes {steps(full):,} optimizer steps, {steps(full) / steps(longest):.1f} times the longest profile "
-        f"{here} ({longest.name}, {steps(longest):,})"
+        f"trained here ({longest.name}, {steps(longest):,})"
         + (f"; it also differs from {longest.name} in {' and '.join(differs)}, so it tests more than length." if differs else ".")
     )
 
@@ -340,18 +359,16 @@ def orthogonality_text(table: pd.DataFrame, reference: str, treatment: str) -> s
     return ". ".join(parts) + " (SO / rank: 0 when orthonormal; mean squared norm: 1 when orthonormal)."
 
 
-def _effect_runs(session, profile: Profile, treatment: str, reference: str) -> Runs:
-    """The finished runs of ``treatment`` and ``reference`` on the regime network in ``profile`` (read
-    through ``session``, which trains only its own profile's missing runs and only where allowed)."""
+def _effect_plan(profile: Profile, treatment: str, reference: str) -> list[PlannedRun]:
+    """The planned runs of ``treatment`` and ``reference`` on the regime network in ``profile``."""
     axis = regime()
-    planned = [
+    return [
         r
         for r in plan.plan(profile)
         if r.method in (treatment, reference)
         and r.config.model == axis.model
         and (r.config.flops_ratio in (None, axis.flops_ratio))
     ]
-    return session.runs(planned, profile) if planned else []
 
 
 def trend(session, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
@@ -371,7 +388,11 @@ def trend(session, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataF
     for treatment, reference in chosen:
         for name in axis.profiles:
             profile = load(name)
-            found = values(_effect_runs(session, profile, treatment, reference))
+            planned = _effect_plan(profile, treatment, reference)
+            if {r.method for r in planned} != {treatment, reference}:
+                continue  # the profile does not plan this effect: no row, so nothing says "not yet trained"
+            # read through the session, which trains only its own profile's missing runs and only where allowed
+            found = values(session.runs(planned, profile))
             c = stats.paired(found.get(reference, {}), found.get(treatment, {}), names=(reference, treatment), smallest=smallest)
             rows.append(
                 {
@@ -392,7 +413,7 @@ def trend(session, effects: Sequence[tuple[str, str]] | None = None) -> pd.DataF
 
 
 def trained(table: pd.DataFrame) -> list[str]:
-    """The profiles of a :func:`trend` table with runs of at least one effect, in axis order."""
+    """The profiles of a :func:`trend` table where at least one effect has paired runs (n > 0), in axis order."""
     return list(dict.fromkeys(table.loc[table["n"] > 0, "profile"]))
 
 
@@ -406,14 +427,15 @@ def _interval(r) -> str:
 
 def trend_sentence(table: pd.DataFrame, effect: str) -> str:
     """``effect`` across the regime in one sentence, each profile's unadjusted 95% interval and word where it
-    has two seeds or more: ``"<effect>: +1.81 (95% CI +0.62 to +3.00, supported) at cpu-quick (2,340 steps,
-    n = 3) → +0.58 (...) at cpu-full (5,265 steps, n = 5) → not yet trained at cpu-full-30"``."""
+    has two seeds or more, and the profiles that plan it but have no runs yet in one closing clause:
+    ``"<effect>: +1.81 (95% CI +0.62 to +3.00, supported) at cpu-quick (2,340 steps, n = 3) → +0.58 (...)
+    at cpu-full (5,265 steps, n = 5) (no runs yet at cpu-full-30, cpu-full-60)"``."""
     rows = table[table["effect"] == effect].sort_values("steps")
-    parts = [
-        f"{r.mean:+.2f}{_interval(r)} at {r.profile} ({r.steps:,} steps, n = {r.n})" if r.n else f"not yet trained at {r.profile}"
-        for r in rows.itertuples()
-    ]
-    return f"{effect}: " + " → ".join(parts)
+    parts = [f"{r.mean:+.2f}{_interval(r)} at {r.profile} ({r.steps:,} steps, n = {r.n})" for r in rows.itertuples() if r.n]
+    waiting = ", ".join(rows.loc[rows["n"] == 0, "profile"])
+    if not parts:
+        return f"{effect}: no runs yet at {waiting}"
+    return f"{effect}: " + " → ".join(parts) + (f" (no runs yet at {waiting})" if waiting else "")
 
 
 def stability(table: pd.DataFrame, effect: str) -> str:
@@ -439,36 +461,41 @@ def stability(table: pd.DataFrame, effect: str) -> str:
 
 
 def movement(table: pd.DataFrame, effect: str) -> str:
-    """How ``effect`` moves between the regime profiles that differ only in epochs (the same data), where
-    both have two seeds or more: ``"from cpu-full to cpu-full-30 (same data, 2x the steps) it grows, from
-    +0.30 to +1.00 points: not an effect of training speed alone"`` (or shrinks, or changes sign), and
-    where the two 95% intervals overlap, ``"grows in its estimate ...: the intervals overlap, so the change
-    is not established"``; ``""`` where no such pair has runs. An effect that shrinks as the same networks
-    train longer is one of how fast each method fits; one that holds or grows is not that alone."""
+    """How ``effect`` moves between consecutive regime profiles that differ only in epochs (the same data),
+    each pair where both have two seeds or more: ``"from cpu-full to cpu-full-30 (same data, 2x the steps)
+    it grows, from +0.30 to +1.00 points: not an effect of training speed alone"`` (or shrinks, or changes
+    sign), and where the two 95% intervals overlap, ``"grows in its estimate ...: the intervals overlap, so
+    the change is not established"``; pairs joined by "; ", ``""`` where no pair has runs. An effect that
+    shrinks as the same networks train longer is one of how fast each method fits; one that holds or grows
+    is not that alone."""
     rows = table[table["effect"] == effect].set_index("profile")
+    steps_apart = []
     for group in (g for g in _same_data() if len(g) > 1):
         have = [name for name in group if name in rows.index and rows.loc[name, "n"] >= 2]
-        if len(have) < 2:
-            continue
-        short, long_ = rows.loc[have[0]], rows.loc[have[-1]]
-        ratio = long_["steps"] / short["steps"]
-        apart = short["high"] < long_["low"] or long_["high"] < short["low"]  # the two intervals do not overlap
-        if short["mean"] * long_["mean"] < 0:
-            how, reading = "changes sign", "the shorter profile's verdict does not carry over"
-        elif abs(long_["mean"]) < abs(short["mean"]):
-            how, reading = "shrinks", "partly an effect of how fast each method fits"
-        else:
-            how, reading = "grows", "not an effect of training speed alone"
-        if not apart:
-            how = f"{how} in its estimate"
-            reading = "the intervals overlap, so the change is not established" + (
-                "; no sign that the effect is one of training speed alone" if "grows" in how else ""
-            )
-        return (
-            f"from {have[0]} to {have[-1]} (same data, {ratio:g}x the steps) it {how}, from {short['mean']:+.2f} to "
-            f"{long_['mean']:+.2f} points: {reading}"
+        steps_apart += [_moved(rows, a, b) for a, b in zip(have, have[1:])]
+    return "; ".join(steps_apart)
+
+
+def _moved(rows: pd.DataFrame, shorter: str, longer: str) -> str:
+    """One step of :func:`movement`: ``effect`` (``rows`` indexed by profile) from ``shorter`` to ``longer``."""
+    short, long_ = rows.loc[shorter], rows.loc[longer]
+    ratio = long_["steps"] / short["steps"]
+    apart = short["high"] < long_["low"] or long_["high"] < short["low"]  # the two intervals do not overlap
+    if short["mean"] * long_["mean"] < 0:
+        how, reading = "changes sign", "the shorter profile's verdict does not carry over"
+    elif abs(long_["mean"]) < abs(short["mean"]):
+        how, reading = "shrinks", "partly an effect of how fast each method fits"
+    else:
+        how, reading = "grows", "not an effect of training speed alone"
+    if not apart:
+        how = f"{how} in its estimate"
+        reading = "the intervals overlap, so the change is not established" + (
+            "; no sign that the effect is one of training speed alone" if "grows" in how else ""
         )
-    return ""
+    return (
+        f"from {shorter} to {longer} (same data, {ratio:g}x the steps) it {how}, from {short['mean']:+.2f} to "
+        f"{long_['mean']:+.2f} points: {reading}"
+    )
 
 
 def chapter_note(session, effects: Sequence[tuple[str, str]] = (), subject: str = "This verdict", diagnose=None) -> str:

@@ -518,14 +518,18 @@ def chosen_on_validation(
     names: Mapping[str, str],
     against: tuple[str, Runs] | None = None,
     smallest: float | None = None,
+    direct: Sequence[stats.Paired] = (),
 ) -> str:
-    """Which of ``candidates`` (methods, e.g. one regularizer at several strengths) the validation split
-    chooses, in words: the highest mean final validation top-1 over the seeds every candidate has, with
-    the chosen one's test top-1 over the same seeds (reported, never used to choose). ``against``: a
-    method and runs of it from the same profile (e.g. no regularizer): the chosen candidate and the first
-    candidate (the rule's setting) are each set against it over those seeds, with unadjusted 95%
-    intervals and words (``smallest``: the smallest effect of interest). Says instead why no choice is
-    made: a profile without a validation split, or candidates without runs."""
+    """Which of ``candidates`` (methods, e.g. one regularizer at several strengths; the first is the rule's
+    setting) the validation split chooses, in words: the highest mean final validation top-1 over the seeds
+    every candidate has, with the chosen one's test top-1 over the same seeds (reported, never used to
+    choose), and whether it is the weakest or strongest regularizer tried (the best may lie beyond).
+    ``direct``: the check's comparisons of the other candidates with the first (e.g. Holm's), whose line for
+    the chosen one is quoted. ``against``: a method and runs of it from the same profile (e.g. no
+    regularizer): the chosen candidate and the first are each set against it over those seeds, with
+    unadjusted 95% intervals and words (``smallest``: the smallest effect of interest); the chosen one's
+    interval ignores that it was chosen, which the text says. Says instead why no choice is made: a profile
+    without a validation split, or candidates without runs."""
     val, test = values(runs, "final_val_top1"), values(runs, "final_test_top1")
     missing = [names.get(m, m) for m in candidates if m not in test]
     if missing:
@@ -539,21 +543,42 @@ def chosen_on_validation(
     best = max(candidates, key=lambda m: mean_val[m])
     others = ", ".join(f"{names.get(m, m)} {mean_val[m]:.2f}%" for m in candidates if m != best)
     chosen_test = sum(test[best][s] for s in seeds) / len(seeds)
+    which = f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
     text = (
-        f"The validation split (mean final validation top-1 over the {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
-        f"every candidate has) chooses "
-        f"{names.get(best, best)}: {mean_val[best]:.2f}% (against {others}); its test top-1 over the same seeds is "
-        f"{chosen_test:.2f}%."
+        f"Over the {len(seeds)} {'seeds' if len(seeds) != 1 else 'seed'} every candidate has ({which}), the mean final "
+        f"validation top-1 chooses {names.get(best, best)}: {mean_val[best]:.2f}% (against {others}); its test top-1 "
+        f"over the same seeds is {chosen_test:.2f}%.{_edge(best, candidates)}"
     )
+    quoted = next((c for c in direct if c.treatment == best), None)
+    if quoted is not None:
+        text += f" Against {names.get(candidates[0], candidates[0])} directly: {quoted.effect()}, {quoted.verdict}."
     if against is None:
         return text
     method, base_runs = against
     base = {s: v for s, v in values(base_runs).get(method, {}).items() if s in seeds}
     if not base:
         return f"{text} {names.get(method, method)} has no run at these seeds to set it against."
-    shown = dict.fromkeys([best, candidates[0]])  # the chosen one, then the rule's setting unless it is the one chosen
     parts = []
-    for m in shown:
+    for m in dict.fromkeys([best, candidates[0]]):  # the chosen one, then the rule's setting unless it is the one chosen
         c = stats.paired(base, {s: test[m][s] for s in seeds}, names=(method, m), smallest=smallest)
         parts.append(f"{names.get(m, m)}{' (chosen)' if m == best else ''} {c.effect()}, {c.verdict}")
-    return f"{text} Against {names.get(method, method)} on the same seeds (test top-1, unadjusted): {'; '.join(parts)}."
+    caveat = (
+        " The chosen strength's interval does not allow for the choice among these candidates on the same seeds, so it flatters."
+        if best != candidates[0]
+        else ""
+    )
+    return f"{text} Against {names.get(method, method)} on {which} (test top-1, unadjusted): {'; '.join(parts)}.{caveat}"
+
+
+def _edge(chosen: str, candidates: Sequence[str]) -> str:
+    """``" It is the largest strength tried, so the best may lie beyond it."``, the smallest likewise, or
+    ``""`` (also for methods without a known strength)."""
+    known = methods()
+    scale = {m: known[m].reg_weight_scale for m in candidates if m in known}
+    if len(scale) != len(candidates) or len(set(scale.values())) < 2:
+        return ""
+    if scale[chosen] == max(scale.values()):
+        return " It is the largest strength tried, so the best may lie beyond it."
+    if scale[chosen] == min(scale.values()):
+        return " It is the smallest strength tried, so the best may lie below it."
+    return ""
