@@ -214,7 +214,7 @@ def test_the_reproduce_snippet_counts_the_missing_runs_and_estimates_their_hours
     s.reproduce()
     text = shown[0].data
     assert "--only 02_orthogonality_on_off --reuse-only   # execute it from the runs that exist; trains nothing" in text
-    assert "# train its 6 missing runs first, about 4.5 run-hours at the median of the runs it read" in text
+    assert "# train its 6 missing runs first, about 4.5 run-hours at the median epoch of the runs it read" in text
     s = Session("cpu-full", str(tmp_path), train_missing=False, notebook="02_orthogonality_on_off")
     s.runs(runs[:4])
     shown.clear()

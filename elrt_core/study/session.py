@@ -179,18 +179,20 @@ class Session:
     def reproduce(self) -> None:
         """Display the "reproduce this chapter" snippet: the command that re-executes it from the runs
         that exist, the one that trains its missing runs first (with their number and an estimate of the
-        run-hours, from the median training time of the runs it read), the one that retrains all of its
+        run-hours: their epochs at the median minutes an epoch of the runs it read), the one that retrains all of its
         runs from scratch in a fresh results folder (with the run-hours its runs took), the training of
         the runs read from other profiles (:attr:`borrowed`), and a link to the book's Reproduce page."""
         from IPython.display import Markdown, display
 
         lines = [f"{self.command} --reuse-only   # execute it from the runs that exist; trains nothing"]
-        missing = list(dict.fromkeys(run.config.name for run in self.missing))
+        missing = list({run.config.name: run for run in self.missing}.values())
         minutes = [m for rec in self._read.values() if (m := rec.train_minutes) is not None]
+        per_epoch = [rec.train_minutes / rec.config.epochs for rec in self._read.values() if rec.train_minutes is not None]
         if missing:
+            epochs = sum(run.config.epochs for run in missing)  # as the compute table of the Reproduce page counts
             estimate = (
-                f", about {len(missing) * statistics.median(minutes) / 60:.1f} run-hours at the median of the runs it read"
-                if minutes
+                f", about {epochs * statistics.median(per_epoch) / 60:.1f} run-hours at the median epoch of the runs it read"
+                if per_epoch
                 else ""
             )
             lines.append(
