@@ -302,3 +302,23 @@ def test_the_win_grid_and_the_control_name_the_budgets_where_trained_structure_d
         "Against matrix rank, spatial reshape (beyond the paper): at no budget does Tucker-2 (tensor rank) win "
         "most layers of the trained network but not of the control."
     )
+
+
+def test_a_comparison_outside_every_family_gives_means_and_an_unadjusted_word():
+    def run(method, seed, test):
+        return SimpleNamespace(method=method, config=SimpleNamespace(seed=seed)), SimpleNamespace(
+            metrics={"final_test_top1": test}
+        )
+
+    c = Comparison(reference="compress-10", methods=("elrt",), treatment="elrt", smallest_effect=0.5)
+    names = {"compress-10": "compression (10 + 5)", "elrt": "ELRT"}
+    why = "planned after the family was declared"
+    runs = [run("elrt", s, 85.0 + 0.1 * s) for s in range(3)]
+    assert verdicts.beside_text(runs, c, names, why) == f"No comparison yet: compression (10 + 5) without finished runs ({why})."
+    runs += [run("compress-10", s, 86.0 + 0.2 * s) for s in range(2)]  # seed 2 of the variant still training
+    text = verdicts.beside_text(runs, c, names, why)
+    assert text.startswith(
+        "Final test top-1: compression (10 + 5) 86.10% (n = 2); ELRT 85.10% (n = 3). ELRT − compression (10 + 5): "
+    )
+    assert "n = 2" in text.split("ELRT − ")[1] and "Holm" not in text  # paired over the 2 common seeds, unadjusted
+    assert text.endswith(f"contradicted (unadjusted 95% interval: {why}).")

@@ -36,6 +36,7 @@ __all__ = [
     "format_claim",
     "crossovers",
     "chosen_on_validation",
+    "beside_text",
     "detectable_text",
     "layer_values",
     "win_counts",
@@ -135,6 +136,24 @@ def paired_claim(comparison: stats.Paired, scale: str, names: dict[str, str]) ->
         f"{comparison.effect()}"
     )
     return Claim(effect, comparison.verdict, scale, detectable_text([comparison]))
+
+
+def beside_text(runs: Runs, comparison: Comparison, names: Mapping[str, str], why: str) -> str:
+    """A comparison that stands outside every declared family (``why``, in words), e.g. a baseline planned
+    after its row's family was fixed: each method's mean final test top-1 with n, then treatment −
+    reference paired by seed with its unadjusted 95% interval and word (the comparison's smallest effect of
+    interest); or which method has no finished run yet."""
+    found = values(runs)
+    missing = [names.get(m, m) for m in (comparison.reference, comparison.treatment) if m not in found]
+    if missing:
+        return f"No comparison yet: {' · '.join(missing)} without finished runs ({why})."
+    means = "; ".join(
+        f"{names.get(m, m)} {sum(found[m].values()) / len(found[m]):.2f}% (n = {len(found[m])})"
+        for m in (comparison.reference, comparison.treatment)
+    )
+    c = two_way(runs, comparison)
+    effect = paired_claim(c, "", dict(names)).effect
+    return f"Final test top-1: {means}. {effect}, {c.verdict} (unadjusted 95% interval: {why})."
 
 
 def without_results(methods: Sequence[str], values: Mapping[str, Mapping[int, float]], names: Mapping[str, str]) -> str:
