@@ -2,6 +2,7 @@
 table states what it rests on (the profile of its runs, or bench records / published values), and the Jupyter Book builds offline with each figure, table and glued number."""
 
 import html as html_lib
+import json
 import os
 import re
 import shutil
@@ -88,6 +89,9 @@ def test_every_notebook_has_a_parameters_cell_and_is_committed_without_outputs()
         "07_training_length",
     ]
     for name in NOTEBOOKS:
+        raw = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+        ids = [c.get("id") for c in raw["cells"]]  # nbformat 4.5: every cell has its own id (read before nbformat adds any)
+        assert None not in ids and len(set(ids)) == len(ids), f"{name}: a cell without an id, or two with one"
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert "parameters" in code[0].metadata.get("tags", []), name
