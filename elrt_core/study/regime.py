@@ -143,12 +143,17 @@ def axis_text() -> str:
     return "; ".join(parts)
 
 
+def _longest(names: Sequence[str]) -> Profile:
+    """The profile among ``names`` whose runs take the most optimizer steps."""
+    return max((load(name) for name in names), key=steps)
+
+
 def untested_text(trained: Sequence[str]) -> str:
     """What training length no run here has reached, from ``trained`` (the profiles with paired runs,
     :func:`trained`): ``"any schedule longer than 30 epochs (cpu-full-30, the longest profile with runs)"``."""
     if not trained:
         return "any training schedule (no profile of the regime axis has paired runs yet)"
-    longest = max((load(name) for name in trained), key=steps)
+    longest = _longest(trained)
     return f"any schedule longer than {longest.base_config().epochs} epochs ({longest.name}, the longest profile with runs)"
 
 
@@ -163,7 +168,7 @@ def full_training_text(trained: Sequence[str], reference: str = "paper") -> str:
             f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
             f"length) takes {steps(full):,} optimizer steps; no profile of the regime axis has paired runs yet."
         )
-    longest = max((load(name) for name in trained), key=steps)
+    longest = _longest(trained)
     differs = _differences(full, longest)
     return (
         f"The {reference} profile ({full.base_config().epochs} epochs of {_data(full)}, a usual published CIFAR-10 "
