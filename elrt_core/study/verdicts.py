@@ -542,7 +542,7 @@ def chosen_on_validation(
     """Which of ``candidates`` (methods, e.g. one regularizer at several strengths; the first is the rule's
     setting) the validation split chooses, in words: the highest mean final validation top-1 over the seeds
     every candidate has, with the chosen one's test top-1 over the same seeds (reported, never used to
-    choose), and whether it is the weakest or strongest regularizer tried (the best may lie beyond).
+    choose), and whether it is the smallest or largest strength tried (:func:`_edge`: the best may lie beyond).
     ``direct``: the check's comparisons of the other candidates with the first (e.g. Holm's), whose line for
     the chosen one is quoted. ``against``: a method and runs of it from the same profile (e.g. no
     regularizer): the chosen candidate and the first are each set against it over those seeds, with
